@@ -1,0 +1,201 @@
+//! The HTTP side of a node: the WebSocket endpoints, the demo page and
+//! browser client, health and readiness, and the server API for backends.
+
+pub mod forwarded;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::gateway::Gateway;
+use crate::hub::router::Sent;
+use crate::protocol::{Id, ProtoError, decode_publish};
+use crate::transport::websocket;
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const CLIENT_JS: &str = include_str!("../../web/client.js");
+
+/// Every route of the HTTP listener.
+pub fn routes(gw: Gateway) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    INDEX_HTML,
+                )
+            }),
+        )
+        .route(
+            "/client.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    CLIENT_JS,
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/websocket/{user_id}", get(websocket::legacy_upgrade))
+        .route("/ws", get(websocket::ws_upgrade))
+        .route("/api/publish", post(publish))
+        .route("/api/presence", get(presence))
+        .with_state(gw)
+}
+
+/// An error answered by the server API, as `{"code","reason"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The API key is missing or wrong.
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    /// The API is not enabled for this caller.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The store or broker cannot serve now.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<ProtoError> for ApiError {
+    fn from(e: ProtoError) -> Self {
+        match e {
+            ProtoError::Unavailable(r) => Self::Unavailable(r),
+            other => Self::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        (
+            status,
+            Json(json!({ "code": status.as_u16(), "reason": self.to_string() })),
+        )
+            .into_response()
+    }
+}
+
+/// Checks `Authorization: apikey <key>`. Without a configured key the API is
+/// open only in dev mode to loopback callers.
+fn authorize(gw: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    let cfg = gw.config();
+    let Some(key) = &cfg.api_key else {
+        if cfg.dev_mode() && peer.ip().is_loopback() {
+            return Ok(());
+        }
+        return Err(ApiError::Forbidden("the server API needs --api-key"));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("apikey "))
+        .map(str::trim);
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readyz(State(gw): State<Gateway>) -> Response {
+    let store = gw.store().check().await;
+    let broker = gw.broker().check().await;
+    let draining = gw.shutdown().is_cancelled();
+    match (store, broker) {
+        (Ok(()), Ok(())) if !draining => (StatusCode::OK, "ready\n").into_response(),
+        (s, b) => {
+            let mut reasons = Vec::new();
+            if let Err(e) = s {
+                reasons.push(e.to_string());
+            }
+            if let Err(e) = b {
+                reasons.push(e.to_string());
+            }
+            if draining {
+                reasons.push("shutting down".into());
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}\n", reasons.join("; ")),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn publish(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&gw, peer, &headers)?;
+    if body.len() > gw.config().max_frame {
+        return Err(ApiError::BadRequest(format!(
+            "body exceeds {} bytes",
+            gw.config().max_frame
+        )));
+    }
+    let (sender, send) = decode_publish(&body)?;
+    let sender = sender.unwrap_or_else(|| Id::parse("system").expect("valid id"));
+    match gw.router().send(sender, None, send) {
+        Sent::Volatile => {
+            Ok((StatusCode::ACCEPTED, Json(json!({ "volatile": true }))).into_response())
+        }
+        Sent::Stored(fut) => {
+            let a = fut
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            Ok(Json(json!({ "msgId": a.msg_id, "seq": a.seq, "ts": a.ts })).into_response())
+        }
+    }
+}
+
+async fn presence(
+    State(gw): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    authorize(&gw, peer, &headers)?;
+    let parse = |s: &str| Id::parse(s).map_err(|e| ApiError::BadRequest(format!("{s:?}: {e}")));
+    let users = if let Some(room) = q.get("roomId") {
+        gw.broker().room_presence(parse(room)?).await
+    } else if let Some(ids) = q.get("userId") {
+        let ids = ids.split(',').map(parse).collect::<Result<Vec<_>, _>>()?;
+        gw.broker().online(ids).await
+    } else {
+        return Err(ApiError::BadRequest("give roomId or userId".into()));
+    };
+    let users = users.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({ "userIds": users })).into_response())
+}

@@ -1,0 +1,47 @@
+//! The single-node broker: every envelope is for this node's hub.
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, ready};
+
+use super::{Broker, BrokerError};
+use crate::hub::{Envelope, Hub};
+use crate::protocol::Id;
+
+/// Delivers straight into the local hub; presence is the hub's.
+#[derive(Debug, Clone)]
+pub struct LocalBroker {
+    hub: Hub,
+}
+
+impl LocalBroker {
+    /// A broker for one node.
+    pub fn new(hub: Hub) -> Self {
+        Self { hub }
+    }
+}
+
+impl Broker for LocalBroker {
+    fn publish(&self, env: Envelope) {
+        self.hub.deliver(&env);
+    }
+
+    fn watch_room(&self, _room: &Id) {}
+
+    fn unwatch_room(&self, _room: &Id) {}
+
+    fn user_online(&self, _user: &Id) {}
+
+    fn user_offline(&self, _user: &Id) {}
+
+    fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
+        ready(Ok(self.hub.online(&users))).boxed()
+    }
+
+    fn room_presence(&self, room: Id) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
+        ready(Ok(self.hub.room_users(&room))).boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        ready(Ok(())).boxed()
+    }
+}

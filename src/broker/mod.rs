@@ -1,0 +1,50 @@
+//! The broker carries envelopes between nodes and answers presence for the
+//! whole cluster. The local broker serves a single node straight from the hub;
+//! the Redis broker (cluster mode) routes through Redis Pub/Sub.
+
+pub mod local;
+
+use futures_util::future::BoxFuture;
+
+use crate::hub::Envelope;
+use crate::protocol::Id;
+
+pub use local::LocalBroker;
+
+/// Why the broker could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker's backend is not reachable now.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Routes envelopes to the nodes that hold their recipients, and knows who is
+/// online where.
+pub trait Broker: Send + Sync + 'static {
+    /// Sends an envelope to every node with a session of its target,
+    /// including this one. Never waits: a backend that cannot keep up queues
+    /// or drops, it does not stall the caller.
+    fn publish(&self, env: Envelope);
+
+    /// This node now has a member of `room` (its first one).
+    fn watch_room(&self, room: &Id);
+
+    /// This node no longer has a member of `room`.
+    fn unwatch_room(&self, room: &Id);
+
+    /// This node now has a session of `user` (its first one).
+    fn user_online(&self, user: &Id);
+
+    /// This node no longer has a session of `user`.
+    fn user_offline(&self, user: &Id);
+
+    /// Which of these users are online anywhere.
+    fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>>;
+
+    /// The users online in a room, anywhere, sorted.
+    fn room_presence(&self, room: Id) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>>;
+
+    /// Whether the broker is connected (for `/readyz`).
+    fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>>;
+}

@@ -1,0 +1,411 @@
+//! The routing hub of one node: which local sessions belong to which user and
+//! which room, and fan-out of an envelope to them without ever waiting on a
+//! slow peer. It never names a transport; sessions are reached through their
+//! bounded outbound queues.
+
+pub mod router;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{CloseCode, Id};
+use crate::transport::Delivery;
+
+pub use router::{Dispatcher, Router};
+
+/// A session's id, unique across the cluster (a UUIDv7).
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct SessionId(pub u128);
+
+impl SessionId {
+    /// A fresh id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().as_u128())
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&uuid::Uuid::from_u128(self.0), f)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A stored message's channel: a user's inbox or a room.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Channel {
+    /// The inbox of a user: direct messages to them.
+    Inbox(Id),
+    /// A room's history.
+    Room(Id),
+}
+
+impl fmt::Display for Channel {
+    /// `inbox` or `room:<id>`, the form used in the login reply's `unrecovered`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inbox(_) => f.write_str("inbox"),
+            Self::Room(r) => write!(f, "room:{r}"),
+        }
+    }
+}
+
+/// Where a frame sits in its channel, so a session can drop live frames that
+/// its replay already sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The channel.
+    pub channel: Channel,
+    /// The frame's seq in it.
+    pub seq: u64,
+}
+
+/// One frame queued for one session. The payload is shared by every
+/// recipient of a broadcast: it is serialized once.
+#[derive(Debug, Clone)]
+pub struct OutFrame {
+    /// The serialized frame.
+    pub payload: Bytes,
+    /// Reliable or volatile.
+    pub how: Delivery,
+    /// Channel position, for stored messages.
+    pub position: Option<Position>,
+}
+
+/// Who a routed frame is for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Target {
+    /// Every session of a user.
+    User(Id),
+    /// Every member session of a room.
+    Room(Id),
+}
+
+/// A frame on its way to the sessions of a target, on this node or another.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Who it is for.
+    pub target: Target,
+    /// A session that must not get it (the sender's own).
+    pub exclude: Option<SessionId>,
+    /// The frame.
+    pub frame: OutFrame,
+}
+
+/// Tells a session to close itself, from any thread, without waiting.
+#[derive(Debug, Default)]
+pub struct Closer {
+    token: CancellationToken,
+    code: AtomicU16,
+}
+
+impl Closer {
+    /// Asks the session to close with `code`; the first request wins.
+    pub fn close(&self, code: CloseCode) {
+        let _ = self
+            .code
+            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire);
+        self.token.cancel();
+    }
+
+    /// Resolves once a close was requested.
+    pub async fn requested(&self) {
+        self.token.cancelled().await
+    }
+
+    /// The requested close code.
+    pub fn code(&self) -> CloseCode {
+        match self.code.load(Ordering::Acquire) {
+            4008 => CloseCode::SlowConsumer,
+            1001 => CloseCode::GoingAway,
+            4429 => CloseCode::RateLimited,
+            4408 => CloseCode::Timeout,
+            _ => CloseCode::Normal,
+        }
+    }
+}
+
+/// The hub's handle on one local session: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    /// The session.
+    pub id: SessionId,
+    /// Its user.
+    pub user: Id,
+    /// Its bounded outbound queue.
+    pub tx: mpsc::Sender<OutFrame>,
+    /// How to make it close.
+    pub closer: Arc<Closer>,
+}
+
+impl SessionHandle {
+    /// Queues a frame without waiting. A full queue closes the session as a
+    /// slow consumer (its messages stay in the store for replay).
+    pub fn offer(&self, frame: OutFrame) -> Offer {
+        match self.tx.try_send(frame) {
+            Ok(()) => Offer::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.closer.close(CloseCode::SlowConsumer);
+                Offer::Dropped
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+        }
+    }
+}
+
+/// The outcome of offering a frame to one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued.
+    Queued,
+    /// The queue was full: the session is being closed as a slow consumer.
+    Dropped,
+    /// The session already ended.
+    Gone,
+}
+
+/// How many sessions a delivery reached.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// Frames queued.
+    pub queued: usize,
+    /// Frames dropped on full queues.
+    pub dropped: usize,
+}
+
+type Members = HashMap<SessionId, SessionHandle>;
+
+/// The node-local registry: users and rooms to sessions. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// user -> that user's sessions on this node.
+    users: DashMap<Id, Members>,
+    /// room -> member sessions on this node.
+    rooms: DashMap<Id, Members>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a logged-in session. Returns true when it is the user's first
+    /// session on this node.
+    pub fn register(&self, handle: SessionHandle) -> bool {
+        let mut entry = self.inner.users.entry(handle.user.clone()).or_default();
+        entry.insert(handle.id, handle);
+        entry.len() == 1
+    }
+
+    /// Removes a session from its user and the given rooms. Returns whether it
+    /// was the user's last session here, and the rooms it was the last local
+    /// member of.
+    pub fn unregister(
+        &self,
+        id: SessionId,
+        user: &Id,
+        rooms: impl IntoIterator<Item = Id>,
+    ) -> (bool, Vec<Id>) {
+        let last_rooms = rooms.into_iter().filter(|r| self.leave(r, id)).collect();
+        let last_user = self
+            .inner
+            .users
+            .remove_if_mut(user, |_, m| {
+                m.remove(&id);
+                m.is_empty()
+            })
+            .is_some();
+        (last_user, last_rooms)
+    }
+
+    /// Adds a session to a room. Returns true when it is the room's first
+    /// member on this node.
+    pub fn join(&self, room: &Id, handle: SessionHandle) -> bool {
+        let mut entry = self.inner.rooms.entry(room.clone()).or_default();
+        entry.insert(handle.id, handle);
+        entry.len() == 1
+    }
+
+    /// Removes a session from a room. Returns true when the room has no
+    /// member left on this node.
+    pub fn leave(&self, room: &Id, id: SessionId) -> bool {
+        self.inner
+            .rooms
+            .remove_if_mut(room, |_, m| {
+                m.remove(&id);
+                m.is_empty()
+            })
+            .is_some()
+    }
+
+    /// Offers an envelope to its local sessions. Never waits.
+    pub fn deliver(&self, env: &Envelope) -> Reach {
+        let map = match &env.target {
+            Target::User(u) => self.inner.users.get(u),
+            Target::Room(r) => self.inner.rooms.get(r),
+        };
+        let mut out = Reach::default();
+        let Some(members) = map else { return out };
+        for (id, handle) in members.iter() {
+            if Some(*id) == env.exclude {
+                continue;
+            }
+            match handle.offer(env.frame.clone()) {
+                Offer::Queued => out.queued += 1,
+                Offer::Dropped => out.dropped += 1,
+                Offer::Gone => {}
+            }
+        }
+        out
+    }
+
+    /// Which of these users have a session on this node.
+    pub fn online(&self, users: &[Id]) -> Vec<Id> {
+        users
+            .iter()
+            .filter(|u| self.inner.users.contains_key(*u))
+            .cloned()
+            .collect()
+    }
+
+    /// The distinct users with a session in the room on this node, sorted.
+    pub fn room_users(&self, room: &Id) -> Vec<Id> {
+        let mut users: Vec<Id> = match self.inner.rooms.get(room) {
+            Some(m) => m.values().map(|h| h.user.clone()).collect(),
+            None => Vec::new(),
+        };
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Rooms with at least one local member.
+    pub fn local_rooms(&self) -> Vec<Id> {
+        self.inner.rooms.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Users with at least one local session.
+    pub fn local_users(&self) -> Vec<Id> {
+        self.inner.users.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Number of local sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.users.iter().map(|e| e.value().len()).sum()
+    }
+
+    /// Asks every local session to close with `code`.
+    pub fn close_all(&self, code: CloseCode) {
+        for e in self.inner.users.iter() {
+            for h in e.value().values() {
+                h.closer.close(code);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(user: &str, cap: usize) -> (SessionHandle, mpsc::Receiver<OutFrame>) {
+        let (tx, rx) = mpsc::channel(cap);
+        let h = SessionHandle {
+            id: SessionId::new(),
+            user: Id::parse(user).unwrap(),
+            tx,
+            closer: Arc::default(),
+        };
+        (h, rx)
+    }
+
+    fn env(target: Target, exclude: Option<SessionId>) -> Envelope {
+        Envelope {
+            target,
+            exclude,
+            frame: OutFrame {
+                payload: Bytes::from_static(b"{}"),
+                how: Delivery::Reliable,
+                position: None,
+            },
+        }
+    }
+
+    #[test]
+    fn room_fanout_skips_the_sender_and_shares_bytes() {
+        let hub = Hub::new();
+        let room = Id::parse("r").unwrap();
+        let (a, mut ra) = session("a", 4);
+        let (b, mut rb) = session("b", 4);
+        assert!(hub.join(&room, a.clone()));
+        assert!(!hub.join(&room, b.clone()));
+        let d = hub.deliver(&env(Target::Room(room.clone()), Some(a.id)));
+        assert_eq!(
+            d,
+            Reach {
+                queued: 1,
+                dropped: 0
+            }
+        );
+        assert!(ra.try_recv().is_err());
+        assert_eq!(&rb.try_recv().unwrap().payload[..], b"{}");
+        assert!(!hub.leave(&room, a.id));
+        assert!(hub.leave(&room, b.id));
+        assert!(hub.local_rooms().is_empty());
+    }
+
+    #[test]
+    fn full_queue_closes_the_slow_session_only() {
+        let hub = Hub::new();
+        let (slow, _keep) = session("u", 1);
+        let (fast, mut rf) = session("u", 8);
+        hub.register(slow.clone());
+        hub.register(fast.clone());
+        let e = env(Target::User(slow.user.clone()), None);
+        assert_eq!(hub.deliver(&e).queued, 2);
+        assert_eq!(
+            hub.deliver(&e),
+            Reach {
+                queued: 1,
+                dropped: 1
+            }
+        );
+        assert_eq!(slow.closer.code(), CloseCode::SlowConsumer);
+        assert_eq!(fast.closer.code(), CloseCode::Normal);
+        assert_eq!(rf.try_recv().iter().count(), 1);
+        assert_eq!(hub.session_count(), 2);
+        let (last, _) = hub.unregister(slow.id, &slow.user, []);
+        assert!(!last);
+        let (last, _) = hub.unregister(fast.id, &fast.user, []);
+        assert!(last);
+        assert!(hub.online(std::slice::from_ref(&fast.user)).is_empty());
+    }
+}

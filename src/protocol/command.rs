@@ -1,0 +1,358 @@
+//! Decoding a client frame into a typed, validated command.
+
+use serde_json::value::RawValue;
+
+use super::error::ProtoError;
+use super::id::Id;
+use super::message::{self, Since, SincePositions, Wire};
+
+/// Longest `clientMsgId` accepted.
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+/// Largest history page.
+pub const MAX_HISTORY_LIMIT: u32 = 100;
+
+/// One decoded client frame.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The literal text `ping`, answered with `pong`.
+    Ping,
+    /// A JSON frame.
+    Command(Command),
+}
+
+/// A validated client command.
+#[derive(Debug)]
+pub enum Command {
+    /// msgType 1.
+    Heartbeat,
+    /// msgType 2.
+    Login(Login),
+    /// msgType 3 or >= 100.
+    Send(Send),
+    /// msgType 4 from a client: "I hold my inbox up to `seq`".
+    Cursor {
+        /// The last inbox seq the client holds.
+        seq: u64,
+    },
+    /// msgType 5.
+    Join(Id),
+    /// msgType 6.
+    Leave(Id),
+    /// msgType 7.
+    History {
+        /// The room, or the caller's inbox when absent.
+        room: Option<Id>,
+        /// Messages with `seq > since`.
+        since: u64,
+        /// At most this many messages (1..=100).
+        limit: u32,
+    },
+    /// msgType 8 with `roomId`.
+    PresenceRoom(Id),
+    /// msgType 8 with `userIds`.
+    PresenceUsers(Vec<Id>),
+}
+
+/// A login frame.
+#[derive(Debug, Default)]
+pub struct Login {
+    /// The claimed identity (`sendUserId`).
+    pub user: Option<Id>,
+    /// A JWT, when it did not come in the URL.
+    pub token: Option<String>,
+    /// Rooms to join as part of the login.
+    pub rooms: Vec<Id>,
+    /// Replay positions.
+    pub since: SincePositions,
+}
+
+/// Where a business message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Every session of a user; `context` is a room kept for the recipient.
+    User {
+        /// The recipient.
+        user: Id,
+        /// A room id carried as context.
+        context: Option<Id>,
+    },
+    /// Every member session of a room.
+    Room(Id),
+}
+
+/// A business message from a client.
+#[derive(Debug)]
+pub struct Send {
+    /// The msgType (3 or >= 100), preserved.
+    pub msg_type: i64,
+    /// Where it goes.
+    pub to: Destination,
+    /// Opaque, preserved.
+    pub biz_type: Option<i64>,
+    /// Opaque, preserved.
+    pub biz_opt_module: Option<i64>,
+    /// Opaque, preserved.
+    pub body: Option<Box<RawValue>>,
+    /// Idempotency key.
+    pub client_msg_id: Option<String>,
+    /// Not stored, not acked.
+    pub volatile: bool,
+}
+
+/// Decodes one frame. An error leaves the connection open; the caller answers
+/// it with msgType 9. `client_msg_id` of a failed send is recovered when
+/// possible so the client can match the error to its message.
+pub fn decode(frame: &[u8]) -> Result<Inbound, DecodeError> {
+    if frame.trim_ascii() == b"ping" {
+        return Ok(Inbound::Ping);
+    }
+    let wire = parse(frame).map_err(|error| DecodeError {
+        error,
+        client_msg_id: None,
+    })?;
+    let client_msg_id = wire.client_msg_id.clone();
+    command(wire)
+        .map(Inbound::Command)
+        .map_err(|error| DecodeError {
+            error,
+            client_msg_id,
+        })
+}
+
+/// Decodes a server-API publish body: a message object whose `msgType`
+/// defaults to 3 and whose `sendUserId`, if any, names a system sender.
+pub fn decode_publish(body: &[u8]) -> Result<(Option<Id>, Send), ProtoError> {
+    let mut wire = parse(body)?;
+    let sender = wire.send_user_id.take();
+    wire.msg_type.get_or_insert(message::BUSINESS);
+    match command(wire)? {
+        Command::Send(s) => Ok((sender, s)),
+        _ => Err(ProtoError::bad("msgType must be 3 or at least 100")),
+    }
+}
+
+/// Parses one JSON object, naming the field at fault in the error.
+fn parse(frame: &[u8]) -> Result<Wire, ProtoError> {
+    let mut de = serde_json::Deserializer::from_slice(frame);
+    let wire: Wire = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ProtoError::bad(format!("malformed frame: {inner}"))
+        } else {
+            ProtoError::bad(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ProtoError::bad(format!("malformed frame: {e}")))?;
+    Ok(wire)
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct DecodeError {
+    /// What is wrong.
+    pub error: ProtoError,
+    /// The frame's `clientMsgId`, when it could be read.
+    pub client_msg_id: Option<String>,
+}
+
+fn command(w: Wire) -> Result<Command, ProtoError> {
+    let msg_type = w
+        .msg_type
+        .ok_or_else(|| ProtoError::bad("msgType is required"))?;
+    if let Some(id) = &w.client_msg_id
+        && (id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID)
+    {
+        return Err(ProtoError::bad(format!(
+            "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID} characters"
+        )));
+    }
+    match msg_type {
+        message::HEARTBEAT => Ok(Command::Heartbeat),
+        message::LOGIN => {
+            let since = match w.since {
+                None => SincePositions::default(),
+                Some(Since::Positions(p)) => p,
+                Some(Since::Seq(_)) => {
+                    return Err(ProtoError::bad("since: at login, an object {inbox, rooms}"));
+                }
+            };
+            let mut rooms: Vec<Id> = w.room_id.into_iter().collect();
+            rooms.extend(w.rooms.unwrap_or_default());
+            rooms.dedup();
+            Ok(Command::Login(Login {
+                user: w.send_user_id,
+                token: w.token,
+                rooms,
+                since,
+            }))
+        }
+        message::ACK => {
+            let seq = w
+                .seq
+                .ok_or_else(|| ProtoError::bad("msgType 4 needs seq"))?;
+            Ok(Command::Cursor { seq })
+        }
+        message::JOIN => Ok(Command::Join(need_room(w.room_id, "join")?)),
+        message::LEAVE => Ok(Command::Leave(need_room(w.room_id, "leave")?)),
+        message::HISTORY => {
+            let since = match w.since {
+                None => 0,
+                Some(Since::Seq(n)) => n,
+                Some(Since::Positions(_)) => return Err(ProtoError::bad("since: a number")),
+            };
+            let limit = w.limit.unwrap_or(MAX_HISTORY_LIMIT);
+            if limit == 0 || limit > MAX_HISTORY_LIMIT {
+                return Err(ProtoError::bad(format!(
+                    "limit must be 1 to {MAX_HISTORY_LIMIT}"
+                )));
+            }
+            Ok(Command::History {
+                room: w.room_id,
+                since,
+                limit,
+            })
+        }
+        message::PRESENCE => match (w.room_id, w.user_ids) {
+            (Some(room), None) => Ok(Command::PresenceRoom(room)),
+            (None, Some(users)) => {
+                if users.len() > 1000 {
+                    return Err(ProtoError::bad("userIds: at most 1000"));
+                }
+                Ok(Command::PresenceUsers(users))
+            }
+            _ => Err(ProtoError::bad("presence needs either roomId or userIds")),
+        },
+        t if message::is_business(t) => {
+            let to = match (w.received_user_id, w.room_id) {
+                (Some(user), context) => Destination::User { user, context },
+                (None, Some(room)) => Destination::Room(room),
+                (None, None) => {
+                    return Err(ProtoError::bad("a message needs receivedUserId or roomId"));
+                }
+            };
+            Ok(Command::Send(Send {
+                msg_type: t,
+                to,
+                biz_type: w.biz_type,
+                biz_opt_module: w.biz_opt_module,
+                body: w.msg_body,
+                client_msg_id: w.client_msg_id,
+                volatile: w.volatile.unwrap_or(false),
+            }))
+        }
+        t => Err(ProtoError::bad(format!("unknown msgType {t}"))),
+    }
+}
+
+fn need_room(room: Option<Id>, what: &str) -> Result<Id, ProtoError> {
+    room.ok_or_else(|| ProtoError::bad(format!("{what} needs roomId")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(s: &str) -> Command {
+        match decode(s.as_bytes()).unwrap() {
+            Inbound::Command(c) => c,
+            Inbound::Ping => panic!("ping"),
+        }
+    }
+
+    fn err(s: &str) -> DecodeError {
+        decode(s.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn literal_ping() {
+        assert!(matches!(decode(b"ping").unwrap(), Inbound::Ping));
+        assert!(matches!(decode(b" ping\n").unwrap(), Inbound::Ping));
+    }
+
+    #[test]
+    fn legacy_login_and_message() {
+        let c = cmd(
+            r#"{"msgType":2,"sendUserId":8812,"bizType":1,"bizOptModule":1,"roomId":"123456","msgBody":{}}"#,
+        );
+        let Command::Login(l) = c else { panic!() };
+        assert_eq!(l.user.unwrap().as_str(), "8812");
+        assert_eq!(l.rooms[0].as_str(), "123456");
+        let c = cmd(
+            r#"{"msgType":100,"sendUserId":8812,"bizType":1,"bizOptModule":1,"roomId":"123456","receivedUserId":"77","msgBody":{"operateType":1,"operateContent":"1"}}"#,
+        );
+        let Command::Send(s) = c else { panic!() };
+        assert_eq!(s.msg_type, 100);
+        assert_eq!(
+            s.to,
+            Destination::User {
+                user: Id::parse("77").unwrap(),
+                context: Some(Id::parse("123456").unwrap())
+            }
+        );
+        assert_eq!(
+            s.body.unwrap().get(),
+            r#"{"operateType":1,"operateContent":"1"}"#
+        );
+    }
+
+    #[test]
+    fn login_since_positions() {
+        let Command::Login(l) = cmd(r#"{"msgType":2,"since":{"inbox":17,"rooms":{"r":40}}}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(l.since.inbox, Some(17));
+        assert_eq!(l.since.rooms[&Id::parse("r").unwrap()], 40);
+    }
+
+    #[test]
+    fn bad_input_is_400_with_a_reason() {
+        for bad in [
+            "{",
+            "[]",
+            "null",
+            "pong",
+            r#"{"msgType":"2"}"#,
+            r#"{"msgType":2.5}"#,
+            r#"{}"#,
+            r#"{"msgType":10}"#,
+            r#"{"msgType":0}"#,
+            r#"{"msgType":-1}"#,
+            r#"{"msgType":3}"#,
+            r#"{"msgType":3,"roomId":true}"#,
+            r#"{"msgType":3,"roomId":"r","bizType":"x"}"#,
+            r#"{"msgType":5}"#,
+            r#"{"msgType":7,"limit":0}"#,
+            r#"{"msgType":7,"limit":101}"#,
+            r#"{"msgType":8}"#,
+            r#"{"msgType":4}"#,
+            r#"{"msgType":1} {"msgType":1}"#,
+        ] {
+            assert_eq!(err(bad).error.code(), 400, "{bad}");
+        }
+        assert!(
+            err(r#"{"msgType":"x"}"#)
+                .error
+                .to_string()
+                .starts_with("msgType")
+        );
+    }
+
+    #[test]
+    fn failed_send_keeps_client_msg_id() {
+        let e = err(r#"{"msgType":3,"clientMsgId":"c9"}"#);
+        assert_eq!(e.client_msg_id.as_deref(), Some("c9"));
+        assert_eq!(
+            err(&format!(
+                r#"{{"msgType":3,"roomId":"r","clientMsgId":"{}"}}"#,
+                "x".repeat(65)
+            ))
+            .error
+            .code(),
+            400
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Assembles a node from its configuration (store, broker, hub, listeners)
+//! and runs it until shutdown, then drains: sessions are told to go away
+//! (close 1001) and given a deadline to finish.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::broker::{Broker, LocalBroker};
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::hub::{Dispatcher, Hub};
+use crate::protocol::CloseCode;
+use crate::store::{MemoryStore, Retention, Store};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data folder is not usable.
+    #[error("data folder {path}: {source}")]
+    Data {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+pub struct Running {
+    /// The bound HTTP/WebSocket address.
+    pub http_addr: SocketAddr,
+    gw: Gateway,
+    http: JoinHandle<()>,
+}
+
+/// Starts a node: binds its listeners and serves in background tasks.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
+        path: config.data.clone(),
+        source,
+    })?;
+    let node_id = match &config.node_id {
+        Some(id) => id.clone(),
+        None => node_id_from(&config.data)?,
+    };
+    let hub = Hub::new();
+    let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
+    let retention = Retention {
+        max_count: config.retention_count,
+        max_age: config.retention_age,
+    };
+    let sink = Arc::new(Dispatcher::new(broker.clone()));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(sink, retention, config.dedupe_window));
+    let gw = Gateway::new(config.clone(), node_id.clone(), hub, store, broker);
+
+    let listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.http,
+        source,
+    })?;
+    let app = crate::api::routes(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = gw.shutdown().clone();
+    let http = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "HTTP listener failed");
+        }
+    });
+    info!(%http_addr, node = %node_id, dev_mode = config.dev_mode(), "rtgate listening");
+    Ok(Running {
+        http_addr,
+        gw,
+        http,
+    })
+}
+
+/// Reads the node id kept in the data folder, creating it on first start.
+fn node_id_from(data: &Path) -> Result<String, ServerError> {
+    let path = data.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let id = format!("node-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|source| ServerError::Data { path, source })?;
+            Ok(id)
+        }
+    }
+}
+
+impl Running {
+    /// The node's shared state.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gw
+    }
+
+    /// Stops accepting, tells every session to go away (1001), and waits up
+    /// to the drain deadline for sessions to finish.
+    pub async fn shutdown(self) {
+        let gw = self.gw;
+        info!(sessions = gw.hub().session_count(), "draining");
+        gw.shutdown().cancel();
+        gw.hub().close_all(CloseCode::GoingAway);
+        gw.tasks().close();
+        if tokio::time::timeout(gw.config().drain, gw.tasks().wait())
+            .await
+            .is_err()
+        {
+            warn!("drain deadline passed with sessions still open");
+        }
+        let _ = tokio::time::timeout(gw.config().drain, self.http).await;
+        info!("stopped");
+    }
+}

@@ -1,0 +1,172 @@
+//! An in-memory [`Store`]: the same contract as the durable stores, nothing
+//! survives a restart. Used by tests and by `--store memory`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, ready};
+use serde_json::value::RawValue;
+
+use super::{
+    AppendRequest, Appended, CommitSink, Committed, DedupeKey, Page, Retention, Store, StoreError,
+};
+use crate::hub::Channel;
+use crate::protocol::Id;
+
+/// An in-memory store. Appends commit synchronously under one lock, so the
+/// commit sink sees each channel in seq order.
+pub struct MemoryStore {
+    /// A std mutex: every critical section is short and never awaits.
+    state: Arc<Mutex<State>>,
+    sink: Arc<dyn CommitSink>,
+    retention: Retention,
+    dedupe_window: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    logs: HashMap<Channel, Log>,
+    dedupe: HashMap<DedupeKey, (Appended, Instant)>,
+    /// Dedupe keys in insertion order, for expiry.
+    dedupe_order: VecDeque<(Instant, DedupeKey)>,
+    cursors: HashMap<Id, u64>,
+}
+
+#[derive(Default)]
+struct Log {
+    /// Seq of the last appended message (0: none yet).
+    last: u64,
+    /// Retained messages: (seq, stored at, payload), oldest first.
+    entries: VecDeque<(u64, Instant, Bytes)>,
+}
+
+impl MemoryStore {
+    /// A store that hands committed messages to `sink`.
+    pub fn new(sink: Arc<dyn CommitSink>, retention: Retention, dedupe_window: Duration) -> Self {
+        Self {
+            state: Arc::default(),
+            sink,
+            retention,
+            dedupe_window,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent maps behind.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn append(&self, mut req: AppendRequest) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        while let Some((at, _)) = st.dedupe_order.front() {
+            if now.duration_since(*at) < self.dedupe_window {
+                break;
+            }
+            let (_, key) = st.dedupe_order.pop_front().expect("front exists");
+            st.dedupe.remove(&key);
+        }
+        if let Some((ack, _)) = req.dedupe.as_ref().and_then(|k| st.dedupe.get(k)) {
+            return ready(Ok(Appended {
+                duplicate: true,
+                ..ack.clone()
+            }))
+            .boxed();
+        }
+        let log = st.logs.entry(req.channel.clone()).or_default();
+        log.last += 1;
+        let seq = log.last;
+        req.message.seq = Some(seq);
+        let payload = req.message.to_bytes();
+        log.entries.push_back((seq, now, payload.clone()));
+        while log.entries.len() as u64 > self.retention.max_count
+            || log
+                .entries
+                .front()
+                .is_some_and(|(_, at, _)| now.duration_since(*at) > self.retention.max_age)
+        {
+            log.entries.pop_front();
+        }
+        let ack = Appended {
+            msg_id: req.message.msg_id.clone(),
+            seq,
+            ts: req.message.ts,
+            duplicate: false,
+        };
+        if let Some(key) = req.dedupe {
+            st.dedupe.insert(key.clone(), (ack.clone(), now));
+            st.dedupe_order.push_back((now, key));
+        }
+        self.sink.committed(Committed {
+            channel: req.channel,
+            message: req.message,
+            payload,
+            origin: req.origin,
+        });
+        ready(Ok(ack)).boxed()
+    }
+
+    fn read(
+        &self,
+        channel: &Channel,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Page, StoreError>> {
+        let st = self.lock();
+        let Some(log) = st.logs.get(channel) else {
+            return ready(Ok(Page {
+                last: since,
+                ..Page::default()
+            }))
+            .boxed();
+        };
+        let first_kept = log.entries.front().map_or(log.last + 1, |(s, _, _)| *s);
+        let mut page = Page {
+            latest: log.last,
+            last: since,
+            gap: since + 1 < first_kept && since < log.last,
+            ..Page::default()
+        };
+        for (seq, _, payload) in log
+            .entries
+            .iter()
+            .filter(|(s, _, _)| *s > since)
+            .take(limit)
+        {
+            let text = std::str::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()));
+            let raw = text.and_then(|t| {
+                RawValue::from_string(t.to_owned()).map_err(|e| StoreError::Corrupt(e.to_string()))
+            });
+            match raw {
+                Ok(raw) => page.messages.push(raw),
+                Err(e) => return ready(Err(e)).boxed(),
+            }
+            page.last = *seq;
+        }
+        ready(Ok(page)).boxed()
+    }
+
+    fn latest(&self, channel: &Channel) -> BoxFuture<'static, Result<u64, StoreError>> {
+        ready(Ok(self.lock().logs.get(channel).map_or(0, |l| l.last))).boxed()
+    }
+
+    fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
+        ready(Ok(self.lock().cursors.get(user).copied().unwrap_or(0))).boxed()
+    }
+
+    fn set_cursor(&self, user: &Id, seq: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut st = self.lock();
+        let c = st.cursors.entry(user.clone()).or_default();
+        *c = (*c).max(seq);
+        ready(Ok(())).boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        ready(Ok(())).boxed()
+    }
+}

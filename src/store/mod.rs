@@ -1,0 +1,149 @@
+//! The message store: per-channel logs with gap-free `seq`, dedupe of resends,
+//! inbox cursors and history. An append is acknowledged only once it is
+//! stored, and committed messages are handed to a [`CommitSink`] in `seq`
+//! order per channel, which is how delivery order equals storage order.
+
+pub mod memory;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::value::RawValue;
+
+use crate::hub::{Channel, SessionId};
+use crate::protocol::{Delivered, Id};
+
+pub use memory::MemoryStore;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store is not reachable or not writable right now.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store is shutting down and takes no more writes.
+    #[error("store is shutting down")]
+    ShuttingDown,
+    /// Stored data could not be read back.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A resend key: one user's `clientMsgId`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupeKey {
+    /// The sender.
+    pub user: Id,
+    /// The client's idempotency key.
+    pub client_msg_id: String,
+}
+
+/// A message to store.
+#[derive(Debug)]
+pub struct AppendRequest {
+    /// The channel it goes to.
+    pub channel: Channel,
+    /// The message, stamped by the server, without `seq`.
+    pub message: Delivered,
+    /// Set when the client gave a `clientMsgId`.
+    pub dedupe: Option<DedupeKey>,
+    /// The sending session, kept out of its own room broadcast.
+    pub origin: Option<SessionId>,
+}
+
+/// The result of an append: what the ack carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored message's id.
+    pub msg_id: String,
+    /// Its position in the channel.
+    pub seq: u64,
+    /// Its acceptance time.
+    pub ts: u64,
+    /// True when this was a resend of an already stored message: nothing new
+    /// was stored or delivered, and the original ack is returned.
+    pub duplicate: bool,
+}
+
+/// A message that has just been stored, handed to the [`CommitSink`].
+#[derive(Debug)]
+pub struct Committed {
+    /// Its channel.
+    pub channel: Channel,
+    /// The message with its `seq`.
+    pub message: Delivered,
+    /// The message serialized once, as every recipient gets it.
+    pub payload: Bytes,
+    /// The sending session.
+    pub origin: Option<SessionId>,
+}
+
+/// Receives committed messages, in `seq` order per channel, right after they
+/// are durable. Must not block: it runs on the store's commit path.
+pub trait CommitSink: Send + Sync + 'static {
+    /// One committed message.
+    fn committed(&self, c: Committed);
+}
+
+/// A page of a channel's history.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The channel's latest seq (0 when empty).
+    pub latest: u64,
+    /// Messages after `since`, in seq order, as they were delivered.
+    pub messages: Vec<Box<RawValue>>,
+    /// The seq of the last message in `messages` (or `since` when empty).
+    pub last: u64,
+    /// True when retention already removed messages after `since`: the
+    /// page does not start right after it.
+    pub gap: bool,
+}
+
+/// How much history each channel keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// At most this many messages per channel.
+    pub max_count: u64,
+    /// Messages older than this are removed.
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_count: 10_000,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// A message store. Implementations: [`MemoryStore`] (tests, single node
+/// without a data folder), and the durable ones.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a message and assigns its `seq`. The request is queued before
+    /// this returns, so appends made one after another from one task get
+    /// increasing seqs; the future resolves once the message is durable and
+    /// has been handed to the commit sink.
+    fn append(&self, req: AppendRequest) -> BoxFuture<'static, Result<Appended, StoreError>>;
+
+    /// Up to `limit` messages of a channel with `seq > since`.
+    fn read(
+        &self,
+        channel: &Channel,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Page, StoreError>>;
+
+    /// The channel's latest seq, 0 when empty.
+    fn latest(&self, channel: &Channel) -> BoxFuture<'static, Result<u64, StoreError>>;
+
+    /// The inbox position the user last acknowledged.
+    fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>>;
+
+    /// Records that the user holds its inbox up to `seq` (never moves back).
+    fn set_cursor(&self, user: &Id, seq: u64) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Whether the store can take writes now (for `/readyz`).
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+}

@@ -1,0 +1,119 @@
+//! The session trait that every transport implements: send and receive
+//! frames, keep the peer alive, close with a code. The session driver and the
+//! hub only ever see this trait, never WebSocket or WebTransport types.
+
+pub mod websocket;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::protocol::CloseCode;
+
+/// Which transport a session came on (for logs and metrics only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// WebSocket over TCP.
+    WebSocket,
+    /// WebTransport over HTTP/3 and QUIC.
+    WebTransport,
+}
+
+impl TransportKind {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::WebTransport => "webtransport",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the transport knows about the peer and the request that opened it.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The transport.
+    pub kind: TransportKind,
+    /// The client's address (after trusted-proxy resolution).
+    pub addr: SocketAddr,
+    /// `{userId}` from the legacy path `/websocket/{userId}`.
+    pub path_user: Option<String>,
+    /// `userId` from the query string.
+    pub query_user: Option<String>,
+    /// `token` from the query string.
+    pub query_token: Option<String>,
+}
+
+/// One frame received from the peer.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A frame on the reliable channel: JSON or literal `ping`.
+    Frame(Bytes),
+    /// A datagram (unreliable, WebTransport only): one JSON object.
+    Datagram(Bytes),
+    /// Traffic that carries no frame (a WebSocket Pong): proves liveness.
+    Activity,
+    /// A frame over the size limit; its content was not kept.
+    TooLarge(usize),
+}
+
+/// How a frame should travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// On the reliable, ordered channel.
+    Reliable,
+    /// As a datagram when the transport has one and it fits; else reliable.
+    Volatile,
+}
+
+/// A transport failure. The session ends; nothing acknowledged is lost,
+/// because acknowledgement follows the durable write, not the send.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The peer closed the connection or the connection broke.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// An I/O or protocol error below the frame layer.
+    #[error("transport error: {0}")]
+    Io(String),
+}
+
+/// A connected client, whatever carries it.
+///
+/// The session driver owns it in one task and selects over [`recv`] and its
+/// outbound queue, so `recv` must be cancel-safe: dropping its future loses no
+/// frame. `send` may buffer; `flush` pushes buffered frames out.
+///
+/// [`recv`]: Transport::recv
+pub trait Transport: Send + 'static {
+    /// The peer and the request that opened this session.
+    fn peer(&self) -> &PeerInfo;
+
+    /// The next frame, `None` when the peer is gone. Cancel-safe.
+    fn recv(&mut self) -> impl Future<Output = Option<Result<Incoming, TransportError>>> + Send;
+
+    /// Queues one frame (UTF-8 JSON, or `pong`) for sending.
+    fn send(
+        &mut self,
+        frame: Bytes,
+        how: Delivery,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Sends everything queued by [`Transport::send`].
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// A transport-level liveness probe (WebSocket Ping). Transports with
+    /// their own keep-alive (QUIC) do nothing.
+    fn keepalive(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Closes the session with a code and reason, best effort.
+    fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
+}

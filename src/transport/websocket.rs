@@ -1,0 +1,164 @@
+//! WebSocket transport (axum's `ws`, tokio-tungstenite underneath): the
+//! upgrade handlers for `/websocket/{userId}` and `/ws`, and the
+//! [`Transport`] implementation over an upgraded socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::SinkExt;
+
+use super::{Delivery, Incoming, PeerInfo, Transport, TransportError, TransportKind};
+use crate::api::forwarded::client_addr;
+use crate::auth::origin_allowed;
+use crate::gateway::Gateway;
+use crate::protocol::CloseCode;
+
+/// How long a closing session waits for the peer's close reply.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// `GET /websocket/{userId}`: the legacy endpoint.
+pub async fn legacy_upgrade(
+    State(gw): State<Gateway>,
+    Path(user): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(gw, Some(user), addr, query, headers, ws)
+}
+
+/// `GET /ws`.
+pub async fn ws_upgrade(
+    State(gw): State<Gateway>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(gw, None, addr, query, headers, ws)
+}
+
+fn upgrade(
+    gw: Gateway,
+    path_user: Option<String>,
+    addr: SocketAddr,
+    mut query: HashMap<String, String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let cfg = gw.config();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !origin_allowed(&cfg.allowed_origins, origin) {
+        tracing::info!(%addr, origin, "upgrade refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    if gw.shutdown().is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let peer = PeerInfo {
+        kind: TransportKind::WebSocket,
+        addr: client_addr(addr, &headers, &cfg.trusted_proxies),
+        path_user,
+        query_user: query.remove("userId"),
+        query_token: query.remove("token"),
+    };
+    // Frames up to 4x the limit are read whole so they can be answered with
+    // 413; beyond that the transport cuts the connection itself.
+    let hard_limit = cfg.max_frame.saturating_mul(4);
+    let tasks = gw.tasks().clone();
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .read_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| {
+            tasks.track_future(crate::session::run(
+                WebSocketTransport { ws: socket, peer },
+                gw,
+            ))
+        })
+}
+
+/// A WebSocket session.
+pub struct WebSocketTransport {
+    ws: WebSocket,
+    peer: PeerInfo,
+}
+
+impl WebSocketTransport {
+    /// Wraps an upgraded socket.
+    pub fn new(ws: WebSocket, peer: PeerInfo) -> Self {
+        Self { ws, peer }
+    }
+}
+
+fn io(e: axum::Error) -> TransportError {
+    TransportError::Io(e.to_string())
+}
+
+impl Transport for WebSocketTransport {
+    fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
+        // `WebSocket::recv` polls the stream once per call: cancel-safe.
+        let msg = match self.ws.recv().await? {
+            Ok(m) => m,
+            Err(e) => {
+                let inner = e.into_inner();
+                if let Some(tungstenite::Error::Capacity(c)) =
+                    inner.downcast_ref::<tungstenite::Error>()
+                {
+                    let size = match c {
+                        tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
+                        _ => usize::MAX,
+                    };
+                    return Some(Ok(Incoming::TooLarge(size)));
+                }
+                return Some(Err(TransportError::Io(inner.to_string())));
+            }
+        };
+        Some(Ok(match msg {
+            Message::Text(t) => Incoming::Frame(Bytes::from(t)),
+            Message::Binary(b) => Incoming::Frame(b),
+            Message::Ping(_) | Message::Pong(_) => Incoming::Activity,
+            Message::Close(_) => return None,
+        }))
+    }
+
+    async fn send(&mut self, frame: Bytes, _how: Delivery) -> Result<(), TransportError> {
+        let text = Utf8Bytes::try_from(frame)
+            .map_err(|e| TransportError::Io(format!("frame is not UTF-8: {e}")))?;
+        self.ws.feed(Message::Text(text)).await.map_err(io)
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        self.ws.flush().await.map_err(io)
+    }
+
+    async fn keepalive(&mut self) -> Result<(), TransportError> {
+        self.ws.send(Message::Ping(Bytes::new())).await.map_err(io)
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: Utf8Bytes::from(reason),
+        };
+        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        // Read until the peer answers the close, so that unread input does
+        // not turn our close into a TCP reset that loses the close frame.
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(_)) = self.ws.recv().await {}
+        })
+        .await;
+    }
+}
