@@ -1,0 +1,136 @@
+//! The HTTP side: health, the server API, the demo page.
+
+use serde_json::{Value, json};
+
+use crate::common::{Client, Server};
+
+#[tokio::test]
+async fn health_and_static_files() {
+    let s = Server::start(&[]);
+    assert_eq!(s.http("GET", "/healthz", &[], "").await.0, 200);
+    assert_eq!(
+        s.http("GET", "/readyz", &[], "").await,
+        (200, "ready\n".to_string())
+    );
+    let (status, page) = s.http("GET", "/", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("client.js"));
+    let (status, js) = s.http("GET", "/client.js", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(js.contains("class RtgateClient"));
+}
+
+#[tokio::test]
+async fn publish_and_presence_in_dev_mode_on_loopback() {
+    let s = Server::start(&[]);
+    let (mut bob, _) = Client::login(&s, "bob").await;
+    let (status, body) = s
+        .http(
+            "POST",
+            "/api/publish",
+            &[],
+            r#"{"receivedUserId":"bob","msgBody":{"k":"v"},"bizType":3,"sendUserId":"billing"}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ack: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ack["seq"], 1);
+    let m = bob.recv().await;
+    assert_eq!(
+        (m["msgType"].as_i64(), m["sendUserId"].as_str()),
+        (Some(3), Some("billing"))
+    );
+    assert_eq!(m["msgId"], ack["msgId"]);
+    assert_eq!(m["msgBody"], json!({"k": "v"}));
+    let (status, body) = s
+        .http("GET", "/api/presence?userId=bob,carol", &[], "")
+        .await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (200, json!({"userIds": ["bob"]}))
+    );
+    let (status, body) = s
+        .http("POST", "/api/publish", &[], r#"{"msgBody":1}"#)
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn api_key_is_required_when_configured() {
+    let s = Server::start(&["--api-key", "k1"]);
+    let (mut r, _) = Client::login(&s, "r").await;
+    r.send(&json!({"msgType": 5, "roomId": "news"})).await;
+    r.recv().await;
+    let msg = r#"{"roomId":"news","msgBody":"hi","msgType":120}"#;
+    assert_eq!(s.http("POST", "/api/publish", &[], msg).await.0, 401);
+    assert_eq!(
+        s.http(
+            "POST",
+            "/api/publish",
+            &[("authorization", "apikey nope")],
+            msg
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        s.http("GET", "/api/presence?roomId=news", &[], "").await.0,
+        401
+    );
+    let (status, _) = s
+        .http(
+            "POST",
+            "/api/publish",
+            &[("authorization", "apikey k1")],
+            msg,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let m = r.recv().await;
+    assert_eq!(
+        (m["msgType"].as_i64(), m["roomId"].as_str()),
+        (Some(120), Some("news"))
+    );
+    let (_, body) = s
+        .http(
+            "GET",
+            "/api/presence?roomId=news",
+            &[("authorization", "apikey k1")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"userIds": ["r"]})
+    );
+}
+
+#[tokio::test]
+async fn api_without_a_key_is_closed_outside_dev_mode() {
+    let s = Server::start(&["--jwt-secret", "x"]);
+    assert_eq!(
+        s.http("POST", "/api/publish", &[], r#"{"roomId":"r"}"#)
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn sigterm_tells_clients_to_go_away_and_exits_cleanly() {
+    let mut s = Server::start(&[]);
+    let (mut a, _) = Client::login(&s, "a").await;
+    let (mut b, _) = Client::login(&s, "b").await;
+    a.send(&json!({"msgType": 3, "receivedUserId": "b", "msgBody": 1, "clientMsgId": "m"}))
+        .await;
+    assert_eq!(a.recv_type(4).await["clientMsgId"], "m");
+    assert_eq!(b.recv().await["msgBody"], 1);
+    assert!(s.is_running());
+    let status = tokio::task::spawn_blocking(move || s.terminate())
+        .await
+        .unwrap();
+    assert_eq!(a.expect_end().await, crate::common::End::Closed(1001));
+    assert_eq!(b.expect_end().await, crate::common::End::Closed(1001));
+    assert!(status.success(), "{status:?}");
+}

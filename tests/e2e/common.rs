@@ -1,0 +1,287 @@
+//! Test harness: starts the real `rtgate` binary on ephemeral loopback ports
+//! and talks to it with real WebSocket and HTTP clients.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any expected frame.
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
+
+/// A running `rtgate` process, killed on drop.
+pub(crate) struct Server {
+    child: Child,
+    /// The HTTP/WebSocket address it bound.
+    pub(crate) http: SocketAddr,
+    /// Its data folder (removed on drop).
+    pub(crate) data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the binary with default test options plus `args`.
+    pub(crate) fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts the binary with extra arguments and environment variables.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(data, args, env)
+    }
+
+    /// Starts the binary on a given data folder.
+    pub(crate) fn start_in(data: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtgate"));
+        cmd.args(["--http", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rtgate starts");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let http = loop {
+            let line = lines
+                .next()
+                .expect("rtgate printed its address")
+                .expect("stdout line");
+            if let Some(addr) = line.strip_prefix("rtgate listening http=") {
+                break addr
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("address");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, http, data }
+    }
+
+    /// `ws://127.0.0.1:PORT{path}`.
+    pub(crate) fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.http, path)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Kills the process (SIGKILL) and hands back its data folder, for a
+    /// restart on the same data.
+    pub(crate) fn kill_keep_data(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// A plain HTTP request; returns status and body.
+    pub(crate) async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.http, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = client
+            .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+            .await
+            .expect("http");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A WebSocket test client.
+pub(crate) struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// A close frame with this code.
+    Closed(u16),
+    /// The connection dropped without a close frame.
+    Dropped,
+}
+
+impl Client {
+    /// Connects to a URL.
+    pub(crate) async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    /// Connects with an `Origin` header; returns the HTTP status on refusal.
+    pub(crate) async fn connect_with_origin(url: &str, origin: &str) -> Result<Client, u16> {
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
+    /// Connects to `/ws` and logs in as `user`; returns the client and the login reply.
+    pub(crate) async fn login(server: &Server, user: &str) -> (Client, Value) {
+        let mut c = Client::connect(&server.ws_url("/ws")).await;
+        let reply = c.login_as(json!({"msgType": 2, "sendUserId": user})).await;
+        (c, reply)
+    }
+
+    /// Sends a login frame and returns the reply, which must be msgType 2.
+    pub(crate) async fn login_as(&mut self, frame: Value) -> Value {
+        self.send(&frame).await;
+        let reply = self.recv().await;
+        assert_eq!(reply["msgType"], 2, "login reply: {reply}");
+        reply
+    }
+
+    /// Sends a JSON frame.
+    pub(crate) async fn send(&mut self, v: &Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw text frame.
+    pub(crate) async fn send_text(&mut self, s: &str) {
+        self.ws
+            .send(Message::text(s.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw binary frame.
+    pub(crate) async fn send_binary(&mut self, b: Vec<u8>) {
+        self.ws.send(Message::binary(b)).await.expect("send");
+    }
+
+    /// The next text frame, as text; panics after [`WAIT`].
+    pub(crate) async fn recv_text(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+            {
+                Some(Ok(Message::Text(t))) => return t.to_string(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next JSON frame.
+    pub(crate) async fn recv(&mut self) -> Value {
+        let t = self.recv_text().await;
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
+    }
+
+    /// The next JSON frame of a given msgType, skipping others.
+    pub(crate) async fn recv_type(&mut self, msg_type: i64) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["msgType"] == msg_type {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives (besides pings) for `d`.
+    pub(crate) async fn expect_silence(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends; returns how, skipping other frames.
+    pub(crate) async fn expect_end(&mut self) -> End {
+        loop {
+            match tokio::time::timeout(WAIT * 2, self.ws.next())
+                .await
+                .expect("connection ends in time")
+            {
+                Some(Ok(Message::Close(Some(f)))) => return End::Closed(f.code.into()),
+                Some(Ok(Message::Close(None))) => return End::Closed(1005),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return End::Dropped,
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Connects over a socket with a tiny receive buffer, to play a client
+    /// that cannot keep up.
+    pub(crate) async fn connect_small_buffer(url: &str) -> Client {
+        let addr: SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("ws");
+        Client { ws }
+    }
+}

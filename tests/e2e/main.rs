@@ -1,0 +1,9 @@
+//! End-to-end tests: the real binary on loopback ports, real clients.
+
+mod api;
+mod common;
+mod config;
+mod legacy;
+mod limits;
+mod login;
+mod messaging;
