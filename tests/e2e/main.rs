@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary on loopback ports, real clients.
 
 mod api;
+mod browser;
 mod common;
 mod config;
 mod legacy;
