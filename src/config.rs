@@ -68,6 +68,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which message store a single node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// SQLite in the data folder: survives restarts.
+    #[default]
+    Sqlite,
+    /// In memory: lost on restart (tests, throwaway nodes).
+    Memory,
+}
+
 /// Every server option, as flags (with env twins) and as config-file keys.
 /// All optional here; defaults apply after merging.
 #[derive(Debug, Default, Clone, Args, Deserialize)]
@@ -145,6 +156,9 @@ pub struct Options {
     /// Rooms one session may be in [default: 64]
     #[arg(long, env = "RTGATE_MAX_ROOMS", value_name = "N")]
     pub max_rooms: Option<usize>,
+    /// Message store for a single node: sqlite (in the data folder) or memory [default: sqlite]
+    #[arg(long, env = "RTGATE_STORE", value_name = "KIND")]
+    pub store: Option<StoreKind>,
     /// Seconds a clientMsgId is remembered for dedupe [default: 600]
     #[arg(long, env = "RTGATE_DEDUPE_WINDOW_SEC", value_name = "N")]
     pub dedupe_window_sec: Option<u64>,
@@ -178,7 +192,7 @@ impl Options {
         merge_options!(self, file;
             opt: http, wt, data, node_id, redis, jwt_secret, api_key, heartbeat_sec, login_timeout_sec,
                  tls_cert, tls_key, max_frame, rate_limit, outbound_queue, max_rooms, dedupe_window_sec,
-                 retention_count, retention_sec, drain_sec, log_format;
+                 retention_count, retention_sec, drain_sec, log_format, store;
             vec: trusted_proxy, allowed_origin;
             flag: insecure)
     }
@@ -235,6 +249,8 @@ pub struct Config {
     pub outbound_queue: usize,
     /// Rooms per session.
     pub max_rooms: usize,
+    /// Message store.
+    pub store: StoreKind,
     /// Dedupe window.
     pub dedupe_window: Duration,
     /// Retention per channel: count.
@@ -283,6 +299,7 @@ impl Options {
             rate_limit: self.rate_limit.unwrap_or(50),
             outbound_queue: self.outbound_queue.unwrap_or(1024),
             max_rooms: self.max_rooms.unwrap_or(64),
+            store: self.store.unwrap_or_default(),
             dedupe_window: secs(self.dedupe_window_sec, 600, "dedupe-window-sec")?,
             retention_count: self.retention_count.unwrap_or(10_000),
             retention_age: secs(self.retention_sec, 7 * 24 * 3600, "retention-sec")?,

@@ -11,11 +11,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::broker::{Broker, LocalBroker};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::gateway::Gateway;
 use crate::hub::{Dispatcher, Hub};
 use crate::protocol::CloseCode;
-use crate::store::{MemoryStore, Retention, Store};
+use crate::store::{MemoryStore, Retention, SqliteStore, Store};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// The data folder is not usable.
     #[error("data folder {path}: {source}")]
     Data {
@@ -63,7 +66,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         max_age: config.retention_age,
     };
     let sink = Arc::new(Dispatcher::new(broker.clone()));
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(sink, retention, config.dedupe_window));
+    let store: Arc<dyn Store> = match config.store {
+        StoreKind::Sqlite => Arc::new(SqliteStore::open(
+            &config.data,
+            sink,
+            retention,
+            config.dedupe_window,
+        )?),
+        StoreKind::Memory => Arc::new(MemoryStore::new(sink, retention, config.dedupe_window)),
+    };
     let gw = Gateway::new(config.clone(), node_id.clone(), hub, store, broker);
 
     let listener = TcpListener::bind(config.http)

@@ -33,6 +33,8 @@ use limits::{RateLimit, Verdict};
 
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
+/// How long a closing session waits for its in-flight acks.
+const ACK_DRAIN: Duration = Duration::from_secs(2);
 /// Messages per replay page.
 const REPLAY_PAGE: usize = 100;
 
@@ -164,7 +166,16 @@ impl<T: Transport> Session<T> {
         };
         if let Flow::Close(code) = flow {
             info!(code = code.code(), reason = code.label(), "closing session");
-            // Acks already computed are worth sending before the close.
+            // Messages already handed to the store get their acks before the
+            // close, so the client need not resend them.
+            let drain = async {
+                while let Some((cmid, result)) = self.acks.next().await {
+                    if !matches!(self.on_ack(cmid, result).await, Flow::Continue) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(ACK_DRAIN, drain).await;
             self.t.close(code, code.reason()).await;
         }
         self.finish();

@@ -3,7 +3,10 @@
 //! stored, and committed messages are handed to a [`CommitSink`] in `seq`
 //! order per channel, which is how delivery order equals storage order.
 
+#[cfg(test)]
+mod conformance;
 pub mod memory;
+pub mod sqlite;
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use crate::hub::{Channel, SessionId};
 use crate::protocol::{Delivered, Id};
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,0 +1,321 @@
+//! Behaviour every [`Store`] must show, run against each implementation.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{
+    AppendRequest, CommitSink, Committed, DedupeKey, MemoryStore, Retention, SqliteStore, Store,
+};
+use crate::hub::Channel;
+use crate::protocol::{Delivered, Id};
+
+/// Records what the store committed, in order.
+#[derive(Default)]
+pub(super) struct Recorder(Mutex<Vec<(Channel, u64)>>);
+
+impl CommitSink for Recorder {
+    fn committed(&self, c: Committed) {
+        assert_eq!(
+            c.message.seq,
+            serde_json::from_slice::<Delivered>(&c.payload).unwrap().seq
+        );
+        self.0
+            .lock()
+            .unwrap()
+            .push((c.channel, c.message.seq.unwrap()));
+    }
+}
+
+fn id(s: &str) -> Id {
+    Id::parse(s).unwrap()
+}
+
+fn request(channel: Channel, n: u64, cmid: Option<&str>) -> AppendRequest {
+    let message = Delivered {
+        msg_type: 3,
+        send_user_id: id("sender"),
+        received_user_id: None,
+        room_id: None,
+        biz_type: None,
+        biz_opt_module: None,
+        msg_body: Some(serde_json::value::RawValue::from_string(n.to_string()).unwrap()),
+        msg_id: format!("m{n}"),
+        seq: None,
+        ts: crate::hub::router::now_ms(),
+        volatile: false,
+    };
+    let dedupe = cmid.map(|c| DedupeKey {
+        user: id("sender"),
+        client_msg_id: c.into(),
+    });
+    AppendRequest {
+        channel,
+        message,
+        dedupe,
+        origin: None,
+    }
+}
+
+type Make = fn(Arc<Recorder>, Retention) -> (Arc<dyn Store>, Option<tempfile::TempDir>);
+
+fn memory(rec: Arc<Recorder>, retention: Retention) -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
+    (
+        Arc::new(MemoryStore::new(rec, retention, Duration::from_secs(60))),
+        None,
+    )
+}
+
+fn sqlite(rec: Arc<Recorder>, retention: Retention) -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), rec, retention, Duration::from_secs(60)).unwrap();
+    (Arc::new(store), Some(dir))
+}
+
+async fn seq_is_gap_free_per_channel_and_committed_in_order(make: Make) {
+    let rec = Arc::new(Recorder::default());
+    let (store, _dir) = make(rec.clone(), Retention::default());
+    let rooms = [
+        Channel::Room(id("a")),
+        Channel::Room(id("b")),
+        Channel::Inbox(id("u")),
+    ];
+    // Many tasks append concurrently; seqs are 1..=n per channel.
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let store = store.clone();
+        let rooms = rooms.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..50u64 {
+                let ch = rooms[(i % 3) as usize].clone();
+                acks.push((
+                    ch.clone(),
+                    store.append(request(ch, t * 100 + i, None)).await.unwrap(),
+                ));
+            }
+            acks
+        }));
+    }
+    let mut per_channel: std::collections::HashMap<Channel, Vec<u64>> = Default::default();
+    for t in tasks {
+        for (ch, a) in t.await.unwrap() {
+            assert!(!a.duplicate);
+            per_channel.entry(ch).or_default().push(a.seq);
+        }
+    }
+    for (ch, mut seqs) in per_channel {
+        seqs.sort();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{ch}");
+        assert_eq!(store.latest(&ch).await.unwrap(), seqs.len() as u64);
+    }
+    // The sink saw every channel in seq order.
+    let seen = rec.0.lock().unwrap().clone();
+    for ch in &rooms {
+        let order: Vec<u64> = seen
+            .iter()
+            .filter(|(c, _)| c == ch)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(order, (1..=order.len() as u64).collect::<Vec<_>>(), "{ch}");
+    }
+    assert_eq!(store.latest(&Channel::Room(id("none"))).await.unwrap(), 0);
+}
+
+async fn appends_from_one_task_keep_their_order(make: Make) {
+    let (store, _dir) = make(Arc::new(Recorder::default()), Retention::default());
+    let ch = Channel::Room(id("order"));
+    let futures: Vec<_> = (1..=100)
+        .map(|n| store.append(request(ch.clone(), n, None)))
+        .collect();
+    for (n, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.await.unwrap().seq, n as u64 + 1);
+    }
+}
+
+async fn dedupe_returns_the_original_ack(make: Make) {
+    let rec = Arc::new(Recorder::default());
+    let (store, _dir) = make(rec.clone(), Retention::default());
+    let ch = Channel::Inbox(id("bob"));
+    let first = store
+        .append(request(ch.clone(), 1, Some("k")))
+        .await
+        .unwrap();
+    let again = store
+        .append(request(ch.clone(), 2, Some("k")))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.msg_id.as_str(), again.seq, again.ts),
+        (first.msg_id.as_str(), first.seq, first.ts)
+    );
+    let other = store
+        .append(request(ch.clone(), 3, Some("k2")))
+        .await
+        .unwrap();
+    assert_eq!(other.seq, 2);
+    assert_eq!(
+        rec.0.lock().unwrap().len(),
+        2,
+        "a duplicate is not committed again"
+    );
+}
+
+async fn cursor_never_moves_back(make: Make) {
+    let (store, _dir) = make(Arc::new(Recorder::default()), Retention::default());
+    let u = id("u");
+    assert_eq!(store.cursor(&u).await.unwrap(), 0);
+    store.set_cursor(&u, 5).await.unwrap();
+    store.set_cursor(&u, 3).await.unwrap();
+    assert_eq!(store.cursor(&u).await.unwrap(), 5);
+}
+
+async fn read_pages_in_seq_order(make: Make) {
+    let (store, _dir) = make(Arc::new(Recorder::default()), Retention::default());
+    let ch = Channel::Room(id("h"));
+    for n in 1..=7 {
+        store.append(request(ch.clone(), n, None)).await.unwrap();
+    }
+    let page = store.read(&ch, 2, 3).await.unwrap();
+    assert_eq!((page.latest, page.last, page.gap), (7, 5, false));
+    let seqs: Vec<u64> = page
+        .messages
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Delivered>(m.get())
+                .unwrap()
+                .seq
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![3, 4, 5]);
+    let end = store.read(&ch, 7, 10).await.unwrap();
+    assert!(end.messages.is_empty() && !end.gap && end.last == 7);
+    let empty = store
+        .read(&Channel::Room(id("nothing")), 0, 10)
+        .await
+        .unwrap();
+    assert!(empty.messages.is_empty() && !empty.gap && empty.latest == 0);
+}
+
+async fn retention_trims_and_reports_the_gap(make: Make) {
+    let retention = Retention {
+        max_count: 3,
+        max_age: Duration::from_secs(3600),
+    };
+    let (store, _dir) = make(Arc::new(Recorder::default()), retention);
+    let ch = Channel::Inbox(id("r"));
+    for n in 1..=6 {
+        store.append(request(ch.clone(), n, None)).await.unwrap();
+    }
+    // Trimming runs in the background: wait for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = store.read(&ch, 0, 10).await.unwrap();
+        if page.gap {
+            assert_eq!(page.messages.len(), 3);
+            assert_eq!(page.last, 6);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !store.read(&ch, 3, 10).await.unwrap().gap,
+        "after 3 the history is complete"
+    );
+    assert_eq!(
+        store
+            .append(request(ch.clone(), 7, None))
+            .await
+            .unwrap()
+            .seq,
+        7,
+        "seq continues"
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),*) => {
+        mod memory_store {
+            $(#[tokio::test] async fn $name() { super::$name(super::memory).await })*
+        }
+        mod sqlite_store {
+            $(#[tokio::test] async fn $name() { super::$name(super::sqlite).await })*
+        }
+    };
+}
+
+conformance!(
+    seq_is_gap_free_per_channel_and_committed_in_order,
+    appends_from_one_task_keep_their_order,
+    dedupe_returns_the_original_ack,
+    cursor_never_moves_back,
+    read_pages_in_seq_order,
+    retention_trims_and_reports_the_gap
+);
+
+#[tokio::test]
+async fn sqlite_survives_reopen_and_refuses_a_second_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = Channel::Room(id("persist"));
+    {
+        let store = SqliteStore::open(
+            dir.path(),
+            Arc::new(Recorder::default()),
+            Retention::default(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        store
+            .append(request(ch.clone(), 1, Some("once")))
+            .await
+            .unwrap();
+        store.set_cursor(&id("u"), 9).await.unwrap();
+        let second = SqliteStore::open(
+            dir.path(),
+            Arc::new(Recorder::default()),
+            Retention::default(),
+            Duration::from_secs(60),
+        );
+        let err = second.err().expect("the folder is locked").to_string();
+        assert!(err.contains("in use"), "{err}");
+    }
+    // The writer thread ends when the store is dropped; give it a moment.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let store = SqliteStore::open(
+        dir.path(),
+        Arc::new(Recorder::default()),
+        Retention::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_eq!(store.latest(&ch).await.unwrap(), 1);
+    assert_eq!(store.cursor(&id("u")).await.unwrap(), 9);
+    assert!(
+        store
+            .append(request(ch.clone(), 2, Some("once")))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(store.append(request(ch, 3, None)).await.unwrap().seq, 2);
+}
+
+#[test]
+fn sqlite_reports_a_corrupt_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rtgate.db"), vec![0x42u8; 8192]).unwrap();
+    let err = SqliteStore::open(
+        dir.path(),
+        Arc::new(Recorder::default()),
+        Retention::default(),
+        Duration::from_secs(60),
+    )
+    .err()
+    .expect("a corrupt file is refused");
+    assert!(matches!(err, super::StoreError::Corrupt(_)), "{err}");
+}
