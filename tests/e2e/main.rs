@@ -4,6 +4,7 @@ mod api;
 mod browser;
 mod common;
 mod config;
+mod durability;
 mod legacy;
 mod limits;
 mod login;
