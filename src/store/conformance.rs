@@ -319,3 +319,43 @@ fn sqlite_reports_a_corrupt_database() {
     .expect("a corrupt file is refused");
     assert!(matches!(err, super::StoreError::Corrupt(_)), "{err}");
 }
+
+#[tokio::test]
+async fn sqlite_failed_commit_is_an_error_not_an_ack_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::default());
+    let store = SqliteStore::open(
+        dir.path(),
+        rec.clone(),
+        Retention::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let ch = Channel::Room(id("locked"));
+    store.append(request(ch.clone(), 1, None)).await.unwrap();
+    // Another process holds the database's write lock past the busy timeout.
+    let other = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = store
+        .append(request(ch.clone(), 2, Some("retry-me")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, super::StoreError::Unavailable(_)), "{err}");
+    assert!(
+        store.check().await.is_err(),
+        "readiness reports the failure"
+    );
+    assert_eq!(
+        rec.0.lock().unwrap().len(),
+        1,
+        "nothing failed was delivered"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    // The resend succeeds: the failed attempt left no dedupe key behind.
+    let ok = store
+        .append(request(ch.clone(), 2, Some("retry-me")))
+        .await
+        .unwrap();
+    assert_eq!((ok.seq, ok.duplicate), (2, false));
+    assert!(store.check().await.is_ok());
+}

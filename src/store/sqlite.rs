@@ -293,7 +293,8 @@ impl Writer {
         staged: &mut Vec<Staged>,
         cursors: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
     ) -> rusqlite::Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Take every reply first: whatever fails below, each is answered.
+        let mut work = Vec::with_capacity(batch.len());
         for req in batch {
             match req {
                 Request::Append(req, reply) => {
@@ -302,13 +303,25 @@ impl Writer {
                         committed: None,
                         reply,
                     });
-                    let (ack, committed) = self.append(*req)?;
-                    let last = staged.last_mut().expect("just pushed");
-                    last.ack = Some(ack);
-                    last.committed = committed;
+                    work.push(Ok(req));
                 }
                 Request::Cursor(user, seq, reply) => {
                     cursors.push(reply);
+                    work.push(Err((user, seq)));
+                }
+            }
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut next = staged.iter_mut();
+        for w in work {
+            match w {
+                Ok(req) => {
+                    let (ack, committed) = self.append(*req)?;
+                    let slot = next.next().expect("one slot per append");
+                    slot.ack = Some(ack);
+                    slot.committed = committed;
+                }
+                Err((user, seq)) => {
                     self.conn
                         .prepare_cached(
                             "INSERT INTO cursors (user, seq) VALUES (?1, ?2)
