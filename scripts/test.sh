@@ -20,4 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 echo "== cargo test"
-cargo test "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Unit, property and store conformance tests (lib) and the end-to-end suite.
+set +e
+cargo test --lib --test e2e "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -31,6 +31,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// An option names a feature this build does not have yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The data folder is not usable.
     #[error("data folder {path}: {source}")]
     Data {
@@ -51,6 +54,18 @@ pub struct Running {
 
 /// Starts a node: binds its listeners and serves in background tasks.
 pub async fn start(config: Config) -> Result<Running, ServerError> {
+    if config.redis.is_some() {
+        // Running single-node while the operator expects a cluster would
+        // silently split users across nodes that cannot reach each other.
+        return Err(ServerError::Unsupported(
+            "cluster mode (--redis) is not implemented yet; run without --redis for a single node",
+        ));
+    }
+    if config.tls_cert.is_some() {
+        warn!(
+            "--tls-cert/--tls-key are kept for WebTransport and wss, which this build does not serve yet"
+        );
+    }
     std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
         path: config.data.clone(),
         source,

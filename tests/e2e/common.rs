@@ -209,8 +209,13 @@ impl Client {
 
     /// The next text frame, as text; panics after [`WAIT`].
     pub(crate) async fn recv_text(&mut self) -> String {
+        self.recv_text_within(WAIT).await
+    }
+
+    /// The next text frame, waiting up to `wait`.
+    pub(crate) async fn recv_text_within(&mut self, wait: Duration) -> String {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
+            match tokio::time::timeout(wait, self.ws.next())
                 .await
                 .expect("a frame in time")
             {

@@ -112,3 +112,21 @@ async fn node_id_is_generated_once_and_kept() {
     let (_c, again) = Client::login(&s, "u").await;
     assert_eq!(again["nodeId"], id.as_str());
 }
+
+#[test]
+fn cluster_mode_is_refused_until_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--data",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redis"));
+}

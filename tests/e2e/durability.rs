@@ -170,3 +170,57 @@ fn a_corrupt_or_locked_data_folder_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another rtgate"), "{err}");
 }
+
+#[tokio::test]
+async fn a_store_failure_at_run_time_is_503_and_readyz_says_so() {
+    let s = Server::start(&[]);
+    let (mut a, _) = Client::login(&s, "a").await;
+    a.send(&json!({"msgType": 3, "receivedUserId": "b", "msgBody": 1, "clientMsgId": "first"}))
+        .await;
+    assert_eq!(a.recv_type(4).await["seq"], 1);
+    // Another process takes the database's write lock and keeps it past the
+    // store's busy timeout: commits fail.
+    let db = s.data.path().join("rtgate.db");
+    let blocker = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        conn
+    })
+    .await
+    .unwrap();
+    a.send(&json!({"msgType": 3, "receivedUserId": "b", "msgBody": 2, "clientMsgId": "second"}))
+        .await;
+    // The writer gives up after its 5 s busy timeout.
+    let e: serde_json::Value =
+        serde_json::from_str(&a.recv_text_within(Duration::from_secs(15)).await).unwrap();
+    assert_eq!(e["msgType"], 9, "{e}");
+    assert_eq!(
+        (e["code"].as_i64(), e["clientMsgId"].as_str()),
+        (Some(503), Some("second")),
+        "{e}"
+    );
+    let (status, body) = s.http("GET", "/readyz", &[], "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("write failed"), "{body}");
+    blocker.execute_batch("COMMIT").unwrap();
+    // The resend with the same clientMsgId is stored and acked.
+    a.send(&json!({"msgType": 3, "receivedUserId": "b", "msgBody": 2, "clientMsgId": "second"}))
+        .await;
+    assert_eq!(a.recv_type(4).await["seq"], 2);
+    assert_eq!(s.http("GET", "/readyz", &[], "").await.0, 200);
+}
+
+#[test]
+fn an_unusable_data_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .args(["--http", "127.0.0.1:0", "--data"])
+        .arg(&not_a_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data folder") && err.contains("file"), "{err}");
+}
