@@ -290,3 +290,14 @@ impl Client {
         Client { ws }
     }
 }
+
+/// Runs the binary with `args`, expects it to refuse to start, and returns
+/// what it printed on stderr.
+pub(crate) fn refuses_to_start(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .args(args)
+        .output()
+        .expect("rtgate runs");
+    assert!(!out.status.success(), "rtgate started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

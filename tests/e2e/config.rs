@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::common::{Client, Server};
+use crate::common::{Client, Server, refuses_to_start};
 
 const FLAGS: &[&str] = &[
     "--http",
@@ -51,13 +51,12 @@ fn help_documents_every_option_and_its_env_twin() {
 #[test]
 fn dev_mode_refuses_a_public_address() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
-        .args(["--http", "0.0.0.0:0", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refuses_to_start(&[
+        "--http",
+        "0.0.0.0:0",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(
         err.contains("--jwt-secret") && err.contains("--insecure"),
         "{err}"
@@ -69,13 +68,7 @@ fn a_bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rtgate.toml");
     std::fs::write(&path, "no-such-option = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refuses_to_start(&["--config", path.to_str().unwrap()]);
     assert!(err.contains("no-such-option"), "{err}");
 }
 
@@ -116,17 +109,14 @@ async fn node_id_is_generated_once_and_kept() {
 #[test]
 fn cluster_mode_is_refused_until_it_exists() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
-        .args([
-            "--http",
-            "127.0.0.1:0",
-            "--redis",
-            "redis://127.0.0.1:6379",
-            "--data",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--redis"));
+    let data = dir.path().to_str().unwrap();
+    let err = refuses_to_start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--data",
+        data,
+    ]);
+    assert!(err.contains("--redis"), "{err}");
 }

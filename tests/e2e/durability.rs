@@ -2,12 +2,11 @@
 //! holds under concurrent senders, replay races live traffic without gaps or
 //! duplicates, and a broken data folder is a clear error at start.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Client, Server};
+use crate::common::{Client, Server, refuses_to_start};
 
 #[tokio::test]
 async fn an_acked_message_survives_kill_9() {
@@ -145,29 +144,26 @@ async fn trimmed_history_is_reported_unrecovered() {
 
 #[test]
 fn a_corrupt_or_locked_data_folder_is_a_clear_error() {
-    let bin = env!("CARGO_BIN_EXE_rtgate");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rtgate.db"), vec![7u8; 4096]).unwrap();
-    let out = Command::new(bin)
-        .args(["--http", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refuses_to_start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(
         err.contains("corrupt") && err.contains("rtgate.db"),
         "{err}"
     );
 
     let s = Server::start(&[]);
-    let out = Command::new(bin)
-        .args(["--http", "127.0.0.1:0", "--data"])
-        .arg(s.data.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refuses_to_start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        s.data.path().to_str().unwrap(),
+    ]);
     assert!(err.contains("in use by another rtgate"), "{err}");
 }
 
@@ -215,12 +211,11 @@ fn an_unusable_data_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_dir = dir.path().join("file");
     std::fs::write(&not_a_dir, b"x").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
-        .args(["--http", "127.0.0.1:0", "--data"])
-        .arg(&not_a_dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refuses_to_start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        not_a_dir.to_str().unwrap(),
+    ]);
     assert!(err.contains("data folder") && err.contains("file"), "{err}");
 }
