@@ -258,41 +258,34 @@ conformance!(
     retention_trims_and_reports_the_gap
 );
 
+/// Opens a SQLite store with default settings and a throwaway sink.
+fn open_sqlite(dir: &std::path::Path) -> Result<SqliteStore, super::StoreError> {
+    SqliteStore::open(
+        dir,
+        Arc::new(Recorder::default()),
+        Retention::default(),
+        Duration::from_secs(60),
+    )
+}
+
 #[tokio::test]
 async fn sqlite_survives_reopen_and_refuses_a_second_opener() {
     let dir = tempfile::tempdir().unwrap();
     let ch = Channel::Room(id("persist"));
     {
-        let store = SqliteStore::open(
-            dir.path(),
-            Arc::new(Recorder::default()),
-            Retention::default(),
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
         store
             .append(request(ch.clone(), 1, Some("once")))
             .await
             .unwrap();
         store.set_cursor(&id("u"), 9).await.unwrap();
-        let second = SqliteStore::open(
-            dir.path(),
-            Arc::new(Recorder::default()),
-            Retention::default(),
-            Duration::from_secs(60),
-        );
+        let second = open_sqlite(dir.path());
         let err = second.err().expect("the folder is locked").to_string();
         assert!(err.contains("in use"), "{err}");
     }
     // The writer thread ends when the store is dropped; give it a moment.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let store = SqliteStore::open(
-        dir.path(),
-        Arc::new(Recorder::default()),
-        Retention::default(),
-        Duration::from_secs(60),
-    )
-    .unwrap();
+    let store = open_sqlite(dir.path()).unwrap();
     assert_eq!(store.latest(&ch).await.unwrap(), 1);
     assert_eq!(store.cursor(&id("u")).await.unwrap(), 9);
     assert!(
@@ -309,14 +302,9 @@ async fn sqlite_survives_reopen_and_refuses_a_second_opener() {
 fn sqlite_reports_a_corrupt_database() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rtgate.db"), vec![0x42u8; 8192]).unwrap();
-    let err = SqliteStore::open(
-        dir.path(),
-        Arc::new(Recorder::default()),
-        Retention::default(),
-        Duration::from_secs(60),
-    )
-    .err()
-    .expect("a corrupt file is refused");
+    let err = open_sqlite(dir.path())
+        .err()
+        .expect("a corrupt file is refused");
     assert!(matches!(err, super::StoreError::Corrupt(_)), "{err}");
 }
 
