@@ -171,6 +171,9 @@ pub struct Options {
     /// Seconds to drain sessions on shutdown before exiting [default: 10]
     #[arg(long, env = "RTGATE_DRAIN_SEC", value_name = "N")]
     pub drain_sec: Option<u64>,
+    /// Serve /metrics on this address only, not on --http [default: on --http]
+    #[arg(long, env = "RTGATE_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Log format [default: text]; the filter comes from RUST_LOG
     #[arg(long, env = "RTGATE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -192,7 +195,7 @@ impl Options {
         merge_options!(self, file;
             opt: http, wt, data, node_id, redis, jwt_secret, api_key, heartbeat_sec, login_timeout_sec,
                  tls_cert, tls_key, max_frame, rate_limit, outbound_queue, max_rooms, dedupe_window_sec,
-                 retention_count, retention_sec, drain_sec, log_format, store;
+                 retention_count, retention_sec, drain_sec, log_format, store, metrics;
             vec: trusted_proxy, allowed_origin;
             flag: insecure)
     }
@@ -259,6 +262,8 @@ pub struct Config {
     pub retention_age: Duration,
     /// Shutdown drain deadline.
     pub drain: Duration,
+    /// Separate address for /metrics.
+    pub metrics: Option<SocketAddr>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -304,6 +309,7 @@ impl Options {
             retention_count: self.retention_count.unwrap_or(10_000),
             retention_age: secs(self.retention_sec, 7 * 24 * 3600, "retention-sec")?,
             drain: secs(self.drain_sec, 10, "drain-sec")?,
+            metrics: self.metrics,
             log_format: self.log_format.unwrap_or_default(),
         };
         if cfg.max_frame < 256 {

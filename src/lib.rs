@@ -9,7 +9,7 @@
 //! - [`hub`]: local routing of envelopes to sessions, and the publish path;
 //! - [`store`]: message logs, acks, dedupe, replay;
 //! - [`broker`]: moving envelopes between nodes, cluster presence;
-//! - [`auth`], [`api`], [`config`], [`gateway`], [`server`].
+//! - [`auth`], [`api`], [`config`], [`gateway`], [`server`], [`telemetry`].
 
 pub mod api;
 pub mod auth;
@@ -21,4 +21,5 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod transport;

@@ -25,7 +25,10 @@ async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
         .await
         .context("starting rtgate")?;
     // Test harnesses and scripts read this line to find the bound ports.
-    println!("rtgate listening http={}", running.http_addr);
+    match running.metrics_addr {
+        Some(m) => println!("rtgate listening http={} metrics={m}", running.http_addr),
+        None => println!("rtgate listening http={}", running.http_addr),
+    }
     shutdown_signal().await;
     running.shutdown().await;
     Ok(())

@@ -48,6 +48,8 @@ pub enum ServerError {
 pub struct Running {
     /// The bound HTTP/WebSocket address.
     pub http_addr: SocketAddr,
+    /// The bound metrics address, when `/metrics` has its own listener.
+    pub metrics_addr: Option<SocketAddr>,
     gw: Gateway,
     http: JoinHandle<()>,
 }
@@ -74,6 +76,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Some(id) => id.clone(),
         None => node_id_from(&config.data)?,
     };
+    let metrics = crate::telemetry::install();
     let hub = Hub::new();
     let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
     let retention = Retention {
@@ -112,9 +115,36 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             warn!(error = %e, "HTTP listener failed");
         }
     });
-    info!(%http_addr, node = %node_id, dev_mode = config.dev_mode(), "rtgate listening");
+    let metrics_addr = match config.metrics {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let app = crate::api::metrics_routes(gw.clone());
+            let stop = gw.shutdown().clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+            });
+            Some(bound)
+        }
+        None => None,
+    };
+    let stop = gw.shutdown().clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = crate::telemetry::upkeep(metrics) => {}
+            _ = stop.cancelled() => {}
+        }
+    });
+    info!(%http_addr, ?metrics_addr, node = %node_id, dev_mode = config.dev_mode(), "rtgate listening");
     Ok(Running {
         http_addr,
+        metrics_addr,
         gw,
         http,
     })

@@ -23,9 +23,11 @@ use crate::transport::websocket;
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../web/client.js");
 
-/// Every route of the HTTP listener.
+/// Every route of the HTTP listener; `/metrics` too unless it has its own
+/// listener.
 pub fn routes(gw: Gateway) -> Router {
-    Router::new()
+    let metrics_here = gw.config().metrics.is_none();
+    let router = Router::new()
         .route(
             "/",
             get(|| async {
@@ -49,8 +51,32 @@ pub fn routes(gw: Gateway) -> Router {
         .route("/websocket/{user_id}", get(websocket::legacy_upgrade))
         .route("/ws", get(websocket::ws_upgrade))
         .route("/api/publish", post(publish))
-        .route("/api/presence", get(presence))
-        .with_state(gw)
+        .route("/api/presence", get(presence));
+    let router = if metrics_here {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router.with_state(gw)
+}
+
+/// The routes of a separate metrics listener (`--metrics ADDR`).
+pub fn metrics_routes(gw: Gateway) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(gw)
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(gw): State<Gateway>) -> Response {
+    metrics::gauge!("rtgate_sessions").set(gw.hub().session_count() as f64);
+    let body = crate::telemetry::install().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// An error answered by the server API, as `{"code","reason"}`.

@@ -6,6 +6,7 @@ use futures_util::future::{BoxFuture, ready};
 use super::{Broker, BrokerError};
 use crate::hub::{Envelope, Hub};
 use crate::protocol::Id;
+use crate::telemetry;
 
 /// Delivers straight into the local hub; presence is the hub's.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ impl LocalBroker {
 
 impl Broker for LocalBroker {
     fn publish(&self, env: Envelope) {
+        telemetry::broker_published();
+        telemetry::broker_received();
         self.hub.deliver(&env);
     }
 

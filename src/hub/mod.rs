@@ -284,6 +284,7 @@ impl Hub {
                 Offer::Gone => {}
             }
         }
+        crate::telemetry::delivered(out.queued, out.dropped);
         out
     }
 

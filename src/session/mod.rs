@@ -28,6 +28,7 @@ use crate::protocol::{
     Send, decode,
 };
 use crate::store::{Appended, StoreError};
+use crate::telemetry;
 use crate::transport::{Delivery, Incoming, Transport, TransportError};
 use limits::{RateLimit, Verdict};
 
@@ -50,7 +51,10 @@ pub async fn run<T: Transport>(transport: T, gw: Gateway) {
         query_token: peer.query_token,
     };
     let limit = RateLimit::new(gw.config().rate_limit);
+    let kind = peer.kind;
+    telemetry::connection_opened(kind);
     let session = Session {
+        kind,
         t: transport,
         gw,
         url,
@@ -60,7 +64,8 @@ pub async fn run<T: Transport>(transport: T, gw: Gateway) {
         last_inbound: Instant::now(),
         acks: FuturesUnordered::new(),
     };
-    session.run().instrument(span).await
+    session.run().instrument(span).await;
+    telemetry::connection_closed(kind);
 }
 
 /// What to do after handling something.
@@ -81,6 +86,7 @@ impl From<TransportError> for Flow {
 type AckFuture = BoxFuture<'static, (Option<String>, Result<Appended, StoreError>)>;
 
 struct Session<T> {
+    kind: crate::transport::TransportKind,
     t: T,
     gw: Gateway,
     url: UrlCredentials,
@@ -138,6 +144,7 @@ impl<T: Transport> Session<T> {
                 code = close_requested(&self.closer) => Flow::Close(code),
                 _ = sleep_until(login_deadline), if self.active.is_none() => {
                     info!("no login in time");
+                    telemetry::login("timeout");
                     Flow::Close(CloseCode::Timeout)
                 }
                 _ = heartbeat.tick() => self.on_heartbeat_tick(cfg.heartbeat).await,
@@ -166,6 +173,7 @@ impl<T: Transport> Session<T> {
         };
         if let Flow::Close(code) = flow {
             info!(code = code.code(), reason = code.label(), "closing session");
+            telemetry::closed(code);
             // Messages already handed to the store get their acks before the
             // close, so the client need not resend them.
             let drain = async {
@@ -217,7 +225,7 @@ impl<T: Transport> Session<T> {
                 Reply::error(&ProtoError::Unavailable(e.to_string()), cmid)
             }
         };
-        if let Err(e) = self.t.send(reply.to_bytes(), Delivery::Reliable).await {
+        if let Err(e) = self.reply(reply).await {
             return e.into();
         }
         match self.t.flush().await {
@@ -229,6 +237,9 @@ impl<T: Transport> Session<T> {
     /// Writes one queued frame and whatever else is already queued, then
     /// flushes once.
     async fn write_out(&mut self, first: OutFrame) -> Flow {
+        if let Some(a) = &self.active {
+            telemetry::queue_depth(a.rx.len() + 1);
+        }
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
@@ -251,6 +262,7 @@ impl<T: Transport> Session<T> {
                 next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
             }
         }
+        telemetry::frames_out(self.kind, written as u64);
         match self.t.flush().await {
             Ok(()) => Flow::Continue,
             Err(e) => e.into(),
@@ -258,11 +270,13 @@ impl<T: Transport> Session<T> {
     }
 
     async fn reply(&mut self, reply: Reply) -> Result<(), TransportError> {
+        telemetry::frames_out(self.kind, 1);
         self.t.send(reply.to_bytes(), Delivery::Reliable).await
     }
 
     async fn error(&mut self, err: ProtoError, cmid: Option<String>) -> Result<(), TransportError> {
         debug!(code = err.code(), reason = %err, "client error");
+        telemetry::client_error(err.code());
         self.reply(Reply::error(&err, cmid)).await
     }
 
@@ -270,9 +284,13 @@ impl<T: Transport> Session<T> {
         let max = self.gw.config().max_frame;
         let frame = match inc {
             Incoming::Activity => return Flow::Continue,
-            Incoming::TooLarge(size) => return self.too_large(size, max).await,
+            Incoming::TooLarge(size) => {
+                telemetry::frame_in(self.kind);
+                return self.too_large(size, max).await;
+            }
             Incoming::Frame(b) | Incoming::Datagram(b) => b,
         };
+        telemetry::frame_in(self.kind);
         if frame.len() > max {
             return self.too_large(frame.len(), max).await;
         }
@@ -304,6 +322,7 @@ impl<T: Transport> Session<T> {
         }
         let result = match decoded {
             Ok(Inbound::Ping) => {
+                telemetry::frames_out(self.kind, 1);
                 self.t
                     .send(Bytes::from_static(PONG), Delivery::Reliable)
                     .await
@@ -381,6 +400,10 @@ impl<T: Transport> Session<T> {
             Ok(id) => id,
             Err(e) => {
                 info!(reason = %e, "login refused");
+                telemetry::login(match e {
+                    crate::auth::AuthError::Unauthorized(_) => "unauthorized",
+                    crate::auth::AuthError::Forbidden(_) => "forbidden",
+                });
                 let (err, code) = e.to_protocol();
                 return match self.error(err, None).await {
                     Ok(()) => Flow::Close(code),
@@ -411,6 +434,7 @@ impl<T: Transport> Session<T> {
             replayed: HashMap::new(),
         });
         info!(session = %id, "logged in");
+        telemetry::login("ok");
 
         let mut errors = Vec::new();
         for room in login.rooms {
@@ -522,6 +546,13 @@ impl<T: Transport> Session<T> {
             }
         }
         debug!(%channel, sent, "replayed");
+        telemetry::frames_out(self.kind, sent as u64);
+        let kind = if matches!(channel, Channel::Inbox(_)) {
+            "inbox"
+        } else {
+            "room"
+        };
+        telemetry::replayed(kind, sent);
         Ok(())
     }
 

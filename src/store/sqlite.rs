@@ -249,12 +249,15 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Request>) {
+        let started = Instant::now();
+        let size = batch.len();
         let snapshot = self.last_seq.clone();
         let mut staged = Vec::with_capacity(batch.len());
         let mut cursor_replies = Vec::new();
         let result = self.apply(batch, &mut staged, &mut cursor_replies);
         match result {
             Ok(()) => {
+                crate::telemetry::store_commit(started.elapsed(), size);
                 *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 for s in staged {
                     if let Some(c) = s.committed {
@@ -273,6 +276,7 @@ impl Writer {
                 self.last_seq = snapshot;
                 let msg = format!("write failed: {e}");
                 tracing::error!(error = %e, "store commit failed");
+                crate::telemetry::store_error();
                 *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
                 // Everything in the transaction was rolled back: nothing is acked.
                 for s in staged {

@@ -25,6 +25,8 @@ pub(crate) struct Server {
     pub(crate) http: SocketAddr,
     /// Its data folder (removed on drop).
     pub(crate) data: tempfile::TempDir,
+    /// The metrics address, when started with `--metrics`.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -41,40 +43,60 @@ impl Server {
 
     /// Starts the binary on a given data folder.
     pub(crate) fn start_in(data: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_logged(data, args, env, None)
+    }
+
+    /// Starts the binary; its log (stderr) goes to `log` when given.
+    pub(crate) fn start_logged(
+        data: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtgate"));
         cmd.args(["--http", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("rtgate starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let http = loop {
+        let (http, metrics) = loop {
             let line = lines
                 .next()
                 .expect("rtgate printed its address")
                 .expect("stdout line");
-            if let Some(addr) = line.strip_prefix("rtgate listening http=") {
-                break addr
-                    .split_whitespace()
+            if let Some(rest) = line.strip_prefix("rtgate listening http=") {
+                let mut words = rest.split_whitespace();
+                let http = words.next().unwrap().parse().expect("address");
+                let metrics = words
                     .next()
-                    .unwrap()
-                    .parse()
-                    .expect("address");
+                    .and_then(|w| w.strip_prefix("metrics="))
+                    .map(|a| a.parse().expect("metrics address"));
+                break (http, metrics);
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, http, data }
+        Server {
+            child,
+            http,
+            data,
+            metrics,
+        }
     }
 
     /// `ws://127.0.0.1:PORT{path}`.
@@ -111,23 +133,46 @@ impl Server {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{}", self.http, path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = client
-            .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-            .await
-            .expect("http");
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        http_request(self.http, method, path, headers, body).await
     }
+
+    /// `GET /metrics` (on the metrics listener when there is one), parsed
+    /// into `name{labels}` -> value.
+    pub(crate) async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let addr = self.metrics.unwrap_or(self.http);
+        let (status, text) = http_request(addr, "GET", "/metrics", &[], "").await;
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(k, v)| (k.to_string(), v.parse().expect("a number")))
+            .collect()
+    }
+}
+
+/// A plain HTTP request to `addr`; returns status and body.
+pub(crate) async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+        .await
+        .expect("http");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 impl Drop for Server {
@@ -300,4 +345,26 @@ pub(crate) fn refuses_to_start(args: &[&str]) -> String {
         .expect("rtgate runs");
     assert!(!out.status.success(), "rtgate started with {args:?}");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+impl Client {
+    /// The next JSON frame, or how the connection ended. No time limit.
+    pub(crate) async fn next_json_or_end(&mut self) -> Result<Value, End> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())));
+                }
+                Some(Ok(Message::Close(Some(f)))) => return Err(End::Closed(f.code.into())),
+                Some(Ok(Message::Close(None))) => return Err(End::Closed(1005)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(End::Dropped),
+            }
+        }
+    }
+
+    /// Sends a JSON frame, ignoring a connection that is closing.
+    pub(crate) async fn try_send(&mut self, v: &Value) {
+        let _ = self.ws.send(Message::text(v.to_string())).await;
+    }
 }

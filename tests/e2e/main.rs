@@ -9,3 +9,4 @@ mod legacy;
 mod limits;
 mod login;
 mod messaging;
+mod ops;

@@ -1,0 +1,134 @@
+//! Prometheus metrics: every metric name lives here, behind small functions
+//! the rest of the code calls, and `/metrics` renders them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::protocol::CloseCode;
+use crate::transport::TransportKind;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [
+                0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ];
+            let sizes = [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&seconds)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &sizes)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_queue_depth".into()), &sizes)
+                })
+                .expect("bucket lists are not empty");
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (an embedding program's):
+                // keep ours private so /metrics still renders.
+                Err(_) => {
+                    let recorder = PrometheusBuilder::new().build_recorder();
+                    recorder.handle()
+                }
+            }
+        })
+        .clone()
+}
+
+/// Drains histogram buffers now and then (the exporter needs it).
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// A connection opened on a transport.
+pub fn connection_opened(kind: TransportKind) {
+    gauge!("rtgate_connections", "transport" => kind.as_str()).increment(1.0);
+    counter!("rtgate_connections_total", "transport" => kind.as_str()).increment(1);
+}
+
+/// A connection ended.
+pub fn connection_closed(kind: TransportKind) {
+    gauge!("rtgate_connections", "transport" => kind.as_str()).decrement(1.0);
+}
+
+/// A login attempt and its outcome (`ok`, `unauthorized`, `forbidden`, `timeout`).
+pub fn login(result: &'static str) {
+    counter!("rtgate_logins_total", "result" => result).increment(1);
+}
+
+/// One frame received.
+pub fn frame_in(kind: TransportKind) {
+    counter!("rtgate_frames_in_total", "transport" => kind.as_str()).increment(1);
+}
+
+/// Frames written to a peer.
+pub fn frames_out(kind: TransportKind, n: u64) {
+    counter!("rtgate_frames_out_total", "transport" => kind.as_str()).increment(n);
+}
+
+/// A fan-out: frames queued to sessions, and frames dropped on full queues.
+pub fn delivered(queued: usize, dropped: usize) {
+    counter!("rtgate_deliveries_total").increment(queued as u64);
+    if dropped > 0 {
+        counter!("rtgate_drops_total").increment(dropped as u64);
+    }
+}
+
+/// A session closed by the server with this code.
+pub fn closed(code: CloseCode) {
+    counter!("rtgate_closes_total", "reason" => code.label()).increment(1);
+}
+
+/// Frames waiting in a session's outbound queue when its writer woke.
+pub fn queue_depth(n: usize) {
+    histogram!("rtgate_outbound_queue_depth").record(n as f64);
+}
+
+/// An error frame sent to a client.
+pub fn client_error(code: u16) {
+    counter!("rtgate_client_errors_total", "code" => code.to_string()).increment(1);
+}
+
+/// A store commit: its duration and how many requests it carried.
+pub fn store_commit(took: Duration, batch: usize) {
+    histogram!("rtgate_store_write_seconds").record(took.as_secs_f64());
+    histogram!("rtgate_store_batch_size").record(batch as f64);
+}
+
+/// A failed store commit.
+pub fn store_error() {
+    counter!("rtgate_store_errors_total").increment(1);
+}
+
+/// An envelope handed to the broker.
+pub fn broker_published() {
+    counter!("rtgate_broker_published_total").increment(1);
+}
+
+/// An envelope received from the broker for local delivery.
+pub fn broker_received() {
+    counter!("rtgate_broker_received_total").increment(1);
+}
+
+/// The broker reconnected to its backend.
+pub fn broker_reconnect() {
+    counter!("rtgate_broker_reconnects_total").increment(1);
+}
+
+/// Messages replayed to a session at login.
+pub fn replayed(channel_kind: &'static str, n: usize) {
+    counter!("rtgate_replayed_messages_total", "channel" => channel_kind).increment(n as u64);
+}

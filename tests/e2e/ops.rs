@@ -1,0 +1,227 @@
+//! Operations: metrics that move with real traffic, a separate metrics
+//! listener, a drain that loses no acked message, logs without secrets.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+
+use crate::common::{Client, End, Server, http_request};
+
+fn metric(m: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_real_traffic() {
+    let s = Server::start(&["--rate-limit", "1"]);
+    let before = s.metrics().await;
+    assert_eq!(metric(&before, r#"rtgate_logins_total{result="ok"}"#), 0.0);
+
+    let (mut a, _) = Client::login(&s, "a").await;
+    let (mut b, _) = Client::login(&s, "b").await;
+    a.send(&json!({"msgType": 3, "receivedUserId": "b", "msgBody": 1, "clientMsgId": "m1"}))
+        .await;
+    a.recv_type(4).await;
+    b.recv().await;
+    // A login that fails, and a frame that is malformed.
+    let mut nobody = Client::connect(&s.ws_url("/ws")).await;
+    nobody.send(&json!({"msgType": 2})).await;
+    assert_eq!(nobody.expect_end().await, End::Closed(4401));
+    b.send_text("{").await;
+    assert_eq!(b.recv().await["code"], 400);
+    // A flood that ends in a rate-limit close.
+    for _ in 0..8 {
+        b.send(&json!({"msgType": 8, "userIds": ["a"]})).await;
+    }
+    assert_eq!(b.expect_end().await, End::Closed(4429));
+    drop((nobody, b));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, r#"rtgate_logins_total{result="ok"}"#), 2.0);
+    assert_eq!(
+        metric(&m, r#"rtgate_logins_total{result="unauthorized"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, r#"rtgate_connections{transport="websocket"}"#),
+        1.0,
+        "only a is still connected"
+    );
+    assert_eq!(
+        metric(&m, r#"rtgate_connections_total{transport="websocket"}"#),
+        3.0
+    );
+    assert_eq!(metric(&m, "rtgate_sessions"), 1.0);
+    assert_eq!(
+        metric(&m, r#"rtgate_closes_total{reason="unauthorized"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, r#"rtgate_closes_total{reason="rate_limited"}"#),
+        1.0
+    );
+    assert_eq!(metric(&m, r#"rtgate_client_errors_total{code="400"}"#), 1.0);
+    assert!(metric(&m, r#"rtgate_client_errors_total{code="429"}"#) >= 1.0);
+    assert!(metric(&m, "rtgate_deliveries_total") >= 1.0);
+    assert!(metric(&m, "rtgate_broker_published_total") >= 1.0);
+    assert!(metric(&m, r#"rtgate_frames_in_total{transport="websocket"}"#) >= 8.0);
+    assert!(metric(&m, r#"rtgate_frames_out_total{transport="websocket"}"#) >= 5.0);
+    assert!(metric(&m, "rtgate_store_write_seconds_count") >= 1.0);
+    assert!(metric(&m, "rtgate_store_batch_size_count") >= 1.0);
+    assert!(metric(&m, "rtgate_outbound_queue_depth_count") >= 1.0);
+
+    // Replays are counted too.
+    let (_b2, _) = Client::login(&s, "b").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m = s.metrics().await;
+    assert!(metric(&m, r#"rtgate_replayed_messages_total{channel="inbox"}"#) >= 1.0);
+    drop(a);
+}
+
+#[tokio::test]
+async fn metrics_can_have_their_own_address() {
+    let s = Server::start(&["--metrics", "127.0.0.1:0"]);
+    let addr = s.metrics.expect("the metrics address is printed");
+    assert_eq!(
+        s.http("GET", "/metrics", &[], "").await.0,
+        404,
+        "not on the public listener"
+    );
+    let (status, body) = http_request(addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("rtgate_sessions"), "{body}");
+}
+
+#[tokio::test]
+async fn a_drain_loses_no_acked_message() {
+    let mut s = Server::start(&["--rate-limit", "0"]);
+    let (mut a, _) = Client::login(&s, "a").await;
+    let acks = Arc::new(AtomicUsize::new(0));
+    let counter = acks.clone();
+    // Keep sending to an offline user until the node says it is going away.
+    let sender = tokio::spawn(async move {
+        let mut acked = HashSet::new();
+        let mut i = 0u64;
+        let end = loop {
+            tokio::select! {
+                biased;
+                frame = a.next_json_or_end() => match frame {
+                    Ok(v) if v["msgType"] == 4 => {
+                        acked.insert(v["msgId"].as_str().unwrap().to_string());
+                        counter.store(acked.len(), Ordering::Release);
+                    }
+                    Ok(_) => {}
+                    Err(end) => break end,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(1)), if i < 20_000 => {
+                    i += 1;
+                    let m = json!({"msgType": 3, "receivedUserId": "offline", "msgBody": i, "clientMsgId": format!("c{i}")});
+                    a.try_send(&m).await;
+                }
+            }
+        };
+        (acked, end)
+    });
+    // Let some traffic flow, then SIGTERM the node mid-stream.
+    while acks.load(Ordering::Acquire) < 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, s) = tokio::task::spawn_blocking(move || (s.terminate(), s))
+        .await
+        .unwrap();
+    let (acked, end) = sender.await.unwrap();
+    assert_eq!(end, End::Closed(1001));
+    assert!(status.success(), "{status:?}");
+    // Restart on the same data: every acked message is there.
+    let s = Server::start_in(s.kill_keep_data(), &[], &[]);
+    let mut offline = Client::connect(&s.ws_url("/ws")).await;
+    let reply = offline
+        .login_as(json!({"msgType": 2, "sendUserId": "offline"}))
+        .await;
+    let total = reply["inboxSeq"].as_u64().unwrap();
+    assert!(
+        total >= acked.len() as u64,
+        "{total} stored < {} acked",
+        acked.len()
+    );
+    let mut stored = HashSet::new();
+    for _ in 0..total {
+        stored.insert(offline.recv().await["msgId"].as_str().unwrap().to_string());
+    }
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acked but lost across the drain: {lost:?}");
+}
+
+#[tokio::test]
+async fn logs_are_json_with_session_spans_and_hold_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("rtgate.log");
+    let secret = "jwt-secret-DO-NOT-LOG";
+    let key = "api-key-DO-NOT-LOG";
+    let s = Server::start_logged(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--log-format",
+            "json",
+            "--jwt-secret",
+            secret,
+            "--api-key",
+            key,
+        ],
+        &[("RUST_LOG", "debug")],
+        Some(&log),
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "alice", "exp": exp}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let mut c = Client::connect(&s.ws_url(&format!("/ws?token={token}"))).await;
+    c.login_as(json!({"msgType": 2, "token": token})).await;
+    let auth = format!("apikey {key}");
+    let (status, _) = s
+        .http(
+            "POST",
+            "/api/publish",
+            &[("authorization", &auth)],
+            r#"{"receivedUserId":"alice","msgBody":1}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    c.recv().await;
+    let mut bad = Client::connect(&s.ws_url("/ws")).await;
+    bad.send(&json!({"msgType": 2, "token": "forged.token.value"}))
+        .await;
+    bad.expect_end().await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(s);
+    let text = std::fs::read_to_string(&log).unwrap();
+    for needle in [secret, key, token.as_str(), "forged.token.value"] {
+        assert!(!text.contains(needle), "the log holds a secret: {needle}");
+    }
+    let login = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .find(|v| v["fields"]["message"] == "logged in")
+        .expect("a login line");
+    let span = &login["span"];
+    assert_eq!(span["name"], "session");
+    assert_eq!(span["user"], "alice");
+    assert_eq!(span["transport"], "websocket");
+    assert!(span["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
