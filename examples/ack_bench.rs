@@ -33,6 +33,7 @@ async fn run(
     let dir = tempfile::tempdir()?;
     let opts = Options {
         http: Some("127.0.0.1:0".parse()?),
+        wt: Some("127.0.0.1:0".parse()?),
         data: Some(dir.path().into()),
         store: Some(store),
         rate_limit: Some(0),

@@ -68,6 +68,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// QUIC congestion controller for WebTransport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Congestion {
+    /// CUBIC (the default, as in most TCP stacks).
+    #[default]
+    Cubic,
+    /// BBR (model-based; often better on lossy mobile links).
+    Bbr,
+}
+
 /// Which message store a single node uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -171,6 +182,18 @@ pub struct Options {
     /// Seconds to drain sessions on shutdown before exiting [default: 10]
     #[arg(long, env = "RTGATE_DRAIN_SEC", value_name = "N")]
     pub drain_sec: Option<u64>,
+    /// QUIC keep-alive interval for WebTransport, seconds [default: 10]
+    #[arg(long, env = "RTGATE_WT_KEEPALIVE_SEC", value_name = "N")]
+    pub wt_keepalive_sec: Option<u64>,
+    /// QUIC idle timeout for WebTransport, seconds [default: 30]
+    #[arg(long, env = "RTGATE_WT_IDLE_TIMEOUT_SEC", value_name = "N")]
+    pub wt_idle_timeout_sec: Option<u64>,
+    /// QUIC congestion controller: cubic or bbr [default: cubic]
+    #[arg(long, env = "RTGATE_CONGESTION", value_name = "ALGO")]
+    pub congestion: Option<Congestion>,
+    /// Most concurrent WebTransport (QUIC) connections [default: 100000]
+    #[arg(long, env = "RTGATE_WT_MAX_CONNECTIONS", value_name = "N")]
+    pub wt_max_connections: Option<usize>,
     /// Serve /metrics on this address only, not on --http [default: on --http]
     #[arg(long, env = "RTGATE_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -195,7 +218,7 @@ impl Options {
         merge_options!(self, file;
             opt: http, wt, data, node_id, redis, jwt_secret, api_key, heartbeat_sec, login_timeout_sec,
                  tls_cert, tls_key, max_frame, rate_limit, outbound_queue, max_rooms, dedupe_window_sec,
-                 retention_count, retention_sec, drain_sec, log_format, store, metrics;
+                 retention_count, retention_sec, drain_sec, log_format, store, metrics, wt_keepalive_sec, wt_idle_timeout_sec, congestion, wt_max_connections;
             vec: trusted_proxy, allowed_origin;
             flag: insecure)
     }
@@ -264,6 +287,14 @@ pub struct Config {
     pub drain: Duration,
     /// Separate address for /metrics.
     pub metrics: Option<SocketAddr>,
+    /// QUIC keep-alive interval.
+    pub wt_keepalive: Duration,
+    /// QUIC idle timeout.
+    pub wt_idle_timeout: Duration,
+    /// QUIC congestion controller.
+    pub congestion: Congestion,
+    /// Most concurrent QUIC connections.
+    pub wt_max_connections: usize,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -310,6 +341,10 @@ impl Options {
             retention_age: secs(self.retention_sec, 7 * 24 * 3600, "retention-sec")?,
             drain: secs(self.drain_sec, 10, "drain-sec")?,
             metrics: self.metrics,
+            wt_keepalive: secs(self.wt_keepalive_sec, 10, "wt-keepalive-sec")?,
+            wt_idle_timeout: secs(self.wt_idle_timeout_sec, 30, "wt-idle-timeout-sec")?,
+            congestion: self.congestion.unwrap_or_default(),
+            wt_max_connections: self.wt_max_connections.unwrap_or(100_000),
             log_format: self.log_format.unwrap_or_default(),
         };
         if cfg.max_frame < 256 {
@@ -320,6 +355,11 @@ impl Options {
         if cfg.outbound_queue == 0 || cfg.max_rooms == 0 || cfg.retention_count == 0 {
             return Err(ConfigError::Invalid(
                 "outbound-queue, max-rooms and retention-count must be at least 1".into(),
+            ));
+        }
+        if cfg.wt_keepalive >= cfg.wt_idle_timeout {
+            return Err(ConfigError::Invalid(
+                "wt-keepalive-sec must be below wt-idle-timeout-sec".into(),
             ));
         }
         if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {

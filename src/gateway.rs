@@ -1,7 +1,8 @@
 //! The node's shared state, handed to every session and HTTP handler as one
 //! cheap-clone handle: configuration, hub, router, authenticator, shutdown.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -11,6 +12,16 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::{Hub, Router};
 use crate::store::Store;
+use crate::tls::CurrentIdentity;
+
+/// What `/cert-hash` needs to know about the WebTransport endpoint.
+#[derive(Debug, Clone)]
+pub struct WtInfo {
+    /// The bound UDP address.
+    pub addr: SocketAddr,
+    /// The certificate in use.
+    pub identity: CurrentIdentity,
+}
 
 /// Everything a session or handler needs. Clone it freely.
 #[derive(Clone)]
@@ -28,6 +39,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them to finish.
     tasks: TaskTracker,
+    /// Set once the WebTransport endpoint is up.
+    wt: OnceLock<WtInfo>,
 }
 
 impl Gateway {
@@ -49,6 +62,7 @@ impl Gateway {
             auth,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            wt: OnceLock::new(),
         };
         Self {
             inner: Arc::new(inner),
@@ -93,6 +107,16 @@ impl Gateway {
     /// The shutdown signal.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// The WebTransport endpoint, once started.
+    pub fn wt(&self) -> Option<&WtInfo> {
+        self.inner.wt.get()
+    }
+
+    /// Records the WebTransport endpoint (once).
+    pub fn set_wt(&self, info: WtInfo) {
+        let _ = self.inner.wt.set(info);
     }
 
     /// The tracker of session tasks.

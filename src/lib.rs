@@ -22,4 +22,5 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;

@@ -25,10 +25,14 @@ async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
         .await
         .context("starting rtgate")?;
     // Test harnesses and scripts read this line to find the bound ports.
-    match running.metrics_addr {
-        Some(m) => println!("rtgate listening http={} metrics={m}", running.http_addr),
-        None => println!("rtgate listening http={}", running.http_addr),
-    }
+    let metrics = running
+        .metrics_addr
+        .map(|m| format!(" metrics={m}"))
+        .unwrap_or_default();
+    println!(
+        "rtgate listening http={} wt={}{metrics}",
+        running.http_addr, running.wt_addr
+    );
     shutdown_signal().await;
     running.shutdown().await;
     Ok(())

@@ -13,9 +13,12 @@ use tracing::{info, warn};
 use crate::broker::{Broker, LocalBroker};
 use crate::config::{Config, StoreKind};
 use crate::gateway::Gateway;
+use crate::gateway::WtInfo;
 use crate::hub::{Dispatcher, Hub};
 use crate::protocol::CloseCode;
 use crate::store::{MemoryStore, Retention, SqliteStore, Store};
+use crate::tls::{self, CurrentIdentity};
+use crate::transport::webtransport::{QuicOptions, WtServer};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,12 @@ pub enum ServerError {
     /// An option names a feature this build does not have yet.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The WebTransport endpoint could not start.
+    #[error("webtransport: {0}")]
+    Wt(#[from] crate::transport::webtransport::WtError),
+    /// The certificate could not be loaded or generated.
+    #[error("certificate: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The data folder is not usable.
     #[error("data folder {path}: {source}")]
     Data {
@@ -50,6 +59,9 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The bound metrics address, when `/metrics` has its own listener.
     pub metrics_addr: Option<SocketAddr>,
+    /// The bound WebTransport (UDP) address.
+    pub wt_addr: SocketAddr,
+    wt: Arc<WtServer>,
     gw: Gateway,
     http: JoinHandle<()>,
 }
@@ -115,6 +127,35 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             warn!(error = %e, "HTTP listener failed");
         }
     });
+    let dev_cert = config.tls_cert.is_none();
+    let identity = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => tls::load_pem(cert, key)?,
+        _ => tls::dev_identity(&config.data)?,
+    };
+    let quic = QuicOptions {
+        keepalive: config.wt_keepalive,
+        idle_timeout: config.wt_idle_timeout,
+        congestion: config.congestion,
+        max_connections: config.wt_max_connections,
+    };
+    let wt = Arc::new(WtServer::start(
+        config.wt,
+        CurrentIdentity::new(identity),
+        quic,
+        gw.clone(),
+    )?);
+    let wt_addr = wt.addr;
+    gw.set_wt(WtInfo {
+        addr: wt_addr,
+        identity: wt.identity().clone(),
+    });
+    if dev_cert {
+        tokio::spawn(renew_dev_certificate(
+            wt.clone(),
+            config.data.join("certs"),
+            gw.shutdown().clone(),
+        ));
+    }
     let metrics_addr = match config.metrics {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -141,13 +182,41 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             _ = stop.cancelled() => {}
         }
     });
-    info!(%http_addr, ?metrics_addr, node = %node_id, dev_mode = config.dev_mode(), "rtgate listening");
+    info!(%http_addr, %wt_addr, ?metrics_addr, node = %node_id, dev_mode = config.dev_mode(), "rtgate listening");
     Ok(Running {
         http_addr,
         metrics_addr,
+        wt_addr,
+        wt,
         gw,
         http,
     })
+}
+
+/// Replaces the development certificate before it expires (browsers
+/// refuse `serverCertificateHashes` of expired or long-lived certificates).
+async fn renew_dev_certificate(
+    wt: Arc<WtServer>,
+    dir: PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if !wt.identity().get().needs_renewal() {
+            continue;
+        }
+        match tls::write_dev(&dir)
+            .map_err(ServerError::from)
+            .and_then(|id| Ok(wt.set_identity(id)?))
+        {
+            Ok(()) => info!("development certificate renewed"),
+            Err(e) => warn!(error = %e, "renewing the development certificate failed"),
+        }
+    }
 }
 
 /// Reads the node id kept in the data folder, creating it on first start.
@@ -185,6 +254,7 @@ impl Running {
             warn!("drain deadline passed with sessions still open");
         }
         let _ = tokio::time::timeout(gw.config().drain, self.http).await;
+        self.wt.close();
         info!("stopped");
     }
 }

@@ -47,6 +47,7 @@ pub fn routes(gw: Gateway) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/cert-hash", get(cert_hash))
         .route("/readyz", get(readyz))
         .route("/websocket/{user_id}", get(websocket::legacy_upgrade))
         .route("/ws", get(websocket::ws_upgrade))
@@ -58,6 +59,31 @@ pub fn routes(gw: Gateway) -> Router {
         router
     };
     router.with_state(gw)
+}
+
+/// `GET /cert-hash`: the SHA-256 of the WebTransport certificate, for
+/// `serverCertificateHashes`, and the URL to connect to.
+async fn cert_hash(State(gw): State<Gateway>) -> Response {
+    let Some(wt) = gw.wt() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webtransport is not running",
+        )
+            .into_response();
+    };
+    let id = wt.identity.get();
+    let host = if wt.addr.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        wt.addr.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("https://{host}:{}/wt", wt.addr.port());
+    Json(json!({ "algorithm": "sha-256", "value": id.hash_base64(), "hex": id.hash_hex(), "url": url })).into_response()
 }
 
 /// The routes of a separate metrics listener (`--metrics ADDR`).

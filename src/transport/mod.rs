@@ -3,6 +3,7 @@
 //! hub only ever see this trait, never WebSocket or WebTransport types.
 
 pub mod websocket;
+pub mod webtransport;
 
 use std::fmt;
 use std::future::Future;
@@ -109,6 +110,12 @@ pub trait Transport: Send + 'static {
 
     /// Sends everything queued by [`Transport::send`].
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// True when the transport notices dead peers itself (QUIC idle
+    /// timeout), so the session does not close quiet clients for silence.
+    fn detects_dead_peers(&self) -> bool {
+        false
+    }
 
     /// A transport-level liveness probe (WebSocket Ping). Transports with
     /// their own keep-alive (QUIC) do nothing.

@@ -27,6 +27,9 @@ pub(crate) struct Server {
     pub(crate) data: tempfile::TempDir,
     /// The metrics address, when started with `--metrics`.
     pub(crate) metrics: Option<SocketAddr>,
+    /// The WebTransport (UDP) address.
+    #[allow(dead_code)]
+    pub(crate) wt: SocketAddr,
 }
 
 impl Server {
@@ -54,7 +57,7 @@ impl Server {
         log: Option<&std::path::Path>,
     ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtgate"));
-        cmd.args(["--http", "127.0.0.1:0", "--data"])
+        cmd.args(["--http", "127.0.0.1:0", "--wt", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .args(args);
         cmd.env(
@@ -74,7 +77,7 @@ impl Server {
             .spawn()
             .expect("rtgate starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (http, metrics) = loop {
+        let (http, wt, metrics) = loop {
             let line = lines
                 .next()
                 .expect("rtgate printed its address")
@@ -82,11 +85,17 @@ impl Server {
             if let Some(rest) = line.strip_prefix("rtgate listening http=") {
                 let mut words = rest.split_whitespace();
                 let http = words.next().unwrap().parse().expect("address");
+                let wt = words
+                    .next()
+                    .and_then(|w| w.strip_prefix("wt="))
+                    .expect("the wt address")
+                    .parse()
+                    .expect("wt address");
                 let metrics = words
                     .next()
                     .and_then(|w| w.strip_prefix("metrics="))
                     .map(|a| a.parse().expect("metrics address"));
-                break (http, metrics);
+                break (http, wt, metrics);
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -96,6 +105,7 @@ impl Server {
             http,
             data,
             metrics,
+            wt,
         }
     }
 
