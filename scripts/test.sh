@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what a fresh Debian machine lacks for them
-# (Chromium and chromedriver for the browser test), then `cargo test`.
+# (Chromium and chromedriver for the browser tests, aioquic for the
+# WebTransport tests), then `cargo test`.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# aioquic: an independent QUIC/WebTransport implementation the WT tests use.
+if ! python3 -c "import aioquic" >/dev/null 2>&1; then
+  echo "== installing aioquic"
+  python3 -m pip install --quiet --disable-pip-version-check "aioquic==1.7.2"
 fi
 
 echo "== cargo test"

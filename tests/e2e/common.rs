@@ -28,7 +28,6 @@ pub(crate) struct Server {
     /// The metrics address, when started with `--metrics`.
     pub(crate) metrics: Option<SocketAddr>,
     /// The WebTransport (UDP) address.
-    #[allow(dead_code)]
     pub(crate) wt: SocketAddr,
 }
 

@@ -10,3 +10,5 @@ mod limits;
 mod login;
 mod messaging;
 mod ops;
+mod wt;
+mod wt_client;

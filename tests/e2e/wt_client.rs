@@ -1,0 +1,179 @@
+//! A WebTransport test client: `tests/wt/client.py` (aioquic, an
+//! implementation independent of ours) driven over JSON lines.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::common::{Server, WAIT};
+
+pub(crate) struct WtClient {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Events read while waiting for another kind.
+    frames: VecDeque<Value>,
+    datagrams: VecDeque<Value>,
+    /// SHA-256 (hex) of the certificate the server presented.
+    pub(crate) cert_hash: String,
+}
+
+impl WtClient {
+    /// Opens a session at `url`; returns the client and the CONNECT status.
+    pub(crate) async fn connect(url: &str, origin: Option<&str>) -> (WtClient, u16) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wt/client.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(url);
+        if let Some(o) = origin {
+            cmd.args(["--origin", o]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs (aioquic is installed by scripts/test.sh)");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut c = WtClient {
+            child,
+            stdin,
+            lines,
+            frames: VecDeque::new(),
+            datagrams: VecDeque::new(),
+            cert_hash: String::new(),
+        };
+        loop {
+            let e = c.event().await;
+            if let Some(h) = e["cert_hash"].as_str() {
+                c.cert_hash = h.to_string();
+            } else if let Some(s) = e["connected"].as_u64() {
+                return (c, s as u16);
+            } else if e.get("closed").is_some() {
+                return (c, 0);
+            } else {
+                panic!("unexpected before CONNECT answer: {e}");
+            }
+        }
+    }
+
+    /// Opens a session to the server's `/wt` and logs in as `user`.
+    pub(crate) async fn login(server: &Server, user: &str) -> (WtClient, Value) {
+        let (mut c, status) = WtClient::connect(&wt_url(server, "/wt"), None).await;
+        assert_eq!(status, 200);
+        c.send(&json!({"msgType": 2, "sendUserId": user})).await;
+        let reply = c.recv().await;
+        assert_eq!(reply["msgType"], 2, "{reply}");
+        (c, reply)
+    }
+
+    async fn command(&mut self, v: Value) {
+        let mut line = v.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("client stdin");
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Sends one frame on the stream.
+    pub(crate) async fn send(&mut self, v: &Value) {
+        self.command(json!({ "send": v })).await;
+    }
+
+    /// Sends one frame holding literal text.
+    pub(crate) async fn send_text(&mut self, t: &str) {
+        self.command(json!({ "text": t })).await;
+    }
+
+    /// Sends raw bytes on the stream.
+    pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        self.command(json!({ "raw": hex })).await;
+    }
+
+    /// Sends one datagram.
+    pub(crate) async fn send_datagram(&mut self, v: &Value) {
+        self.command(json!({ "datagram": v })).await;
+    }
+
+    async fn event(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.lines.next_line())
+            .await
+            .expect("an event in time")
+            .expect("client stdout")
+            .expect("the client is running");
+        let v: Value = serde_json::from_str(&line).expect("a JSON line");
+        assert!(v.get("error").is_none(), "client failed: {v}");
+        v
+    }
+
+    /// The next frame from the stream.
+    pub(crate) async fn recv(&mut self) -> Value {
+        if let Some(f) = self.frames.pop_front() {
+            return f;
+        }
+        loop {
+            let mut e = self.event().await;
+            if let Some(f) = e.get_mut("frame") {
+                return f.take();
+            } else if let Some(d) = e.get_mut("datagram") {
+                self.datagrams.push_back(d.take());
+            } else if e.get("closed").is_some() || e.get("stream_end").is_some() {
+                panic!("expected a frame, the session ended: {e}");
+            }
+        }
+    }
+
+    /// The next frame of a given msgType.
+    pub(crate) async fn recv_type(&mut self, t: i64) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["msgType"] == t {
+                return v;
+            }
+        }
+    }
+
+    /// The next datagram.
+    pub(crate) async fn recv_datagram(&mut self) -> Value {
+        if let Some(d) = self.datagrams.pop_front() {
+            return d;
+        }
+        loop {
+            let mut e = self.event().await;
+            if let Some(d) = e.get_mut("datagram") {
+                return d.take();
+            } else if let Some(f) = e.get_mut("frame") {
+                self.frames.push_back(f.take());
+            } else if e.get("closed").is_some() {
+                panic!("expected a datagram, the session ended: {e}");
+            }
+        }
+    }
+
+    /// Reads until the connection closes; returns the close code, skipping
+    /// other events.
+    pub(crate) async fn expect_closed(&mut self) -> u64 {
+        loop {
+            let e = self.event().await;
+            if let Some(code) = e["closed"].as_u64() {
+                return code;
+            }
+        }
+    }
+
+    /// The client's process id (to freeze it with SIGSTOP).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+}
+
+/// `https://127.0.0.1:PORT{path}` for the server's WebTransport endpoint.
+pub(crate) fn wt_url(server: &Server, path: &str) -> String {
+    format!("https://127.0.0.1:{}{}", server.wt.port(), path)
+}
