@@ -21,6 +21,9 @@ pub struct WtInfo {
     pub addr: SocketAddr,
     /// The certificate in use.
     pub identity: CurrentIdentity,
+    /// True for the generated development certificate (browsers need its
+    /// hash); false for an operator's certificate.
+    pub dev: bool,
 }
 
 /// Everything a session or handler needs. Clone it freely.

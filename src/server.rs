@@ -148,6 +148,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     gw.set_wt(WtInfo {
         addr: wt_addr,
         identity: wt.identity().clone(),
+        dev: dev_cert,
     });
     if dev_cert {
         tokio::spawn(renew_dev_certificate(

@@ -1,6 +1,9 @@
-// rtgate browser client: one API over the server's WebSocket endpoint, with
-// login, heartbeats, acks, automatic reconnect with backoff and resume from
-// the last seen positions (so nothing stored is missed across a reconnect).
+// rtgate browser client: one API whichever transport carries it. It tries
+// WebTransport first (HTTP/3: a bidirectional stream of length-prefixed JSON
+// frames, datagrams for volatile messages) and falls back to WebSocket when
+// WebTransport is unavailable or does not connect in time. Login, heartbeats,
+// acks, automatic reconnect with backoff and resume from the last seen
+// positions (so nothing stored is missed across a reconnect).
 //
 //   const c = new RtgateClient({ url: location.origin, userId: "alice" });
 //   c.on("message", m => ...); c.on("state", s => ...);
@@ -14,9 +17,12 @@ class RtgateClient {
    * @param {string} opts.userId   dev-mode identity (ignored by the server when a token is given)
    * @param {string} [opts.token]  JWT, when the server requires one
    * @param {string[]} [opts.rooms] rooms to join at every login
+   * @param {string} [opts.transport] "auto" (default: WebTransport, then WebSocket), "webtransport" or "websocket"
+   * @param {string} [opts.wtUrl]  WebTransport URL; default: the one `/cert-hash` names
+   * @param {number} [opts.wtTimeoutMs] how long WebTransport may take to connect before falling back (default 3000)
    */
   constructor(opts) {
-    this.opts = Object.assign({ url: location.origin, rooms: [] }, opts);
+    this.opts = Object.assign({ url: location.origin, rooms: [], transport: "auto", wtTimeoutMs: 3000 }, opts);
     this.state = "idle";
     this.transport = null;
     this.listeners = {};
@@ -61,7 +67,7 @@ class RtgateClient {
   close() {
     this.closedByUser = true;
     clearInterval(this.hbTimer);
-    if (this.ws) this.ws.close(1000, "bye");
+    if (this.link) this.link.close(1000, "bye");
     this.setState("closed");
   }
 
@@ -73,25 +79,42 @@ class RtgateClient {
     return u.toString();
   }
 
-  open() {
+  async open() {
     this.setState("connecting");
-    const ws = new WebSocket(this.wsUrl());
-    this.ws = ws;
-    ws.onopen = () => {
-      this.transport = "websocket";
-      this.lastInbound = Date.now();
-      this.setState("logging-in");
-      const login = { msgType: 2, sendUserId: this.opts.userId, rooms: [...this.rooms] };
-      if (this.opts.token) login.token = this.opts.token;
-      // Resume: replay what arrived while we were away.
-      if (this.inboxSeq !== null) {
-        login.since = { inbox: this.inboxSeq, rooms: Object.assign({}, this.roomSeqs) };
-      }
-      ws.send(JSON.stringify(login));
+    const link = await this.openLink();
+    if (!link || !link.open) return; // closed meanwhile; onClose decides what next
+    this.link = link;
+    this.lastErrorCode = null;
+    this.transport = link.kind;
+    this.lastInbound = Date.now();
+    this.setState("logging-in");
+    const login = { msgType: 2, sendUserId: this.opts.userId, rooms: [...this.rooms] };
+    if (this.opts.token) login.token = this.opts.token;
+    // Resume: replay what arrived while we were away.
+    if (this.inboxSeq !== null) {
+      login.since = { inbox: this.inboxSeq, rooms: Object.assign({}, this.roomSeqs) };
+    }
+    link.send(JSON.stringify(login));
+  }
+
+  /** WebTransport if it connects in time, else WebSocket. */
+  async openLink() {
+    const handlers = {
+      onmessage: (text) => this.onFrame(text),
+      onclose: (code, reason) => this.onClose(code, reason),
     };
-    ws.onmessage = (ev) => this.onFrame(ev.data);
-    ws.onclose = (ev) => this.onClose(ev.code, ev.reason);
-    ws.onerror = () => {}; // onclose follows
+    const wantWt = this.opts.transport !== "websocket" && typeof WebTransport !== "undefined";
+    if (wantWt) {
+      try {
+        const link = await WtLink.open(this.opts, this.opts.wtTimeoutMs, handlers);
+        if (this.closedByUser) { link.close(1000, "bye"); return null; }
+        return link;
+      } catch (e) {
+        this.emit("fallback", String(e && e.message || e));
+        if (this.opts.transport === "webtransport") { this.onClose(0, String(e)); return null; }
+      }
+    }
+    return await WsLink.open(this.opts, handlers);
   }
 
   onClose(code, reason) {
@@ -107,6 +130,12 @@ class RtgateClient {
     }
     const delay = Math.min(this.backoffMs, 15000) * (0.5 + Math.random());
     this.backoffMs = Math.min(this.backoffMs * 2, 15000);
+    // A login refused over WebTransport arrives as error 401/403 before the close.
+    if (this.state === "logging-in" && (this.lastErrorCode === 401 || this.lastErrorCode === 403)) {
+      this.setState("refused", `${this.lastErrorCode}`);
+      if (this.onFirstLogin) this.onFirstLogin.reject(new Error(`login refused: ${this.lastErrorCode}`));
+      return;
+    }
     this.setState("reconnecting", `closed ${code}${reason ? " " + reason : ""}; retry in ${Math.round(delay)} ms`);
     setTimeout(() => this.open(), delay);
   }
@@ -121,6 +150,7 @@ class RtgateClient {
       case 2: return this.onLogin(m);
       case 4: return this.settle(m.clientMsgId, m, null);
       case 9:
+        this.lastErrorCode = m.code;
         if (m.clientMsgId && this.pending.has(m.clientMsgId)) return this.settle(m.clientMsgId, null, m);
         this.emit("error", m);
         return this.wake(9, m);
@@ -165,20 +195,18 @@ class RtgateClient {
     if (this.cursorTimer) return;
     this.cursorTimer = setTimeout(() => {
       this.cursorTimer = null;
-      if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-        this.ws.send(JSON.stringify({ msgType: 4, seq: this.inboxSeq }));
-      }
+      if (this.link && this.link.open) this.link.send(JSON.stringify({ msgType: 4, seq: this.inboxSeq }));
     }, 1000);
   }
 
   heartbeat() {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-    // Three silent heartbeat periods: the link is dead even if the socket says open.
+    if (!this.link || !this.link.open) return;
+    // Three silent heartbeat periods: the link is dead even if it says open.
     if (Date.now() - this.lastInbound > 3 * this.heartbeatSec * 1000) {
-      this.ws.close(4408, "heartbeat timeout");
+      this.link.close(4408, "heartbeat timeout");
       return;
     }
-    this.ws.send(JSON.stringify({ msgType: 1 }));
+    this.link.send(JSON.stringify({ msgType: 1 }));
   }
 
   settle(id, ok, err) {
@@ -200,18 +228,18 @@ class RtgateClient {
   request(frame) {
     return new Promise((resolve, reject) => {
       this.waiters.push({ msgType: frame.msgType, resolve, reject });
-      this.ws.send(JSON.stringify(frame));
+      this.link.send(JSON.stringify(frame));
     });
   }
 
   /** Sends a business message; resolves with the ack (msgId, seq) once stored. */
   send(msg) {
     const frame = Object.assign({ msgType: 3 }, msg);
-    if (frame.volatile) { this.ws.send(JSON.stringify(frame)); return Promise.resolve(null); }
+    if (frame.volatile) { this.link.sendVolatile(JSON.stringify(frame)); return Promise.resolve(null); }
     frame.clientMsgId = frame.clientMsgId || `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
     return new Promise((resolve, reject) => {
       this.pending.set(frame.clientMsgId, { resolve, reject });
-      this.ws.send(JSON.stringify(frame));
+      this.link.send(JSON.stringify(frame));
     });
   }
 
@@ -231,6 +259,128 @@ class RtgateClient {
 
   history(roomId, since = 0, limit = 50) { return this.request({ msgType: 7, roomId, since, limit }); }
   presence(roomId) { return this.request({ msgType: 8, roomId }); }
+}
+
+/** WebSocket: each text message is one frame. */
+class WsLink {
+  static open(opts, h) {
+    return new Promise((resolve) => {
+      const u = new URL(opts.url);
+      u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+      u.pathname = "/ws";
+      if (opts.token) u.searchParams.set("token", opts.token);
+      const ws = new WebSocket(u.toString());
+      const link = new WsLink(ws);
+      ws.onopen = () => resolve(link);
+      ws.onmessage = (ev) => h.onmessage(ev.data);
+      // A socket that never opened also ends here; the client reconnects.
+      ws.onclose = (ev) => { link.open = false; resolve(link); h.onclose(ev.code, ev.reason); };
+      ws.onerror = () => {};
+    });
+  }
+
+  constructor(ws) { this.ws = ws; this.kind = "websocket"; this.open = true; }
+  send(text) { if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text); }
+  sendVolatile(text) { this.send(text); }
+  close(code, reason) { this.open = false; this.ws.close(code, reason); }
+}
+
+/** WebTransport: one bidirectional stream of 4-byte big-endian length-prefixed frames, plus datagrams. */
+class WtLink {
+  static async open(opts, timeoutMs, h) {
+    const base = new URL(opts.url);
+    let url = opts.wtUrl;
+    const wtOpts = {};
+    const info = await (await fetch(new URL("/cert-hash", base))).json();
+    if (!url) url = info.url;
+    if (info.dev) {
+      const bytes = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
+      wtOpts.serverCertificateHashes = [{ algorithm: "sha-256", value: bytes }];
+    }
+    const u = new URL(url);
+    if (opts.token) u.searchParams.set("token", opts.token);
+    const wt = new WebTransport(u.toString(), wtOpts);
+    let timer;
+    const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("webtransport timed out")), timeoutMs); });
+    try {
+      await Promise.race([wt.ready, timeout]);
+    } catch (e) {
+      try { wt.close(); } catch (_) { /* already failed */ }
+      wt.closed.catch(() => {});
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    const stream = await wt.createBidirectionalStream();
+    const link = new WtLink(wt, stream.writable.getWriter());
+    link.readFrames(stream.readable.getReader(), h);
+    link.readDatagrams(h);
+    wt.closed.then((info) => h.onclose(info.closeCode || 1006, info.reason || ""), () => h.onclose(1006, "webtransport closed"))
+      .finally(() => { link.open = false; });
+    return link;
+  }
+
+  constructor(wt, writer) {
+    this.wt = wt;
+    this.writer = writer;
+    this.kind = "webtransport";
+    this.open = true;
+    this.encoder = new TextEncoder();
+    this.decoder = new TextDecoder();
+    try { this.dgWriter = wt.datagrams.writable.getWriter(); } catch (_) { this.dgWriter = null; }
+  }
+
+  send(text) {
+    const body = this.encoder.encode(text);
+    const frame = new Uint8Array(4 + body.length);
+    new DataView(frame.buffer).setUint32(0, body.length);
+    frame.set(body, 4);
+    this.writer.write(frame).catch(() => {});
+  }
+
+  /** Volatile messages go as datagrams when they fit. */
+  sendVolatile(text) {
+    const body = this.encoder.encode(text);
+    const max = this.wt.datagrams.maxDatagramSize || 1000;
+    if (this.dgWriter && body.length <= max) this.dgWriter.write(body).catch(() => {});
+    else this.send(text);
+  }
+
+  async readFrames(reader, h) {
+    let buf = new Uint8Array(0);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const next = new Uint8Array(buf.length + value.length);
+        next.set(buf);
+        next.set(value, buf.length);
+        buf = next;
+        while (buf.length >= 4) {
+          const n = new DataView(buf.buffer, buf.byteOffset).getUint32(0);
+          if (buf.length < 4 + n) break;
+          h.onmessage(this.decoder.decode(buf.subarray(4, 4 + n)));
+          buf = buf.slice(4 + n);
+        }
+      }
+    } catch (_) { /* the session closed; wt.closed reports it */ }
+  }
+
+  async readDatagrams(h) {
+    try {
+      const reader = this.wt.datagrams.readable.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        h.onmessage(this.decoder.decode(value));
+      }
+    } catch (_) { /* closed */ }
+  }
+
+  close(code, reason) {
+    this.open = false;
+    try { this.wt.close({ closeCode: code, reason }); } catch (_) { /* already closed */ }
+  }
 }
 
 if (typeof module !== "undefined") module.exports = { RtgateClient };

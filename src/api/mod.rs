@@ -83,7 +83,14 @@ async fn cert_hash(State(gw): State<Gateway>) -> Response {
         host
     };
     let url = format!("https://{host}:{}/wt", wt.addr.port());
-    Json(json!({ "algorithm": "sha-256", "value": id.hash_base64(), "hex": id.hash_hex(), "url": url })).into_response()
+    Json(json!({
+        "algorithm": "sha-256",
+        "value": id.hash_base64(),
+        "hex": id.hash_hex(),
+        "url": url,
+        "dev": wt.dev,
+    }))
+    .into_response()
 }
 
 /// The routes of a separate metrics listener (`--metrics ADDR`).

@@ -9,7 +9,7 @@ use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
-use crate::common::Server;
+use crate::common::{Client, Server};
 
 /// A chromedriver process on a free loopback port, killed on drop.
 struct Driver {
@@ -109,22 +109,26 @@ async fn wait_for(b: &Browser, id: &str, needle: &str) {
     }
 }
 
-async fn open_and_login(b: &Browser, server: &Server, user: &str) {
-    b.goto(&format!("http://{}/", server.http)).await.unwrap();
+async fn open_and_login(b: &Browser, server: &Server, query: &str, user: &str, transport: &str) {
+    b.goto(&format!("http://{}/{query}", server.http))
+        .await
+        .unwrap();
     fill(b, "user", user).await;
     click(b, "connect").await;
     wait_for(b, "state", "connected").await;
-    assert_eq!(text(b, "transport").await, "via websocket");
+    assert_eq!(text(b, "transport").await, format!("via {transport}"));
 }
 
 #[tokio::test]
-async fn two_demo_pages_exchange_messages() {
+async fn demo_pages_chat_over_webtransport_and_websocket() {
     let server = Server::start(&[]);
     let driver = Driver::start();
     let alice = driver.browser("alice").await;
     let bob = driver.browser("bob").await;
-    open_and_login(&alice, &server, "alice").await;
-    open_and_login(&bob, &server, "bob").await;
+    // alice's page prefers WebTransport and gets it; bob's is told to use WebSocket.
+    open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    open_and_login(&bob, &server, "?transport=websocket", "bob", "websocket").await;
+    let (mut carol, _) = Client::login(&server, "carol").await;
 
     fill(&alice, "to", "bob").await;
     fill(&alice, "text", "hello bob").await;
@@ -136,12 +140,49 @@ async fn two_demo_pages_exchange_messages() {
         click(b, "join").await;
         wait_for(b, "log", "joined lobby").await;
     }
+    carol.send(&json!({"msgType": 5, "roomId": "lobby"})).await;
+    carol.recv_type(5).await;
     fill(&bob, "text", "hi room").await;
     click(&bob, "send-room").await;
     wait_for(&alice, "log", "[room lobby] bob: hi room").await;
+    assert_eq!(
+        carol.recv_type(3).await["msgBody"],
+        json!({"text": "hi room"})
+    );
+    // A WebSocket client reaches the WebTransport page and back.
+    carol.send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": {"text": "from a ws client"}})).await;
+    wait_for(&alice, "log", "[direct] carol: from a ws client").await;
+    fill(&alice, "to", "carol").await;
+    fill(&alice, "text", "back over wt").await;
+    click(&alice, "send-direct").await;
+    assert_eq!(
+        carol.recv_type(3).await["msgBody"],
+        json!({"text": "back over wt"})
+    );
     click(&alice, "who").await;
-    wait_for(&alice, "log", "online in lobby: alice, bob").await;
+    wait_for(&alice, "log", "online in lobby: alice, bob, carol").await;
 
     alice.close().await.unwrap();
     bob.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn demo_page_falls_back_to_websocket_when_udp_is_unreachable() {
+    let server = Server::start(&[]);
+    // A UDP port that swallows every packet: WebTransport can only time out.
+    let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    let driver = Driver::start();
+    let b = driver.browser("fallback").await;
+    let query = format!("?wt=https://127.0.0.1:{port}/wt");
+    open_and_login(&b, &server, &query, "dave", "websocket").await;
+    wait_for(&b, "log", "WebTransport unavailable").await;
+    let (mut erin, _) = Client::login(&server, "erin").await;
+    erin.send(
+        &json!({"msgType": 3, "receivedUserId": "dave", "msgBody": {"text": "still reachable"}}),
+    )
+    .await;
+    wait_for(&b, "log", "[direct] erin: still reachable").await;
+    b.close().await.unwrap();
+    drop(blackhole);
 }
