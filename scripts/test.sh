@@ -26,6 +26,9 @@ if ! python3 -c "import aioquic" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "aioquic==1.7.2"
 fi
 
+echo "== cargo build --examples (the e2e tests run the example clients)"
+cargo build --examples
+
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

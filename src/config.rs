@@ -55,6 +55,13 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the server (the default).
     Serve,
+    /// Write a development certificate (ECDSA P-256 for localhost,
+    /// 127.0.0.1 and ::1, valid 13 days) and print its SHA-256.
+    GenCert {
+        /// Folder for dev-cert.pem and dev-key.pem [default: <data>/certs]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Log output format.

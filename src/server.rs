@@ -75,11 +75,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             "cluster mode (--redis) is not implemented yet; run without --redis for a single node",
         ));
     }
-    if config.tls_cert.is_some() {
-        warn!(
-            "--tls-cert/--tls-key are kept for WebTransport and wss, which this build does not serve yet"
-        );
-    }
     std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
         path: config.data.clone(),
         source,

@@ -211,3 +211,125 @@ async fn an_idle_quic_peer_is_closed_and_a_quiet_live_one_is_not() {
     quiet.send(&json!({"msgType": 1})).await;
     assert_eq!(quiet.recv().await["msgType"], 1);
 }
+
+/// Path of an example binary built next to this test binary.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+#[tokio::test]
+async fn the_rust_example_clients_chat_across_transports() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let s = Server::start(&[]);
+    let spawn = |bin: &str, target: String, user: &str| {
+        tokio::process::Command::new(example(bin))
+            .args([target, user.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (cargo test builds the examples)"))
+    };
+    let mut ws = spawn("ws_client", s.ws_url("/ws"), "rust-ws");
+    let mut wt = spawn("wt_client", format!("http://{}", s.http), "rust-wt");
+    let mut ws_out = BufReader::new(ws.stdout.take().unwrap()).lines();
+    let mut wt_out = BufReader::new(wt.stdout.take().unwrap()).lines();
+    async fn until(
+        lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+        needle: &str,
+    ) -> Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                .await
+                .expect("output in time")
+                .unwrap()
+                .expect("the client is running");
+            if line.contains(needle) {
+                return serde_json::from_str(&line).unwrap();
+            }
+        }
+    }
+    until(&mut ws_out, r#""msgType":2"#).await;
+    until(&mut wt_out, r#""msgType":2"#).await;
+    let mut wt_in = wt.stdin.take().unwrap();
+    wt_in
+        .write_all(b"@rust-ws hello over webtransport\n")
+        .await
+        .unwrap();
+    let m = until(&mut ws_out, "hello over webtransport").await;
+    assert_eq!(m["sendUserId"], "rust-wt");
+    let mut ws_in = ws.stdin.take().unwrap();
+    ws_in
+        .write_all(b"@rust-wt hello over websocket\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        until(&mut wt_out, "hello over websocket").await["sendUserId"],
+        "rust-ws"
+    );
+    // A volatile message to the WT client arrives as a datagram and is printed.
+    ws_in
+        .write_all(b"{\"msgType\":3,\"receivedUserId\":\"rust-wt\",\"volatile\":true,\"msgBody\":\"dg\"}\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        until(&mut wt_out, r#""volatile":true"#).await["msgBody"],
+        "dg"
+    );
+}
+
+#[tokio::test]
+async fn gen_cert_then_serve_it_as_an_operator_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .args(["gen-cert", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let cert = dir.path().join("dev-cert.pem");
+    let key = dir.path().join("dev-key.pem");
+    let s = Server::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let (c, status) = WtClient::connect(&wt_url(&s, "/wt"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        printed.contains(&c.cert_hash),
+        "gen-cert printed the hash the server serves: {printed}"
+    );
+    let (_, body) = s.http("GET", "/cert-hash", &[], "").await;
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (h["hex"].as_str(), h["dev"].as_bool()),
+        (Some(c.cert_hash.as_str()), Some(false))
+    );
+    // A key that does not parse is a clear error at start.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "garbage").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let err = crate::common::refuses_to_start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--wt",
+        "127.0.0.1:0",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad.pem"), "{err}");
+}
