@@ -149,6 +149,10 @@ pub struct Options {
     /// PEM private key for --tls-cert
     #[arg(long, env = "RTGATE_TLS_KEY", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS and wss on --http, with the WebTransport certificate
+    #[arg(long, env = "RTGATE_TLS_HTTP")]
+    #[serde(default)]
+    pub tls_http: bool,
     /// Allow dev mode (no --jwt-secret) on a non-loopback address
     #[arg(long, env = "RTGATE_INSECURE")]
     #[serde(default)]
@@ -227,7 +231,7 @@ impl Options {
                  tls_cert, tls_key, max_frame, rate_limit, outbound_queue, max_rooms, dedupe_window_sec,
                  retention_count, retention_sec, drain_sec, log_format, store, metrics, wt_keepalive_sec, wt_idle_timeout_sec, congestion, wt_max_connections;
             vec: trusted_proxy, allowed_origin;
-            flag: insecure)
+            flag: insecure, tls_http)
     }
 
     /// Reads a TOML config file.
@@ -272,6 +276,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Dev mode allowed off loopback.
     pub insecure: bool,
+    /// HTTPS and wss on the HTTP listener.
+    pub tls_http: bool,
     /// Allowed browser origins (empty: all).
     pub allowed_origins: Vec<String>,
     /// Frame size limit.
@@ -337,6 +343,7 @@ impl Options {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             insecure: self.insecure,
+            tls_http: self.tls_http,
             allowed_origins: self.allowed_origin,
             max_frame: self.max_frame.unwrap_or(64 * 1024),
             rate_limit: self.rate_limit.unwrap_or(50),

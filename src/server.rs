@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::api::tls::TlsListener;
 use crate::broker::{Broker, LocalBroker};
 use crate::config::{Config, StoreKind};
 use crate::gateway::Gateway;
@@ -19,6 +20,7 @@ use crate::protocol::CloseCode;
 use crate::store::{MemoryStore, Retention, SqliteStore, Store};
 use crate::tls::{self, CurrentIdentity};
 use crate::transport::webtransport::{QuicOptions, WtServer};
+use axum::serve::ListenerExt;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,20 +114,33 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         addr: config.http,
         source,
     })?;
-    let app = crate::api::routes(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = gw.shutdown().clone();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "HTTP listener failed");
-        }
-    });
     let dev_cert = config.tls_cert.is_none();
-    let identity = match (&config.tls_cert, &config.tls_key) {
+    let identity = CurrentIdentity::new(match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => tls::load_pem(cert, key)?,
         _ => tls::dev_identity(&config.data)?,
+    });
+    let app = crate::api::routes(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = gw.shutdown().clone();
+    let shutdown = async move { stop.cancelled().await };
+    let http = if config.tls_http {
+        let listener = TlsListener::new(listener, identity.clone())?.tap_io(|_| ());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                warn!(error = %e, "HTTPS listener failed");
+            }
+        })
+    } else {
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                warn!(error = %e, "HTTP listener failed");
+            }
+        })
     };
     let quic = QuicOptions {
         keepalive: config.wt_keepalive,
@@ -133,12 +148,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         congestion: config.congestion,
         max_connections: config.wt_max_connections,
     };
-    let wt = Arc::new(WtServer::start(
-        config.wt,
-        CurrentIdentity::new(identity),
-        quic,
-        gw.clone(),
-    )?);
+    let wt = Arc::new(WtServer::start(config.wt, identity, quic, gw.clone())?);
     let wt_addr = wt.addr;
     gw.set_wt(WtInfo {
         addr: wt_addr,

@@ -97,14 +97,28 @@ impl Identity {
 
     /// A rustls server configuration for HTTP/3 (TLS 1.3, ALPN `h3`).
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        self.server_config_with(&[&rustls::version::TLS13], b"h3")
+    }
+
+    /// A rustls server configuration for HTTPS and wss (TLS 1.2 or 1.3,
+    /// ALPN `http/1.1`).
+    pub fn https_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        self.server_config_with(rustls::DEFAULT_VERSIONS, b"http/1.1")
+    }
+
+    fn server_config_with(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[u8],
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
+            .with_protocol_versions(versions)
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        cfg.alpn_protocols = vec![b"h3".to_vec()];
+        cfg.alpn_protocols = vec![alpn.to_vec()];
         // 0-RTT stays off: early data can be replayed, and a replayed login
         // or send must not be accepted twice.
         cfg.max_early_data_size = 0;

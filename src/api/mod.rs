@@ -2,6 +2,7 @@
 //! browser client, health and readiness, and the server API for backends.
 
 pub mod forwarded;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -134,3 +134,45 @@ async fn sigterm_tells_clients_to_go_away_and_exits_cleanly() {
     assert_eq!(b.expect_end().await, crate::common::End::Closed(1001));
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn wss_with_the_webtransport_certificate() {
+    use futures_util::{SinkExt, StreamExt};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = Server::start(&["--tls-http"]);
+    let cert = CertificateDer::from_pem_file(s.data.path().join("certs/dev-cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the certificate verifies for localhost");
+    let url = format!("wss://localhost:{}/ws", s.http.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    ws.send(Message::text(
+        json!({"msgType": 2, "sendUserId": "secure"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    let v: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(v["sendUserId"], "secure");
+    // Plain HTTP on the same port is not served.
+    let plain = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    assert!(
+        tokio_tungstenite::client_async(s.ws_url("/ws"), plain)
+            .await
+            .is_err()
+    );
+}

@@ -333,3 +333,23 @@ async fn gen_cert_then_serve_it_as_an_operator_certificate() {
     ]);
     assert!(err.contains("bad.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn a_session_closed_mid_frame_loses_nothing_acked() {
+    let s = Server::start(&[]);
+    let (mut ws, _) = Client::login(&s, "ws").await;
+    let (mut a, _) = WtClient::login(&s, "a").await;
+    a.send(&json!({"msgType": 3, "receivedUserId": "ws", "msgBody": "acked", "clientMsgId": "k1"}))
+        .await;
+    assert_eq!(a.recv_type(4).await["clientMsgId"], "k1");
+    // Half a frame, then the connection goes away.
+    a.send_raw(&[0, 0, 0, 100, b'{', b'"', b'm']).await;
+    a.close().await;
+    assert_eq!(ws.recv().await["msgBody"], "acked");
+    ws.expect_silence(Duration::from_millis(300)).await;
+    // The user logs in again and the server is fine.
+    let (mut again, reply) = WtClient::login(&s, "a").await;
+    assert_eq!(reply["sendUserId"], "a");
+    again.send(&json!({"msgType": 1})).await;
+    assert_eq!(again.recv().await["msgType"], 1);
+}

@@ -112,6 +112,11 @@ impl WtClient {
         v
     }
 
+    /// Closes the connection from the client side.
+    pub(crate) async fn close(&mut self) {
+        self.command(json!({ "close": true })).await;
+    }
+
     /// The next frame from the stream.
     pub(crate) async fn recv(&mut self) -> Value {
         if let Some(f) = self.frames.pop_front() {
