@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what a fresh Debian machine lacks for them
-# (Chromium and chromedriver for the browser tests, aioquic for the
-# WebTransport tests), then `cargo test`.
+# (Chromium and chromedriver for the browser tests, redis-server and nginx
+# for the cluster tests, aioquic for the WebTransport tests), then
+# `cargo test`. Every service a test needs is started by that test, on
+# loopback ports it picks.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +11,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2

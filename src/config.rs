@@ -205,6 +205,9 @@ pub struct Options {
     /// Most concurrent WebTransport (QUIC) connections [default: 100000]
     #[arg(long, env = "RTGATE_WT_MAX_CONNECTIONS", value_name = "N")]
     pub wt_max_connections: Option<usize>,
+    /// Cluster mode: seconds a node's presence entries live without refresh [default: 20]
+    #[arg(long, env = "RTGATE_PRESENCE_TTL_SEC", value_name = "N")]
+    pub presence_ttl_sec: Option<u64>,
     /// Serve /metrics on this address only, not on --http [default: on --http]
     #[arg(long, env = "RTGATE_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -229,7 +232,7 @@ impl Options {
         merge_options!(self, file;
             opt: http, wt, data, node_id, redis, jwt_secret, api_key, heartbeat_sec, login_timeout_sec,
                  tls_cert, tls_key, max_frame, rate_limit, outbound_queue, max_rooms, dedupe_window_sec,
-                 retention_count, retention_sec, drain_sec, log_format, store, metrics, wt_keepalive_sec, wt_idle_timeout_sec, congestion, wt_max_connections;
+                 retention_count, retention_sec, drain_sec, log_format, store, metrics, wt_keepalive_sec, wt_idle_timeout_sec, congestion, wt_max_connections, presence_ttl_sec;
             vec: trusted_proxy, allowed_origin;
             flag: insecure, tls_http)
     }
@@ -308,6 +311,8 @@ pub struct Config {
     pub congestion: Congestion,
     /// Most concurrent QUIC connections.
     pub wt_max_connections: usize,
+    /// Cluster presence entry lifetime.
+    pub presence_ttl: Duration,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -359,6 +364,7 @@ impl Options {
             wt_idle_timeout: secs(self.wt_idle_timeout_sec, 30, "wt-idle-timeout-sec")?,
             congestion: self.congestion.unwrap_or_default(),
             wt_max_connections: self.wt_max_connections.unwrap_or(100_000),
+            presence_ttl: secs(self.presence_ttl_sec, 20, "presence-ttl-sec")?,
             log_format: self.log_format.unwrap_or_default(),
         };
         if cfg.max_frame < 256 {

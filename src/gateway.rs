@@ -54,6 +54,7 @@ impl Gateway {
         hub: Hub,
         store: Arc<dyn Store>,
         broker: Arc<dyn Broker>,
+        shutdown: CancellationToken,
     ) -> Self {
         let auth = Authenticator::new(config.jwt_secret.as_deref());
         let router = Router::new(store, broker);
@@ -63,7 +64,7 @@ impl Gateway {
             hub,
             router,
             auth,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
             wt: OnceLock::new(),
         };

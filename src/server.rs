@@ -11,13 +11,13 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::api::tls::TlsListener;
-use crate::broker::{Broker, LocalBroker};
+use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::config::{Config, StoreKind};
 use crate::gateway::Gateway;
 use crate::gateway::WtInfo;
 use crate::hub::{Dispatcher, Hub};
 use crate::protocol::CloseCode;
-use crate::store::{MemoryStore, Retention, SqliteStore, Store};
+use crate::store::{MemoryStore, RedisStore, Retention, SqliteStore, Store};
 use crate::tls::{self, CurrentIdentity};
 use crate::transport::webtransport::{QuicOptions, WtServer};
 use axum::serve::ListenerExt;
@@ -36,9 +36,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
-    /// An option names a feature this build does not have yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
+    /// Redis (cluster mode) is not reachable or refused.
+    #[error("redis at start: {0}")]
+    Redis(String),
     /// The WebTransport endpoint could not start.
     #[error("webtransport: {0}")]
     Wt(#[from] crate::transport::webtransport::WtError),
@@ -70,13 +70,6 @@ pub struct Running {
 
 /// Starts a node: binds its listeners and serves in background tasks.
 pub async fn start(config: Config) -> Result<Running, ServerError> {
-    if config.redis.is_some() {
-        // Running single-node while the operator expects a cluster would
-        // silently split users across nodes that cannot reach each other.
-        return Err(ServerError::Unsupported(
-            "cluster mode (--redis) is not implemented yet; run without --redis for a single node",
-        ));
-    }
     std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
         path: config.data.clone(),
         source,
@@ -87,22 +80,53 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     };
     let metrics = crate::telemetry::install();
     let hub = Hub::new();
-    let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
     let retention = Retention {
         max_count: config.retention_count,
         max_age: config.retention_age,
     };
-    let sink = Arc::new(Dispatcher::new(broker.clone()));
-    let store: Arc<dyn Store> = match config.store {
-        StoreKind::Sqlite => Arc::new(SqliteStore::open(
-            &config.data,
-            sink,
-            retention,
-            config.dedupe_window,
-        )?),
-        StoreKind::Memory => Arc::new(MemoryStore::new(sink, retention, config.dedupe_window)),
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (broker, store): (Arc<dyn Broker>, Arc<dyn Store>) = match &config.redis {
+        Some(url) => {
+            // Cluster mode: Pub/Sub between nodes, presence and the store in Redis.
+            let broker = RedisBroker::connect(
+                url,
+                node_id.clone(),
+                hub.clone(),
+                config.presence_ttl,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| ServerError::Redis(e.to_string()))?;
+            let store = RedisStore::connect(url, retention, config.dedupe_window)
+                .await
+                .map_err(|e| ServerError::Redis(e.to_string()))?;
+            (broker, Arc::new(store))
+        }
+        None => {
+            let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
+            let sink = Arc::new(Dispatcher::new(broker.clone()));
+            let store: Arc<dyn Store> = match config.store {
+                StoreKind::Sqlite => Arc::new(SqliteStore::open(
+                    &config.data,
+                    sink,
+                    retention,
+                    config.dedupe_window,
+                )?),
+                StoreKind::Memory => {
+                    Arc::new(MemoryStore::new(sink, retention, config.dedupe_window))
+                }
+            };
+            (broker, store)
+        }
     };
-    let gw = Gateway::new(config.clone(), node_id.clone(), hub, store, broker);
+    let gw = Gateway::new(
+        config.clone(),
+        node_id.clone(),
+        hub,
+        store,
+        broker,
+        shutdown,
+    );
 
     let listener = TcpListener::bind(config.http)
         .await

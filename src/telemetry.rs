@@ -123,6 +123,11 @@ pub fn broker_received() {
     counter!("rtgate_broker_received_total").increment(1);
 }
 
+/// An envelope dropped because the broker's queue was full.
+pub fn broker_dropped() {
+    counter!("rtgate_broker_dropped_total").increment(1);
+}
+
 /// The broker reconnected to its backend.
 pub fn broker_reconnect() {
     counter!("rtgate_broker_reconnects_total").increment(1);

@@ -3,6 +3,7 @@
 //! the Redis broker (cluster mode) routes through Redis Pub/Sub.
 
 pub mod local;
+pub mod redis;
 
 use futures_util::future::BoxFuture;
 
@@ -10,6 +11,7 @@ use crate::hub::Envelope;
 use crate::protocol::Id;
 
 pub use local::LocalBroker;
+pub use redis::RedisBroker;
 
 /// Why the broker could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,17 +29,26 @@ pub trait Broker: Send + Sync + 'static {
     /// or drops, it does not stall the caller.
     fn publish(&self, env: Envelope);
 
-    /// This node now has a member of `room` (its first one).
-    fn watch_room(&self, room: &Id);
+    /// This node now has a member of `room` (its first one). Resolves once
+    /// envelopes for the room reach this node.
+    fn watch_room(&self, room: &Id) -> BoxFuture<'static, ()>;
 
     /// This node no longer has a member of `room`.
     fn unwatch_room(&self, room: &Id);
 
-    /// This node now has a session of `user` (its first one).
-    fn user_online(&self, user: &Id);
+    /// This node now has a session of `user` (its first one). Resolves once
+    /// envelopes for the user reach this node.
+    fn user_online(&self, user: &Id) -> BoxFuture<'static, ()>;
 
     /// This node no longer has a session of `user`.
     fn user_offline(&self, user: &Id);
+
+    /// A user joined a room on this node (for cluster presence).
+    fn room_joined(&self, _room: &Id, _user: &Id) {}
+
+    /// A session of a user left a room on this node; the broker checks
+    /// whether the user still has a session in it here.
+    fn room_left(&self, _room: &Id, _user: &Id) {}
 
     /// Which of these users are online anywhere.
     fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>>;

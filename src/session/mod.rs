@@ -192,8 +192,15 @@ impl<T: Transport> Session<T> {
     /// Leaves the hub and tells the broker what this node no longer holds.
     fn finish(&mut self) {
         let Some(a) = self.active.take() else { return };
-        let (last_user, last_rooms) = self.gw.hub().unregister(a.id, &a.identity.user, a.rooms);
+        let rooms: Vec<Id> = a.rooms.into_iter().collect();
+        let (last_user, last_rooms) =
+            self.gw
+                .hub()
+                .unregister(a.id, &a.identity.user, rooms.iter().cloned());
         let broker = self.gw.broker();
+        for room in &rooms {
+            broker.room_left(room, &a.identity.user);
+        }
         for room in &last_rooms {
             broker.unwatch_room(room);
         }
@@ -422,7 +429,9 @@ impl<T: Transport> Session<T> {
             closer: Arc::default(),
         };
         if self.gw.hub().register(handle.clone()) {
-            self.gw.broker().user_online(&user);
+            // Subscribed before the replay reads the store: no gap between
+            // what the replay covers and what arrives live.
+            self.gw.broker().user_online(&user).await;
         }
         self.closer = Some(handle.closer.clone());
         self.active = Some(Active {
@@ -608,8 +617,10 @@ impl<T: Transport> Session<T> {
                 )));
             }
             a.rooms.insert(room.clone());
-            if self.gw.hub().join(&room, a.handle.clone()) {
-                self.gw.broker().watch_room(&room);
+            let first = self.gw.hub().join(&room, a.handle.clone());
+            self.gw.broker().room_joined(&room, &a.identity.user);
+            if first {
+                self.gw.broker().watch_room(&room).await;
             }
         }
         self.gw
@@ -621,8 +632,11 @@ impl<T: Transport> Session<T> {
 
     fn leave(&mut self, room: &Id) {
         let a = self.active.as_mut().expect("logged in");
-        if a.rooms.remove(room) && self.gw.hub().leave(room, a.id) {
-            self.gw.broker().unwatch_room(room);
+        if a.rooms.remove(room) {
+            if self.gw.hub().leave(room, a.id) {
+                self.gw.broker().unwatch_room(room);
+            }
+            self.gw.broker().room_left(room, &a.identity.user);
         }
     }
 

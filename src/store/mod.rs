@@ -6,6 +6,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::hub::{Channel, SessionId};
 use crate::protocol::{Delivered, Id};
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.

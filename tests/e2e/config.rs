@@ -105,18 +105,3 @@ async fn node_id_is_generated_once_and_kept() {
     let (_c, again) = Client::login(&s, "u").await;
     assert_eq!(again["nodeId"], id.as_str());
 }
-
-#[test]
-fn cluster_mode_is_refused_until_it_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let err = refuses_to_start(&[
-        "--http",
-        "127.0.0.1:0",
-        "--redis",
-        "redis://127.0.0.1:6379",
-        "--data",
-        data,
-    ]);
-    assert!(err.contains("--redis"), "{err}");
-}

@@ -2,6 +2,7 @@
 
 mod api;
 mod browser;
+mod cluster;
 mod common;
 mod config;
 mod durability;
@@ -10,5 +11,6 @@ mod limits;
 mod login;
 mod messaging;
 mod ops;
+mod redis_server;
 mod wt;
 mod wt_client;

@@ -1,0 +1,282 @@
+//! Cluster mode against a real redis-server: several nodes, users on
+//! different nodes and transports, presence, the shared store, Redis
+//! restarts and node kills.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Client, Server};
+use crate::redis_server::RedisServer;
+use crate::wt_client::WtClient;
+
+fn node(redis: &RedisServer, extra: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str(), "--presence-ttl-sec", "2"];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[tokio::test]
+async fn ws_on_one_node_and_wt_on_another_talk_directly_and_in_rooms() {
+    let redis = RedisServer::start();
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let (mut alice, ra) = Client::login(&a, "alice").await;
+    let (mut bob, rb) = WtClient::login(&b, "bob").await;
+    assert_ne!(ra["nodeId"], rb["nodeId"]);
+    alice
+        .send(
+            &json!({"msgType": 3, "receivedUserId": "bob", "msgBody": "a->b", "clientMsgId": "1"}),
+        )
+        .await;
+    let ack = alice.recv_type(4).await;
+    let m = bob.recv_type(3).await;
+    assert_eq!(
+        (m["msgBody"].as_str(), m["seq"].as_i64()),
+        (Some("a->b"), Some(1))
+    );
+    assert_eq!(m["msgId"], ack["msgId"]);
+    bob.send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": "b->a"}))
+        .await;
+    assert_eq!(alice.recv_type(3).await["msgBody"], "b->a");
+    // Rooms across nodes and transports.
+    alice.send(&json!({"msgType": 5, "roomId": "x"})).await;
+    alice.recv_type(5).await;
+    bob.send(&json!({"msgType": 5, "roomId": "x"})).await;
+    bob.recv_type(5).await;
+    let (mut carol, _) = Client::login(&b, "carol").await;
+    carol.send(&json!({"msgType": 5, "roomId": "x"})).await;
+    carol.recv_type(5).await;
+    alice
+        .send(&json!({"msgType": 3, "roomId": "x", "msgBody": "to the room"}))
+        .await;
+    assert_eq!(bob.recv_type(3).await["msgBody"], "to the room");
+    assert_eq!(carol.recv_type(3).await["msgBody"], "to the room");
+    bob.send(&json!({"msgType": 3, "roomId": "x", "msgBody": "from wt on b"}))
+        .await;
+    assert_eq!(alice.recv_type(3).await["msgBody"], "from wt on b");
+    assert_eq!(carol.recv_type(3).await["msgBody"], "from wt on b");
+    // Presence is cluster-wide, on the socket and in the API.
+    alice.send(&json!({"msgType": 8, "roomId": "x"})).await;
+    assert_eq!(
+        alice.recv_type(8).await["userIds"],
+        json!(["alice", "bob", "carol"])
+    );
+    alice
+        .send(&json!({"msgType": 8, "userIds": ["carol", "nobody", "bob"]}))
+        .await;
+    assert_eq!(alice.recv_type(8).await["userIds"], json!(["carol", "bob"]));
+    let (status, body) = a.http("GET", "/api/presence?roomId=x", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["userIds"],
+        json!(["alice", "bob", "carol"])
+    );
+    // Volatile messages cross nodes too (as a datagram to the WT user).
+    alice
+        .send(
+            &json!({"msgType": 3, "receivedUserId": "bob", "volatile": true, "msgBody": "typing"}),
+        )
+        .await;
+    assert_eq!(bob.recv_datagram().await["msgBody"], "typing");
+}
+
+#[tokio::test]
+async fn an_offline_message_sent_on_one_node_arrives_at_login_on_another() {
+    let redis = RedisServer::start();
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let (mut alice, _) = Client::login(&a, "alice").await;
+    for i in 1..=3 {
+        alice
+            .send(&json!({"msgType": 3, "receivedUserId": "dora", "msgBody": i}))
+            .await;
+        alice.recv_type(4).await;
+    }
+    let (mut dora, reply) = Client::login(&b, "dora").await;
+    assert_eq!(reply["inboxSeq"], 3);
+    for i in 1..=3 {
+        assert_eq!(dora.recv().await["msgBody"], i);
+    }
+    // The API on either node publishes into the cluster.
+    let (status, _) = b
+        .http(
+            "POST",
+            "/api/publish",
+            &[],
+            r#"{"receivedUserId":"dora","msgBody":"api"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(dora.recv().await["msgBody"], "api");
+    // Dedupe is shared: a resend through another node gets the same ack.
+    let m =
+        json!({"msgType": 3, "receivedUserId": "dora", "msgBody": "once", "clientMsgId": "same"});
+    alice.send(&m).await;
+    let first = alice.recv_type(4).await;
+    let (mut alice_b, _) = Client::login(&b, "alice").await;
+    alice_b.send(&m).await;
+    assert_eq!(alice_b.recv_type(4).await["msgId"], first["msgId"]);
+    assert_eq!(dora.recv().await["msgBody"], "once");
+    dora.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn concurrent_senders_on_two_nodes_keep_seq_order() {
+    let redis = RedisServer::start();
+    let a = node(&redis, &["--rate-limit", "0"]);
+    let b = node(&redis, &["--rate-limit", "0"]);
+    let mut reader = Client::connect(&a.ws_url("/ws")).await;
+    reader
+        .login_as(json!({"msgType": 2, "sendUserId": "reader", "roomId": "order"}))
+        .await;
+    let mut tasks = Vec::new();
+    for (n, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut c = Client::connect(&server.ws_url("/ws")).await;
+        c.login_as(json!({"msgType": 2, "sendUserId": format!("s{n}"), "roomId": "order"}))
+            .await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                c.send(&json!({"msgType": 3, "roomId": "order", "msgBody": {"n": n, "i": i}}))
+                    .await;
+            }
+            c
+        }));
+    }
+    let mut last = [None::<u64>; 4];
+    for expect in 1..=200u64 {
+        let m = reader.recv().await;
+        assert_eq!(m["seq"].as_u64(), Some(expect), "{m}");
+        let n = m["msgBody"]["n"].as_u64().unwrap() as usize;
+        let i = m["msgBody"]["i"].as_u64().unwrap();
+        assert_eq!(last[n].map_or(0, |l| l + 1), i);
+        last[n] = Some(i);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_acked_message_and_routing_resumes() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let (mut alice, _) = Client::login(&a, "alice").await;
+    let (mut bob, _) = Client::login(&b, "bob").await;
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": 0, "clientMsgId": "m0"}))
+        .await;
+    alice.recv_type(4).await;
+    assert_eq!(bob.recv().await["msgBody"], 0);
+
+    let restart = tokio::task::spawn_blocking(move || {
+        redis.restart_after(Duration::from_secs(1));
+        redis
+    });
+    // Keep sending through the outage; remember what was acked.
+    let mut acked = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 1;
+    while tokio::time::Instant::now() < deadline && acked.len() < 5 {
+        alice.send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": i, "clientMsgId": format!("m{i}")})).await;
+        let r = alice.recv().await;
+        if r["msgType"] == 4 {
+            acked.push(r["msgId"].as_str().unwrap().to_string());
+            i += 1;
+        } else {
+            assert_eq!(
+                r["code"], 503,
+                "an outage is a 503, never a silent drop: {r}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let _redis = restart.await.unwrap();
+    assert_eq!(acked.len(), 5, "routing resumed after the restart");
+    // Both nodes stayed up and kept their sessions: a heartbeat still works.
+    bob.send(&json!({"msgType": 1})).await;
+    bob.recv_type(1).await;
+    // bob gets every acked message, live or, after a reconnect, by replay.
+    let (mut bob2, _) = Client::login(&b, "bob").await;
+    bob2.send(&json!({"msgType": 7, "since": 0, "limit": 100}))
+        .await;
+    let h = bob2.recv_type(7).await;
+    let stored: Vec<String> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["msgId"].as_str().unwrap().to_string())
+        .collect();
+    for id in &acked {
+        assert!(
+            stored.contains(id),
+            "acked {id} missing after the redis restart"
+        );
+    }
+    // Live routing works again between the nodes.
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": "after"}))
+        .await;
+    loop {
+        let m = bob2.recv().await;
+        if m["msgBody"] == "after" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_ages_out_and_its_users_resume_elsewhere() {
+    let redis = RedisServer::start();
+    let a = node(&redis, &[]);
+    let b = node(&redis, &[]);
+    let (mut carol, _) = Client::login(&a, "carol").await;
+    let (mut dave, _) = Client::login(&b, "dave").await;
+    dave.send(&json!({"msgType": 3, "receivedUserId": "carol", "msgBody": 1}))
+        .await;
+    let first = carol.recv().await;
+    assert_eq!(first["seq"], 1);
+    // Node a dies; carol is offline while dave keeps writing.
+    drop(a.kill_keep_data());
+    for i in 2..=4 {
+        dave.send(&json!({"msgType": 3, "receivedUserId": "carol", "msgBody": i, "clientMsgId": format!("d{i}")})).await;
+        dave.recv_type(4).await;
+    }
+    // Her presence ages out (TTL 2 s here).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    dave.send(&json!({"msgType": 8, "userIds": ["carol", "dave"]}))
+        .await;
+    assert_eq!(dave.recv_type(8).await["userIds"], json!(["dave"]));
+    // She reconnects to b and resumes after what she had.
+    let mut carol = Client::connect(&b.ws_url("/ws")).await;
+    carol
+        .login_as(json!({"msgType": 2, "sendUserId": "carol", "since": {"inbox": 1}}))
+        .await;
+    for i in 2..=4 {
+        assert_eq!(carol.recv().await["msgBody"], i);
+    }
+}
+
+#[test]
+fn an_unreachable_redis_is_a_clear_error_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let err = crate::common::refuses_to_start(&[
+        "--http",
+        "127.0.0.1:0",
+        "--wt",
+        "127.0.0.1:0",
+        "--redis",
+        &url,
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(err.contains("redis"), "{err}");
+}
