@@ -280,3 +280,95 @@ fn an_unreachable_redis_is_a_clear_error_at_start() {
     ]);
     assert!(err.contains("redis"), "{err}");
 }
+
+#[tokio::test]
+async fn nginx_one_and_two_layers_in_front_of_two_nodes() {
+    use crate::nginx::{Nginx, recipe};
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let start = |log: &std::path::Path| {
+        Server::start_logged(
+            tempfile::tempdir().unwrap(),
+            &[
+                "--redis",
+                &url,
+                "--trusted-proxy",
+                "127.0.0.1/32",
+                "--log-format",
+                "json",
+            ],
+            &[("RUST_LOG", "info")],
+            Some(log),
+        )
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (logs.path().join("a.log"), logs.path().join("b.log"));
+    let a = start(&log_a);
+    let b = start(&log_b);
+    let upstream = format!(
+        "upstream rtgate {{ server {}; server {}; }}",
+        a.http, b.http
+    );
+
+    // One layer: the edge recipe straight in front of the nodes.
+    let one = Nginx::start(&format!(
+        "{upstream}\nserver {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://rtgate; include {}; }} }}",
+        recipe("edge-location.conf")
+    ));
+    let via = |port: u16| format!("ws://127.0.0.1:{port}/ws");
+    let mut alice = Client::connect(&via(one.port)).await;
+    let ra = alice
+        .login_as(json!({"msgType": 2, "sendUserId": "alice"}))
+        .await;
+    let mut bob = Client::connect(&via(one.port)).await;
+    let rb = bob
+        .login_as(json!({"msgType": 2, "sendUserId": "bob"}))
+        .await;
+    assert_ne!(
+        ra["nodeId"], rb["nodeId"],
+        "round robin put them on different nodes"
+    );
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": "through nginx"}))
+        .await;
+    assert_eq!(bob.recv_type(3).await["msgBody"], "through nginx");
+    alice.recv_type(4).await;
+    alice.send_text("ping").await;
+    assert_eq!(alice.recv_text().await, "pong");
+
+    // Two layers: edge -> inner -> nodes. A client's forged X-Forwarded-For
+    // is dropped by the edge, so rtgate sees the address the edge saw.
+    let inner = Nginx::start(&format!(
+        "{upstream}\nserver {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://rtgate; include {}; }} }}",
+        recipe("inner-location.conf")
+    ));
+    let edge = Nginx::start(&format!(
+        "upstream inner {{ server 127.0.0.1:{}; }}\nserver {{ listen 127.0.0.1:PORT; location / {{ proxy_pass http://inner; include {}; }} }}",
+        inner.port,
+        recipe("edge-location.conf")
+    ));
+    let mut carol =
+        Client::connect_with_headers(&via(edge.port), &[("x-forwarded-for", "203.0.113.9")])
+            .await
+            .unwrap();
+    carol
+        .login_as(json!({"msgType": 2, "sendUserId": "carol"}))
+        .await;
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "carol", "msgBody": "two layers"}))
+        .await;
+    assert_eq!(carol.recv_type(3).await["msgBody"], "two layers");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = std::fs::read_to_string(&log_a).unwrap() + &std::fs::read_to_string(&log_b).unwrap();
+    let carol_login = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "logged in" && v["span"]["user"] == "carol")
+        .expect("carol's login is logged");
+    let peer = carol_login["span"]["peer"].as_str().unwrap();
+    assert!(
+        peer.starts_with("127.0.0.1:"),
+        "the forged address was not believed: {peer}"
+    );
+    assert!(!logs.contains("203.0.113.9"));
+}

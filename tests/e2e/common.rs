@@ -216,8 +216,21 @@ impl Client {
 
     /// Connects with an `Origin` header; returns the HTTP status on refusal.
     pub(crate) async fn connect_with_origin(url: &str, origin: &str) -> Result<Client, u16> {
+        Self::connect_with_headers(url, &[("origin", origin)]).await
+    }
+
+    /// Connects with extra request headers; returns the HTTP status on refusal.
+    pub(crate) async fn connect_with_headers(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
         let mut req = url.into_client_request().unwrap();
-        req.headers_mut().insert("origin", origin.parse().unwrap());
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
         match tokio_tungstenite::connect_async(req).await {
             Ok((ws, _)) => Ok(Client { ws }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),

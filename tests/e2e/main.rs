@@ -10,6 +10,7 @@ mod legacy;
 mod limits;
 mod login;
 mod messaging;
+mod nginx;
 mod ops;
 mod redis_server;
 mod wt;
