@@ -1,0 +1,813 @@
+//! The scenarios: servers started as separate processes, clients driven from
+//! this one, figures from HDR histograms and /proc.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::proc;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What to load.
+pub(crate) enum Target {
+    /// The rtgate binary at this path.
+    Rtgate(PathBuf),
+    /// The bare broadcast server (this program's `baseline-server`).
+    Baseline,
+}
+
+/// The clients' transport.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Transport {
+    Ws,
+    Wt,
+}
+
+impl Transport {
+    pub(crate) fn parse(s: &str) -> Self {
+        if s == "wt" { Self::Wt } else { Self::Ws }
+    }
+}
+
+/// A fan-out run.
+#[derive(Clone)]
+pub(crate) struct FanoutOpts {
+    pub(crate) subs: usize,
+    pub(crate) rooms: usize,
+    pub(crate) pubs: usize,
+    pub(crate) rate: u64,
+    pub(crate) window: usize,
+    pub(crate) durable: bool,
+    pub(crate) secs: u64,
+    pub(crate) transport: Transport,
+}
+
+/// A server process.
+pub(crate) struct Proc {
+    child: Child,
+    pub(crate) http: SocketAddr,
+    pub(crate) wt: Option<SocketAddr>,
+    pub(crate) pid: u32,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub(crate) async fn start(target: &Target, extra: &[&str], pin: bool) -> anyhow::Result<Proc> {
+    let data = tempfile::tempdir()?;
+    let (program, mut args): (PathBuf, Vec<String>) = match target {
+        Target::Rtgate(bin) => {
+            let mut a: Vec<String> = [
+                "--http",
+                "127.0.0.1:0",
+                "--wt",
+                "127.0.0.1:0",
+                "--rate-limit",
+                "0",
+                "--data",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.push(data.path().display().to_string());
+            (bin.clone(), a)
+        }
+        Target::Baseline => (std::env::current_exe()?, vec!["baseline-server".into()]),
+    };
+    if matches!(target, Target::Rtgate(_)) {
+        args.extend(extra.iter().map(|s| s.to_string()));
+    }
+    let mut cmd = if pin {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(&program).args(&args);
+        c
+    } else {
+        let mut c = Command::new(&program);
+        c.args(&args);
+        c
+    };
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let pid = child.id().context("pid")?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await??
+        .context("no address line")?;
+    let mut http = None;
+    let mut wt = None;
+    for word in line.split_whitespace() {
+        if let Some(a) = word.strip_prefix("http=") {
+            http = Some(a.parse()?);
+        } else if let Some(a) = word.strip_prefix("wt=") {
+            wt = Some(a.parse()?);
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Proc {
+        child,
+        http: http.context("no http address")?,
+        wt,
+        pid,
+        _data: data,
+    })
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The send time a message carries as `"t":<micros>` in its body.
+fn sent_at(text: &str) -> Option<u64> {
+    let i = text.find("\"t\":")? + 4;
+    let digits: &str = &text[i..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+async fn ws_login(http: SocketAddr, user: &str, room: Option<&str>) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
+    let mut login = json!({"msgType": 2, "sendUserId": user});
+    if let Some(r) = room {
+        login["roomId"] = json!(r);
+    }
+    ws.send(Message::text(login.to_string())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("\"msgType\":2") => return Ok(ws),
+            Some(Ok(_)) => continue,
+            other => bail!("login failed: {other:?}"),
+        }
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Opens `n` WebSocket logins, `parallel` at a time.
+async fn open_many(
+    http: SocketAddr,
+    n: usize,
+    rooms: usize,
+    prefix: &str,
+    what: &str,
+) -> anyhow::Result<Vec<Ws>> {
+    let pb = progress(n as u64, what);
+    let sem = Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let user = format!("{prefix}{i}");
+        let room = (rooms > 0).then(|| format!("room{}", i % rooms));
+        let pb = pb.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = ws_login(http, &user, room.as_deref()).await;
+            drop(permit);
+            pb.inc(1);
+            r
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await??);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+struct Window {
+    t0: Instant,
+    server_cpu: Duration,
+    gen_cpu: Duration,
+}
+
+impl Window {
+    fn open(pids: &[u32]) -> Self {
+        Self {
+            t0: Instant::now(),
+            server_cpu: pids.iter().map(|p| proc::cpu(*p)).sum(),
+            gen_cpu: proc::cpu(std::process::id()),
+        }
+    }
+
+    /// (elapsed s, server CPU s, generator CPU s)
+    fn close(&self, pids: &[u32]) -> (f64, f64, f64) {
+        let server: Duration = pids.iter().map(|p| proc::cpu(*p)).sum();
+        (
+            self.t0.elapsed().as_secs_f64(),
+            (server - self.server_cpu).as_secs_f64(),
+            (proc::cpu(std::process::id()) - self.gen_cpu).as_secs_f64(),
+        )
+    }
+}
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    let ms = |v: u64| v as f64 / 1000.0;
+    json!({"p50_ms": ms(h.value_at_quantile(0.5)), "p90_ms": ms(h.value_at_quantile(0.9)),
+           "p99_ms": ms(h.value_at_quantile(0.99)), "max_ms": ms(h.max()), "samples": h.len()})
+}
+
+/// A subscriber: counts deliveries and records one-way latency while `measuring`.
+fn subscriber(
+    mut rx: SplitStream<Ws>,
+    measuring: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    done: CancellationToken,
+) -> tokio::task::JoinHandle<Histogram<u64>> {
+    tokio::spawn(async move {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        while let Some(Ok(msg)) = tokio::select! {
+            m = rx.next() => m,
+            _ = done.cancelled() => None,
+        } {
+            if let Message::Text(t) = msg
+                && let Some(sent) = sent_at(t.as_str())
+                && measuring.load(Ordering::Relaxed)
+            {
+                count.fetch_add(1, Ordering::Relaxed);
+                let _ = h.record(now_us().saturating_sub(sent).max(1));
+            }
+        }
+        h
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+/// A publisher: sends at `rate` per second (or as fast as its window of
+/// unacked messages allows when `rate` is 0), until `stop`.
+fn publisher(
+    mut tx: SplitSink<Ws, Message>,
+    mut rx: SplitStream<Ws>,
+    room: String,
+    rate: f64,
+    window: usize,
+    durable: bool,
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    let inflight = Arc::new(AtomicUsize::new(0));
+    let acks = inflight.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = rx.next().await {
+            if let Message::Text(t) = m
+                && t.contains("\"msgType\":4")
+            {
+                acks.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick =
+            (rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate)));
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            match &mut tick {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None if durable => {
+                    while inflight.load(Ordering::Acquire) >= window
+                        && !stop.load(Ordering::Relaxed)
+                    {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                }
+                None => {
+                    if n.is_multiple_of(window as u64) {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            n += 1;
+            let mut m = json!({"msgType": 3, "roomId": room, "msgBody": {"t": now_us(), "n": n}});
+            if durable {
+                m["clientMsgId"] = json!(n.to_string());
+                inflight.fetch_add(1, Ordering::AcqRel);
+            } else {
+                m["volatile"] = json!(true);
+            }
+            if tx.send(Message::text(m.to_string())).await.is_err() {
+                return;
+            }
+            published.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+async fn run_fanout(
+    label: &str,
+    pids: &[u32],
+    subs_at: &[SocketAddr],
+    pub_at: SocketAddr,
+    o: &FanoutOpts,
+) -> anyhow::Result<Value> {
+    if o.transport == Transport::Wt {
+        bail!(
+            "fan-out over WebTransport subscribers is not implemented in this tool yet; use --transport ws"
+        );
+    }
+    let measuring = Arc::new(AtomicBool::new(false));
+    let done = CancellationToken::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
+    let mut sub_tasks = Vec::new();
+    let per_node = o.subs.div_ceil(subs_at.len());
+    for (k, http) in subs_at.iter().enumerate() {
+        let n = per_node.min(o.subs - k * per_node);
+        for ws in open_many(*http, n, o.rooms, &format!("sub{k}-"), "subscribers").await? {
+            let (_tx, rx) = ws.split();
+            std::mem::forget(_tx); // keep the write half open for the life of the run
+            sub_tasks.push(subscriber(
+                rx,
+                measuring.clone(),
+                count.clone(),
+                done.clone(),
+            ));
+        }
+    }
+    let mut pubs = Vec::new();
+    for p in 0..o.pubs {
+        let room = format!("room{}", p % o.rooms.max(1));
+        let ws = ws_login(pub_at, &format!("pub{p}"), Some(&room)).await?;
+        let (tx, rx) = ws.split();
+        let rate = o.rate as f64 / o.pubs as f64;
+        pubs.push(publisher(
+            tx,
+            rx,
+            room,
+            rate,
+            o.window,
+            o.durable,
+            stop.clone(),
+            published.clone(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // warm-up
+    let w = Window::open(pids);
+    let p0 = published.load(Ordering::Relaxed);
+    measuring.store(true, Ordering::Relaxed);
+    let pb = progress(o.secs, label);
+    for _ in 0..o.secs {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pb.inc(1);
+    }
+    measuring.store(false, Ordering::Relaxed);
+    pb.finish_and_clear();
+    let (secs, server_cpu, gen_cpu) = w.close(pids);
+    let delivered = count.load(Ordering::Relaxed);
+    let sent = published.load(Ordering::Relaxed) - p0;
+    stop.store(true, Ordering::Relaxed);
+    for p in pubs {
+        p.abort();
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    done.cancel();
+    for t in sub_tasks {
+        if let Ok(h) = t.await {
+            hist.add(h)?;
+        }
+    }
+    let rate = delivered as f64 / secs;
+    let mut out = json!({
+        "scenario": "fanout", "target": label, "subs": o.subs, "rooms": o.rooms, "pubs": o.pubs,
+        "durable": o.durable, "published_per_s": sent as f64 / secs,
+        "expected_deliveries_per_s": sent as f64 / secs * (o.subs as f64 / o.rooms.max(1) as f64),
+        "deliveries_per_s": rate, "server_cpu": server_cpu / secs, "generator_cpu": gen_cpu / secs,
+        "deliveries_per_server_cpu_s": delivered as f64 / server_cpu.max(1e-9),
+    });
+    let lat = latency_json(&hist);
+    for (k, v) in lat.as_object().unwrap() {
+        out[k] = v.clone();
+    }
+    println!(
+        "{label:>10} fanout {} subs/{} rooms, {} pub(s), {}: {:.0} deliveries/s ({:.0}% server core, {:.0}% generator core), {:.0} per server CPU-s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        o.subs,
+        o.rooms,
+        o.pubs,
+        if o.durable { "durable" } else { "volatile" },
+        rate,
+        server_cpu / secs * 100.0,
+        gen_cpu / secs * 100.0,
+        out["deliveries_per_server_cpu_s"].as_f64().unwrap_or(0.0),
+        out["p50_ms"].as_f64().unwrap_or(0.0),
+        out["p99_ms"].as_f64().unwrap_or(0.0),
+        out["max_ms"].as_f64().unwrap_or(0.0),
+    );
+    if gen_cpu / secs > 0.9 {
+        println!(
+            "           note: the generator used over 90% of its core; compare per server CPU-second"
+        );
+    }
+    Ok(out)
+}
+
+fn label(target: &Target) -> &'static str {
+    match target {
+        Target::Rtgate(_) => "rtgate",
+        Target::Baseline => "floor",
+    }
+}
+
+/// Room fan-out against one server.
+pub(crate) async fn fanout(target: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<Value> {
+    let server = start(target, &["--outbound-queue", "8192"], pin).await?;
+    run_fanout(label(target), &[server.pid], &[server.http], server.http, o).await
+}
+
+/// Direct messages between pairs (durable, acked).
+pub(crate) async fn direct(
+    target: &Target,
+    pairs: usize,
+    window: usize,
+    secs: u64,
+    pin: bool,
+) -> anyhow::Result<Value> {
+    let server = start(target, &[], pin).await?;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let done = CancellationToken::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
+    let receivers = open_many(server.http, pairs, 0, "b", "receivers").await?;
+    let mut subs = Vec::new();
+    for ws in receivers {
+        let (tx, rx) = ws.split();
+        std::mem::forget(tx);
+        subs.push(subscriber(
+            rx,
+            measuring.clone(),
+            count.clone(),
+            done.clone(),
+        ));
+    }
+    let senders = open_many(server.http, pairs, 0, "a", "senders").await?;
+    let mut pubs = Vec::new();
+    for (i, ws) in senders.into_iter().enumerate() {
+        let (mut tx, rx) = ws.split();
+        let (stop, published) = (stop.clone(), published.clone());
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let acks = inflight.clone();
+        let mut rx = rx;
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(t))) = rx.next().await {
+                if t.contains("\"msgType\":4") {
+                    acks.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        });
+        pubs.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                while inflight.load(Ordering::Acquire) >= window && !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                n += 1;
+                inflight.fetch_add(1, Ordering::AcqRel);
+                let m = json!({"msgType": 3, "receivedUserId": format!("b{i}"), "clientMsgId": n.to_string(), "msgBody": {"t": now_us()}});
+                if tx.send(Message::text(m.to_string())).await.is_err() {
+                    return;
+                }
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let w = Window::open(&[server.pid]);
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let (el, server_cpu, gen_cpu) = w.close(&[server.pid]);
+    stop.store(true, Ordering::Relaxed);
+    let delivered = count.load(Ordering::Relaxed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    done.cancel();
+    for t in subs {
+        if let Ok(h) = t.await {
+            hist.add(h)?;
+        }
+    }
+    for p in pubs {
+        p.abort();
+    }
+    let mut out = json!({"scenario": "direct", "pairs": pairs, "window": window,
+        "deliveries_per_s": delivered as f64 / el, "server_cpu": server_cpu / el, "generator_cpu": gen_cpu / el,
+        "deliveries_per_server_cpu_s": delivered as f64 / server_cpu.max(1e-9)});
+    for (k, v) in latency_json(&hist).as_object().unwrap() {
+        out[k] = v.clone();
+    }
+    println!(
+        "    direct {pairs} pairs, window {window}: {:.0} stored+delivered msg/s, {:.0}% server core; latency p50 {:.2} ms p99 {:.2} ms",
+        delivered as f64 / el,
+        server_cpu / el * 100.0,
+        out["p50_ms"].as_f64().unwrap_or(0.0),
+        out["p99_ms"].as_f64().unwrap_or(0.0)
+    );
+    Ok(out)
+}
+
+/// N idle logged-in connections.
+pub(crate) async fn conns(
+    target: &Target,
+    n: usize,
+    transport: Transport,
+    hold: u64,
+    pin: bool,
+) -> anyhow::Result<Value> {
+    let server = start(
+        target,
+        &["--heartbeat-sec", "5", "--login-timeout-sec", "60"],
+        pin,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss0 = proc::rss(server.pid);
+    let t0 = Instant::now();
+    let alive_check: Vec<tokio::task::JoinHandle<bool>> = match transport {
+        Transport::Ws => {
+            let all = open_many(server.http, n, 0, "idle", "connections").await?;
+            let elapsed = t0.elapsed().as_secs_f64();
+            let rss1 = proc::rss(server.pid);
+            let checks = hold_ws(all, hold + 2);
+            return finish_conns(
+                target, n, transport, elapsed, rss0, rss1, hold, server, checks,
+            )
+            .await;
+        }
+        Transport::Wt => Vec::new(),
+    };
+    drop(alive_check);
+    let wt_addr = server.wt.context("no webtransport address")?;
+    let sessions = open_many_wt(server.http, wt_addr, n).await?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let rss1 = proc::rss(server.pid);
+    let checks = hold_wt(sessions, hold + 2);
+    finish_conns(
+        target, n, transport, elapsed, rss0, rss1, hold, server, checks,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_conns(
+    target: &Target,
+    n: usize,
+    transport: Transport,
+    elapsed: f64,
+    rss0: u64,
+    rss1: u64,
+    hold: u64,
+    server: Proc,
+    checks: Vec<tokio::task::JoinHandle<bool>>,
+) -> anyhow::Result<Value> {
+    let w = Window::open(&[server.pid]);
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let (secs, server_cpu, _) = w.close(&[server.pid]);
+    let mut alive = 0;
+    for c in checks {
+        if c.await.unwrap_or(false) {
+            alive += 1;
+        }
+    }
+    let out = json!({
+        "scenario": "conns", "target": label(target), "transport": format!("{transport:?}").to_lowercase(), "n": n,
+        "connects_per_s": n as f64 / elapsed, "rss_before": rss0, "rss_after": rss1,
+        "rss_per_conn": (rss1.saturating_sub(rss0)) as f64 / n as f64,
+        "cpu_us_per_conn_s": server_cpu / secs / n as f64 * 1e6, "alive_at_end": alive,
+    });
+    println!(
+        "{:>10} conns {n} {:?}: {:.0} connects/s, RSS {:.0} bytes per connection, {:.3} us CPU per idle connection per second, {alive}/{n} alive at the end",
+        label(target),
+        transport,
+        out["connects_per_s"].as_f64().unwrap_or(0.0),
+        out["rss_per_conn"].as_f64().unwrap_or(0.0),
+        out["cpu_us_per_conn_s"].as_f64().unwrap_or(0.0),
+    );
+    if alive != n {
+        bail!("{} connections died while idle", n - alive);
+    }
+    Ok(out)
+}
+
+/// Keeps WebSocket connections reading (so Pings are answered) for `secs`,
+/// then checks each is alive with a `ping`.
+fn hold_ws(all: Vec<Ws>, secs: u64) -> Vec<tokio::task::JoinHandle<bool>> {
+    all.into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+                loop {
+                    match tokio::time::timeout_at(until, ws.next()).await {
+                        Err(_) => break,
+                        Ok(Some(Ok(_))) => continue,
+                        Ok(_) => return false,
+                    }
+                }
+                if ws.send(Message::text("ping")).await.is_err() {
+                    return false;
+                }
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "pong" => return true,
+                        Ok(Some(Ok(_))) => continue,
+                        _ => return false,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+struct WtSession {
+    conn: wtransport::Connection,
+    send: wtransport::SendStream,
+    recv: wtransport::RecvStream,
+}
+
+async fn wt_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::Result<()> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    send.write_all(&f).await?;
+    Ok(())
+}
+
+async fn wt_read(recv: &mut wtransport::RecvStream) -> anyhow::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    recv.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+async fn open_many_wt(
+    http: SocketAddr,
+    wt: SocketAddr,
+    n: usize,
+) -> anyhow::Result<Vec<WtSession>> {
+    let hash = cert_hash(http).await?;
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .build();
+    let endpoint = Arc::new(wtransport::Endpoint::client(config)?);
+    let url = format!("https://127.0.0.1:{}/wt", wt.port());
+    let pb = progress(n as u64, "wt sessions");
+    let sem = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await?;
+        let (endpoint, url, pb) = (endpoint.clone(), url.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = async {
+                let conn = endpoint.connect(&url).await?;
+                let (mut send, mut recv) = conn.open_bi().await?.await?;
+                wt_frame(
+                    &mut send,
+                    json!({"msgType": 2, "sendUserId": format!("wt{i}")})
+                        .to_string()
+                        .as_bytes(),
+                )
+                .await?;
+                let reply = wt_read(&mut recv).await?;
+                anyhow::ensure!(reply.starts_with(b"{\"msgType\":2"), "login failed");
+                anyhow::Ok(WtSession { conn, send, recv })
+            }
+            .await;
+            drop(permit);
+            pb.inc(1);
+            r
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await??);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+fn hold_wt(all: Vec<WtSession>, secs: u64) -> Vec<tokio::task::JoinHandle<bool>> {
+    all.into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                if wt_frame(&mut s.send, b"ping").await.is_err() {
+                    return false;
+                }
+                let ok = matches!(tokio::time::timeout(Duration::from_secs(10), wt_read(&mut s.recv)).await, Ok(Ok(b)) if b == b"pong");
+                drop(s.conn);
+                ok
+            })
+        })
+        .collect()
+}
+
+async fn cert_hash(http: SocketAddr) -> anyhow::Result<[u8; 32]> {
+    let mut tcp = TcpStream::connect(http).await?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(
+        format!("GET /cert-hash HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut body = String::new();
+    tcp.read_to_string(&mut body).await?;
+    let json = body.split("\r\n\r\n").nth(1).context("no body")?;
+    let v: Value = serde_json::from_str(json)?;
+    let hex = v["hex"].as_str().context("no hex")?;
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(out)
+}
+
+/// Room fan-out on one node, then with subscribers split over two nodes
+/// that route through Redis, in one run.
+pub(crate) async fn cluster(bin: &PathBuf, o: &FanoutOpts, pin: bool) -> anyhow::Result<Value> {
+    let target = Target::Rtgate(bin.clone());
+    let single = start(&target, &["--outbound-queue", "8192"], pin).await?;
+    let one = run_fanout("1 node", &[single.pid], &[single.http], single.http, o).await?;
+    drop(single);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = tempfile::tempdir()?;
+    let mut redis = Command::new(if pin { "taskset" } else { "redis-server" });
+    if pin {
+        redis.args(["-c", "0", "redis-server"]);
+    }
+    let mut redis = redis
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("redis-server")?;
+    let redis_pid = redis.id().context("redis pid")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = start(&target, &["--redis", &url, "--outbound-queue", "8192"], pin).await?;
+    let b = start(&target, &["--redis", &url, "--outbound-queue", "8192"], pin).await?;
+    let two = run_fanout(
+        "2 nodes",
+        &[a.pid, b.pid, redis_pid],
+        &[a.http, b.http],
+        a.http,
+        o,
+    )
+    .await?;
+    let _ = redis.start_kill();
+    let r = two["deliveries_per_server_cpu_s"].as_f64().unwrap_or(0.0)
+        / one["deliveries_per_server_cpu_s"].as_f64().unwrap_or(1.0);
+    println!("   cluster: deliveries per server CPU-s, 2 nodes + Redis / 1 node = {r:.2}");
+    Ok(json!({"scenario": "cluster", "one_node": one, "two_nodes": two, "ratio_per_cpu": r}))
+}

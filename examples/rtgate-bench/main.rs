@@ -1,0 +1,288 @@
+//! rtgate-bench: a load generator for rtgate (WebSocket and WebTransport)
+//! with a bare tokio-tungstenite broadcast server as the floor, run in the
+//! same invocation so results are ratios, not absolute numbers that drift.
+//!
+//!     cargo build --release --examples
+//!     ./target/release/examples/rtgate-bench suite          # every target of BENCHMARKS.md
+//!     ./target/release/examples/rtgate-bench fanout --subs 1000 --rate 50
+//!     ./target/release/examples/rtgate-bench conns --n 19000
+//!     ./target/release/examples/rtgate-bench cluster        # one node vs two through Redis
+//!
+//! The server under test runs on core 0 and the generator on core 1
+//! (`taskset`). Every run prints a human summary and one JSON line.
+
+mod baseline;
+mod load;
+mod proc;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use load::{FanoutOpts, Target, Transport};
+
+#[derive(Parser)]
+#[command(
+    name = "rtgate-bench",
+    about = "Load generator and baseline for rtgate"
+)]
+struct Cli {
+    /// The rtgate binary under test.
+    #[arg(long, default_value = "target/release/rtgate", global = true)]
+    server: PathBuf,
+    /// Do not pin server and generator to separate cores.
+    #[arg(long, global = true)]
+    no_pin: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N subscribers in K rooms, P publishers.
+    Fanout {
+        #[command(flatten)]
+        opts: FanoutArgs,
+        /// Run against the baseline instead of rtgate.
+        #[arg(long)]
+        baseline: bool,
+    },
+    /// N user pairs messaging each other (durable direct messages).
+    Direct {
+        /// Pairs.
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Messages in flight per sender.
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
+    /// N idle logged-in connections: RSS per connection, connects per
+    /// second, CPU per idle connection per second with heartbeats running.
+    Conns {
+        /// Connections.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// ws or wt.
+        #[arg(long, default_value = "ws")]
+        transport: String,
+        /// Seconds to hold them idle while measuring CPU.
+        #[arg(long, default_value_t = 10)]
+        hold: u64,
+        /// Run against the baseline (WebSocket only).
+        #[arg(long)]
+        baseline: bool,
+    },
+    /// Room fan-out on one node compared with two nodes through Redis.
+    Cluster {
+        #[command(flatten)]
+        opts: FanoutArgs,
+    },
+    /// Every target of issue 6, with the baseline, in one run.
+    Suite {
+        /// Connections for the idle WebSocket measurement.
+        #[arg(long, default_value_t = 19_000)]
+        ws_conns: usize,
+        /// Sessions for the idle WebTransport measurement.
+        #[arg(long, default_value_t = 5_000)]
+        wt_conns: usize,
+    },
+    /// Serve the baseline (used by the other commands).
+    BaselineServer {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: String,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct FanoutArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subs: usize,
+    /// Rooms (subscribers spread over them).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers.
+    #[arg(long, default_value_t = 1)]
+    pubs: usize,
+    /// Messages per second over all publishers (0: as fast as the window allows).
+    #[arg(long, default_value_t = 50)]
+    rate: u64,
+    /// Messages in flight per publisher (durable) or per burst (volatile).
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Durable (stored and acked) messages instead of volatile ones.
+    #[arg(long)]
+    durable: bool,
+    /// Measured seconds (after one second of warm-up).
+    #[arg(long, default_value_t = 5)]
+    secs: u64,
+    /// ws or wt (subscribers' transport).
+    #[arg(long, default_value = "ws")]
+    transport: String,
+}
+
+impl FanoutArgs {
+    fn opts(&self) -> FanoutOpts {
+        FanoutOpts {
+            subs: self.subs,
+            rooms: self.rooms,
+            pubs: self.pubs,
+            rate: self.rate,
+            window: self.window,
+            durable: self.durable,
+            secs: self.secs,
+            transport: Transport::parse(&self.transport),
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::BaselineServer { addr } = &cli.cmd {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(baseline::serve(addr));
+    }
+    if !cli.no_pin && !proc::pin(std::process::id(), 1) {
+        eprintln!("note: could not pin the generator to core 1 (taskset missing?)");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let pin = !cli.no_pin;
+    let server = cli.server.clone();
+    let out: Value = match cli.cmd {
+        Cmd::Fanout { opts, baseline } => {
+            let target = if baseline {
+                Target::Baseline
+            } else {
+                Target::Rtgate(server)
+            };
+            load::fanout(&target, &opts.opts(), pin).await?
+        }
+        Cmd::Direct {
+            pairs,
+            window,
+            secs,
+        } => load::direct(&Target::Rtgate(server), pairs, window, secs, pin).await?,
+        Cmd::Conns {
+            n,
+            transport,
+            hold,
+            baseline,
+        } => {
+            let target = if baseline {
+                Target::Baseline
+            } else {
+                Target::Rtgate(server)
+            };
+            load::conns(&target, n, Transport::parse(&transport), hold, pin).await?
+        }
+        Cmd::Cluster { opts } => load::cluster(&server, &opts.opts(), pin).await?,
+        Cmd::Suite { ws_conns, wt_conns } => suite(&server, ws_conns, wt_conns, pin).await?,
+        Cmd::BaselineServer { .. } => unreachable!("handled above"),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn ratio(a: &Value, b: &Value, key: &str) -> f64 {
+    a[key].as_f64().unwrap_or(0.0) / b[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The issue 6 targets, each next to the floor measured in the same run.
+async fn suite(
+    server: &PathBuf,
+    ws_conns: usize,
+    wt_conns: usize,
+    pin: bool,
+) -> anyhow::Result<Value> {
+    let rt = Target::Rtgate(server.clone());
+    let base = Target::Baseline;
+    let heavy = FanoutOpts {
+        subs: 1000,
+        rooms: 1,
+        pubs: 1,
+        rate: 150,
+        window: 64,
+        durable: false,
+        secs: 5,
+        transport: Transport::Ws,
+    };
+    let b_fan = load::fanout(&base, &heavy, pin).await?;
+    let r_fan = load::fanout(&rt, &heavy, pin).await?;
+    let r_dur = load::fanout(
+        &rt,
+        &FanoutOpts {
+            durable: true,
+            ..heavy.clone()
+        },
+        pin,
+    )
+    .await?;
+    let lat = FanoutOpts {
+        rate: 50,
+        ..heavy.clone()
+    };
+    let b_lat = load::fanout(&base, &lat, pin).await?;
+    let r_lat = load::fanout(&rt, &lat, pin).await?;
+    let b_conns = load::conns(&base, 2000, Transport::Ws, 5, pin).await?;
+    let r_conns_rate = load::conns(&rt, 2000, Transport::Ws, 5, pin).await?;
+    let r_ws = load::conns(&rt, ws_conns, Transport::Ws, 10, pin).await?;
+    let r_wt = load::conns(&rt, wt_conns, Transport::Wt, 10, pin).await?;
+    let rows = json!([
+        {"target": "volatile fan-out, 1 room x 1000 subs: deliveries per server CPU-s", "goal": ">= 0.8x floor",
+         "rtgate": r_fan["deliveries_per_server_cpu_s"], "floor": b_fan["deliveries_per_server_cpu_s"],
+         "ratio": ratio(&r_fan, &b_fan, "deliveries_per_server_cpu_s")},
+        {"target": "durable fan-out: deliveries per server CPU-s", "goal": ">= 0.5x floor",
+         "rtgate": r_dur["deliveries_per_server_cpu_s"], "floor": b_fan["deliveries_per_server_cpu_s"],
+         "ratio": ratio(&r_dur, &b_fan, "deliveries_per_server_cpu_s")},
+        {"target": "p99 one-way latency at 50,000 deliveries/s (ms)", "goal": "<= 1.25x floor",
+         "rtgate": r_lat["p99_ms"], "floor": b_lat["p99_ms"], "ratio": ratio(&r_lat, &b_lat, "p99_ms")},
+        {"target": format!("idle WebSocket: RSS per connection at {ws_conns} (bytes)"), "goal": "<= 4096",
+         "rtgate": r_ws["rss_per_conn"], "floor": null, "ratio": null},
+        {"target": format!("idle WebTransport: RSS per session at {wt_conns} (bytes)"), "goal": "<= 16384",
+         "rtgate": r_wt["rss_per_conn"], "floor": null, "ratio": null},
+        {"target": "connects per second (2000 logins)", "goal": ">= 0.8x floor",
+         "rtgate": r_conns_rate["connects_per_s"], "floor": b_conns["connects_per_s"],
+         "ratio": ratio(&r_conns_rate, &b_conns, "connects_per_s")},
+        {"target": format!("keep-alive CPU per idle WebSocket per second at {ws_conns} (us)"), "goal": "<= 1",
+         "rtgate": r_ws["cpu_us_per_conn_s"], "floor": null, "ratio": null},
+    ]);
+    println!("\n== suite");
+    for r in rows.as_array().unwrap() {
+        println!(
+            "{:<70} {:>14} floor {:>14} ratio {:>6} goal {}",
+            r["target"].as_str().unwrap_or_default(),
+            fmt(&r["rtgate"]),
+            fmt(&r["floor"]),
+            fmt(&r["ratio"]),
+            r["goal"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(
+        json!({"suite": rows, "runs": {"floor_fanout": b_fan, "fanout": r_fan, "durable": r_dur,
+              "floor_latency": b_lat, "latency": r_lat, "floor_conns": b_conns, "conns_rate": r_conns_rate,
+              "ws_conns": r_ws, "wt_conns": r_wt}}),
+    )
+}
+
+fn fmt(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f >= 100.0 => format!("{f:.0}"),
+        Some(f) => format!("{f:.2}"),
+        None => "-".into(),
+    }
+}
