@@ -762,8 +762,12 @@ async fn cert_hash(http: SocketAddr) -> anyhow::Result<[u8; 32]> {
 
 /// Room fan-out on one node, then with subscribers split over two nodes
 /// that route through Redis, in one run.
-pub(crate) async fn cluster(bin: &PathBuf, o: &FanoutOpts, pin: bool) -> anyhow::Result<Value> {
-    let target = Target::Rtgate(bin.clone());
+pub(crate) async fn cluster(
+    bin: &std::path::Path,
+    o: &FanoutOpts,
+    pin: bool,
+) -> anyhow::Result<Value> {
+    let target = Target::Rtgate(bin.to_path_buf());
     let single = start(&target, &["--outbound-queue", "8192"], pin).await?;
     let one = run_fanout("1 node", &[single.pid], &[single.http], single.http, o).await?;
     drop(single);

@@ -204,12 +204,12 @@ fn ratio(a: &Value, b: &Value, key: &str) -> f64 {
 
 /// The issue 6 targets, each next to the floor measured in the same run.
 async fn suite(
-    server: &PathBuf,
+    server: &std::path::Path,
     ws_conns: usize,
     wt_conns: usize,
     pin: bool,
 ) -> anyhow::Result<Value> {
-    let rt = Target::Rtgate(server.clone());
+    let rt = Target::Rtgate(server.to_path_buf());
     let base = Target::Baseline;
     let heavy = FanoutOpts {
         subs: 1000,
