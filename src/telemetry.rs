@@ -53,6 +53,26 @@ pub async fn upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// Metric handles one session updates on its hot path, resolved once so
+/// that a frame costs an atomic add, not a registry lookup.
+pub struct SessionMetrics {
+    /// Frames received.
+    pub frames_in: metrics::Counter,
+    /// Frames written.
+    pub frames_out: metrics::Counter,
+    /// Outbound queue depth when the writer wakes.
+    pub queue_depth: metrics::Histogram,
+}
+
+/// The handles for a session on `kind`.
+pub fn session_metrics(kind: TransportKind) -> SessionMetrics {
+    SessionMetrics {
+        frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
+        frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
+        queue_depth: histogram!("rtgate_outbound_queue_depth"),
+    }
+}
+
 /// A connection opened on a transport.
 pub fn connection_opened(kind: TransportKind) {
     gauge!("rtgate_connections", "transport" => kind.as_str()).increment(1.0);
@@ -69,16 +89,6 @@ pub fn login(result: &'static str) {
     counter!("rtgate_logins_total", "result" => result).increment(1);
 }
 
-/// One frame received.
-pub fn frame_in(kind: TransportKind) {
-    counter!("rtgate_frames_in_total", "transport" => kind.as_str()).increment(1);
-}
-
-/// Frames written to a peer.
-pub fn frames_out(kind: TransportKind, n: u64) {
-    counter!("rtgate_frames_out_total", "transport" => kind.as_str()).increment(n);
-}
-
 /// A fan-out: frames queued to sessions, and frames dropped on full queues.
 pub fn delivered(queued: usize, dropped: usize) {
     counter!("rtgate_deliveries_total").increment(queued as u64);
@@ -90,11 +100,6 @@ pub fn delivered(queued: usize, dropped: usize) {
 /// A session closed by the server with this code.
 pub fn closed(code: CloseCode) {
     counter!("rtgate_closes_total", "reason" => code.label()).increment(1);
-}
-
-/// Frames waiting in a session's outbound queue when its writer woke.
-pub fn queue_depth(n: usize) {
-    histogram!("rtgate_outbound_queue_depth").record(n as f64);
 }
 
 /// An error frame sent to a client.

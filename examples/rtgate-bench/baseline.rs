@@ -58,6 +58,10 @@ pub(crate) async fn serve(addr: &str) -> anyhow::Result<()> {
                 let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
                     continue;
                 };
+                if v["msgType"] == 2 && v["roomId"].is_null() {
+                    let _ = tx.try_send(Utf8Bytes::from_static("{\"msgType\":2}"));
+                    continue;
+                }
                 let Some(r) = v["roomId"].as_str() else {
                     continue;
                 };

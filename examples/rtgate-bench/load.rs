@@ -163,7 +163,10 @@ async fn ws_login(http: SocketAddr, user: &str, room: Option<&str>) -> anyhow::R
     }
     ws.send(Message::text(login.to_string())).await?;
     loop {
-        match ws.next().await {
+        let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .context("no login reply in 30 s")?;
+        match next {
             Some(Ok(Message::Text(t))) if t.contains("\"msgType\":2") => return Ok(ws),
             Some(Ok(_)) => continue,
             other => bail!("login failed: {other:?}"),

@@ -122,6 +122,15 @@ pub struct Closer {
 }
 
 impl Closer {
+    /// A closer that cancels `token` (the session's own token, a child of
+    /// the node's shutdown token).
+    pub fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            code: AtomicU16::new(0),
+        }
+    }
+
     /// Asks the session to close with `code`; the first request wins.
     pub fn close(&self, code: CloseCode) {
         let _ = self
@@ -130,9 +139,9 @@ impl Closer {
         self.token.cancel();
     }
 
-    /// Resolves once a close was requested.
-    pub async fn requested(&self) {
-        self.token.cancelled().await
+    /// The requested close code, if a close was requested through this closer.
+    pub fn requested_code(&self) -> Option<CloseCode> {
+        (self.code.load(Ordering::Acquire) != 0).then(|| self.code())
     }
 
     /// The requested close code.

@@ -53,8 +53,10 @@ pub async fn run<T: Transport>(transport: T, gw: Gateway) {
     let limit = RateLimit::new(gw.config().rate_limit);
     let kind = peer.kind;
     telemetry::connection_opened(kind);
+    let cancel = gw.shutdown().child_token();
     let session = Session {
-        kind,
+        m: telemetry::session_metrics(kind),
+        cancel,
         t: transport,
         gw,
         url,
@@ -86,7 +88,11 @@ impl From<TransportError> for Flow {
 type AckFuture = BoxFuture<'static, (Option<String>, Result<Appended, StoreError>)>;
 
 struct Session<T> {
-    kind: crate::transport::TransportKind,
+    /// Metric handles for the hot path.
+    m: telemetry::SessionMetrics,
+    /// Cancelled to end the session: a child of the node's shutdown token,
+    /// and the token the hub's [`Closer`] cancels.
+    cancel: tokio_util::sync::CancellationToken,
     t: T,
     gw: Gateway,
     url: UrlCredentials,
@@ -120,29 +126,27 @@ async fn next_out(active: &mut Option<Active>) -> Option<OutFrame> {
     }
 }
 
-async fn close_requested(closer: &Option<Arc<Closer>>) -> CloseCode {
-    match closer {
-        Some(c) => {
-            c.requested().await;
-            c.code()
-        }
-        None => pending().await,
-    }
-}
-
 impl<T: Transport> Session<T> {
     async fn run(mut self) {
         let cfg = self.gw.config().clone();
         let login_deadline = Instant::now() + cfg.login_timeout;
         let mut heartbeat = interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let shutdown = self.gw.shutdown().clone();
+        // Created once, not per loop turn: registering a waiter on a
+        // cancellation token or a timer is not free.
+        let cancelled = self.cancel.clone().cancelled_owned();
+        tokio::pin!(cancelled);
+        let login_timer = sleep_until(login_deadline);
+        tokio::pin!(login_timer);
         let flow = loop {
             let flow = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => Flow::Close(CloseCode::GoingAway),
-                code = close_requested(&self.closer) => Flow::Close(code),
-                _ = sleep_until(login_deadline), if self.active.is_none() => {
+                _ = &mut cancelled => {
+                    // A request from the hub carries its code; otherwise the node is shutting down.
+                    let code = self.closer.as_ref().and_then(|c| c.requested_code());
+                    Flow::Close(code.unwrap_or(CloseCode::GoingAway))
+                }
+                _ = &mut login_timer, if self.active.is_none() => {
                     info!("no login in time");
                     telemetry::login("timeout");
                     Flow::Close(CloseCode::Timeout)
@@ -245,7 +249,7 @@ impl<T: Transport> Session<T> {
     /// flushes once.
     async fn write_out(&mut self, first: OutFrame) -> Flow {
         if let Some(a) = &self.active {
-            telemetry::queue_depth(a.rx.len() + 1);
+            self.m.queue_depth.record((a.rx.len() + 1) as f64);
         }
         let mut next = Some(first);
         let mut written = 0;
@@ -269,7 +273,7 @@ impl<T: Transport> Session<T> {
                 next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
             }
         }
-        telemetry::frames_out(self.kind, written as u64);
+        self.m.frames_out.increment(written as u64);
         match self.t.flush().await {
             Ok(()) => Flow::Continue,
             Err(e) => e.into(),
@@ -277,7 +281,7 @@ impl<T: Transport> Session<T> {
     }
 
     async fn reply(&mut self, reply: Reply) -> Result<(), TransportError> {
-        telemetry::frames_out(self.kind, 1);
+        self.m.frames_out.increment(1);
         self.t.send(reply.to_bytes(), Delivery::Reliable).await
     }
 
@@ -292,12 +296,12 @@ impl<T: Transport> Session<T> {
         let frame = match inc {
             Incoming::Activity => return Flow::Continue,
             Incoming::TooLarge(size) => {
-                telemetry::frame_in(self.kind);
+                self.m.frames_in.increment(1);
                 return self.too_large(size, max).await;
             }
             Incoming::Frame(b) | Incoming::Datagram(b) => b,
         };
-        telemetry::frame_in(self.kind);
+        self.m.frames_in.increment(1);
         if frame.len() > max {
             return self.too_large(frame.len(), max).await;
         }
@@ -329,7 +333,7 @@ impl<T: Transport> Session<T> {
         }
         let result = match decoded {
             Ok(Inbound::Ping) => {
-                telemetry::frames_out(self.kind, 1);
+                self.m.frames_out.increment(1);
                 self.t
                     .send(Bytes::from_static(PONG), Delivery::Reliable)
                     .await
@@ -426,7 +430,7 @@ impl<T: Transport> Session<T> {
             id,
             user: user.clone(),
             tx,
-            closer: Arc::default(),
+            closer: Arc::new(Closer::new(self.cancel.clone())),
         };
         if self.gw.hub().register(handle.clone()) {
             // Subscribed before the replay reads the store: no gap between
@@ -555,7 +559,7 @@ impl<T: Transport> Session<T> {
             }
         }
         debug!(%channel, sent, "replayed");
-        telemetry::frames_out(self.kind, sent as u64);
+        self.m.frames_out.increment(sent as u64);
         let kind = if matches!(channel, Channel::Inbox(_)) {
             "inbox"
         } else {
