@@ -11,7 +11,9 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 
 use super::{Delivery, Incoming, PeerInfo, Transport, TransportError, TransportKind};
 use crate::api::forwarded::client_addr;
@@ -75,26 +77,83 @@ fn upgrade(
     let tasks = gw.tasks().clone();
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(4 * 1024)
         .on_upgrade(move |socket| {
             tasks.track_future(crate::session::run(
-                WebSocketTransport { ws: socket, peer },
+                WebSocketTransport::new(socket, peer),
                 gw,
             ))
         })
 }
 
-/// A WebSocket session.
+/// Inbound frames read ahead of the session (backpressure beyond this).
+const INBOUND_QUEUE: usize = 32;
+
+/// A WebSocket session. A small reader task owns the read half, so the
+/// session's loop waits on a channel instead of polling the socket (and
+/// tungstenite's read buffer) every time it wakes to write.
 pub struct WebSocketTransport {
-    ws: WebSocket,
+    sink: SplitSink<WebSocket, Message>,
+    inbound: mpsc::Receiver<Option<Result<Incoming, TransportError>>>,
+    reader: tokio::task::JoinHandle<()>,
     peer: PeerInfo,
 }
 
 impl WebSocketTransport {
     /// Wraps an upgraded socket.
     pub fn new(ws: WebSocket, peer: PeerInfo) -> Self {
-        Self { ws, peer }
+        let (sink, mut stream) = ws.split();
+        let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let reader = tokio::spawn(async move {
+            loop {
+                let item = next_incoming(&mut stream).await;
+                let end = !matches!(item, Some(Ok(_)));
+                if tx.send(item).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Self {
+            sink,
+            inbound,
+            reader,
+            peer,
+        }
     }
+}
+
+impl Drop for WebSocketTransport {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The next frame of the read half, as the session sees it.
+async fn next_incoming(
+    stream: &mut SplitStream<WebSocket>,
+) -> Option<Result<Incoming, TransportError>> {
+    let msg = match stream.next().await? {
+        Ok(m) => m,
+        Err(e) => {
+            let inner = e.into_inner();
+            if let Some(tungstenite::Error::Capacity(c)) =
+                inner.downcast_ref::<tungstenite::Error>()
+            {
+                let size = match c {
+                    tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
+                    _ => usize::MAX,
+                };
+                return Some(Ok(Incoming::TooLarge(size)));
+            }
+            return Some(Err(TransportError::Io(inner.to_string())));
+        }
+    };
+    Some(Ok(match msg {
+        Message::Text(t) => Incoming::Frame(Bytes::from(t)),
+        Message::Binary(b) => Incoming::Frame(b),
+        Message::Ping(_) | Message::Pong(_) => Incoming::Activity,
+        Message::Close(_) => return None,
+    }))
 }
 
 fn io(e: axum::Error) -> TransportError {
@@ -107,43 +166,25 @@ impl Transport for WebSocketTransport {
     }
 
     async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
-        // `WebSocket::recv` polls the stream once per call: cancel-safe.
-        let msg = match self.ws.recv().await? {
-            Ok(m) => m,
-            Err(e) => {
-                let inner = e.into_inner();
-                if let Some(tungstenite::Error::Capacity(c)) =
-                    inner.downcast_ref::<tungstenite::Error>()
-                {
-                    let size = match c {
-                        tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
-                        _ => usize::MAX,
-                    };
-                    return Some(Ok(Incoming::TooLarge(size)));
-                }
-                return Some(Err(TransportError::Io(inner.to_string())));
-            }
-        };
-        Some(Ok(match msg {
-            Message::Text(t) => Incoming::Frame(Bytes::from(t)),
-            Message::Binary(b) => Incoming::Frame(b),
-            Message::Ping(_) | Message::Pong(_) => Incoming::Activity,
-            Message::Close(_) => return None,
-        }))
+        // A channel receive: cancel-safe.
+        self.inbound.recv().await.flatten()
     }
 
     async fn send(&mut self, frame: Bytes, _how: Delivery) -> Result<(), TransportError> {
         let text = Utf8Bytes::try_from(frame)
             .map_err(|e| TransportError::Io(format!("frame is not UTF-8: {e}")))?;
-        self.ws.feed(Message::Text(text)).await.map_err(io)
+        self.sink.feed(Message::Text(text)).await.map_err(io)
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        self.ws.flush().await.map_err(io)
+        self.sink.flush().await.map_err(io)
     }
 
     async fn keepalive(&mut self) -> Result<(), TransportError> {
-        self.ws.send(Message::Ping(Bytes::new())).await.map_err(io)
+        self.sink
+            .send(Message::Ping(Bytes::new()))
+            .await
+            .map_err(io)
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
@@ -151,13 +192,14 @@ impl Transport for WebSocketTransport {
             code: code.code(),
             reason: Utf8Bytes::from(reason),
         };
-        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+        if self.sink.send(Message::Close(Some(frame))).await.is_err() {
             return;
         }
-        // Read until the peer answers the close, so that unread input does
-        // not turn our close into a TCP reset that loses the close frame.
+        // Keep reading until the peer answers the close, so that unread
+        // input does not turn our close into a TCP reset that loses the
+        // close frame.
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Ok(_)) = self.ws.recv().await {}
+            while let Some(Some(Ok(_))) = self.inbound.recv().await {}
         })
         .await;
     }
