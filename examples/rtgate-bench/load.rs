@@ -353,12 +353,13 @@ async fn run_fanout(
     let count = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
     let mut sub_tasks = Vec::new();
+    let mut keep = Vec::new();
     let per_node = o.subs.div_ceil(subs_at.len());
     for (k, http) in subs_at.iter().enumerate() {
         let n = per_node.min(o.subs - k * per_node);
         for ws in open_many(*http, n, o.rooms, &format!("sub{k}-"), "subscribers").await? {
-            let (_tx, rx) = ws.split();
-            std::mem::forget(_tx); // keep the write half open for the life of the run
+            let (tx, rx) = ws.split();
+            keep.push(tx); // the write half stays open for the run, closed at its end
             sub_tasks.push(subscriber(
                 rx,
                 measuring.clone(),
@@ -409,6 +410,7 @@ async fn run_fanout(
             hist.add(h)?;
         }
     }
+    drop(keep);
     let rate = delivered as f64 / secs;
     let mut out = json!({
         "scenario": "fanout", "target": label, "subs": o.subs, "rooms": o.rooms, "pubs": o.pubs,
@@ -472,9 +474,10 @@ pub(crate) async fn direct(
     let published = Arc::new(AtomicU64::new(0));
     let receivers = open_many(server.http, pairs, 0, "b", "receivers").await?;
     let mut subs = Vec::new();
+    let mut keep = Vec::new();
     for ws in receivers {
         let (tx, rx) = ws.split();
-        std::mem::forget(tx);
+        keep.push(tx);
         subs.push(subscriber(
             rx,
             measuring.clone(),
@@ -531,6 +534,7 @@ pub(crate) async fn direct(
     for p in pubs {
         p.abort();
     }
+    drop(keep);
     let mut out = json!({"scenario": "direct", "pairs": pairs, "window": window,
         "deliveries_per_s": delivered as f64 / el, "server_cpu": server_cpu / el, "generator_cpu": gen_cpu / el,
         "deliveries_per_server_cpu_s": delivered as f64 / server_cpu.max(1e-9)});
@@ -557,7 +561,8 @@ pub(crate) async fn conns(
 ) -> anyhow::Result<Value> {
     let server = start(
         target,
-        &["--heartbeat-sec", "5", "--login-timeout-sec", "60"],
+        // Default heartbeat (25 s): a 30 s hold spans one Ping per connection.
+        &["--login-timeout-sec", "60"],
         pin,
     )
     .await?;
@@ -569,7 +574,7 @@ pub(crate) async fn conns(
             let all = open_many(server.http, n, 0, "idle", "connections").await?;
             let elapsed = t0.elapsed().as_secs_f64();
             let rss1 = proc::rss(server.pid);
-            let checks = hold_ws(all, hold + 2);
+            let checks = hold_ws(all, hold + 4);
             return finish_conns(
                 target, n, transport, elapsed, rss0, rss1, hold, server, checks,
             )
@@ -582,7 +587,7 @@ pub(crate) async fn conns(
     let sessions = open_many_wt(server.http, wt_addr, n).await?;
     let elapsed = t0.elapsed().as_secs_f64();
     let rss1 = proc::rss(server.pid);
-    let checks = hold_wt(sessions, hold + 2);
+    let checks = hold_wt(sessions, hold + 4);
     finish_conns(
         target, n, transport, elapsed, rss0, rss1, hold, server, checks,
     )
@@ -601,6 +606,8 @@ async fn finish_conns(
     server: Proc,
     checks: Vec<tokio::task::JoinHandle<bool>>,
 ) -> anyhow::Result<Value> {
+    // Let the logins' tail (acks, buffers) settle before measuring idle cost.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let w = Window::open(&[server.pid]);
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let (secs, server_cpu, _) = w.close(&[server.pid]);

@@ -240,8 +240,8 @@ async fn suite(
     let r_lat = load::fanout(&rt, &lat, pin).await?;
     let b_conns = load::conns(&base, 2000, Transport::Ws, 5, pin).await?;
     let r_conns_rate = load::conns(&rt, 2000, Transport::Ws, 5, pin).await?;
-    let r_ws = load::conns(&rt, ws_conns, Transport::Ws, 10, pin).await?;
-    let r_wt = load::conns(&rt, wt_conns, Transport::Wt, 10, pin).await?;
+    let r_ws = load::conns(&rt, ws_conns, Transport::Ws, 30, pin).await?;
+    let r_wt = load::conns(&rt, wt_conns, Transport::Wt, 30, pin).await?;
     let rows = json!([
         {"target": "volatile fan-out, 1 room x 1000 subs: deliveries per server CPU-s", "goal": ">= 0.8x floor",
          "rtgate": r_fan["deliveries_per_server_cpu_s"], "floor": b_fan["deliveries_per_server_cpu_s"],

@@ -464,13 +464,11 @@ impl<T: Transport> Session<T> {
             Some(n) => Ok(n),
             None => store.cursor(&user).await,
         };
-        let inbox_seq = match inbox_since {
-            Ok(since) => {
-                channels.push((inbox.clone(), since));
-                store.latest(&inbox).await
-            }
-            Err(e) => Err(e),
-        };
+        let mut store_error = None;
+        match inbox_since {
+            Ok(since) => channels.push((inbox.clone(), since)),
+            Err(e) => store_error = Some(e),
+        }
         for (room, since) in login.since.rooms {
             if self.active().identity.rooms.allows(&room) {
                 channels.push((Channel::Room(room), since));
@@ -482,12 +480,16 @@ impl<T: Transport> Session<T> {
         }
         let mut first_pages = Vec::new();
         let mut unrecovered = Vec::new();
-        let mut store_error = inbox_seq.as_ref().err().cloned();
+        // The inbox page also tells the inbox's latest seq.
+        let mut inbox_seq = 0;
         for (channel, since) in channels {
             match store.read(&channel, since, REPLAY_PAGE).await {
                 Ok(page) => {
                     if page.gap {
                         unrecovered.push(channel.to_string());
+                    }
+                    if channel == inbox {
+                        inbox_seq = page.latest;
                     }
                     first_pages.push((channel, page));
                 }
@@ -500,7 +502,7 @@ impl<T: Transport> Session<T> {
             session_id: Some(id.to_string()),
             node_id: Some(self.gw.node_id().to_string()),
             heartbeat_sec: Some(self.gw.config().heartbeat.as_secs()),
-            inbox_seq: Some(*inbox_seq.as_ref().unwrap_or(&0)),
+            inbox_seq: Some(inbox_seq),
             unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
             ts: Some(now_ms()),
             ..Reply::default()

@@ -21,12 +21,16 @@ use crate::hub::Channel;
 use crate::hub::router::now_ms;
 use crate::protocol::Id;
 
+/// Read connections.
+const READERS: usize = 4;
 /// Most requests one transaction takes.
 const MAX_BATCH: usize = 1024;
 /// Requests waiting for the writer before appends are refused (503).
 const QUEUE: usize = 65_536;
 /// How often the idle writer trims expired messages and dedupe keys.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// How often an idle writer trims (retention by age only moves with time).
+const IDLE_TRIM_EVERY: Duration = Duration::from_secs(60);
 /// Rows one trim step deletes at most, so a trim never holds the writer long.
 const TRIM_STEP: usize = 2_000;
 
@@ -82,8 +86,10 @@ enum Request {
 /// The SQLite store.
 pub struct SqliteStore {
     queue: SyncSender<Request>,
-    /// Reads run on their own connection (WAL lets them run beside the writer).
-    reader: Arc<Mutex<Connection>>,
+    /// Reads run on their own connections (WAL lets them run beside the
+    /// writer), taken round robin so concurrent logins do not queue on one.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     /// Set while the last commit failed; cleared by the next good one.
     failing: Arc<Mutex<Option<String>>>,
     /// Keeps the data folder's lock for the life of the store.
@@ -124,7 +130,9 @@ impl SqliteStore {
         if check != "ok" {
             return Err(StoreError::Corrupt(format!("{}: {check}", path.display())));
         }
-        let reader = open_conn(&path, false)?;
+        let readers = (0..READERS)
+            .map(|_| open_conn(&path, false).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let (queue, rx) = sync_channel(QUEUE);
         let failing = Arc::new(Mutex::new(None));
         let writer = Writer {
@@ -135,6 +143,7 @@ impl SqliteStore {
             last_seq: HashMap::new(),
             failing: failing.clone(),
             last_trim: Instant::now(),
+            dirty: false,
         };
         std::thread::Builder::new()
             .name("rtgate-store".into())
@@ -142,7 +151,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             queue,
-            reader: Arc::new(Mutex::new(reader)),
+            readers: Arc::new(readers),
+            next_reader: Default::default(),
             failing,
             _lock: lock,
         })
@@ -167,10 +177,14 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'static, Result<T, StoreError>> {
-        let reader = self.reader.clone();
+        let readers = self.readers.clone();
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % readers.len();
         async move {
             tokio::task::spawn_blocking(move || {
-                let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+                let conn = readers[i].lock().unwrap_or_else(|p| p.into_inner());
                 f(&conn)
             })
             .await
@@ -214,6 +228,8 @@ struct Writer {
     last_seq: HashMap<String, u64>,
     failing: Arc<Mutex<Option<String>>>,
     last_trim: Instant,
+    /// Something was written since the last trim.
+    dirty: bool,
 }
 
 /// One append of a batch, between its insert and its commit.
@@ -229,7 +245,7 @@ impl Writer {
             let first = match rx.recv_timeout(TRIM_EVERY) {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.trim();
+                    self.maybe_trim();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -242,9 +258,8 @@ impl Writer {
                 }
             }
             self.commit(batch);
-            if self.last_trim.elapsed() >= TRIM_EVERY {
-                self.trim();
-            }
+            self.dirty = true;
+            self.maybe_trim();
         }
     }
 
@@ -417,6 +432,20 @@ impl Writer {
             origin: req.origin,
         };
         Ok((ack, Some(committed)))
+    }
+
+    /// Trims after writes at most once a second, and otherwise once a minute
+    /// (for retention by age): an idle node does not commit every second.
+    fn maybe_trim(&mut self) {
+        let due = if self.dirty {
+            TRIM_EVERY
+        } else {
+            IDLE_TRIM_EVERY
+        };
+        if self.last_trim.elapsed() >= due {
+            self.dirty = false;
+            self.trim();
+        }
     }
 
     /// One bounded step of retention: expired dedupe keys, messages past

@@ -77,7 +77,7 @@ fn upgrade(
     let tasks = gw.tasks().clone();
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .on_upgrade(move |socket| {
             tasks.track_future(crate::session::run(
                 WebSocketTransport::new(socket, peer),
