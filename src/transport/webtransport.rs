@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use h3::ConnectionState;
 use h3::ext::Protocol;
 use h3_datagram::datagram_handler::DatagramSender;
 use h3_webtransport::server::{AcceptedBi, WebTransportSession};
@@ -256,6 +257,16 @@ async fn handle(incoming: quinn::Incoming, gw: Gateway) -> Result<(), String> {
         query_token: query.remove("token"),
     };
 
+    // The CONNECT can overtake the client's SETTINGS (they travel on
+    // different streams); the session needs them, so let the connection
+    // read its control stream until they are in.
+    let settings_deadline = tokio::time::Instant::now() + deadline;
+    while !h3conn.settings().enable_webtransport() {
+        if tokio::time::Instant::now() > settings_deadline {
+            return Err("the client sent no SETTINGS enabling WebTransport".into());
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(10), h3conn.accept()).await;
+    }
     let session = Arc::new(
         Session::accept(req, stream, h3conn)
             .await
