@@ -274,6 +274,9 @@ impl Running {
     pub async fn shutdown(self) {
         let gw = self.gw;
         info!(sessions = gw.hub().session_count(), "draining");
+        // Leave the cluster's presence first, while the hub still knows
+        // which users this node held.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), gw.broker().leave()).await;
         gw.shutdown().cancel();
         gw.hub().close_all(CloseCode::GoingAway);
         gw.tasks().close();

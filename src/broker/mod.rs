@@ -56,6 +56,12 @@ pub trait Broker: Send + Sync + 'static {
     /// The users online in a room, anywhere, sorted.
     fn room_presence(&self, room: Id) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>>;
 
+    /// Removes this node from the cluster's presence (on shutdown). Resolves
+    /// once done.
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Whether the broker is connected (for `/readyz`).
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>>;
 }

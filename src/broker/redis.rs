@@ -222,8 +222,8 @@ impl RedisBroker {
             }
         });
 
-        // Presence refresh, liveness pings (which also drive reconnects and
-        // resubscription), presence cleanup on shutdown.
+        // Presence refresh and liveness pings (which also drive reconnects
+        // and resubscription).
         let b = broker.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(b.ttl / 4);
@@ -246,10 +246,8 @@ impl RedisBroker {
                             let _ = b.refresh(&mut conn).await;
                         }
                     }
-                    _ = stop.cancelled() => {
-                        let _ = b.leave(&mut conn).await;
-                        return;
-                    }
+                    // The presence is removed by `Broker::leave`, called first on shutdown.
+                    _ = stop.cancelled() => return,
                 }
             }
         });
@@ -331,24 +329,6 @@ impl RedisBroker {
             conn.subscribe(room_channel(&r)).await?;
         }
         Ok(())
-    }
-
-    /// Removes this node's presence entries (on shutdown).
-    async fn leave(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        for u in self.hub.local_users() {
-            pipe.hdel(format!("rtgate:online:{u}"), &self.node).ignore();
-        }
-        for room in self.hub.local_rooms() {
-            for user in self.hub.room_users(&room) {
-                pipe.hdel(
-                    format!("rtgate:members:{room}"),
-                    format!("{}\t{user}", self.node),
-                )
-                .ignore();
-            }
-        }
-        pipe.query_async(conn).await
     }
 
     fn send(&self, c: Control) {
@@ -470,6 +450,25 @@ impl Broker for RedisBroker {
                 .collect();
             users.sort();
             Ok(users)
+        }
+        .boxed()
+    }
+
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        let (hub, node) = (self.hub.clone(), self.node.clone());
+        let mut conn = self.conn.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            for u in hub.local_users() {
+                pipe.hdel(format!("rtgate:online:{u}"), &node).ignore();
+            }
+            for room in hub.local_rooms() {
+                for user in hub.room_users(&room) {
+                    pipe.hdel(format!("rtgate:members:{room}"), format!("{node}\t{user}"))
+                        .ignore();
+                }
+            }
+            let _ = pipe.query_async::<()>(&mut conn).await;
         }
         .boxed()
     }

@@ -372,3 +372,72 @@ async fn nginx_one_and_two_layers_in_front_of_two_nodes() {
     );
     assert!(!logs.contains("203.0.113.9"));
 }
+
+#[tokio::test]
+async fn readiness_follows_redis_and_a_drained_node_leaves_presence_at_once() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    // A long TTL: only an explicit leave can clear presence within the test.
+    let mut a = Server::start(&["--redis", &url, "--presence-ttl-sec", "60"]);
+    let b = Server::start(&["--redis", &url, "--presence-ttl-sec", "60"]);
+    assert_eq!(a.http("GET", "/readyz", &[], "").await.0, 200);
+    let (_erin, _) = Client::login(&a, "erin").await;
+    let (mut frank, _) = Client::login(&b, "frank").await;
+    frank
+        .send(&json!({"msgType": 8, "userIds": ["erin"]}))
+        .await;
+    assert_eq!(frank.recv_type(8).await["userIds"], json!(["erin"]));
+
+    redis.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = a.http("GET", "/readyz", &[], "").await;
+        if status == 503 {
+            assert!(body.contains("unavailable"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readyz never noticed redis was gone"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    redis.spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while a.http("GET", "/readyz", &[], "").await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readyz never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Redis came back empty (its AOF kept only what was written): the
+    // nodes write their presence again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        frank
+            .send(&json!({"msgType": 8, "userIds": ["erin"]}))
+            .await;
+        if frank.recv_type(8).await["userIds"] == json!(["erin"]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "presence was not rewritten after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // SIGTERM: node a drains and removes its users from the presence at once.
+    let status = tokio::task::spawn_blocking(move || a.terminate())
+        .await
+        .unwrap();
+    assert!(status.success());
+    frank
+        .send(&json!({"msgType": 8, "userIds": ["erin"]}))
+        .await;
+    assert_eq!(
+        frank.recv_type(8).await["userIds"],
+        json!([]),
+        "well before the 60 s TTL"
+    );
+}

@@ -29,7 +29,7 @@ impl RedisServer {
         r
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
