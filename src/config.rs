@@ -205,6 +205,10 @@ pub struct Options {
     /// Most concurrent WebTransport (QUIC) connections [default: 100000]
     #[arg(long, env = "RTGATE_WT_MAX_CONNECTIONS", value_name = "N")]
     pub wt_max_connections: Option<usize>,
+    /// Treat --redis as a comma-separated list of Redis Cluster seed nodes (sharded Pub/Sub)
+    #[arg(long, env = "RTGATE_REDIS_CLUSTER")]
+    #[serde(default)]
+    pub redis_cluster: bool,
     /// Cluster mode: seconds a node's presence entries live without refresh [default: 20]
     #[arg(long, env = "RTGATE_PRESENCE_TTL_SEC", value_name = "N")]
     pub presence_ttl_sec: Option<u64>,
@@ -234,7 +238,7 @@ impl Options {
                  tls_cert, tls_key, max_frame, rate_limit, outbound_queue, max_rooms, dedupe_window_sec,
                  retention_count, retention_sec, drain_sec, log_format, store, metrics, wt_keepalive_sec, wt_idle_timeout_sec, congestion, wt_max_connections, presence_ttl_sec;
             vec: trusted_proxy, allowed_origin;
-            flag: insecure, tls_http)
+            flag: insecure, tls_http, redis_cluster)
     }
 
     /// Reads a TOML config file.
@@ -263,6 +267,8 @@ pub struct Config {
     pub node_id: Option<String>,
     /// Redis URL (cluster mode).
     pub redis: Option<String>,
+    /// `redis` names Redis Cluster seeds.
+    pub redis_cluster: bool,
     /// JWT secret (none: dev mode).
     pub jwt_secret: Option<String>,
     /// API key.
@@ -340,6 +346,7 @@ impl Options {
             data: self.data.unwrap_or_else(|| PathBuf::from("data")),
             node_id: self.node_id,
             redis: self.redis,
+            redis_cluster: self.redis_cluster,
             jwt_secret: self.jwt_secret.filter(|s| !s.is_empty()),
             api_key: self.api_key.filter(|s| !s.is_empty()),
             heartbeat: secs(self.heartbeat_sec, 25, "heartbeat-sec")?,

@@ -90,6 +90,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             // Cluster mode: Pub/Sub between nodes, presence and the store in Redis.
             let broker = RedisBroker::connect(
                 url,
+                config.redis_cluster,
                 node_id.clone(),
                 hub.clone(),
                 config.presence_ttl,
@@ -97,9 +98,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             )
             .await
             .map_err(|e| ServerError::Redis(e.to_string()))?;
-            let store = RedisStore::connect(url, retention, config.dedupe_window)
-                .await
-                .map_err(|e| ServerError::Redis(e.to_string()))?;
+            let store =
+                RedisStore::connect(url, config.redis_cluster, retention, config.dedupe_window)
+                    .await
+                    .map_err(|e| ServerError::Redis(e.to_string()))?;
             (broker, Arc::new(store))
         }
         None => {

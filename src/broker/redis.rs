@@ -29,14 +29,154 @@ use crate::transport::Delivery;
 /// Envelopes waiting to be published, and pushes waiting to be delivered.
 const QUEUE: usize = 65_536;
 
-/// The Pub/Sub channel of a user.
+/// The Pub/Sub channel of a user. It carries the hash tag of the user's
+/// inbox keys, so that in a Redis Cluster the store's script can `SPUBLISH`
+/// to it in the same slot.
 pub fn user_channel(user: &Id) -> String {
-    format!("rtgate:u:{user}")
+    format!("rtgate:{{i:{user}}}:ch")
 }
 
-/// The Pub/Sub channel of a room.
+/// The Pub/Sub channel of a room (hash tag of the room's keys).
 pub fn room_channel(room: &Id) -> String {
-    format!("rtgate:r:{room}")
+    format!("rtgate:{{r:{room}}}:ch")
+}
+
+/// A connection to one Redis, or to a Redis Cluster (sharded Pub/Sub).
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One Redis (or one address in front of a primary).
+    Single(ConnectionManager),
+    /// A Redis Cluster: commands routed by slot, `SSUBSCRIBE`/`SPUBLISH`.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisConn {
+    /// Connects. `url` is one URL, or with `cluster` a comma-separated list
+    /// of seed nodes. `push` receives Pub/Sub messages (RESP3 pushes).
+    pub async fn connect(
+        url: &str,
+        cluster: bool,
+        push: Option<mpsc::Sender<PushInfo>>,
+    ) -> redis::RedisResult<Self> {
+        let sender = push.map(|tx| {
+            move |info: PushInfo| {
+                // Never block the connection: a full queue drops (the
+                // message stays in the store for replay) and is counted.
+                tx.try_send(info).map_err(|_| {
+                    telemetry::broker_dropped();
+                    redis::aio::SendError
+                })
+            }
+        });
+        if cluster {
+            let seeds: Vec<String> = url.split(',').map(|u| resp3(u.trim())).collect();
+            let mut b = redis::cluster::ClusterClientBuilder::new(seeds)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(5));
+            if let Some(s) = sender {
+                b = b.push_sender(s);
+            }
+            let client = b.build()?;
+            Ok(Self::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(resp3(url))?;
+            let mut config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_max_delay(Duration::from_secs(2));
+            if let Some(s) = sender {
+                config = config.set_push_sender(s).set_automatic_resubscription();
+            }
+            Ok(Self::Single(
+                ConnectionManager::new_with_config(client, config).await?,
+            ))
+        }
+    }
+
+    /// True for a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The publish command: `PUBLISH`, or `SPUBLISH` in a cluster.
+    pub fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    async fn subscribe(&mut self, channel: String) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.subscribe(channel).await,
+            Self::Cluster(c) => c.ssubscribe(channel).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: String) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.unsubscribe(channel).await,
+            Self::Cluster(c) => c.sunsubscribe(channel).await,
+        }
+    }
+
+    /// Runs commands in order: one pipeline on a single Redis; one by one
+    /// (pipelined per node by the client) in a cluster, where a pipeline may
+    /// not span slots.
+    pub async fn run_all(&mut self, cmds: Vec<redis::Cmd>) -> redis::RedisResult<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Self::Single(_) => {
+                let mut pipe = redis::pipe();
+                for c in cmds {
+                    pipe.add_command(c);
+                }
+                pipe.query_async(self).await
+            }
+            Self::Cluster(c) => {
+                let futs = cmds.into_iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await }
+                });
+                futures_util::future::join_all(futs)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
 }
 
 /// The header line of an envelope on the wire, without the seq (which the
@@ -109,7 +249,7 @@ pub struct RedisBroker {
     /// How long a presence entry lives without a refresh (refreshed every quarter of it).
     ttl: Duration,
     hub: Hub,
-    conn: ConnectionManager,
+    conn: RedisConn,
     publish: mpsc::Sender<(String, Vec<u8>)>,
     control: mpsc::UnboundedSender<Control>,
     connected: Arc<AtomicBool>,
@@ -120,40 +260,32 @@ pub struct RedisBroker {
 #[error("redis: {0}")]
 pub struct RedisError(String);
 
+fn online_key(u: &Id) -> String {
+    format!("rtgate:online:{u}")
+}
+
+fn members_key(room: &Id) -> String {
+    format!("rtgate:members:{room}")
+}
+
 impl RedisBroker {
-    /// Connects to Redis (`redis://host:port`; RESP3 is switched on here)
-    /// and starts the tasks that publish, subscribe, refresh presence and
-    /// deliver received envelopes into `hub`.
+    /// Connects to Redis (`redis://host:port`, or with `cluster` a
+    /// comma-separated list of Redis Cluster seeds; RESP3 is switched on
+    /// here) and starts the tasks that publish, subscribe, refresh presence
+    /// and deliver received envelopes into `hub`.
     pub async fn connect(
         url: &str,
+        cluster: bool,
         node: String,
         hub: Hub,
         ttl: Duration,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, RedisError> {
-        let client = redis::Client::open(resp3(url)).map_err(|e| RedisError(e.to_string()))?;
         let (push_tx, mut push_rx) = mpsc::channel::<PushInfo>(QUEUE);
-        let connected = Arc::new(AtomicBool::new(true));
-        let flag = connected.clone();
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_max_delay(Duration::from_secs(2))
-            .set_push_sender(move |info: PushInfo| {
-                if info.kind == PushKind::Disconnection {
-                    flag.store(false, Ordering::Release);
-                }
-                // Never block the connection: a full queue drops (the
-                // message stays in the store for replay) and is counted.
-                push_tx.try_send(info).map_err(|_| {
-                    telemetry::broker_dropped();
-                    redis::aio::SendError
-                })
-            });
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = RedisConn::connect(url, cluster, Some(push_tx))
             .await
             .map_err(|e| RedisError(e.to_string()))?;
+        let connected = Arc::new(AtomicBool::new(true));
         let (publish, mut pub_rx) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
         let (control, mut ctl_rx) = mpsc::unbounded_channel();
         let broker = Arc::new(Self {
@@ -167,45 +299,46 @@ impl RedisBroker {
         });
 
         // Received envelopes into the local hub.
-        let deliver_hub = hub.clone();
         let deliver_flag = broker.connected.clone();
         tokio::spawn(async move {
             while let Some(info) = push_rx.recv().await {
                 match info.kind {
-                    PushKind::Message => {
+                    PushKind::Message | PushKind::SMessage => {
                         if let Some(Value::BulkString(msg)) = info.data.into_iter().nth(1) {
                             match parse_envelope(&msg) {
                                 Some(env) => {
                                     telemetry::broker_received();
-                                    deliver_hub.deliver(&env);
+                                    hub.deliver(&env);
                                 }
                                 None => warn!("unparsable envelope from redis"),
                             }
                         }
                     }
-                    PushKind::Subscribe => deliver_flag.store(true, Ordering::Release),
+                    PushKind::Disconnection => deliver_flag.store(false, Ordering::Release),
                     _ => {}
                 }
             }
         });
 
-        // Publishes in order, one connection, pipelined under load.
+        // Publishes in order, pipelined under load.
         let mut pub_conn = conn.clone();
         tokio::spawn(async move {
+            let command = pub_conn.publish_command();
             while let Some(first) = pub_rx.recv().await {
-                let mut pipe = redis::pipe();
-                pipe.publish(first.0, first.1).ignore();
-                let mut n = 1;
-                while n < 256 {
+                let mut cmds = vec![first];
+                while cmds.len() < 256 {
                     match pub_rx.try_recv() {
-                        Ok((ch, msg)) => {
-                            pipe.publish(ch, msg).ignore();
-                            n += 1;
-                        }
+                        Ok(m) => cmds.push(m),
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = pipe.query_async::<()>(&mut pub_conn).await {
+                let n = cmds.len();
+                let cmds = cmds.into_iter().map(|(ch, msg)| {
+                    let mut c = redis::cmd(command);
+                    c.arg(ch).arg(msg);
+                    c
+                });
+                if let Err(e) = pub_conn.run_all(cmds.collect()).await {
                     warn!(error = %e, dropped = n, "redis publish failed");
                 }
             }
@@ -254,74 +387,105 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    async fn apply(&self, conn: &mut ConnectionManager, c: Control) -> redis::RedisResult<()> {
-        let expires = (now_ms() + self.ttl.as_millis() as u64) as i64;
+    fn expires(&self) -> i64 {
+        (now_ms() + self.ttl.as_millis() as u64) as i64
+    }
+
+    fn keep(&self) -> i64 {
+        2 * self.ttl.as_millis() as i64
+    }
+
+    async fn apply(&self, conn: &mut RedisConn, c: Control) -> redis::RedisResult<()> {
+        let mut cmds = Vec::new();
         match c {
             Control::Subscribe(ch, done) => {
                 let r = conn.subscribe(ch).await;
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
-                r
+                return r;
             }
-            Control::Unsubscribe(ch) => conn.unsubscribe(ch).await,
+            Control::Unsubscribe(ch) => return conn.unsubscribe(ch).await,
             Control::UserOnline(u) => {
-                let key = format!("rtgate:online:{u}");
-                redis::pipe()
-                    .hset(&key, &self.node, expires)
-                    .ignore()
-                    .pexpire(&key, 2 * self.ttl.as_millis() as i64)
-                    .ignore()
-                    .query_async(conn)
-                    .await
+                let key = online_key(&u);
+                cmds.push(
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(&self.node)
+                        .arg(self.expires())
+                        .to_owned(),
+                );
+                cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(self.keep()).to_owned());
             }
-            Control::UserOffline(u) => conn.hdel(format!("rtgate:online:{u}"), &self.node).await,
+            Control::UserOffline(u) => cmds.push(
+                redis::cmd("HDEL")
+                    .arg(online_key(&u))
+                    .arg(&self.node)
+                    .to_owned(),
+            ),
             Control::Joined(room, user) => {
-                let key = format!("rtgate:members:{room}");
-                redis::pipe()
-                    .hset(&key, format!("{}\t{user}", self.node), expires)
-                    .ignore()
-                    .pexpire(&key, 2 * self.ttl.as_millis() as i64)
-                    .ignore()
-                    .query_async(conn)
-                    .await
+                let key = members_key(&room);
+                let field = format!("{}\t{user}", self.node);
+                cmds.push(
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(field)
+                        .arg(self.expires())
+                        .to_owned(),
+                );
+                cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(self.keep()).to_owned());
             }
             Control::Left(room, user) => {
-                conn.hdel(
-                    format!("rtgate:members:{room}"),
-                    format!("{}\t{user}", self.node),
-                )
-                .await
+                cmds.push(
+                    redis::cmd("HDEL")
+                        .arg(members_key(&room))
+                        .arg(format!("{}\t{user}", self.node))
+                        .to_owned(),
+                );
             }
         }
+        conn.run_all(cmds).await.map(|_| ())
+    }
+
+    /// This node's presence entries, as commands (with a fresh expiry).
+    fn presence_commands(&self) -> Vec<redis::Cmd> {
+        let (expires, keep) = (self.expires(), self.keep());
+        let mut cmds = Vec::new();
+        for u in self.hub.local_users() {
+            let key = online_key(&u);
+            cmds.push(
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg(&self.node)
+                    .arg(expires)
+                    .to_owned(),
+            );
+            cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(keep).to_owned());
+        }
+        for room in self.hub.local_rooms() {
+            let key = members_key(&room);
+            for user in self.hub.room_users(&room) {
+                cmds.push(
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(format!("{}\t{user}", self.node))
+                        .arg(expires)
+                        .to_owned(),
+                );
+            }
+            cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(keep).to_owned());
+        }
+        cmds
     }
 
     /// Rewrites this node's presence entries with a fresh expiry.
-    async fn refresh(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
-        let expires = (now_ms() + self.ttl.as_millis() as u64) as i64;
-        let keep = 2 * self.ttl.as_millis() as i64;
-        let mut pipe = redis::pipe();
-        for u in self.hub.local_users() {
-            let key = format!("rtgate:online:{u}");
-            pipe.hset(&key, &self.node, expires)
-                .ignore()
-                .pexpire(&key, keep)
-                .ignore();
-        }
-        for room in self.hub.local_rooms() {
-            let key = format!("rtgate:members:{room}");
-            for user in self.hub.room_users(&room) {
-                pipe.hset(&key, format!("{}\t{user}", self.node), expires)
-                    .ignore();
-            }
-            pipe.pexpire(&key, keep).ignore();
-        }
-        pipe.query_async(conn).await
+    async fn refresh(&self, conn: &mut RedisConn) -> redis::RedisResult<()> {
+        conn.run_all(self.presence_commands()).await.map(|_| ())
     }
 
     /// Subscribes again to every channel this node needs (after Redis lost
     /// its state, or missed an unsubscribe).
-    async fn resubscribe(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    async fn resubscribe(&self, conn: &mut RedisConn) -> redis::RedisResult<()> {
         for u in self.hub.local_users() {
             conn.subscribe(user_channel(&u)).await?;
         }
@@ -415,11 +579,15 @@ impl Broker for RedisBroker {
     fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
         let mut conn = self.conn.clone();
         async move {
-            let mut pipe = redis::pipe();
-            for u in &users {
-                pipe.hvals(format!("rtgate:online:{u}"));
-            }
-            let all: Vec<Vec<i64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            let cmds = users
+                .iter()
+                .map(|u| redis::cmd("HVALS").arg(online_key(u)).to_owned())
+                .collect();
+            let values = conn.run_all(cmds).await.map_err(unavailable)?;
+            let all: Vec<Vec<i64>> = values
+                .into_iter()
+                .map(|v| redis::from_redis_value(v).unwrap_or_default())
+                .collect();
             let now = now_ms() as i64;
             Ok(users
                 .into_iter()
@@ -435,7 +603,7 @@ impl Broker for RedisBroker {
         let mut conn = self.conn.clone();
         async move {
             let entries: Vec<(String, i64)> = conn
-                .hgetall(format!("rtgate:members:{room}"))
+                .hgetall(members_key(&room))
                 .await
                 .map_err(unavailable)?;
             let now = now_ms() as i64;
@@ -458,17 +626,21 @@ impl Broker for RedisBroker {
         let (hub, node) = (self.hub.clone(), self.node.clone());
         let mut conn = self.conn.clone();
         async move {
-            let mut pipe = redis::pipe();
+            let mut cmds = Vec::new();
             for u in hub.local_users() {
-                pipe.hdel(format!("rtgate:online:{u}"), &node).ignore();
+                cmds.push(redis::cmd("HDEL").arg(online_key(&u)).arg(&node).to_owned());
             }
             for room in hub.local_rooms() {
                 for user in hub.room_users(&room) {
-                    pipe.hdel(format!("rtgate:members:{room}"), format!("{node}\t{user}"))
-                        .ignore();
+                    cmds.push(
+                        redis::cmd("HDEL")
+                            .arg(members_key(&room))
+                            .arg(format!("{node}\t{user}"))
+                            .to_owned(),
+                    );
                 }
             }
-            let _ = pipe.query_async::<()>(&mut conn).await;
+            let _ = conn.run_all(cmds).await;
         }
         .boxed()
     }

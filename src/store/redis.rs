@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, ready};
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Value};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::{AppendRequest, Appended, Page, Retention, Store, StoreError};
-use crate::broker::redis::{envelope_header, room_channel, user_channel};
+use crate::broker::redis::{RedisConn, envelope_header, room_channel, user_channel};
 use crate::hub::{Channel, Target};
 use crate::protocol::{Delivered, Id};
 
@@ -25,8 +24,9 @@ const QUEUE: usize = 65_536;
 /// Most appends in one pipeline.
 const MAX_BATCH: usize = 256;
 
-/// KEYS: seq, log, [dedupe]. ARGV: pre, post, copy, header, window_ms,
-/// maxlen, msg_id, ts, channel, sender_channel, copy_header.
+/// KEYS: seq, log, [dedupe]. ARGV: pre, post, header, window_ms, maxlen,
+/// msg_id, ts, channel, publish command (`PUBLISH`, or `SPUBLISH` in a
+/// Redis Cluster: the channel has the keys' hash tag, so it is this slot's).
 const APPEND: &str = r#"
 if #KEYS == 3 then
   local d = redis.call('GET', KEYS[3])
@@ -34,11 +34,10 @@ if #KEYS == 3 then
 end
 local seq = redis.call('INCR', KEYS[1])
 local payload = ARGV[1] .. seq .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], seq .. '-1', 'p', payload)
-local ack = ARGV[7] .. ' ' .. seq .. ' ' .. ARGV[8]
-if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[5]) end
-redis.call('PUBLISH', ARGV[9], seq .. ' ' .. ARGV[4] .. '\n' .. payload)
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[10], '- ' .. ARGV[11] .. '\n' .. ARGV[3]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-1', 'p', payload)
+local ack = ARGV[6] .. ' ' .. seq .. ' ' .. ARGV[7]
+if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[4]) end
+redis.call(ARGV[9], ARGV[8], seq .. ' ' .. ARGV[3] .. '\n' .. payload)
 return {0, ack}
 "#;
 
@@ -69,14 +68,20 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A message to publish: channel and wire bytes.
+type Publication = (String, Vec<u8>);
+
 struct Job {
     cmd: redis::Cmd,
+    /// The sender's copy for its other devices (another slot: published
+    /// after the append, not by the script).
+    copy: Option<Publication>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
 /// The Redis store.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     jobs: mpsc::Sender<Job>,
     retention: Retention,
     dedupe_window: Duration,
@@ -86,20 +91,17 @@ impl RedisStore {
     /// Connects to Redis and starts the ordered writer.
     pub async fn connect(
         url: &str,
+        cluster: bool,
         retention: Retention,
         dedupe_window: Duration,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = RedisConn::connect(url, cluster, None)
             .await
             .map_err(unavailable)?;
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
         let mut writer = conn.clone();
         tokio::spawn(async move {
+            let publish = writer.publish_command();
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -108,14 +110,21 @@ impl RedisStore {
                         Err(_) => break,
                     }
                 }
-                let mut pipe = redis::pipe();
-                for j in &batch {
-                    pipe.add_command(j.cmd.clone());
-                }
-                match pipe.query_async::<Vec<Value>>(&mut writer).await {
+                let cmds = batch.iter().map(|j| j.cmd.clone()).collect();
+                match writer.run_all(cmds).await {
                     Ok(results) => {
+                        let mut copies = Vec::new();
                         for (j, v) in batch.into_iter().zip(results) {
-                            let _ = j.reply.send(parse_ack(v));
+                            let ack = parse_ack(v);
+                            if let (Ok(a), Some((ch, msg))) = (&ack, j.copy)
+                                && !a.duplicate
+                            {
+                                copies.push(redis::cmd(publish).arg(ch).arg(msg).to_owned());
+                            }
+                            let _ = j.reply.send(ack);
+                        }
+                        if let Err(e) = writer.run_all(copies).await {
+                            warn!(error = %e, "redis: publishing senders' copies failed");
                         }
                     }
                     Err(e) => {
@@ -139,7 +148,10 @@ impl RedisStore {
         })
     }
 
-    fn append_cmd(&self, req: AppendRequest) -> Result<redis::Cmd, StoreError> {
+    fn append_cmd(
+        &self,
+        req: AppendRequest,
+    ) -> Result<(redis::Cmd, Option<Publication>), StoreError> {
         let mut message = req.message;
         message.seq = Some(u64::MAX);
         let text = String::from_utf8(message.to_bytes().to_vec())
@@ -151,37 +163,21 @@ impl RedisStore {
             .ok_or_else(|| StoreError::Corrupt("seq marker missing".into()))?;
         let pre = format!("{}\"seq\":", &text[..at]);
         let post = text[at + marker.len()..].to_string();
-        let (target, channel_name, copy, sender_channel, copy_header) = match &req.channel {
-            Channel::Room(r) => (
-                Target::Room(r.clone()),
-                room_channel(r),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
+        let (target, channel_name, copy) = match &req.channel {
+            Channel::Room(r) => (Target::Room(r.clone()), room_channel(r), None),
             Channel::Inbox(u) => {
                 let sender = message.send_user_id.clone();
-                let (copy, sender_channel, copy_header) = if sender != *u {
+                let copy = (sender != *u).then(|| {
                     let copy = Delivered {
                         seq: None,
                         ..message.clone()
                     };
                     let header = envelope_header(&Target::User(sender.clone()), req.origin, false);
-                    (
-                        String::from_utf8_lossy(&copy.to_bytes()).into_owned(),
-                        user_channel(&sender),
-                        header,
-                    )
-                } else {
-                    (String::new(), String::new(), String::new())
-                };
-                (
-                    Target::User(u.clone()),
-                    user_channel(u),
-                    copy,
-                    sender_channel,
-                    copy_header,
-                )
+                    let mut msg = format!("- {header}\n").into_bytes();
+                    msg.extend_from_slice(&copy.to_bytes());
+                    (user_channel(&sender), msg)
+                });
+                (Target::User(u.clone()), user_channel(u), copy)
             }
         };
         let exclude = match req.channel {
@@ -202,16 +198,14 @@ impl RedisStore {
         cmd.arg(APPEND).arg(keys.len()).arg(keys);
         cmd.arg(pre)
             .arg(post)
-            .arg(copy)
             .arg(header)
             .arg(self.dedupe_window.as_millis() as u64)
             .arg(self.retention.max_count)
             .arg(&message.msg_id)
             .arg(message.ts)
             .arg(channel_name)
-            .arg(sender_channel)
-            .arg(copy_header);
-        Ok(cmd)
+            .arg(self.conn.publish_command());
+        Ok((cmd, copy))
     }
 }
 
@@ -239,12 +233,12 @@ fn seq_of(id: &str) -> Option<u64> {
 
 impl Store for RedisStore {
     fn append(&self, req: AppendRequest) -> BoxFuture<'static, Result<Appended, StoreError>> {
-        let cmd = match self.append_cmd(req) {
+        let (cmd, copy) = match self.append_cmd(req) {
             Ok(c) => c,
             Err(e) => return ready(Err(e)).boxed(),
         };
         let (reply, rx) = oneshot::channel();
-        match self.jobs.try_send(Job { cmd, reply }) {
+        match self.jobs.try_send(Job { cmd, copy, reply }) {
             Ok(()) => async move { rx.await.unwrap_or(Err(StoreError::ShuttingDown)) }.boxed(),
             Err(_) => ready(Err(StoreError::Unavailable(
                 "store queue is full; retry".into(),

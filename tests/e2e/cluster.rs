@@ -441,3 +441,63 @@ async fn readiness_follows_redis_and_a_drained_node_leaves_presence_at_once() {
         "well before the 60 s TTL"
     );
 }
+
+#[tokio::test]
+async fn a_redis_cluster_with_sharded_pubsub_routes_between_nodes() {
+    let rc = crate::redis_server::RedisCluster::start();
+    let urls = rc.urls();
+    let args = [
+        "--redis",
+        urls.as_str(),
+        "--redis-cluster",
+        "--presence-ttl-sec",
+        "5",
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let (mut alice, _) = Client::login(&a, "alice").await;
+    let (mut alice2, _) = Client::login(&b, "alice").await;
+    let (mut bob, _) = WtClient::login(&b, "bob").await;
+    // Direct, both ways, and the sender's copy on her other node.
+    alice.send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": "sharded", "clientMsgId": "s1"})).await;
+    let ack = alice.recv_type(4).await;
+    assert_eq!(bob.recv_type(3).await["msgId"], ack["msgId"]);
+    let copy = alice2.recv_type(3).await;
+    assert_eq!(
+        (copy["msgId"].clone(), copy.get("seq").is_none()),
+        (ack["msgId"].clone(), true)
+    );
+    bob.send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": "back"}))
+        .await;
+    assert_eq!(alice.recv_type(3).await["msgBody"], "back");
+    // Many rooms, so their keys and channels land on different shards.
+    for i in 0..20 {
+        let room = format!("room{i}");
+        alice.send(&json!({"msgType": 5, "roomId": room})).await;
+        alice.recv_type(5).await;
+        bob.send(&json!({"msgType": 5, "roomId": room})).await;
+        bob.recv_type(5).await;
+        bob.send(&json!({"msgType": 3, "roomId": room, "msgBody": i}))
+            .await;
+        let m = alice.recv_type(3).await;
+        assert_eq!(
+            (m["roomId"].as_str(), m["seq"].as_i64()),
+            (Some(room.as_str()), Some(1))
+        );
+    }
+    // Offline delivery and presence work through the cluster too.
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "carol", "msgBody": "later"}))
+        .await;
+    alice.recv_type(4).await;
+    let (mut carol, reply) = Client::login(&a, "carol").await;
+    assert_eq!(reply["inboxSeq"], 1);
+    assert_eq!(carol.recv().await["msgBody"], "later");
+    carol
+        .send(&json!({"msgType": 8, "userIds": ["alice", "bob", "nobody"]}))
+        .await;
+    assert_eq!(carol.recv_type(8).await["userIds"], json!(["alice", "bob"]));
+    // The data is spread over the shards.
+    let shards_used = rc.ports.iter().filter(|p| rc.dbsize(**p) > 0).count();
+    assert!(shards_used >= 2, "keys on {shards_used} shard(s)");
+}
