@@ -34,7 +34,7 @@ if #KEYS == 3 then
 end
 local seq = redis.call('INCR', KEYS[1])
 local payload = ARGV[1] .. seq .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-1', 'p', payload)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], seq .. '-1', 'p', payload)
 local ack = ARGV[6] .. ' ' .. seq .. ' ' .. ARGV[7]
 if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[4]) end
 redis.call(ARGV[9], ARGV[8], seq .. ' ' .. ARGV[3] .. '\n' .. payload)
