@@ -97,12 +97,15 @@ fn sqlite(
 }
 
 /// A redis-server on a free port, killed on drop.
-struct RedisProc(std::process::Child, tempfile::TempDir);
+struct RedisProc {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for RedisProc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -133,7 +136,7 @@ fn redis(
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh installs it)");
-        let guard = RedisProc(child, dir);
+        let guard = RedisProc { child, _dir: dir };
         let url = format!("redis://127.0.0.1:{port}");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let store = loop {
