@@ -43,7 +43,7 @@ pub fn room_channel(room: &Id) -> String {
 
 /// A connection to one Redis, or to a Redis Cluster (sharded Pub/Sub).
 #[derive(Clone)]
-pub enum RedisConn {
+pub(crate) enum RedisConn {
     /// One Redis (or one address in front of a primary).
     Single(ConnectionManager),
     /// A Redis Cluster: commands routed by slot, `SSUBSCRIBE`/`SPUBLISH`.
@@ -81,7 +81,7 @@ impl redis::aio::ConnectionLike for RedisConn {
 impl RedisConn {
     /// Connects. `url` is one URL, or with `cluster` a comma-separated list
     /// of seed nodes. `push` receives Pub/Sub messages (RESP3 pushes).
-    pub async fn connect(
+    pub(crate) async fn connect(
         url: &str,
         cluster: bool,
         push: Option<mpsc::Sender<PushInfo>>,
@@ -123,12 +123,12 @@ impl RedisConn {
     }
 
     /// True for a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
+    pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
 
     /// The publish command: `PUBLISH`, or `SPUBLISH` in a cluster.
-    pub fn publish_command(&self) -> &'static str {
+    pub(crate) fn publish_command(&self) -> &'static str {
         if self.is_cluster() {
             "SPUBLISH"
         } else {
@@ -153,7 +153,10 @@ impl RedisConn {
     /// Runs commands in order: one pipeline on a single Redis; one by one
     /// (pipelined per node by the client) in a cluster, where a pipeline may
     /// not span slots.
-    pub async fn run_all(&mut self, cmds: Vec<redis::Cmd>) -> redis::RedisResult<Vec<Value>> {
+    pub(crate) async fn run_all(
+        &mut self,
+        cmds: Vec<redis::Cmd>,
+    ) -> redis::RedisResult<Vec<Value>> {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
