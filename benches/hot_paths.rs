@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use divan::Bencher;
-use rtgate::hub::{Envelope, Hub, OutFrame, SessionHandle, SessionId, Target};
+use rtgate::hub::{Hub, SessionHandle};
+use rtgate::model::{Channel, Delivery, Envelope, OutFrame, SessionId, Target};
 use rtgate::protocol::{Delivered, Id, decode};
 use rtgate::store::{
     AppendRequest, CommitSink, Committed, MemoryStore, Retention, SqliteStore, Store,
 };
-use rtgate::transport::Delivery;
 use tokio::sync::mpsc;
 
 fn main() {
@@ -105,7 +105,7 @@ fn request(i: u64) -> AppendRequest {
     m.seq = None;
     m.msg_id = format!("m{i}");
     AppendRequest {
-        channel: rtgate::hub::Channel::Room(Id::parse("lobby").unwrap()),
+        channel: Channel::Room(Id::parse("lobby").unwrap()),
         message: m,
         dedupe: None,
         origin: None,

@@ -157,7 +157,7 @@ impl Authenticator {
 }
 
 /// Whether a browser `Origin` may connect: any when the list is empty.
-pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn jwt_checks() {
         let a = Authenticator::new(Some("k"));
-        let exp = (crate::hub::router::now_ms() / 1000) + 60;
+        let exp = (crate::model::now_ms() / 1000) + 60;
         let good = token(
             "k",
             serde_json::json!({"sub": 42, "exp": exp, "rooms": ["r1"]}),

@@ -9,10 +9,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::broker::Broker;
+use crate::certs::CurrentCertificate;
 use crate::config::Config;
-use crate::hub::{Hub, Router};
+use crate::hub::Hub;
+use crate::routing::Publisher;
 use crate::store::Store;
-use crate::tls::CurrentIdentity;
 
 /// What `/cert-hash` needs to know about the WebTransport endpoint.
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct WtInfo {
     /// The bound UDP address.
     pub addr: SocketAddr,
     /// The certificate in use.
-    pub identity: CurrentIdentity,
+    pub identity: CurrentCertificate,
     /// True for the generated development certificate (browsers need its
     /// hash); false for an operator's certificate.
     pub dev: bool,
@@ -29,14 +30,14 @@ pub struct WtInfo {
 /// Everything a session or handler needs. Clone it freely.
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
-struct Inner {
+struct Shared {
     config: Config,
     node_id: String,
     hub: Hub,
-    router: Router,
+    publisher: Publisher,
     auth: Authenticator,
     /// Cancelled when the node begins to shut down: sessions close with 1001.
     shutdown: CancellationToken,
@@ -57,12 +58,12 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Self {
         let auth = Authenticator::new(config.jwt_secret.as_deref());
-        let router = Router::new(store, broker);
-        let inner = Inner {
+        let publisher = Publisher::new(store, broker);
+        let inner = Shared {
             config,
             node_id,
             hub,
-            router,
+            publisher,
             auth,
             shutdown,
             tasks: TaskTracker::new(),
@@ -89,18 +90,18 @@ impl Gateway {
     }
 
     /// The publish path.
-    pub fn router(&self) -> &Router {
-        &self.inner.router
+    pub fn publisher(&self) -> &Publisher {
+        &self.inner.publisher
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.inner.router.store()
+        self.inner.publisher.store()
     }
 
     /// The broker.
     pub fn broker(&self) -> &Arc<dyn Broker> {
-        self.inner.router.broker()
+        self.inner.publisher.broker()
     }
 
     /// The authenticator.

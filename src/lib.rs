@@ -2,25 +2,39 @@
 //! or WebSocket; both sit behind one session trait, so routing, storage and
 //! auth never care which transport a user came on.
 //!
-//! The tree is the architecture:
+//! The tree is the architecture, and imports point one way, down this list:
 //! - [`protocol`]: the wire model, pure and tested on its own;
-//! - [`transport`]: the session trait and its WebSocket implementation;
-//! - [`session`]: the per-connection driver (login, heartbeat, limits);
-//! - [`hub`]: local routing of envelopes to sessions, and the publish path;
-//! - [`store`]: message logs, acks, dedupe, replay;
-//! - [`broker`]: moving envelopes between nodes, cluster presence;
-//! - [`auth`], [`api`], [`config`], [`gateway`], [`server`], [`telemetry`].
+//! - [`model`]: shared domain types, the clock and the one fan-out plan;
+//! - `transport`: the session trait and its WebSocket and WebTransport
+//!   implementations;
+//! - [`hub`]: this node's sessions by user and room, non-blocking delivery;
+//! - [`store`] and `broker`: message logs, acks, dedupe, replay; moving
+//!   envelopes between nodes and cluster presence (both over `redis_io` in
+//!   cluster mode);
+//! - `routing`: the publish path;
+//! - `session`: the per-connection driver (login, commands, heartbeat);
+//! - `admission`, `api` and `quic`: the edges that accept connections;
+//! - [`server`]: wiring and drain; `main.rs` on top.
+//!
+//! Beside them, imported from above: [`config`], [`certs`], `auth`,
+//! `telemetry`, and `gateway` (the node's shared state handed to sessions
+//! and handlers).
 
-pub mod api;
-pub mod auth;
-pub mod broker;
+pub(crate) mod admission;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod broker;
+pub mod certs;
 pub mod config;
-pub mod gateway;
+pub(crate) mod gateway;
 pub mod hub;
+pub mod model;
 pub mod protocol;
+pub(crate) mod quic;
+pub(crate) mod redis_io;
+pub(crate) mod routing;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod store;
-pub mod telemetry;
-pub mod tls;
-pub mod transport;
+pub(crate) mod telemetry;
+pub(crate) mod transport;

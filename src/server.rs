@@ -10,16 +10,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::api::tls::TlsListener;
+use crate::api::https::TlsListener;
 use crate::broker::{Broker, LocalBroker, RedisBroker};
+use crate::certs::{self, CurrentCertificate};
 use crate::config::{Config, StoreKind};
 use crate::gateway::Gateway;
 use crate::gateway::WtInfo;
-use crate::hub::{Dispatcher, Hub};
+use crate::hub::Hub;
 use crate::protocol::CloseCode;
+use crate::routing::Dispatcher;
 use crate::store::{MemoryStore, RedisStore, Retention, SqliteStore, Store};
-use crate::tls::{self, CurrentIdentity};
-use crate::transport::webtransport::{QuicOptions, WtServer};
+use crate::transport::webtransport::{QuicOptions, WtEndpoint};
 use axum::serve::ListenerExt;
 
 /// Why a node could not start.
@@ -44,7 +45,7 @@ pub enum ServerError {
     Wt(#[from] crate::transport::webtransport::WtError),
     /// The certificate could not be loaded or generated.
     #[error("certificate: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::certs::TlsError),
     /// The data folder is not usable.
     #[error("data folder {path}: {source}")]
     Data {
@@ -63,7 +64,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The bound WebTransport (UDP) address.
     pub wt_addr: SocketAddr,
-    wt: Arc<WtServer>,
+    wt: Arc<WtEndpoint>,
     gw: Gateway,
     http: JoinHandle<()>,
 }
@@ -141,9 +142,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         source,
     })?;
     let dev_cert = config.tls_cert.is_none();
-    let identity = CurrentIdentity::new(match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => tls::load_pem(cert, key)?,
-        _ => tls::dev_identity(&config.data)?,
+    let identity = CurrentCertificate::new(match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => certs::load_pem(cert, key)?,
+        _ => certs::dev_identity(&config.data)?,
     });
     let app = crate::api::routes(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = gw.shutdown().clone();
@@ -172,9 +173,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         keepalive: config.wt_keepalive,
         idle_timeout: config.wt_idle_timeout,
         congestion: config.congestion,
-        max_connections: config.wt_max_connections,
     };
-    let wt = Arc::new(WtServer::start(config.wt, identity, quic, gw.clone())?);
+    let wt = Arc::new(WtEndpoint::bind(config.wt, identity, quic)?);
+    crate::quic::serve(&wt, &gw);
     let wt_addr = wt.addr;
     gw.set_wt(WtInfo {
         addr: wt_addr,
@@ -228,7 +229,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 /// Replaces the development certificate before it expires (browsers
 /// refuse `serverCertificateHashes` of expired or long-lived certificates).
 async fn renew_dev_certificate(
-    wt: Arc<WtServer>,
+    wt: Arc<WtEndpoint>,
     dir: PathBuf,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -241,7 +242,7 @@ async fn renew_dev_certificate(
         if !wt.identity().get().needs_renewal() {
             continue;
         }
-        match tls::write_dev(&dir)
+        match certs::write_dev(&dir)
             .map_err(ServerError::from)
             .and_then(|id| Ok(wt.set_identity(id)?))
         {

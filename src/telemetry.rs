@@ -7,13 +7,13 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::model::TransportKind;
 use crate::protocol::CloseCode;
-use crate::transport::TransportKind;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle.
-pub fn install() -> PrometheusHandle {
+pub(crate) fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let seconds = [
@@ -45,7 +45,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Drains histogram buffers now and then (the exporter needs it).
-pub async fn upkeep(handle: PrometheusHandle) {
+pub(crate) async fn upkeep(handle: PrometheusHandle) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
@@ -55,7 +55,7 @@ pub async fn upkeep(handle: PrometheusHandle) {
 
 /// Metric handles one session updates on its hot path, resolved once so
 /// that a frame costs an atomic add, not a registry lookup.
-pub struct SessionMetrics {
+pub(crate) struct SessionMetrics {
     /// Frames received.
     pub frames_in: metrics::Counter,
     /// Frames written.
@@ -65,7 +65,7 @@ pub struct SessionMetrics {
 }
 
 /// The handles for a session on `kind`.
-pub fn session_metrics(kind: TransportKind) -> SessionMetrics {
+pub(crate) fn session_metrics(kind: TransportKind) -> SessionMetrics {
     SessionMetrics {
         frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
         frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
@@ -74,23 +74,23 @@ pub fn session_metrics(kind: TransportKind) -> SessionMetrics {
 }
 
 /// A connection opened on a transport.
-pub fn connection_opened(kind: TransportKind) {
+pub(crate) fn connection_opened(kind: TransportKind) {
     gauge!("rtgate_connections", "transport" => kind.as_str()).increment(1.0);
     counter!("rtgate_connections_total", "transport" => kind.as_str()).increment(1);
 }
 
 /// A connection ended.
-pub fn connection_closed(kind: TransportKind) {
+pub(crate) fn connection_closed(kind: TransportKind) {
     gauge!("rtgate_connections", "transport" => kind.as_str()).decrement(1.0);
 }
 
 /// A login attempt and its outcome (`ok`, `unauthorized`, `forbidden`, `timeout`).
-pub fn login(result: &'static str) {
+pub(crate) fn login(result: &'static str) {
     counter!("rtgate_logins_total", "result" => result).increment(1);
 }
 
 /// A fan-out: frames queued to sessions, and frames dropped on full queues.
-pub fn delivered(queued: usize, dropped: usize) {
+pub(crate) fn delivered(queued: usize, dropped: usize) {
     counter!("rtgate_deliveries_total").increment(queued as u64);
     if dropped > 0 {
         counter!("rtgate_drops_total").increment(dropped as u64);
@@ -98,47 +98,47 @@ pub fn delivered(queued: usize, dropped: usize) {
 }
 
 /// A session closed by the server with this code.
-pub fn closed(code: CloseCode) {
+pub(crate) fn closed(code: CloseCode) {
     counter!("rtgate_closes_total", "reason" => code.label()).increment(1);
 }
 
 /// An error frame sent to a client.
-pub fn client_error(code: u16) {
+pub(crate) fn client_error(code: u16) {
     counter!("rtgate_client_errors_total", "code" => code.to_string()).increment(1);
 }
 
 /// A store commit: its duration and how many requests it carried.
-pub fn store_commit(took: Duration, batch: usize) {
+pub(crate) fn store_commit(took: Duration, batch: usize) {
     histogram!("rtgate_store_write_seconds").record(took.as_secs_f64());
     histogram!("rtgate_store_batch_size").record(batch as f64);
 }
 
 /// A failed store commit.
-pub fn store_error() {
+pub(crate) fn store_error() {
     counter!("rtgate_store_errors_total").increment(1);
 }
 
 /// An envelope handed to the broker.
-pub fn broker_published() {
+pub(crate) fn broker_published() {
     counter!("rtgate_broker_published_total").increment(1);
 }
 
 /// An envelope received from the broker for local delivery.
-pub fn broker_received() {
+pub(crate) fn broker_received() {
     counter!("rtgate_broker_received_total").increment(1);
 }
 
 /// An envelope dropped because the broker's queue was full.
-pub fn broker_dropped() {
+pub(crate) fn broker_dropped() {
     counter!("rtgate_broker_dropped_total").increment(1);
 }
 
 /// The broker reconnected to its backend.
-pub fn broker_reconnect() {
+pub(crate) fn broker_reconnect() {
     counter!("rtgate_broker_reconnects_total").increment(1);
 }
 
 /// Messages replayed to a session at login.
-pub fn replayed(channel_kind: &'static str, n: usize) {
+pub(crate) fn replayed(channel_kind: &'static str, n: usize) {
     counter!("rtgate_replayed_messages_total", "channel" => channel_kind).increment(n as u64);
 }

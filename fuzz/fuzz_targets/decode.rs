@@ -7,7 +7,7 @@ use rtgate::protocol::{Command, Delivered, Id, Inbound, decode, decode_publish};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_publish(data);
-    if let Ok(Inbound::Command(Command::Send(s))) = decode(data) {
+    if let Ok(Inbound::Command(Command::Publish(s))) = decode(data) {
         let (received_user_id, room_id) = match s.to {
             rtgate::protocol::Destination::User { user, context } => (Some(user), context),
             rtgate::protocol::Destination::Room(room) => (None, Some(room)),
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             volatile: s.volatile,
         };
         let bytes = msg.to_bytes();
-        let Ok(Inbound::Command(Command::Send(again))) = decode(&bytes) else {
+        let Ok(Inbound::Command(Command::Publish(again))) = decode(&bytes) else {
             panic!("re-encoded message does not decode: {}", String::from_utf8_lossy(&bytes));
         };
         assert_eq!(again.body.map(|b| b.get().to_string()), body);

@@ -1,8 +1,9 @@
-//! The HTTP side of a node: the WebSocket endpoints, the demo page and
-//! browser client, health and readiness, and the server API for backends.
+//! The HTTP side of a node: its routes (the WebSocket endpoints, the demo
+//! page and browser client, health and readiness, metrics) and the server
+//! API for backends.
 
-pub mod forwarded;
-pub mod tls;
+pub(crate) mod https;
+pub(crate) mod upgrade;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,16 +18,15 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::gateway::Gateway;
-use crate::hub::router::Sent;
 use crate::protocol::{Id, ProtoError, decode_publish};
-use crate::transport::websocket;
+use crate::routing::Sent;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../web/client.js");
 
 /// Every route of the HTTP listener; `/metrics` too unless it has its own
 /// listener.
-pub fn routes(gw: Gateway) -> Router {
+pub(crate) fn routes(gw: Gateway) -> Router {
     let metrics_here = gw.config().metrics.is_none();
     let router = Router::new()
         .route(
@@ -50,8 +50,8 @@ pub fn routes(gw: Gateway) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/cert-hash", get(cert_hash))
         .route("/readyz", get(readyz))
-        .route("/websocket/{user_id}", get(websocket::legacy_upgrade))
-        .route("/ws", get(websocket::ws_upgrade))
+        .route("/websocket/{user_id}", get(upgrade::legacy_upgrade))
+        .route("/ws", get(upgrade::ws_upgrade))
         .route("/api/publish", post(publish))
         .route("/api/presence", get(presence));
     let router = if metrics_here {
@@ -95,7 +95,7 @@ async fn cert_hash(State(gw): State<Gateway>) -> Response {
 }
 
 /// The routes of a separate metrics listener (`--metrics ADDR`).
-pub fn metrics_routes(gw: Gateway) -> Router {
+pub(crate) fn metrics_routes(gw: Gateway) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(gw)
 }
 
@@ -115,7 +115,7 @@ async fn metrics(State(gw): State<Gateway>) -> Response {
 
 /// An error answered by the server API, as `{"code","reason"}`.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -227,7 +227,7 @@ async fn publish(
     }
     let (sender, send) = decode_publish(&body)?;
     let sender = sender.unwrap_or_else(|| Id::parse("system").expect("valid id"));
-    match gw.router().send(sender, None, send) {
+    match gw.publisher().send(sender, None, send) {
         Sent::Volatile => {
             Ok((StatusCode::ACCEPTED, Json(json!({ "volatile": true }))).into_response())
         }

@@ -4,19 +4,20 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, ready};
 
 use super::{Broker, BrokerError};
-use crate::hub::{Envelope, Hub};
+use crate::hub::Hub;
+use crate::model::Envelope;
 use crate::protocol::Id;
 use crate::telemetry;
 
 /// Delivers straight into the local hub; presence is the hub's.
 #[derive(Debug, Clone)]
-pub struct LocalBroker {
+pub(crate) struct LocalBroker {
     hub: Hub,
 }
 
 impl LocalBroker {
     /// A broker for one node.
-    pub fn new(hub: Hub) -> Self {
+    pub(crate) fn new(hub: Hub) -> Self {
         Self { hub }
     }
 }

@@ -2,16 +2,16 @@
 //! whole cluster. The local broker serves a single node straight from the hub;
 //! the Redis broker (cluster mode) routes through Redis Pub/Sub.
 
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+pub(crate) mod redis;
 
 use futures_util::future::BoxFuture;
 
-use crate::hub::Envelope;
+use crate::model::Envelope;
 use crate::protocol::Id;
 
-pub use local::LocalBroker;
-pub use redis::RedisBroker;
+pub(crate) use local::LocalBroker;
+pub(crate) use redis::RedisBroker;
 
 /// Why the broker could not answer.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -10,229 +10,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Broker, BrokerError};
-use crate::hub::router::now_ms;
-use crate::hub::{Channel, Envelope, Hub, OutFrame, Position, SessionId, Target};
+use crate::hub::Hub;
+use crate::model::{Envelope, Target, now_ms};
 use crate::protocol::Id;
+use crate::redis_io::RedisConn;
+use crate::redis_io::envelope::{self, pubsub_channel};
 use crate::telemetry;
-use crate::transport::Delivery;
 
 /// Envelopes waiting to be published, and pushes waiting to be delivered.
 const QUEUE: usize = 65_536;
 
-/// The Pub/Sub channel of a user. It carries the hash tag of the user's
-/// inbox keys, so that in a Redis Cluster the store's script can `SPUBLISH`
-/// to it in the same slot.
-pub fn user_channel(user: &Id) -> String {
-    format!("rtgate:{{i:{user}}}:ch")
+fn user_channel(user: &Id) -> String {
+    pubsub_channel(&Target::User(user.clone()))
 }
 
-/// The Pub/Sub channel of a room (hash tag of the room's keys).
-pub fn room_channel(room: &Id) -> String {
-    format!("rtgate:{{r:{room}}}:ch")
-}
-
-/// A connection to one Redis, or to a Redis Cluster (sharded Pub/Sub).
-#[derive(Clone)]
-pub(crate) enum RedisConn {
-    /// One Redis (or one address in front of a primary).
-    Single(ConnectionManager),
-    /// A Redis Cluster: commands routed by slot, `SSUBSCRIBE`/`SPUBLISH`.
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for RedisConn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-impl RedisConn {
-    /// Connects. `url` is one URL, or with `cluster` a comma-separated list
-    /// of seed nodes. `push` receives Pub/Sub messages (RESP3 pushes).
-    pub(crate) async fn connect(
-        url: &str,
-        cluster: bool,
-        push: Option<mpsc::Sender<PushInfo>>,
-    ) -> redis::RedisResult<Self> {
-        let sender = push.map(|tx| {
-            move |info: PushInfo| {
-                // Never block the connection: a full queue drops (the
-                // message stays in the store for replay) and is counted.
-                tx.try_send(info).map_err(|_| {
-                    telemetry::broker_dropped();
-                    redis::aio::SendError
-                })
-            }
-        });
-        if cluster {
-            let seeds: Vec<String> = url.split(',').map(|u| resp3(u.trim())).collect();
-            let mut b = redis::cluster::ClusterClientBuilder::new(seeds)
-                .use_protocol(redis::ProtocolVersion::RESP3)
-                .connection_timeout(Duration::from_secs(2))
-                .response_timeout(Duration::from_secs(5));
-            if let Some(s) = sender {
-                b = b.push_sender(s);
-            }
-            let client = b.build()?;
-            Ok(Self::Cluster(client.get_async_connection().await?))
-        } else {
-            let client = redis::Client::open(resp3(url))?;
-            let mut config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(Duration::from_secs(5)))
-                .set_max_delay(Duration::from_secs(2));
-            if let Some(s) = sender {
-                config = config.set_push_sender(s).set_automatic_resubscription();
-            }
-            Ok(Self::Single(
-                ConnectionManager::new_with_config(client, config).await?,
-            ))
-        }
-    }
-
-    /// True for a Redis Cluster.
-    pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
-
-    /// The publish command: `PUBLISH`, or `SPUBLISH` in a cluster.
-    pub(crate) fn publish_command(&self) -> &'static str {
-        if self.is_cluster() {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        }
-    }
-
-    async fn subscribe(&mut self, channel: String) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(c) => c.subscribe(channel).await,
-            Self::Cluster(c) => c.ssubscribe(channel).await,
-        }
-    }
-
-    async fn unsubscribe(&mut self, channel: String) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(c) => c.unsubscribe(channel).await,
-            Self::Cluster(c) => c.sunsubscribe(channel).await,
-        }
-    }
-
-    /// Runs commands in order: one pipeline on a single Redis; one by one
-    /// (pipelined per node by the client) in a cluster, where a pipeline may
-    /// not span slots.
-    pub(crate) async fn run_all(
-        &mut self,
-        cmds: Vec<redis::Cmd>,
-    ) -> redis::RedisResult<Vec<Value>> {
-        if cmds.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self {
-            Self::Single(_) => {
-                let mut pipe = redis::pipe();
-                for c in cmds {
-                    pipe.add_command(c);
-                }
-                pipe.query_async(self).await
-            }
-            Self::Cluster(c) => {
-                let futs = cmds.into_iter().map(|cmd| {
-                    let mut c = c.clone();
-                    async move { cmd.query_async::<Value>(&mut c).await }
-                });
-                futures_util::future::join_all(futs)
-                    .await
-                    .into_iter()
-                    .collect()
-            }
-        }
-    }
-}
-
-/// The header line of an envelope on the wire, without the seq (which the
-/// store's script prepends for stored messages): `<u|r> <target> <exclude|-> <v|s>`.
-pub fn envelope_header(target: &Target, exclude: Option<SessionId>, volatile: bool) -> String {
-    let (kind, id) = match target {
-        Target::User(u) => ("u", u),
-        Target::Room(r) => ("r", r),
-    };
-    let exclude = exclude.map_or_else(|| "-".to_string(), |s| format!("{:032x}", s.0));
-    format!("{kind} {id} {exclude} {}", if volatile { "v" } else { "s" })
-}
-
-/// Parses `<seq|-> <header>\n<payload>` back into an envelope.
-fn parse_envelope(msg: &[u8]) -> Option<Envelope> {
-    let nl = msg.iter().position(|b| *b == b'\n')?;
-    let head = std::str::from_utf8(&msg[..nl]).ok()?;
-    let payload = Bytes::copy_from_slice(&msg[nl + 1..]);
-    let mut f = head.split(' ');
-    let seq = f.next()?;
-    let kind = f.next()?;
-    let target = Id::parse(f.next()?).ok()?;
-    let exclude = match f.next()? {
-        "-" => None,
-        hex => Some(SessionId(u128::from_str_radix(hex, 16).ok()?)),
-    };
-    let volatile = f.next()? == "v";
-    let (target, channel) = match kind {
-        "u" => (Target::User(target.clone()), Channel::Inbox(target)),
-        "r" => (Target::Room(target.clone()), Channel::Room(target)),
-        _ => return None,
-    };
-    let position = match seq {
-        "-" => None,
-        n => Some(Position {
-            channel,
-            seq: n.parse().ok()?,
-        }),
-    };
-    let how = if volatile {
-        Delivery::Volatile
-    } else {
-        Delivery::Reliable
-    };
-    Some(Envelope {
-        target,
-        exclude,
-        frame: OutFrame {
-            payload,
-            how,
-            position,
-        },
-    })
+fn room_channel(room: &Id) -> String {
+    pubsub_channel(&Target::Room(room.clone()))
 }
 
 /// A change the control task applies to Redis, in order.
@@ -247,7 +48,7 @@ enum Control {
 }
 
 /// The Redis broker. Cheap to share behind an `Arc`.
-pub struct RedisBroker {
+pub(crate) struct RedisBroker {
     node: String,
     /// How long a presence entry lives without a refresh (refreshed every quarter of it).
     ttl: Duration,
@@ -261,7 +62,7 @@ pub struct RedisBroker {
 /// Why the broker could not connect.
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
-pub struct RedisError(String);
+pub(crate) struct BrokerConnectError(String);
 
 fn online_key(u: &Id) -> String {
     format!("rtgate:online:{u}")
@@ -276,18 +77,18 @@ impl RedisBroker {
     /// comma-separated list of Redis Cluster seeds; RESP3 is switched on
     /// here) and starts the tasks that publish, subscribe, refresh presence
     /// and deliver received envelopes into `hub`.
-    pub async fn connect(
+    pub(crate) async fn connect(
         url: &str,
         cluster: bool,
         node: String,
         hub: Hub,
         ttl: Duration,
         stop: CancellationToken,
-    ) -> Result<Arc<Self>, RedisError> {
+    ) -> Result<Arc<Self>, BrokerConnectError> {
         let (push_tx, mut push_rx) = mpsc::channel::<PushInfo>(QUEUE);
         let conn = RedisConn::connect(url, cluster, Some(push_tx))
             .await
-            .map_err(|e| RedisError(e.to_string()))?;
+            .map_err(|e| BrokerConnectError(e.to_string()))?;
         let connected = Arc::new(AtomicBool::new(true));
         let (publish, mut pub_rx) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
         let (control, mut ctl_rx) = mpsc::unbounded_channel();
@@ -308,7 +109,7 @@ impl RedisBroker {
                 match info.kind {
                     PushKind::Message | PushKind::SMessage => {
                         if let Some(Value::BulkString(msg)) = info.data.into_iter().nth(1) {
-                            match parse_envelope(&msg) {
+                            match envelope::decode(&msg) {
                                 Some(env) => {
                                     telemetry::broker_received();
                                     hub.deliver(&env);
@@ -515,37 +316,10 @@ impl RedisBroker {
     }
 }
 
-/// Switches the URL to RESP3 (push messages on a multiplexed connection).
-fn resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
-}
-
 impl Broker for RedisBroker {
     fn publish(&self, env: Envelope) {
-        let channel = match &env.target {
-            Target::User(u) => user_channel(u),
-            Target::Room(r) => room_channel(r),
-        };
-        let seq = env
-            .frame
-            .position
-            .as_ref()
-            .map_or_else(|| "-".to_string(), |p| p.seq.to_string());
-        let header = envelope_header(
-            &env.target,
-            env.exclude,
-            env.frame.how == Delivery::Volatile,
-        );
-        let mut msg = format!("{seq} {header}\n").into_bytes();
-        msg.extend_from_slice(&env.frame.payload);
         telemetry::broker_published();
-        if self.publish.try_send((channel, msg)).is_err() {
+        if self.publish.try_send(envelope::encode(&env)).is_err() {
             telemetry::broker_dropped();
         }
     }
@@ -663,28 +437,4 @@ impl Broker for RedisBroker {
 
 fn unavailable(e: redis::RedisError) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelopes_round_trip() {
-        let sid = SessionId::new();
-        let header = envelope_header(&Target::Room(Id::parse("r1").unwrap()), Some(sid), false);
-        let wire = format!("42 {header}\n{{\"a\":1}}");
-        let env = parse_envelope(wire.as_bytes()).unwrap();
-        assert_eq!(env.target, Target::Room(Id::parse("r1").unwrap()));
-        assert_eq!(env.exclude, Some(sid));
-        assert_eq!(env.frame.position.unwrap().seq, 42);
-        assert_eq!(&env.frame.payload[..], br#"{"a":1}"#);
-        let header = envelope_header(&Target::User(Id::parse("u").unwrap()), None, true);
-        let env = parse_envelope(format!("- {header}\nx\ny").as_bytes()).unwrap();
-        assert!(env.frame.position.is_none() && env.exclude.is_none());
-        assert_eq!(env.frame.how, Delivery::Volatile);
-        assert_eq!(&env.frame.payload[..], b"x\ny");
-        assert!(parse_envelope(b"garbage").is_none());
-        assert_eq!(resp3("redis://h:1"), "redis://h:1?protocol=resp3");
-    }
 }

@@ -3,116 +3,16 @@
 //! slow peer. It never names a transport; sessions are reached through their
 //! bounded outbound queues.
 
-pub mod router;
-
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::model::{Envelope, OutFrame, SessionId, Target};
 use crate::protocol::{CloseCode, Id};
-use crate::transport::Delivery;
-
-pub use router::{Dispatcher, Router};
-
-/// A session's id, unique across the cluster (a UUIDv7).
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct SessionId(pub u128);
-
-impl SessionId {
-    /// A fresh id.
-    pub fn new() -> Self {
-        Self(uuid::Uuid::now_v7().as_u128())
-    }
-}
-
-impl Default for SessionId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&uuid::Uuid::from_u128(self.0), f)
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// A stored message's channel: a user's inbox or a room.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub enum Channel {
-    /// The inbox of a user: direct messages to them.
-    Inbox(Id),
-    /// A room's history.
-    Room(Id),
-}
-
-impl fmt::Display for Channel {
-    /// `inbox` or `room:<id>`, the form used in the login reply's `unrecovered`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Inbox(_) => f.write_str("inbox"),
-            Self::Room(r) => write!(f, "room:{r}"),
-        }
-    }
-}
-
-/// Where a frame sits in its channel, so a session can drop live frames that
-/// its replay already sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    /// The channel.
-    pub channel: Channel,
-    /// The frame's seq in it.
-    pub seq: u64,
-}
-
-/// One frame queued for one session. The payload is shared by every
-/// recipient of a broadcast: it is serialized once.
-#[derive(Debug, Clone)]
-pub struct OutFrame {
-    /// The serialized frame.
-    pub payload: Bytes,
-    /// Reliable or volatile.
-    pub how: Delivery,
-    /// Channel position, for stored messages.
-    pub position: Option<Position>,
-}
-
-/// Who a routed frame is for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Target {
-    /// Every session of a user.
-    User(Id),
-    /// Every member session of a room.
-    Room(Id),
-}
-
-/// A frame on its way to the sessions of a target, on this node or another.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    /// Who it is for.
-    pub target: Target,
-    /// A session that must not get it (the sender's own).
-    pub exclude: Option<SessionId>,
-    /// The frame.
-    pub frame: OutFrame,
-}
 
 /// Tells a session to close itself, from any thread, without waiting.
 #[derive(Debug, Default)]
@@ -209,11 +109,11 @@ type Members = HashMap<SessionId, SessionHandle>;
 /// The node-local registry: users and rooms to sessions. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Hub {
-    inner: Arc<Inner>,
+    inner: Arc<Registry>,
 }
 
 #[derive(Debug, Default)]
-struct Inner {
+struct Registry {
     /// user -> that user's sessions on this node.
     users: DashMap<Id, Members>,
     /// room -> member sessions on this node.
@@ -345,6 +245,8 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Delivery;
+    use bytes::Bytes;
 
     fn session(user: &str, cap: usize) -> (SessionHandle, mpsc::Receiver<OutFrame>) {
         let (tx, rx) = mpsc::channel(cap);

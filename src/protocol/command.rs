@@ -28,7 +28,7 @@ pub enum Command {
     /// msgType 2.
     Login(Login),
     /// msgType 3 or >= 100.
-    Send(Send),
+    Publish(Publish),
     /// msgType 4 from a client: "I hold my inbox up to `seq`".
     Cursor {
         /// The last inbox seq the client holds.
@@ -82,7 +82,7 @@ pub enum Destination {
 
 /// A business message from a client.
 #[derive(Debug)]
-pub struct Send {
+pub struct Publish {
     /// The msgType (3 or >= 100), preserved.
     pub msg_type: i64,
     /// Where it goes.
@@ -121,12 +121,12 @@ pub fn decode(frame: &[u8]) -> Result<Inbound, DecodeError> {
 
 /// Decodes a server-API publish body: a message object whose `msgType`
 /// defaults to 3 and whose `sendUserId`, if any, names a system sender.
-pub fn decode_publish(body: &[u8]) -> Result<(Option<Id>, Send), ProtoError> {
+pub fn decode_publish(body: &[u8]) -> Result<(Option<Id>, Publish), ProtoError> {
     let mut wire = parse(body)?;
     let sender = wire.send_user_id.take();
     wire.msg_type.get_or_insert(message::BUSINESS);
     match command(wire)? {
-        Command::Send(s) => Ok((sender, s)),
+        Command::Publish(s) => Ok((sender, s)),
         _ => Err(ProtoError::bad("msgType must be 3 or at least 100")),
     }
 }
@@ -233,7 +233,7 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                     return Err(ProtoError::bad("a message needs receivedUserId or roomId"));
                 }
             };
-            Ok(Command::Send(Send {
+            Ok(Command::Publish(Publish {
                 msg_type: t,
                 to,
                 biz_type: w.biz_type,
@@ -283,7 +283,7 @@ mod tests {
         let c = cmd(
             r#"{"msgType":100,"sendUserId":8812,"bizType":1,"bizOptModule":1,"roomId":"123456","receivedUserId":"77","msgBody":{"operateType":1,"operateContent":"1"}}"#,
         );
-        let Command::Send(s) = c else { panic!() };
+        let Command::Publish(s) = c else { panic!() };
         assert_eq!(s.msg_type, 100);
         assert_eq!(
             s.to,

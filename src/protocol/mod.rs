@@ -8,7 +8,7 @@ pub mod id;
 pub mod message;
 
 pub use command::{
-    Command, DecodeError, Destination, Inbound, Login, Send, decode, decode_publish,
+    Command, DecodeError, Destination, Inbound, Login, Publish, decode, decode_publish,
 };
 pub use error::{CloseCode, ProtoError};
 pub use id::{Id, IdError};
@@ -58,7 +58,7 @@ mod proptests {
             let bytes = msg.to_bytes();
             let back: Delivered = serde_json::from_slice(&bytes).unwrap();
             prop_assert_eq!(back.to_bytes(), bytes.clone());
-            let Inbound::Command(Command::Send(s)) = decode(&bytes).unwrap() else { panic!("not a send") };
+            let Inbound::Command(Command::Publish(s)) = decode(&bytes).unwrap() else { panic!("not a send") };
             prop_assert_eq!(s.msg_type, msg_type);
             prop_assert_eq!(s.biz_type, biz_type);
             prop_assert_eq!(s.biz_opt_module, biz_mod);

@@ -8,7 +8,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 /// What to do with one counted frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Within the limit.
     Allow,
     /// Over the limit: answer 429 and drop the frame.
@@ -23,7 +23,7 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// A session's rate limit: `rate` frames per second with a burst of
 /// `2 * rate`. After more than `2 * rate` rejected frames within ten seconds
 /// the session counts as abusive and is closed.
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     limiter: Option<DefaultDirectRateLimiter>,
     max_strikes: u32,
     strikes: u32,
@@ -32,7 +32,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// A limit of `rate` frames per second; 0 turns it off.
-    pub fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         let limiter = NonZeroU32::new(rate).map(|r| {
             let burst = r.saturating_mul(NonZeroU32::new(2).expect("2 is not zero"));
             RateLimiter::direct(Quota::per_second(r).allow_burst(burst))
@@ -46,7 +46,7 @@ impl RateLimit {
     }
 
     /// Counts one frame.
-    pub fn check(&mut self) -> Verdict {
+    pub(crate) fn check(&mut self) -> Verdict {
         let Some(limiter) = &self.limiter else {
             return Verdict::Allow;
         };

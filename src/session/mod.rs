@@ -2,7 +2,7 @@
 //! its timeout, heartbeat, limits, command dispatch, replay and the writer
 //! that drains the session's bounded outbound queue. One task per session.
 
-pub mod limits;
+pub(crate) mod limits;
 
 use std::collections::{HashMap, HashSet};
 use std::future::pending;
@@ -20,13 +20,14 @@ use tracing::{Instrument, debug, field, info, info_span, warn};
 
 use crate::auth::{Identity, UrlCredentials};
 use crate::gateway::Gateway;
-use crate::hub::router::{Sent, now_ms};
-use crate::hub::{Channel, Closer, OutFrame, SessionHandle, SessionId};
+use crate::hub::{Closer, SessionHandle};
+use crate::model::{Channel, OutFrame, SessionId, now_ms};
 use crate::protocol::message::HISTORY;
 use crate::protocol::{
-    CloseCode, Command, DecodeError, Destination, Id, Inbound, Login, PONG, ProtoError, Reply,
-    Send, decode,
+    CloseCode, Command, DecodeError, Destination, Id, Inbound, Login, PONG, ProtoError, Publish,
+    Reply, decode,
 };
+use crate::routing::Sent;
 use crate::store::{Appended, StoreError};
 use crate::telemetry;
 use crate::transport::{Delivery, Incoming, Transport, TransportError};
@@ -41,7 +42,7 @@ const REPLAY_PAGE: usize = 100;
 
 /// Runs a session to its end. Returns when the peer leaves or the session is
 /// closed; the session is unregistered from the hub before it returns.
-pub async fn run<T: Transport>(transport: T, gw: Gateway) {
+pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
     let peer = transport.peer().clone();
     let span =
         info_span!("session", transport = %peer.kind, peer = %peer.addr, user = field::Empty);
@@ -315,7 +316,7 @@ impl<T: Transport> Session<T> {
                 Verdict::Allow => {}
                 verdict => {
                     let cmid = match &decoded {
-                        Ok(Inbound::Command(Command::Send(s))) => s.client_msg_id.clone(),
+                        Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id.clone(),
                         _ => None,
                     };
                     if let Err(e) = self
@@ -371,7 +372,7 @@ impl<T: Transport> Session<T> {
                 self.error(ProtoError::bad("already logged in"), None).await
             }
             (Command::Heartbeat, true) => self.reply(Reply::heartbeat(now_ms())).await,
-            (Command::Send(s), true) => self.send(s).await,
+            (Command::Publish(s), true) => self.send(s).await,
             (Command::Cursor { seq }, true) => self.cursor(seq).await,
             (Command::Join(room), true) => match self.join(room.clone()).await {
                 Ok(seq) => self.reply(Reply::joined(room, seq)).await,
@@ -571,7 +572,7 @@ impl<T: Transport> Session<T> {
         Ok(())
     }
 
-    async fn send(&mut self, s: Send) -> Result<(), TransportError> {
+    async fn send(&mut self, s: Publish) -> Result<(), TransportError> {
         let a = self.active();
         if let Destination::Room(room) = &s.to
             && !a.rooms.contains(room)
@@ -587,7 +588,7 @@ impl<T: Transport> Session<T> {
         let cmid = s.client_msg_id.clone();
         match self
             .gw
-            .router()
+            .publisher()
             .send(a.identity.user.clone(), Some(a.id), s)
         {
             Sent::Volatile => {}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{
     AppendRequest, CommitSink, Committed, DedupeKey, MemoryStore, Retention, SqliteStore, Store,
 };
-use crate::hub::Channel;
+use crate::model::Channel;
 use crate::protocol::{Delivered, Id};
 
 /// Records what the store committed, in order.
@@ -41,7 +41,7 @@ fn request(channel: Channel, n: u64, cmid: Option<&str>) -> AppendRequest {
         msg_body: Some(serde_json::value::RawValue::from_string(n.to_string()).unwrap()),
         msg_id: format!("m{n}"),
         seq: None,
-        ts: crate::hub::router::now_ms(),
+        ts: crate::model::now_ms(),
         volatile: false,
     };
     let dedupe = cmid.map(|c| DedupeKey {

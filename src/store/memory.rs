@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::{
     AppendRequest, Appended, CommitSink, Committed, DedupeKey, Page, Retention, Store, StoreError,
 };
-use crate::hub::Channel;
+use crate::model::Channel;
 use crate::protocol::Id;
 
 /// An in-memory store. Appends commit synchronously under one lock, so the

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
-use crate::hub::{Channel, SessionId};
+use crate::model::{Channel, SessionId};
 use crate::protocol::{Delivered, Id};
 
 pub use memory::MemoryStore;

@@ -1,10 +1,14 @@
 //! The shared [`Store`] of cluster mode, in Redis. One Lua script appends a
-//! message atomically: dedupe check, `INCR` of the channel's seq, `XADD` to
-//! the channel's stream (trimmed to the retention count), the dedupe key
-//! with its TTL, and the `PUBLISH` of the envelope to the nodes that hold
-//! the recipients. Because Redis runs the script as one step, publication
-//! order is seq order on every node, whichever node appended.
+//! message atomically: dedupe check, the channel's seq, `XADD` to the
+//! channel's stream (trimmed to the retention count), the dedupe key with its
+//! TTL, and the publication of the message's deliveries. The deliveries are
+//! planned here, by the one fan-out plan, before the script runs: the writer
+//! predicts the message's seq, and the script refuses the append when the
+//! channel has moved on (another node wrote to it), answering the current
+//! seq so the writer plans again. Because Redis runs the script as one step,
+//! publication order is seq order on every node, whichever node appended.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -15,29 +19,45 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::{AppendRequest, Appended, Page, Retention, Store, StoreError};
-use crate::broker::redis::{RedisConn, envelope_header, room_channel, user_channel};
-use crate::hub::{Channel, Target};
-use crate::protocol::{Delivered, Id};
+use crate::model::{Channel, plan};
+use crate::protocol::Id;
+use crate::redis_io::RedisConn;
+use crate::redis_io::envelope::{self, same_slot, tag};
 
 /// Requests waiting for the writer before appends are refused (503).
 const QUEUE: usize = 65_536;
 /// Most appends in one pipeline.
 const MAX_BATCH: usize = 256;
+/// Times one append is planned again after losing a race for its channel
+/// before it is answered 503.
+const MAX_ATTEMPTS: u32 = 64;
+/// Channels whose last seq the writer remembers (a guess: a wrong one costs
+/// one round trip).
+const SEQ_CACHE: usize = 100_000;
 
-/// KEYS: seq, log, [dedupe]. ARGV: pre, post, header, window_ms, maxlen,
-/// msg_id, ts, channel, publish command (`PUBLISH`, or `SPUBLISH` in a
-/// Redis Cluster: the channel has the keys' hash tag, so it is this slot's).
+/// KEYS: seq, log, [dedupe]. ARGV: the seq the writer expects the channel to
+/// be at, the msgId expected as the stream's last entry ('' for none), the
+/// payload, msgId, ts, dedupe window (ms), maxlen, the publish command
+/// (`PUBLISH`, or `SPUBLISH` in a Redis Cluster), then channel/message pairs
+/// to publish. Answers {0, ack}, {1, ack} for a resend, or {2, seq} when the
+/// channel is not where the writer expected it.
 const APPEND: &str = r#"
 if #KEYS == 3 then
   local d = redis.call('GET', KEYS[3])
   if d then return {1, d} end
 end
-local seq = redis.call('INCR', KEYS[1])
-local payload = ARGV[1] .. seq .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], seq .. '-1', 'p', payload)
-local ack = ARGV[6] .. ' ' .. seq .. ' ' .. ARGV[7]
-if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[4]) end
-redis.call(ARGV[9], ARGV[8], seq .. ' ' .. ARGV[3] .. '\n' .. payload)
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur ~= tonumber(ARGV[1]) then return {2, tostring(cur)} end
+if ARGV[2] ~= '' then
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  if #last == 0 or last[1][2][4] ~= ARGV[2] then return {2, tostring(cur)} end
+end
+local seq = cur + 1
+redis.call('SET', KEYS[1], seq)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq .. '-1', 'p', ARGV[3], 'm', ARGV[4])
+local ack = ARGV[4] .. ' ' .. seq .. ' ' .. ARGV[5]
+if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[6]) end
+for i = 9, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
 return {0, ack}
 "#;
 
@@ -47,14 +67,6 @@ local c = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 "#;
-
-/// The channel's hash tag: its keys live in one slot (Redis Cluster ready).
-fn tag(c: &Channel) -> String {
-    match c {
-        Channel::Inbox(u) => format!("{{i:{u}}}"),
-        Channel::Room(r) => format!("{{r:{r}}}"),
-    }
-}
 
 fn seq_key(c: &Channel) -> String {
     format!("rtgate:{}:seq", tag(c))
@@ -68,23 +80,38 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A message to publish: channel and wire bytes.
+/// A message to publish: Pub/Sub channel and wire bytes.
 type Publication = (String, Vec<u8>);
 
 struct Job {
-    cmd: redis::Cmd,
-    /// The sender's copy for its other devices (another slot: published
-    /// after the append, not by the script).
-    copy: Option<Publication>,
+    req: AppendRequest,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
+    attempts: u32,
+}
+
+/// One job planned for a seq: its script call, and the deliveries in
+/// another hash slot, published after the script succeeded.
+struct Planned {
+    cmd: redis::Cmd,
+    after: Vec<Publication>,
+    seq: u64,
 }
 
 /// The Redis store.
 pub struct RedisStore {
     conn: RedisConn,
     jobs: mpsc::Sender<Job>,
+}
+
+/// The writer task's state: appends in order, planned at a predicted seq.
+struct Writer {
+    conn: RedisConn,
     retention: Retention,
     dedupe_window: Duration,
+    /// Last known seq per channel (hash tag): the next prediction.
+    known: HashMap<String, u64>,
+    /// Appends that lost a race and are planned again before newer ones.
+    retry: VecDeque<Job>,
 }
 
 impl RedisStore {
@@ -98,93 +125,133 @@ impl RedisStore {
         let conn = RedisConn::connect(url, cluster, None)
             .await
             .map_err(unavailable)?;
-        let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
-        let mut writer = conn.clone();
-        tokio::spawn(async move {
-            let publish = writer.publish_command();
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
-                }
-                let cmds = batch.iter().map(|j| j.cmd.clone()).collect();
-                match writer.run_all(cmds).await {
-                    Ok(results) => {
-                        let mut copies = Vec::new();
-                        for (j, v) in batch.into_iter().zip(results) {
-                            let ack = parse_ack(v);
-                            if let (Ok(a), Some((ch, msg))) = (&ack, j.copy)
-                                && !a.duplicate
-                            {
-                                copies.push(redis::cmd(publish).arg(ch).arg(msg).to_owned());
-                            }
-                            let _ = j.reply.send(ack);
-                        }
-                        if let Err(e) = writer.run_all(copies).await {
-                            warn!(error = %e, "redis: publishing senders' copies failed");
-                        }
-                    }
-                    Err(e) => {
-                        // Some of the batch may have been stored: their
-                        // senders resend with the same clientMsgId and get
-                        // the original ack.
-                        warn!(error = %e, n = batch.len(), "redis append failed");
-                        crate::telemetry::store_error();
-                        for j in batch {
-                            let _ = j.reply.send(Err(unavailable(&e)));
-                        }
-                    }
-                }
-            }
-        });
-        Ok(Self {
-            conn,
-            jobs,
+        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+        let writer = Writer {
+            conn: conn.clone(),
             retention,
             dedupe_window,
-        })
+            known: HashMap::new(),
+            retry: VecDeque::new(),
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(Self { conn, jobs })
+    }
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        loop {
+            let mut batch: Vec<Job> = self.retry.drain(..).collect();
+            if batch.is_empty() {
+                match rx.recv().await {
+                    Some(j) => batch.push(j),
+                    None => return,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.write(batch).await;
+        }
     }
 
-    fn append_cmd(
-        &self,
-        req: AppendRequest,
-    ) -> Result<(redis::Cmd, Option<Publication>), StoreError> {
-        let mut message = req.message;
-        message.seq = Some(u64::MAX);
-        let text = String::from_utf8(message.to_bytes().to_vec())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let marker = format!("\"seq\":{}", u64::MAX);
-        // The last occurrence is the field: only numbers and booleans follow it.
-        let at = text
-            .rfind(&marker)
-            .ok_or_else(|| StoreError::Corrupt("seq marker missing".into()))?;
-        let pre = format!("{}\"seq\":", &text[..at]);
-        let post = text[at + marker.len()..].to_string();
-        let (target, channel_name, copy) = match &req.channel {
-            Channel::Room(r) => (Target::Room(r.clone()), room_channel(r), None),
-            Channel::Inbox(u) => {
-                let sender = message.send_user_id.clone();
-                let copy = (sender != *u).then(|| {
-                    let copy = Delivered {
-                        seq: None,
-                        ..message.clone()
-                    };
-                    let header = envelope_header(&Target::User(sender.clone()), req.origin, false);
-                    let mut msg = format!("- {header}\n").into_bytes();
-                    msg.extend_from_slice(&copy.to_bytes());
-                    (user_channel(&sender), msg)
-                });
-                (Target::User(u.clone()), user_channel(u), copy)
+    /// Plans every job of a batch, runs the scripts in one pipeline, and
+    /// answers, retries or publishes what each script said.
+    async fn write(&mut self, batch: Vec<Job>) {
+        // Within a batch, a channel's next job expects the previous one.
+        let mut ahead: HashMap<String, (u64, String)> = HashMap::new();
+        let mut planned = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::with_capacity(batch.len());
+        for mut job in batch {
+            let t = tag(&job.req.channel);
+            let (expected, predecessor) = match ahead.get(&t) {
+                Some((seq, msg_id)) => (*seq, msg_id.clone()),
+                None => (self.known.get(&t).copied().unwrap_or(0), String::new()),
+            };
+            match self.plan(&mut job.req, expected, &predecessor) {
+                Ok(p) => {
+                    ahead.insert(t, (p.seq, job.req.message.msg_id.clone()));
+                    planned.push(p);
+                    jobs.push(job);
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        let cmds = planned.iter().map(|p| p.cmd.clone()).collect();
+        let results = match self.conn.run_all(cmds).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Some of the batch may have been stored: their senders
+                // resend with the same clientMsgId and get the original ack.
+                warn!(error = %e, n = jobs.len(), "redis append failed");
+                crate::telemetry::store_error();
+                for j in jobs {
+                    let _ = j.reply.send(Err(unavailable(&e)));
+                }
+                return;
             }
         };
-        let exclude = match req.channel {
-            Channel::Room(_) => req.origin,
-            Channel::Inbox(_) => None,
-        };
-        let header = envelope_header(&target, exclude, false);
+        let mut after = Vec::new();
+        for ((mut job, p), v) in jobs.into_iter().zip(planned).zip(results) {
+            let t = tag(&job.req.channel);
+            match parse_answer(v) {
+                Ok(Answer::Stored(ack)) => {
+                    self.remember(t, p.seq);
+                    after.extend(p.after);
+                    let _ = job.reply.send(Ok(ack));
+                }
+                Ok(Answer::Duplicate(ack)) => {
+                    let _ = job.reply.send(Ok(ack));
+                }
+                Ok(Answer::Moved(current)) => {
+                    self.remember(t, current);
+                    job.attempts += 1;
+                    if job.attempts >= MAX_ATTEMPTS {
+                        let _ = job.reply.send(Err(StoreError::Unavailable(
+                            "too much contention on the channel; retry".into(),
+                        )));
+                    } else {
+                        self.retry.push_back(job);
+                    }
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+        let publish = self.conn.publish_command();
+        let cmds = after
+            .into_iter()
+            .map(|(ch, msg)| redis::cmd(publish).arg(ch).arg(msg).to_owned())
+            .collect();
+        if let Err(e) = self.conn.run_all(cmds).await {
+            warn!(error = %e, "redis: publishing senders' copies failed");
+        }
+    }
+
+    fn remember(&mut self, tag: String, seq: u64) {
+        if self.known.len() >= SEQ_CACHE {
+            self.known.clear();
+        }
+        self.known.insert(tag, seq);
+    }
+
+    /// The script call that appends `req` as seq `expected + 1`, with its
+    /// deliveries planned for that seq.
+    fn plan(
+        &self,
+        req: &mut AppendRequest,
+        expected: u64,
+        predecessor: &str,
+    ) -> Result<Planned, StoreError> {
+        let seq = expected + 1;
+        req.message.seq = Some(seq);
+        let payload = req.message.to_bytes();
         let mut keys = vec![seq_key(&req.channel), log_key(&req.channel)];
         if let Some(d) = &req.dedupe {
             keys.push(format!(
@@ -196,21 +263,49 @@ impl RedisStore {
         }
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(APPEND).arg(keys.len()).arg(keys);
-        cmd.arg(pre)
-            .arg(post)
-            .arg(header)
+        cmd.arg(expected)
+            .arg(predecessor)
+            .arg(&payload[..])
+            .arg(&req.message.msg_id)
+            .arg(req.message.ts)
             .arg(self.dedupe_window.as_millis() as u64)
             .arg(self.retention.max_count)
-            .arg(&message.msg_id)
-            .arg(message.ts)
-            .arg(channel_name)
             .arg(self.conn.publish_command());
-        Ok((cmd, copy))
+        let mut after = Vec::new();
+        for env in plan(&req.message, payload, &req.channel, req.origin) {
+            let (channel, msg) = envelope::encode(&env);
+            // In a Redis Cluster a script may publish only in its own slot.
+            if !self.conn.is_cluster() || same_slot(&env.target, &req.channel) {
+                cmd.arg(channel).arg(msg);
+            } else {
+                after.push((channel, msg));
+            }
+        }
+        Ok(Planned { cmd, after, seq })
     }
 }
 
-fn parse_ack(v: Value) -> Result<Appended, StoreError> {
-    let (dup, ack): (i64, String) = redis::from_redis_value(v).map_err(unavailable)?;
+/// What the append script said.
+enum Answer {
+    Stored(Appended),
+    Duplicate(Appended),
+    /// The channel is at this seq, not where the writer expected it.
+    Moved(u64),
+}
+
+fn parse_answer(v: Value) -> Result<Answer, StoreError> {
+    let (kind, text): (i64, String) = redis::from_redis_value(v).map_err(unavailable)?;
+    match kind {
+        0 => parse_ack(&text, false).map(Answer::Stored),
+        1 => parse_ack(&text, true).map(Answer::Duplicate),
+        _ => text
+            .parse()
+            .map(Answer::Moved)
+            .map_err(|_| StoreError::Corrupt(format!("bad seq {text:?}"))),
+    }
+}
+
+fn parse_ack(ack: &str, duplicate: bool) -> Result<Appended, StoreError> {
     let mut f = ack.split(' ');
     let bad = || StoreError::Corrupt(format!("bad ack {ack:?}"));
     let msg_id = f.next().ok_or_else(bad)?.to_string();
@@ -220,7 +315,7 @@ fn parse_ack(v: Value) -> Result<Appended, StoreError> {
         msg_id,
         seq,
         ts,
-        duplicate: dup == 1,
+        duplicate,
     })
 }
 
@@ -233,12 +328,13 @@ fn seq_of(id: &str) -> Option<u64> {
 
 impl Store for RedisStore {
     fn append(&self, req: AppendRequest) -> BoxFuture<'static, Result<Appended, StoreError>> {
-        let (cmd, copy) = match self.append_cmd(req) {
-            Ok(c) => c,
-            Err(e) => return ready(Err(e)).boxed(),
-        };
         let (reply, rx) = oneshot::channel();
-        match self.jobs.try_send(Job { cmd, copy, reply }) {
+        let job = Job {
+            req,
+            reply,
+            attempts: 0,
+        };
+        match self.jobs.try_send(job) {
             Ok(()) => async move { rx.await.unwrap_or(Err(StoreError::ShuttingDown)) }.boxed(),
             Err(_) => ready(Err(StoreError::Unavailable(
                 "store queue is full; retry".into(),

@@ -17,8 +17,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::{AppendRequest, Appended, CommitSink, Committed, Page, Retention, Store, StoreError};
-use crate::hub::Channel;
-use crate::hub::router::now_ms;
+use crate::model::{Channel, now_ms};
 use crate::protocol::Id;
 
 /// Read connections.

@@ -1,46 +1,23 @@
-//! The session trait that every transport implements: send and receive
-//! frames, keep the peer alive, close with a code. The session driver and the
-//! hub only ever see this trait, never WebSocket or WebTransport types.
+//! The session trait that every transport implements (send and receive
+//! frames, keep the peer alive, close with a code) and its two
+//! implementations. Accepting connections is not done here: the edges above
+//! (`api` for WebSocket, `quic` for WebTransport) admit a connection and hand
+//! the wrapped session to the session driver, which only sees this trait.
 
-pub mod websocket;
-pub mod webtransport;
+pub(crate) mod websocket;
+pub(crate) mod webtransport;
 
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+pub(crate) use crate::model::{Delivery, TransportKind};
 use crate::protocol::CloseCode;
-
-/// Which transport a session came on (for logs and metrics only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// WebSocket over TCP.
-    WebSocket,
-    /// WebTransport over HTTP/3 and QUIC.
-    WebTransport,
-}
-
-impl TransportKind {
-    /// A stable label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::WebTransport => "webtransport",
-        }
-    }
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What the transport knows about the peer and the request that opened it.
 #[derive(Debug, Clone)]
-pub struct PeerInfo {
+pub(crate) struct PeerInfo {
     /// The transport.
     pub kind: TransportKind,
     /// The client's address (after trusted-proxy resolution).
@@ -55,7 +32,7 @@ pub struct PeerInfo {
 
 /// One frame received from the peer.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A frame on the reliable channel: JSON or literal `ping`.
     Frame(Bytes),
     /// A datagram (unreliable, WebTransport only): one JSON object.
@@ -66,19 +43,10 @@ pub enum Incoming {
     TooLarge(usize),
 }
 
-/// How a frame should travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// On the reliable, ordered channel.
-    Reliable,
-    /// As a datagram when the transport has one and it fits; else reliable.
-    Volatile,
-}
-
 /// A transport failure. The session ends; nothing acknowledged is lost,
 /// because acknowledgement follows the durable write, not the send.
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     /// The peer closed the connection or the connection broke.
     #[error("connection closed: {0}")]
     Closed(String),
@@ -94,7 +62,7 @@ pub enum TransportError {
 /// frame. `send` may buffer; `flush` pushes buffered frames out.
 ///
 /// [`recv`]: Transport::recv
-pub trait Transport: Send + 'static {
+pub(crate) trait Transport: Send + 'static {
     /// The peer and the request that opened this session.
     fn peer(&self) -> &PeerInfo;
 

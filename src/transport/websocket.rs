@@ -1,90 +1,19 @@
-//! WebSocket transport (axum's `ws`, tokio-tungstenite underneath): the
-//! upgrade handlers for `/websocket/{userId}` and `/ws`, and the
-//! [`Transport`] implementation over an upgraded socket.
+//! WebSocket transport: the [`Transport`] implementation over a socket that
+//! axum's `ws` (tokio-tungstenite underneath) has upgraded.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{Delivery, Incoming, PeerInfo, Transport, TransportError, TransportKind};
-use crate::api::forwarded::client_addr;
-use crate::auth::origin_allowed;
-use crate::gateway::Gateway;
+use super::{Delivery, Incoming, PeerInfo, Transport, TransportError};
 use crate::protocol::CloseCode;
 
 /// How long a closing session waits for the peer's close reply.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-/// `GET /websocket/{userId}`: the legacy endpoint.
-pub async fn legacy_upgrade(
-    State(gw): State<Gateway>,
-    Path(user): Path<String>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    upgrade(gw, Some(user), addr, query, headers, ws)
-}
-
-/// `GET /ws`.
-pub async fn ws_upgrade(
-    State(gw): State<Gateway>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    upgrade(gw, None, addr, query, headers, ws)
-}
-
-fn upgrade(
-    gw: Gateway,
-    path_user: Option<String>,
-    addr: SocketAddr,
-    mut query: HashMap<String, String>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let cfg = gw.config();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !origin_allowed(&cfg.allowed_origins, origin) {
-        tracing::info!(%addr, origin, "upgrade refused: origin not allowed");
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
-    if gw.shutdown().is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    let peer = PeerInfo {
-        kind: TransportKind::WebSocket,
-        addr: client_addr(addr, &headers, &cfg.trusted_proxies),
-        path_user,
-        query_user: query.remove("userId"),
-        query_token: query.remove("token"),
-    };
-    // Frames up to 4x the limit are read whole so they can be answered with
-    // 413; beyond that the transport cuts the connection itself.
-    let hard_limit = cfg.max_frame.saturating_mul(4);
-    let tasks = gw.tasks().clone();
-    ws.max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .read_buffer_size(1024)
-        .on_upgrade(move |socket| {
-            tasks.track_future(crate::session::run(
-                WebSocketTransport::new(socket, peer),
-                gw,
-            ))
-        })
-}
 
 /// Inbound frames read ahead of the session (backpressure beyond this).
 const INBOUND_QUEUE: usize = 32;
@@ -92,7 +21,7 @@ const INBOUND_QUEUE: usize = 32;
 /// A WebSocket session. A small reader task owns the read half, so the
 /// session's loop waits on a channel instead of polling the socket (and
 /// tungstenite's read buffer) every time it wakes to write.
-pub struct WebSocketTransport {
+pub(crate) struct WebSocketTransport {
     sink: SplitSink<WebSocket, Message>,
     inbound: mpsc::Receiver<Option<Result<Incoming, TransportError>>>,
     reader: tokio::task::JoinHandle<()>,
@@ -101,7 +30,7 @@ pub struct WebSocketTransport {
 
 impl WebSocketTransport {
     /// Wraps an upgraded socket.
-    pub fn new(ws: WebSocket, peer: PeerInfo) -> Self {
+    pub(crate) fn new(ws: WebSocket, peer: PeerInfo) -> Self {
         let (sink, mut stream) = ws.split();
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let reader = tokio::spawn(async move {

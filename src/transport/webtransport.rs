@@ -1,12 +1,12 @@
-//! WebTransport transport (quinn + h3 + h3-webtransport): the QUIC endpoint,
-//! the CONNECT handshake for `/wt` and `/websocket/{userId}`, and the
-//! [`Transport`] implementation over the client's bidirectional stream
-//! (4-byte big-endian length-prefixed frames) and datagrams. No h3 or quinn
-//! type leaves this module.
+//! WebTransport transport (quinn + h3 + h3-webtransport). h3-webtransport
+//! says it is experimental, so no h3 or quinn type leaves this module: it
+//! offers the QUIC endpoint, the HTTP/3 handshake up to the client's CONNECT
+//! request, and the [`Transport`] over the client's bidirectional stream
+//! (4-byte big-endian length-prefixed frames) and datagrams. Whether a
+//! request is accepted is decided by the edge above (`crate::quic`).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,18 +18,19 @@ use h3_webtransport::server::{AcceptedBi, WebTransportSession};
 use http::{Method, Response, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::{Delivery, Incoming, PeerInfo, Transport, TransportError, TransportKind};
-use crate::auth::origin_allowed;
+use super::{Delivery, Incoming, PeerInfo, Transport, TransportError};
+use crate::certs::{Certificate, CurrentCertificate, TlsError};
 use crate::config::Congestion;
-use crate::gateway::Gateway;
 use crate::protocol::CloseCode;
-use crate::tls::{CurrentIdentity, Identity, TlsError};
 
-type Session = WebTransportSession<h3_quinn::Connection, Bytes>;
+type WtSession = WebTransportSession<h3_quinn::Connection, Bytes>;
 type WtStream = h3_webtransport::stream::BidiStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+type H3Connection = h3::server::Connection<h3_quinn::Connection, Bytes>;
+type H3RequestStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 type Sender = DatagramSender<h3_quinn::datagram::SendDatagramHandler, Bytes>;
 
 /// Datagrams waiting to be read before new ones are dropped (they are
@@ -39,8 +40,12 @@ const DATAGRAM_QUEUE: usize = 256;
 const DATAGRAM_OVERHEAD: usize = 8;
 /// How long a closing session lets queued data reach the peer.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// How long a refused request's answer may take to reach the client before
+/// the connection is closed.
+const REFUSE_LINGER: Duration = Duration::from_millis(100);
 
-/// Why the WebTransport endpoint could not start.
+/// Why the WebTransport endpoint could not start, or a connection did not
+/// become a session.
 #[derive(Debug, thiserror::Error)]
 pub enum WtError {
     /// The UDP socket could not be bound.
@@ -54,31 +59,37 @@ pub enum WtError {
     /// The certificate or TLS configuration is unusable.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// The QUIC or HTTP/3 handshake failed, or the client did not do its
+    /// part in time.
+    #[error("handshake: {0}")]
+    Handshake(String),
+}
+
+fn handshake(e: impl std::fmt::Display) -> WtError {
+    WtError::Handshake(e.to_string())
 }
 
 /// QUIC settings exposed as options.
 #[derive(Debug, Clone, Copy)]
-pub struct QuicOptions {
+pub(crate) struct QuicOptions {
     /// QUIC keep-alive interval.
     pub keepalive: Duration,
     /// QUIC idle timeout: a peer silent this long is gone.
     pub idle_timeout: Duration,
     /// Congestion controller.
     pub congestion: Congestion,
-    /// Most concurrent QUIC connections; more are refused before the handshake.
-    pub max_connections: usize,
 }
 
-/// A running WebTransport endpoint (one per bound address).
-pub struct WtServer {
+/// The QUIC endpoint (one socket per bound address).
+pub(crate) struct WtEndpoint {
     endpoints: Vec<quinn::Endpoint>,
     /// The bound UDP address (the first one).
     pub addr: SocketAddr,
-    identity: CurrentIdentity,
+    identity: CurrentCertificate,
     options: QuicOptions,
 }
 
-fn server_config(id: &Identity, o: &QuicOptions) -> Result<quinn::ServerConfig, WtError> {
+fn server_config(id: &Certificate, o: &QuicOptions) -> Result<quinn::ServerConfig, WtError> {
     let tls = id.server_config()?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| WtError::Tls(TlsError::Config(e.to_string())))?;
@@ -103,16 +114,14 @@ fn server_config(id: &Identity, o: &QuicOptions) -> Result<quinn::ServerConfig, 
     Ok(sc)
 }
 
-impl WtServer {
-    /// Binds `addr` (and `[::1]` on the same port when `addr` is
-    /// `127.0.0.1`, since browsers try `localhost` as `::1` first) and serves
-    /// WebTransport sessions into the gateway.
-    pub fn start(
+impl WtEndpoint {
+    /// Binds `addr`, and `[::1]` on the same port when `addr` is
+    /// `127.0.0.1`, since browsers try `localhost` as `::1` first.
+    pub(crate) fn bind(
         addr: SocketAddr,
-        identity: CurrentIdentity,
+        identity: CurrentCertificate,
         options: QuicOptions,
-        gw: Gateway,
-    ) -> Result<WtServer, WtError> {
+    ) -> Result<WtEndpoint, WtError> {
         let sc = server_config(&identity.get(), &options)?;
         let first = quinn::Endpoint::server(sc.clone(), addr)
             .map_err(|source| WtError::Bind { addr, source })?;
@@ -129,12 +138,7 @@ impl WtServer {
                 }
             }
         }
-        let active = Arc::new(AtomicUsize::new(0));
-        for ep in &endpoints {
-            let (ep, gw, active) = (ep.clone(), gw.clone(), active.clone());
-            tokio::spawn(accept_loop(ep, gw, active, options.max_connections));
-        }
-        Ok(WtServer {
+        Ok(WtEndpoint {
             endpoints,
             addr: bound,
             identity,
@@ -142,24 +146,29 @@ impl WtServer {
         })
     }
 
-    /// The identity in use (for `/cert-hash`).
-    pub fn identity(&self) -> &CurrentIdentity {
+    /// One listener per bound socket, to accept connections from.
+    pub(crate) fn listeners(&self) -> Vec<WtListener> {
+        self.endpoints.iter().cloned().map(WtListener).collect()
+    }
+
+    /// The certificate in use (for `/cert-hash`).
+    pub(crate) fn identity(&self) -> &CurrentCertificate {
         &self.identity
     }
 
     /// Switches new handshakes to a new certificate (existing sessions keep
     /// theirs).
-    pub fn set_identity(&self, id: Identity) -> Result<(), WtError> {
-        let sc = server_config(&id, &self.options)?;
+    pub(crate) fn set_identity(&self, cert: Certificate) -> Result<(), WtError> {
+        let sc = server_config(&cert, &self.options)?;
         for ep in &self.endpoints {
             ep.set_server_config(Some(sc.clone()));
         }
-        self.identity.set(id);
+        self.identity.set(cert);
         Ok(())
     }
 
     /// Stops accepting and closes every connection with 1001.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         for ep in &self.endpoints {
             ep.close(
                 quinn::VarInt::from_u32(CloseCode::GoingAway.code().into()),
@@ -169,163 +178,201 @@ impl WtServer {
     }
 }
 
-async fn accept_loop(ep: quinn::Endpoint, gw: Gateway, active: Arc<AtomicUsize>, max: usize) {
-    let stop = gw.shutdown().clone();
-    loop {
-        let incoming = tokio::select! {
-            i = ep.accept() => match i { Some(i) => i, None => return },
-            _ = stop.cancelled() => return,
-        };
-        // Admission control before the expensive handshake.
-        if active.load(Ordering::Acquire) >= max {
-            debug!(peer = %incoming.remote_address(), "refusing connection: at capacity");
-            incoming.refuse();
-            continue;
-        }
-        active.fetch_add(1, Ordering::AcqRel);
-        let (gw, active) = (gw.clone(), active.clone());
-        gw.tasks().clone().spawn(async move {
-            if let Err(e) = handle(incoming, gw).await {
-                debug!(error = %e, "webtransport connection ended before a session");
-            }
-            active.fetch_sub(1, Ordering::AcqRel);
-        });
+/// Accepts connections on one bound socket.
+pub(crate) struct WtListener(quinn::Endpoint);
+
+impl WtListener {
+    /// The next connection attempt, before its handshake; `None` once the
+    /// endpoint is closed.
+    pub(crate) async fn accept(&self) -> Option<WtIncoming> {
+        self.0.accept().await.map(WtIncoming)
     }
 }
 
-/// Handshake, CONNECT, the client's stream, then the session driver.
-async fn handle(incoming: quinn::Incoming, gw: Gateway) -> Result<(), String> {
-    let conn = incoming.await.map_err(|e| e.to_string())?;
-    let deadline = gw.config().login_timeout;
-    let mut h3conn = h3::server::builder()
-        .enable_webtransport(true)
-        .enable_extended_connect(true)
-        .enable_datagram(true)
-        .max_webtransport_sessions(1)
-        .send_grease(true)
-        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let resolver = tokio::time::timeout(deadline, h3conn.accept())
-        .await
-        .map_err(|_| "no request in time".to_string())?
-        .map_err(|e| e.to_string())?
-        .ok_or("connection closed")?;
-    let (req, mut stream) = resolver
-        .resolve_request()
-        .await
-        .map_err(|e| e.to_string())?;
+/// A connection attempt whose handshake has not started.
+pub(crate) struct WtIncoming(quinn::Incoming);
 
-    let is_wt = req.method() == Method::CONNECT
-        && req.extensions().get::<Protocol>() == Some(&Protocol::WEB_TRANSPORT);
-    let path = req.uri().path().to_string();
-    let path_user = path
-        .strip_prefix("/websocket/")
-        .filter(|u| !u.is_empty() && !u.contains('/'));
-    let refuse = if !is_wt || !(path == "/wt" || path_user.is_some()) {
-        Some(StatusCode::NOT_FOUND)
-    } else if !origin_allowed(
-        &gw.config().allowed_origins,
-        req.headers().get("origin").and_then(|v| v.to_str().ok()),
-    ) {
-        Some(StatusCode::FORBIDDEN)
-    } else if gw.shutdown().is_cancelled() {
-        Some(StatusCode::SERVICE_UNAVAILABLE)
-    } else {
-        None
-    };
-    if let Some(status) = refuse {
+impl WtIncoming {
+    /// The client's address.
+    pub(crate) fn remote(&self) -> SocketAddr {
+        self.0.remote_address()
+    }
+
+    /// Refuses the attempt before any handshake work.
+    pub(crate) fn refuse(self) {
+        self.0.refuse();
+    }
+
+    /// Completes the QUIC and HTTP/3 handshakes and reads the client's first
+    /// request, each step within `deadline`.
+    pub(crate) async fn handshake(self, deadline: Duration) -> Result<WtRequest, WtError> {
+        let conn = self.0.await.map_err(handshake)?;
+        let mut h3 = h3::server::builder()
+            .enable_webtransport(true)
+            .enable_extended_connect(true)
+            .enable_datagram(true)
+            .max_webtransport_sessions(1)
+            .send_grease(true)
+            .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+            .await
+            .map_err(handshake)?;
+        let resolver = tokio::time::timeout(deadline, h3.accept())
+            .await
+            .map_err(|_| handshake("no request in time"))?
+            .map_err(handshake)?
+            .ok_or_else(|| handshake("connection closed"))?;
+        let (req, stream) = resolver.resolve_request().await.map_err(handshake)?;
+        Ok(WtRequest {
+            conn,
+            h3,
+            req,
+            stream,
+            deadline,
+        })
+    }
+}
+
+/// A client's first HTTP/3 request, to be accepted as a WebTransport
+/// session or refused.
+pub(crate) struct WtRequest {
+    conn: quinn::Connection,
+    h3: H3Connection,
+    req: http::Request<()>,
+    stream: H3RequestStream,
+    deadline: Duration,
+}
+
+impl WtRequest {
+    /// Whether it is an extended CONNECT for WebTransport.
+    pub(crate) fn is_webtransport(&self) -> bool {
+        self.req.method() == Method::CONNECT
+            && self.req.extensions().get::<Protocol>() == Some(&Protocol::WEB_TRANSPORT)
+    }
+
+    /// The request path.
+    pub(crate) fn path(&self) -> &str {
+        self.req.uri().path()
+    }
+
+    /// The query string, if any.
+    pub(crate) fn query(&self) -> Option<&str> {
+        self.req.uri().query()
+    }
+
+    /// The `Origin` header, if any.
+    pub(crate) fn origin(&self) -> Option<&str> {
+        self.req
+            .headers()
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The client's address.
+    pub(crate) fn remote(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// Answers the request with an HTTP status and closes the connection.
+    pub(crate) async fn refuse(mut self, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
         let resp = Response::builder()
             .status(status)
             .body(())
             .expect("a static response");
-        let _ = stream.send_response(resp).await;
-        let _ = stream.finish().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        conn.close(quinn::VarInt::from_u32(0x100), b"refused");
-        return Err(format!("refused {path}: {status}"));
+        let _ = self.stream.send_response(resp).await;
+        let _ = self.stream.finish().await;
+        tokio::time::sleep(REFUSE_LINGER).await;
+        self.conn.close(quinn::VarInt::from_u32(0x100), b"refused");
     }
-    let mut query: std::collections::HashMap<String, String> =
-        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let peer = PeerInfo {
-        kind: TransportKind::WebTransport,
-        addr: conn.remote_address(),
-        path_user: path_user.map(percent_decode),
-        query_user: query.remove("userId"),
-        query_token: query.remove("token"),
-    };
 
-    // The CONNECT can overtake the client's SETTINGS (they travel on
-    // different streams); the session needs them, so let the connection
-    // read its control stream until they are in.
-    let settings_deadline = tokio::time::Instant::now() + deadline;
-    while !h3conn.settings().enable_webtransport() {
-        if tokio::time::Instant::now() > settings_deadline {
-            return Err("the client sent no SETTINGS enabling WebTransport".into());
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(10), h3conn.accept()).await;
-    }
-    let session = Arc::new(
-        Session::accept(req, stream, h3conn)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    let bidi = tokio::time::timeout(deadline, session.accept_bi())
-        .await
-        .map_err(|_| "the client opened no stream in time".to_string())?
-        .map_err(|e| e.to_string())?;
-    let stream = match bidi {
-        Some(AcceptedBi::BidiStream(_, s)) => s,
-        Some(AcceptedBi::Request(..)) => return Err("a second request instead of a stream".into()),
-        None => return Err("closed before opening a stream".into()),
-    };
-    let (tx, datagrams) = mpsc::channel(DATAGRAM_QUEUE);
-    let mut reader = session.datagram_reader();
-    let reader_task = tokio::spawn(async move {
-        while let Ok(d) = reader.read_datagram().await {
-            // Volatile: when the session cannot keep up, datagrams are dropped.
-            if tx.try_send(d.into_payload()).is_err() && tx.is_closed() {
-                break;
-            }
-        }
-    });
-    let hard_limit = gw.config().max_frame.saturating_mul(4);
-    let transport = WebTransportTransport {
-        peer,
-        framed: Framed::new(
+    /// Accepts the session, waits for the client's bidirectional stream and
+    /// wraps both as a [`Transport`]. Frames larger than `max_frame` are read
+    /// whole (up to 4x) so they can be answered with 413.
+    pub(crate) async fn accept(
+        self,
+        peer: PeerInfo,
+        max_frame: usize,
+    ) -> Result<WebTransportTransport, WtError> {
+        let WtRequest {
+            conn,
+            mut h3,
+            req,
             stream,
-            LengthDelimitedCodec::builder()
-                .max_frame_length(hard_limit)
-                .new_codec(),
-        ),
-        datagrams,
-        sender: session.datagram_sender(),
-        conn: conn.clone(),
-        _session: session,
-    };
-    crate::session::run(transport, gw).await;
-    reader_task.abort();
-    Ok(())
-}
-
-/// A URL path component, percent-decoded.
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+            deadline,
+        } = self;
+        // The CONNECT can overtake the client's SETTINGS (they travel on
+        // different streams); the session needs them, so let the connection
+        // read its control stream until they are in.
+        let settings_deadline = tokio::time::Instant::now() + deadline;
+        while !h3.settings().enable_webtransport() {
+            if tokio::time::Instant::now() > settings_deadline {
+                return Err(handshake(
+                    "the client sent no SETTINGS enabling WebTransport",
+                ));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(10), h3.accept()).await;
+        }
+        let session = Arc::new(
+            WtSession::accept(req, stream, h3)
+                .await
+                .map_err(handshake)?,
+        );
+        let bidi = tokio::time::timeout(deadline, session.accept_bi())
+            .await
+            .map_err(|_| handshake("the client opened no stream in time"))?
+            .map_err(handshake)?;
+        let stream = match bidi {
+            Some(AcceptedBi::BidiStream(_, s)) => s,
+            Some(AcceptedBi::Request(..)) => {
+                return Err(handshake("a second request instead of a stream"));
+            }
+            None => return Err(handshake("closed before opening a stream")),
+        };
+        let (tx, datagrams) = mpsc::channel(DATAGRAM_QUEUE);
+        let mut reader = session.datagram_reader();
+        let datagram_reader = tokio::spawn(async move {
+            while let Ok(d) = reader.read_datagram().await {
+                // Volatile: when the session cannot keep up, datagrams are dropped.
+                if tx.try_send(d.into_payload()).is_err() && tx.is_closed() {
+                    break;
+                }
+            }
+        });
+        let hard_limit = max_frame.saturating_mul(4);
+        Ok(WebTransportTransport {
+            peer,
+            framed: Framed::new(
+                stream,
+                LengthDelimitedCodec::builder()
+                    .max_frame_length(hard_limit)
+                    .new_codec(),
+            ),
+            datagrams,
+            datagram_reader,
+            sender: session.datagram_sender(),
+            conn,
+            _session: session,
+        })
+    }
 }
 
 /// A WebTransport session.
-pub struct WebTransportTransport {
+pub(crate) struct WebTransportTransport {
     peer: PeerInfo,
     framed: Framed<WtStream, LengthDelimitedCodec>,
     datagrams: mpsc::Receiver<Bytes>,
+    /// Reads datagrams into `datagrams`; stopped when the session ends.
+    datagram_reader: JoinHandle<()>,
     sender: Sender,
     conn: quinn::Connection,
     /// Keeps the session (and its CONNECT stream) open.
-    _session: Arc<Session>,
+    _session: Arc<WtSession>,
+}
+
+impl Drop for WebTransportTransport {
+    fn drop(&mut self) {
+        self.datagram_reader.abort();
+    }
 }
 
 fn io(e: impl std::fmt::Display) -> TransportError {

@@ -3,13 +3,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 use ipnet::IpNet;
 
 /// The address to attribute a request to. Walks `X-Forwarded-For` from the
 /// right (the hop nearest us), skipping trusted proxies; the first untrusted
 /// hop is the client. An untrusted peer's header is ignored.
-pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
+pub(crate) fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer.ip()) {
         return peer;

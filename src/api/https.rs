@@ -13,13 +13,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
-use crate::tls::{CurrentIdentity, TlsError};
+use crate::certs::{CurrentCertificate, TlsError};
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TCP listener that hands out TLS streams.
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
@@ -27,7 +27,7 @@ pub struct TlsListener {
 impl TlsListener {
     /// Starts accepting on `tcp` with the certificate in `identity` (a
     /// renewed certificate is picked up for new connections).
-    pub fn new(tcp: TcpListener, identity: CurrentIdentity) -> Result<Self, TlsError> {
+    pub(crate) fn new(tcp: TcpListener, identity: CurrentCertificate) -> Result<Self, TlsError> {
         let local = tcp
             .local_addr()
             .map_err(|e| TlsError::Config(e.to_string()))?;

@@ -1,4 +1,4 @@
-//! TLS material for WebTransport: the operator's PEM certificate, or a
+//! Certificates for WebTransport (and wss): the operator's PEM certificate, or a
 //! self-signed development certificate that browsers accept through
 //! `serverCertificateHashes` (ECDSA P-256, valid at most 13 days, renewed
 //! before it expires), and the SHA-256 hash served at `/cert-hash`.
@@ -40,7 +40,7 @@ pub enum TlsError {
 
 /// A certificate chain with its key, and the leaf's hash.
 #[derive(Debug)]
-pub struct Identity {
+pub struct Certificate {
     /// The chain, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     /// The private key.
@@ -51,7 +51,7 @@ pub struct Identity {
     pub expires: Option<SystemTime>,
 }
 
-impl Clone for Identity {
+impl Clone for Certificate {
     fn clone(&self) -> Self {
         Self {
             chain: self.chain.clone(),
@@ -62,7 +62,7 @@ impl Clone for Identity {
     }
 }
 
-impl Identity {
+impl Certificate {
     fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
@@ -127,7 +127,7 @@ impl Identity {
 }
 
 /// Loads a PEM certificate chain and private key.
-pub fn load_pem(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+pub fn load_pem(cert: &Path, key: &Path) -> Result<Certificate, TlsError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| TlsError::Io {
             path: p.into(),
@@ -145,7 +145,7 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
     }
     let key_der = rustls_pemfile_key(&read(key)?)
         .map_err(|e| TlsError::Pem(format!("{}: {e}", key.display())))?;
-    Ok(Identity::new(chain, key_der, None))
+    Ok(Certificate::new(chain, key_der, None))
 }
 
 fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -162,7 +162,7 @@ fn rustls_pemfile_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
 
 /// Generates a development certificate for `localhost`, `127.0.0.1` and
 /// `::1`, valid from an hour ago for [`DEV_VALIDITY`].
-pub fn generate_dev() -> Result<(Identity, String, String), TlsError> {
+pub fn generate_dev() -> Result<(Certificate, String, String), TlsError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let names = vec![
@@ -185,7 +185,7 @@ pub fn generate_dev() -> Result<(Identity, String, String), TlsError> {
     let der = cert.der().clone();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     Ok((
-        Identity::new(vec![der], key_der, Some(expires)),
+        Certificate::new(vec![der], key_der, Some(expires)),
         cert.pem(),
         key.serialize_pem(),
     ))
@@ -193,7 +193,7 @@ pub fn generate_dev() -> Result<(Identity, String, String), TlsError> {
 
 /// Writes a development certificate to `dir` (`dev-cert.pem`,
 /// `dev-key.pem`, `dev-cert.expires`).
-pub fn write_dev(dir: &Path) -> Result<Identity, TlsError> {
+pub fn write_dev(dir: &Path) -> Result<Certificate, TlsError> {
     let io = |path: PathBuf| move |source| TlsError::Io { path, source };
     std::fs::create_dir_all(dir).map_err(io(dir.into()))?;
     let (identity, cert_pem, key_pem) = generate_dev()?;
@@ -222,7 +222,7 @@ fn restrict(_: &Path) {}
 
 /// The development certificate in `<data>/certs`, reused while it has more
 /// than [`RENEW_BEFORE`] left, generated otherwise.
-pub fn dev_identity(data: &Path) -> Result<Identity, TlsError> {
+pub fn dev_identity(data: &Path) -> Result<Certificate, TlsError> {
     let dir = data.join("certs");
     let expires = std::fs::read_to_string(dir.join("dev-cert.expires"))
         .ok()
@@ -239,23 +239,24 @@ pub fn dev_identity(data: &Path) -> Result<Identity, TlsError> {
     write_dev(&dir)
 }
 
-/// The identity in use, shared between the QUIC endpoint and `/cert-hash`.
+/// The certificate in use, shared between the QUIC endpoint, the HTTPS
+/// listener and `/cert-hash`.
 #[derive(Debug, Clone)]
-pub struct CurrentIdentity(Arc<RwLock<Identity>>);
+pub struct CurrentCertificate(Arc<RwLock<Certificate>>);
 
-impl CurrentIdentity {
+impl CurrentCertificate {
     /// Wraps an identity.
-    pub fn new(id: Identity) -> Self {
+    pub fn new(id: Certificate) -> Self {
         Self(Arc::new(RwLock::new(id)))
     }
 
-    /// A copy of the current identity.
-    pub fn get(&self) -> Identity {
+    /// A copy of the current certificate.
+    pub fn get(&self) -> Certificate {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces it.
-    pub fn set(&self, id: Identity) {
+    pub fn set(&self, id: Certificate) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = id;
     }
 }

@@ -1,0 +1,75 @@
+//! One admission path for both transports: whether a new connection may
+//! become a session (browser origin, node shutting down), who the client is
+//! (its address through `--trusted-proxy` X-Forwarded-For), and the
+//! [`PeerInfo`] its session starts with. The WebSocket upgrade handler and
+//! the QUIC accept loop both call [`admit`].
+
+pub(crate) mod forwarded;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use http::HeaderMap;
+
+use crate::auth::origin_allowed;
+use crate::gateway::Gateway;
+use crate::model::TransportKind;
+use crate::transport::PeerInfo;
+
+/// A connection asking to become a session.
+pub(crate) struct Arrival<'a> {
+    /// The transport it came on.
+    pub kind: TransportKind,
+    /// The direct peer's address.
+    pub peer: SocketAddr,
+    /// The HTTP request headers, where the transport has them (WebSocket):
+    /// X-Forwarded-For is read from them for trusted proxies.
+    pub headers: Option<&'a HeaderMap>,
+    /// The browser's `Origin`, if any.
+    pub origin: Option<&'a str>,
+    /// `{userId}` of the legacy path `/websocket/{userId}`.
+    pub path_user: Option<String>,
+    /// The query string's parameters.
+    pub query: HashMap<String, String>,
+}
+
+/// Why a connection was refused, as an HTTP status and a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {reason}")]
+pub(crate) struct Refusal {
+    /// The HTTP status to answer with.
+    pub status: u16,
+    /// Why, for the client and the logs.
+    pub reason: &'static str,
+}
+
+/// Decides whether `a` may become a session; on success, the peer its
+/// session starts with.
+pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
+    let cfg = gw.config();
+    if !origin_allowed(&cfg.allowed_origins, a.origin) {
+        tracing::info!(peer = %a.peer, origin = a.origin, transport = %a.kind, "refused: origin not allowed");
+        return Err(Refusal {
+            status: 403,
+            reason: "origin not allowed",
+        });
+    }
+    if gw.shutdown().is_cancelled() {
+        return Err(Refusal {
+            status: 503,
+            reason: "shutting down",
+        });
+    }
+    let addr = match a.headers {
+        Some(h) => forwarded::client_addr(a.peer, h, &cfg.trusted_proxies),
+        None => a.peer,
+    };
+    let mut query = a.query;
+    Ok(PeerInfo {
+        kind: a.kind,
+        addr,
+        path_user: a.path_user,
+        query_user: query.remove("userId"),
+        query_token: query.remove("token"),
+    })
+}

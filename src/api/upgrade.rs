@@ -1,0 +1,77 @@
+//! The WebSocket endpoints `/websocket/{userId}` (legacy) and `/ws`: admit
+//! the request, upgrade it, and run the session over the socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::admission::{Arrival, admit};
+use crate::gateway::Gateway;
+use crate::model::TransportKind;
+use crate::transport::websocket::WebSocketTransport;
+
+/// `GET /websocket/{userId}`: the legacy endpoint.
+pub(crate) async fn legacy_upgrade(
+    State(gw): State<Gateway>,
+    Path(user): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(gw, Some(user), addr, query, headers, ws)
+}
+
+/// `GET /ws`.
+pub(crate) async fn ws_upgrade(
+    State(gw): State<Gateway>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(gw, None, addr, query, headers, ws)
+}
+
+fn upgrade(
+    gw: Gateway,
+    path_user: Option<String>,
+    addr: SocketAddr,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let arrival = Arrival {
+        kind: TransportKind::WebSocket,
+        peer: addr,
+        headers: Some(&headers),
+        origin,
+        path_user,
+        query,
+    };
+    let peer = match admit(&gw, arrival) {
+        Ok(peer) => peer,
+        Err(r) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+            return (status, r.reason).into_response();
+        }
+    };
+    // Frames up to 4x the limit are read whole so they can be answered with
+    // 413; beyond that the transport cuts the connection itself.
+    let hard_limit = gw.config().max_frame.saturating_mul(4);
+    let tasks = gw.tasks().clone();
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .read_buffer_size(1024)
+        .on_upgrade(move |socket| {
+            tasks.track_future(crate::session::run(
+                WebSocketTransport::new(socket, peer),
+                gw,
+            ))
+        })
+}

@@ -1,0 +1,59 @@
+//! Frames on their way to sessions: what one session's queue holds, and the
+//! envelope that carries a frame to every session of a target, on this node
+//! or another.
+
+use bytes::Bytes;
+
+use super::{Channel, SessionId};
+use crate::protocol::Id;
+
+/// How a frame should travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// On the reliable, ordered channel.
+    Reliable,
+    /// As a datagram when the transport has one and it fits; else reliable.
+    Volatile,
+}
+
+/// Where a frame sits in its channel, so a session can drop live frames that
+/// its replay already sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The channel.
+    pub channel: Channel,
+    /// The frame's seq in it.
+    pub seq: u64,
+}
+
+/// One frame queued for one session. The payload is shared by every
+/// recipient of a broadcast: it is serialized once.
+#[derive(Debug, Clone)]
+pub struct OutFrame {
+    /// The serialized frame.
+    pub payload: Bytes,
+    /// Reliable or volatile.
+    pub how: Delivery,
+    /// Channel position, for stored messages.
+    pub position: Option<Position>,
+}
+
+/// Who a routed frame is for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Target {
+    /// Every session of a user.
+    User(Id),
+    /// Every member session of a room.
+    Room(Id),
+}
+
+/// A frame on its way to the sessions of a target, on this node or another.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Who it is for.
+    pub target: Target,
+    /// A session that must not get it (the sender's own).
+    pub exclude: Option<SessionId>,
+    /// The frame.
+    pub frame: OutFrame,
+}

@@ -1,0 +1,102 @@
+//! The WebTransport edge: the accept loop on each QUIC socket, a cap on
+//! concurrent connections checked before the handshake, and the CONNECT
+//! request admitted (path `/wt` or `/websocket/{userId}`, then the shared
+//! admission) before the session driver runs over it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tracing::debug;
+
+use crate::admission::{Arrival, admit};
+use crate::gateway::Gateway;
+use crate::model::TransportKind;
+use crate::transport::webtransport::{WtEndpoint, WtError, WtIncoming, WtListener};
+
+/// Starts an accept loop on every socket of `endpoint`; they end with the
+/// node's shutdown.
+pub(crate) fn serve(endpoint: &WtEndpoint, gw: &Gateway) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for listener in endpoint.listeners() {
+        tokio::spawn(accept_loop(listener, gw.clone(), active.clone()));
+    }
+}
+
+async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>) {
+    let stop = gw.shutdown().clone();
+    let max = gw.config().wt_max_connections;
+    loop {
+        let incoming = tokio::select! {
+            i = listener.accept() => match i { Some(i) => i, None => return },
+            _ = stop.cancelled() => return,
+        };
+        // Admission control before the expensive handshake.
+        if active.load(Ordering::Acquire) >= max {
+            debug!(peer = %incoming.remote(), "refusing connection: at capacity");
+            incoming.refuse();
+            continue;
+        }
+        active.fetch_add(1, Ordering::AcqRel);
+        let (gw, active) = (gw.clone(), active.clone());
+        gw.tasks().clone().spawn(async move {
+            if let Err(e) = handle(incoming, gw).await {
+                debug!(error = %e, "webtransport connection ended before a session");
+            }
+            active.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+/// Why a connection did not become a session.
+#[derive(Debug, thiserror::Error)]
+enum EdgeError {
+    #[error(transparent)]
+    Wt(#[from] WtError),
+    #[error("refused {path}: {status}")]
+    Refused { path: String, status: u16 },
+}
+
+/// Handshake, CONNECT admitted, then the session driver.
+async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
+    let req = incoming.handshake(gw.config().login_timeout).await?;
+    let path = req.path().to_string();
+    let path_user = path
+        .strip_prefix("/websocket/")
+        .filter(|u| !u.is_empty() && !u.contains('/'))
+        .map(percent_decode);
+    let admitted = if !req.is_webtransport() || !(path == "/wt" || path_user.is_some()) {
+        Err(404)
+    } else {
+        let query: HashMap<String, String> =
+            form_urlencoded::parse(req.query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        let arrival = Arrival {
+            kind: TransportKind::WebTransport,
+            peer: req.remote(),
+            headers: None,
+            origin: req.origin(),
+            path_user,
+            query,
+        };
+        admit(&gw, arrival).map_err(|r| r.status)
+    };
+    let peer = match admitted {
+        Ok(peer) => peer,
+        Err(status) => {
+            req.refuse(status).await;
+            return Err(EdgeError::Refused { path, status });
+        }
+    };
+    let transport = req.accept(peer, gw.config().max_frame).await?;
+    crate::session::run(transport, gw).await;
+    Ok(())
+}
+
+/// A URL path component, percent-decoded.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}

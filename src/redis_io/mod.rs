@@ -1,0 +1,183 @@
+//! Everything rtgate says to Redis goes through here: the connection type
+//! (one Redis or a Redis Cluster, RESP3 with push messages, timeouts and
+//! reconnects), and the wire format of envelopes on Pub/Sub. The store and
+//! the broker both use it; neither imports the other.
+
+pub(crate) mod envelope;
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{PushInfo, Value};
+use tokio::sync::mpsc;
+
+use crate::telemetry;
+
+/// A connection to one Redis, or to a Redis Cluster (sharded Pub/Sub).
+#[derive(Clone)]
+pub(crate) enum RedisConn {
+    /// One Redis (or one address in front of a primary).
+    Single(ConnectionManager),
+    /// A Redis Cluster: commands routed by slot, `SSUBSCRIBE`/`SPUBLISH`.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisConn {
+    /// Connects. `url` is one URL, or with `cluster` a comma-separated list
+    /// of seed nodes. `push` receives Pub/Sub messages (RESP3 pushes).
+    pub(crate) async fn connect(
+        url: &str,
+        cluster: bool,
+        push: Option<mpsc::Sender<PushInfo>>,
+    ) -> redis::RedisResult<Self> {
+        let sender = push.map(|tx| {
+            move |info: PushInfo| {
+                // Never block the connection: a full queue drops (the
+                // message stays in the store for replay) and is counted.
+                tx.try_send(info).map_err(|_| {
+                    telemetry::broker_dropped();
+                    redis::aio::SendError
+                })
+            }
+        });
+        if cluster {
+            let seeds: Vec<String> = url.split(',').map(|u| resp3(u.trim())).collect();
+            let mut b = redis::cluster::ClusterClientBuilder::new(seeds)
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(Duration::from_secs(5));
+            if let Some(s) = sender {
+                b = b.push_sender(s);
+            }
+            let client = b.build()?;
+            Ok(Self::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(resp3(url))?;
+            let mut config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_max_delay(Duration::from_secs(2));
+            if let Some(s) = sender {
+                config = config.set_push_sender(s).set_automatic_resubscription();
+            }
+            Ok(Self::Single(
+                ConnectionManager::new_with_config(client, config).await?,
+            ))
+        }
+    }
+
+    /// True for a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The publish command: `PUBLISH`, or `SPUBLISH` in a cluster.
+    pub(crate) fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
+    /// Subscribes to a channel (`SSUBSCRIBE` in a cluster).
+    pub(crate) async fn subscribe(&mut self, channel: String) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.subscribe(channel).await,
+            Self::Cluster(c) => c.ssubscribe(channel).await,
+        }
+    }
+
+    /// Unsubscribes from a channel.
+    pub(crate) async fn unsubscribe(&mut self, channel: String) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.unsubscribe(channel).await,
+            Self::Cluster(c) => c.sunsubscribe(channel).await,
+        }
+    }
+
+    /// Runs commands in order: one pipeline on a single Redis; one by one
+    /// (pipelined per node by the client) in a cluster, where a pipeline may
+    /// not span slots.
+    pub(crate) async fn run_all(
+        &mut self,
+        cmds: Vec<redis::Cmd>,
+    ) -> redis::RedisResult<Vec<Value>> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Self::Single(_) => {
+                let mut pipe = redis::pipe();
+                for c in cmds {
+                    pipe.add_command(c);
+                }
+                pipe.query_async(self).await
+            }
+            Self::Cluster(c) => {
+                let futs = cmds.into_iter().map(|cmd| {
+                    let mut c = c.clone();
+                    async move { cmd.query_async::<Value>(&mut c).await }
+                });
+                futures_util::future::join_all(futs)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Switches the URL to RESP3 (push messages on a multiplexed connection).
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_switch_to_resp3() {
+        assert_eq!(resp3("redis://h:1"), "redis://h:1?protocol=resp3");
+        assert_eq!(resp3("redis://h:1?db=2"), "redis://h:1?db=2&protocol=resp3");
+        assert_eq!(
+            resp3("redis://h:1?protocol=resp2"),
+            "redis://h:1?protocol=resp2"
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! The publish path shared by client sessions and the server API: stamp a
+//! message, store it (unless volatile), and route what the store commits
+//! through the broker by the one fan-out plan ([`crate::model::plan`]).
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::broker::Broker;
+use crate::model::{Channel, SessionId, now_ms, plan};
+use crate::protocol::{Delivered, Destination, Id, Publish};
+use crate::store::{AppendRequest, Appended, CommitSink, Committed, DedupeKey, Store, StoreError};
+
+/// Routes committed messages: the store's [`CommitSink`] for stores that do
+/// not publish by themselves (memory, SQLite).
+pub(crate) struct Dispatcher {
+    broker: Arc<dyn Broker>,
+}
+
+impl Dispatcher {
+    /// A dispatcher publishing through `broker`.
+    pub(crate) fn new(broker: Arc<dyn Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+impl CommitSink for Dispatcher {
+    fn committed(&self, c: Committed) {
+        for env in plan(&c.message, c.payload, &c.channel, c.origin) {
+            self.broker.publish(env);
+        }
+    }
+}
+
+/// Accepts business messages from sessions and the API.
+#[derive(Clone)]
+pub struct Publisher {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+}
+
+/// What became of a send.
+pub enum Sent {
+    /// A volatile message: already handed to the broker; no ack.
+    Volatile,
+    /// A stored message: the future resolves with the ack once durable.
+    Stored(BoxFuture<'static, Result<Appended, StoreError>>),
+}
+
+impl Publisher {
+    /// A publisher over a store and a broker.
+    pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Self {
+        Self { store, broker }
+    }
+
+    /// The store behind this publisher.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The broker behind this publisher.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// Stamps and routes a message from `from`. `origin` is the sending
+    /// session (none for the server API). The store append is queued before
+    /// this returns, so sends from one session keep their order.
+    pub fn send(&self, from: Id, origin: Option<SessionId>, p: Publish) -> Sent {
+        let (received_user_id, room_id, channel) = match p.to {
+            Destination::User { user, context } => {
+                (Some(user.clone()), context, Channel::Inbox(user))
+            }
+            Destination::Room(room) => (None, Some(room.clone()), Channel::Room(room)),
+        };
+        let message = Delivered {
+            msg_type: p.msg_type,
+            send_user_id: from.clone(),
+            received_user_id,
+            room_id,
+            biz_type: p.biz_type,
+            biz_opt_module: p.biz_opt_module,
+            msg_body: p.body,
+            msg_id: uuid::Uuid::now_v7().to_string(),
+            seq: None,
+            ts: now_ms(),
+            volatile: p.volatile,
+        };
+        if p.volatile {
+            let payload = message.to_bytes();
+            for env in plan(&message, payload, &channel, origin) {
+                self.broker.publish(env);
+            }
+            return Sent::Volatile;
+        }
+        let dedupe = p.client_msg_id.map(|client_msg_id| DedupeKey {
+            user: from,
+            client_msg_id,
+        });
+        Sent::Stored(self.store.append(AppendRequest {
+            channel,
+            message,
+            dedupe,
+            origin,
+        }))
+    }
+}
