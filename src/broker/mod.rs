@@ -65,3 +65,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the broker is connected (for `/readyz`).
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>>;
 }
+
+impl From<BrokerError> for crate::protocol::ProtoError {
+    /// A client sees every broker failure as 503: retry later.
+    fn from(e: BrokerError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}

@@ -1,44 +1,45 @@
-//! The per-connection session driver, generic over [`Transport`]: login and
-//! its timeout, heartbeat, limits, command dispatch, replay and the writer
-//! that drains the session's bounded outbound queue. One task per session.
+//! The per-connection session driver, generic over [`Transport`]: one task
+//! per session that selects over inbound frames, its outbound queue, pending
+//! acks, the heartbeat, the login deadline and close requests; it writes
+//! what [`login`] and [`commands`] decide. One task per session.
 
+mod commands;
 pub(crate) mod limits;
+mod login;
+mod state;
 
-use std::collections::{HashMap, HashSet};
 use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
-use crate::auth::{Identity, UrlCredentials};
+use crate::auth::UrlCredentials;
 use crate::gateway::Gateway;
-use crate::hub::{Closer, SessionHandle};
-use crate::model::{Channel, OutFrame, SessionId, now_ms};
-use crate::protocol::message::HISTORY;
+use crate::hub::Closer;
+use crate::model::{Channel, Delivery, OutFrame};
+use crate::protocol::message::ERROR;
 use crate::protocol::{
-    CloseCode, Command, DecodeError, Destination, Id, Inbound, Login, PONG, ProtoError, Publish,
-    Reply, decode,
+    CloseCode, Command, DecodeError, Id, Inbound, Login, PONG, ProtoError, Reply, decode,
 };
-use crate::routing::Sent;
-use crate::store::{Appended, StoreError};
+use crate::store::{Appended, Page, StoreError};
 use crate::telemetry;
-use crate::transport::{Delivery, Incoming, Transport, TransportError};
+use crate::transport::{Incoming, Transport, TransportError};
+use commands::{AckFuture, Effects};
 use limits::{RateLimit, Verdict};
+use login::REPLAY_PAGE;
+use state::LoggedIn;
 
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
 /// How long a closing session waits for its in-flight acks.
 const ACK_DRAIN: Duration = Duration::from_secs(2);
-/// Messages per replay page.
-const REPLAY_PAGE: usize = 100;
 
 /// Runs a session to its end. Returns when the peer leaves or the session is
 /// closed; the session is unregistered from the hub before it returns.
@@ -55,7 +56,7 @@ pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
     let kind = peer.kind;
     telemetry::connection_opened(kind);
     let cancel = gw.shutdown().child_token();
-    let session = Session {
+    let driver = Driver {
         m: telemetry::session_metrics(kind),
         cancel,
         t: transport,
@@ -67,7 +68,7 @@ pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
         last_inbound: Instant::now(),
         acks: FuturesUnordered::new(),
     };
-    session.run().instrument(span).await;
+    driver.run().instrument(span).await;
     telemetry::connection_closed(kind);
 }
 
@@ -86,19 +87,28 @@ impl From<TransportError> for Flow {
     }
 }
 
-type AckFuture = BoxFuture<'static, (Option<String>, Result<Appended, StoreError>)>;
+impl From<Result<(), TransportError>> for Flow {
+    fn from(r: Result<(), TransportError>) -> Self {
+        match r {
+            Ok(()) => Flow::Continue,
+            Err(e) => e.into(),
+        }
+    }
+}
 
-struct Session<T> {
+/// One session's task: the transport, the state after login, and what is
+/// in flight.
+struct Driver<T> {
     /// Metric handles for the hot path.
     m: telemetry::SessionMetrics,
     /// Cancelled to end the session: a child of the node's shutdown token,
     /// and the token the hub's [`Closer`] cancels.
-    cancel: tokio_util::sync::CancellationToken,
+    cancel: CancellationToken,
     t: T,
     gw: Gateway,
     url: UrlCredentials,
     /// Set by a successful login.
-    active: Option<Active>,
+    active: Option<LoggedIn>,
     /// The hub's way to close this session (set at login), kept apart from
     /// `active` so the select loop can borrow both.
     closer: Option<Arc<Closer>>,
@@ -108,26 +118,14 @@ struct Session<T> {
     acks: FuturesUnordered<AckFuture>,
 }
 
-/// A logged-in session's state.
-struct Active {
-    id: SessionId,
-    identity: Identity,
-    handle: SessionHandle,
-    rx: mpsc::Receiver<OutFrame>,
-    rooms: HashSet<Id>,
-    /// Per replayed channel, the last seq the replay sent: live frames up to
-    /// it were already delivered and are dropped.
-    replayed: HashMap<Channel, u64>,
-}
-
-async fn next_out(active: &mut Option<Active>) -> Option<OutFrame> {
+async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
     match active {
         Some(a) => a.rx.recv().await,
         None => pending().await,
     }
 }
 
-impl<T: Transport> Session<T> {
+impl<T: Transport> Driver<T> {
     async fn run(mut self) {
         let cfg = self.gw.config().clone();
         let login_deadline = Instant::now() + cfg.login_timeout;
@@ -163,10 +161,7 @@ impl<T: Transport> Session<T> {
                     Some(Ok(inc)) => {
                         self.last_inbound = Instant::now();
                         match self.on_incoming(inc).await {
-                            Flow::Continue => match self.t.flush().await {
-                                Ok(()) => Flow::Continue,
-                                Err(e) => Flow::from(e),
-                            },
+                            Flow::Continue => self.t.flush().await.into(),
                             other => other,
                         }
                     }
@@ -223,10 +218,7 @@ impl<T: Transport> Session<T> {
         if self.active.is_none() {
             return Flow::Continue;
         }
-        match self.t.keepalive().await {
-            Ok(()) => Flow::Continue,
-            Err(e) => e.into(),
-        }
+        self.t.keepalive().await.into()
     }
 
     async fn on_ack(&mut self, cmid: Option<String>, result: Result<Appended, StoreError>) -> Flow {
@@ -234,16 +226,13 @@ impl<T: Transport> Session<T> {
             Ok(a) => Reply::ack(cmid, a.msg_id, a.seq, a.ts),
             Err(e) => {
                 warn!(error = %e, "store append failed");
-                Reply::error(&ProtoError::Unavailable(e.to_string()), cmid)
+                Reply::error(&e.into(), cmid)
             }
         };
         if let Err(e) = self.reply(reply).await {
             return e.into();
         }
-        match self.t.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(e) => e.into(),
-        }
+        self.t.flush().await.into()
     }
 
     /// Writes one queued frame and whatever else is already queued, then
@@ -275,20 +264,21 @@ impl<T: Transport> Session<T> {
             }
         }
         self.m.frames_out.increment(written as u64);
-        match self.t.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(e) => e.into(),
-        }
+        self.t.flush().await.into()
     }
 
+    /// Sends one reply; error replies are logged and counted.
     async fn reply(&mut self, reply: Reply) -> Result<(), TransportError> {
+        if reply.msg_type == ERROR {
+            let code = reply.code.unwrap_or_default();
+            debug!(code, reason = reply.reason.as_deref(), "client error");
+            telemetry::client_error(code);
+        }
         self.m.frames_out.increment(1);
         self.t.send(reply.to_bytes(), Delivery::Reliable).await
     }
 
     async fn error(&mut self, err: ProtoError, cmid: Option<String>) -> Result<(), TransportError> {
-        debug!(code = err.code(), reason = %err, "client error");
-        telemetry::client_error(err.code());
         self.reply(Reply::error(&err, cmid)).await
     }
 
@@ -319,10 +309,8 @@ impl<T: Transport> Session<T> {
                         Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id.clone(),
                         _ => None,
                     };
-                    if let Err(e) = self
-                        .error(ProtoError::RateLimited(self.gw.config().rate_limit), cmid)
-                        .await
-                    {
+                    let limit = self.gw.config().rate_limit;
+                    if let Err(e) = self.error(ProtoError::RateLimited(limit), cmid).await {
                         return e.into();
                     }
                     return match verdict {
@@ -332,22 +320,19 @@ impl<T: Transport> Session<T> {
                 }
             }
         }
-        let result = match decoded {
+        match decoded {
             Ok(Inbound::Ping) => {
                 self.m.frames_out.increment(1);
                 self.t
                     .send(Bytes::from_static(PONG), Delivery::Reliable)
                     .await
+                    .into()
             }
-            Ok(Inbound::Command(cmd)) => return self.dispatch(cmd).await,
+            Ok(Inbound::Command(cmd)) => self.dispatch(cmd).await,
             Err(DecodeError {
                 error,
                 client_msg_id,
-            }) => self.error(error, client_msg_id).await,
-        };
-        match result {
-            Ok(()) => Flow::Continue,
-            Err(e) => e.into(),
+            }) => self.error(error, client_msg_id).await.into(),
         }
     }
 
@@ -359,63 +344,31 @@ impl<T: Transport> Session<T> {
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Flow {
-        let result = match (cmd, self.active.is_some()) {
-            (Command::Login(login), false) => return self.login(login).await,
-            (_, false) => {
-                self.error(
-                    ProtoError::Unauthorized("log in first (msgType 2)".into()),
-                    None,
-                )
-                .await
-            }
-            (Command::Login(_), true) => {
-                self.error(ProtoError::bad("already logged in"), None).await
-            }
-            (Command::Heartbeat, true) => self.reply(Reply::heartbeat(now_ms())).await,
-            (Command::Publish(s), true) => self.send(s).await,
-            (Command::Cursor { seq }, true) => self.cursor(seq).await,
-            (Command::Join(room), true) => match self.join(room.clone()).await {
-                Ok(seq) => self.reply(Reply::joined(room, seq)).await,
-                Err(e) => self.error(e, None).await,
-            },
-            (Command::Leave(room), true) => {
-                self.leave(&room);
-                self.reply(Reply::left(room)).await
-            }
-            (Command::History { room, since, limit }, true) => {
-                self.history(room, since, limit).await
-            }
-            (Command::PresenceRoom(room), true) => self.presence_room(room).await,
-            (Command::PresenceUsers(users), true) => {
-                let result = self.gw.broker().online(users).await;
-                match result {
-                    Ok(online) => self.reply(Reply::presence(None, online)).await,
-                    Err(e) => {
-                        self.error(ProtoError::Unavailable(e.to_string()), None)
-                            .await
-                    }
+        let Some(state) = &mut self.active else {
+            return match cmd {
+                Command::Login(login) => self.login(login).await,
+                _ => {
+                    let e = ProtoError::Unauthorized("log in first (msgType 2)".into());
+                    self.error(e, None).await.into()
                 }
-            }
+            };
         };
-        match result {
-            Ok(()) => Flow::Continue,
-            Err(e) => e.into(),
+        let Effects { replies, ack } = commands::handle(state, &self.gw, cmd).await;
+        if let Some(ack) = ack {
+            self.acks.push(ack);
         }
-    }
-
-    fn active(&self) -> &Active {
-        self.active.as_ref().expect("only called after login")
+        for r in replies {
+            if let Err(e) = self.reply(r).await {
+                return e.into();
+            }
+        }
+        Flow::Continue
     }
 
     async fn login(&mut self, login: Login) -> Flow {
-        let identity = match self.gw.auth().login(&login, &self.url) {
-            Ok(id) => id,
+        let started = match login::login(&self.gw, &self.cancel, login, &self.url).await {
+            Ok(s) => s,
             Err(e) => {
-                info!(reason = %e, "login refused");
-                telemetry::login(match e {
-                    crate::auth::AuthError::Unauthorized(_) => "unauthorized",
-                    crate::auth::AuthError::Forbidden(_) => "forbidden",
-                });
                 let (err, code) = e.to_protocol();
                 return match self.error(err, None).await {
                     Ok(()) => Flow::Close(code),
@@ -423,103 +376,17 @@ impl<T: Transport> Session<T> {
                 };
             }
         };
-        let user = identity.user.clone();
-        tracing::Span::current().record("user", field::display(&user));
-        let id = SessionId::new();
-        let (tx, rx) = mpsc::channel(self.gw.config().outbound_queue);
-        let handle = SessionHandle {
-            id,
-            user: user.clone(),
-            tx,
-            closer: Arc::new(Closer::new(self.cancel.clone())),
-        };
-        if self.gw.hub().register(handle.clone()) {
-            // Subscribed before the replay reads the store: no gap between
-            // what the replay covers and what arrives live.
-            self.gw.broker().user_online(&user).await;
-        }
-        self.closer = Some(handle.closer.clone());
-        self.active = Some(Active {
-            id,
-            identity,
-            handle,
-            rx,
-            rooms: HashSet::new(),
-            replayed: HashMap::new(),
-        });
-        info!(session = %id, "logged in");
-        telemetry::login("ok");
-
-        let mut errors = Vec::new();
-        for room in login.rooms {
-            if let Err(e) = self.join(room).await {
-                errors.push(e);
-            }
-        }
-        // Registered first, read second: anything committed from now on is
-        // in the outbound queue, anything before is in what we read.
-        let store = self.gw.store().clone();
-        let mut channels = Vec::new();
-        let inbox = Channel::Inbox(user.clone());
-        let inbox_since = match login.since.inbox {
-            Some(n) => Ok(n),
-            None => store.cursor(&user).await,
-        };
-        let mut store_error = None;
-        match inbox_since {
-            Ok(since) => channels.push((inbox.clone(), since)),
-            Err(e) => store_error = Some(e),
-        }
-        for (room, since) in login.since.rooms {
-            if self.active().identity.rooms.allows(&room) {
-                channels.push((Channel::Room(room), since));
-            } else {
-                errors.push(ProtoError::Forbidden(format!(
-                    "room {room} is not in your token"
-                )));
-            }
-        }
-        let mut first_pages = Vec::new();
-        let mut unrecovered = Vec::new();
-        // The inbox page also tells the inbox's latest seq.
-        let mut inbox_seq = 0;
-        for (channel, since) in channels {
-            match store.read(&channel, since, REPLAY_PAGE).await {
-                Ok(page) => {
-                    if page.gap {
-                        unrecovered.push(channel.to_string());
-                    }
-                    if channel == inbox {
-                        inbox_seq = page.latest;
-                    }
-                    first_pages.push((channel, page));
-                }
-                Err(e) => store_error = Some(e),
-            }
-        }
-        let reply = Reply {
-            msg_type: crate::protocol::message::LOGIN,
-            send_user_id: Some(user),
-            session_id: Some(id.to_string()),
-            node_id: Some(self.gw.node_id().to_string()),
-            heartbeat_sec: Some(self.gw.config().heartbeat.as_secs()),
-            inbox_seq: Some(inbox_seq),
-            unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
-            ts: Some(now_ms()),
-            ..Reply::default()
-        };
-        if let Err(e) = self.reply(reply).await {
+        self.closer = Some(started.state.handle.closer.clone());
+        self.active = Some(started.state);
+        if let Err(e) = self.reply(started.reply).await {
             return e.into();
         }
-        if let Some(e) = store_error {
-            errors.push(ProtoError::Unavailable(format!("replay incomplete: {e}")));
-        }
-        for err in errors {
+        for err in started.errors {
             if let Err(e) = self.error(err, None).await {
                 return e.into();
             }
         }
-        for (channel, page) in first_pages {
+        for (channel, page) in started.replay {
             if let Err(e) = self.replay(channel, page).await {
                 return e.into();
             }
@@ -529,11 +396,7 @@ impl<T: Transport> Session<T> {
 
     /// Sends a channel's replay, page after page, up to the latest seq seen
     /// by its first page; later messages arrive live.
-    async fn replay(
-        &mut self,
-        channel: Channel,
-        mut page: crate::store::Page,
-    ) -> Result<(), TransportError> {
+    async fn replay(&mut self, channel: Channel, mut page: Page) -> Result<(), TransportError> {
         let until = page.latest;
         let mut sent = 0usize;
         loop {
@@ -552,12 +415,8 @@ impl<T: Transport> Session<T> {
             match self.gw.store().read(&channel, page.last, REPLAY_PAGE).await {
                 Ok(next) => page = next,
                 Err(e) => {
-                    return self
-                        .error(
-                            ProtoError::Unavailable(format!("replay of {channel} stopped: {e}")),
-                            None,
-                        )
-                        .await;
+                    let e = ProtoError::Unavailable(format!("replay of {channel} stopped: {e}"));
+                    return self.error(e, None).await;
                 }
             }
         }
@@ -570,138 +429,6 @@ impl<T: Transport> Session<T> {
         };
         telemetry::replayed(kind, sent);
         Ok(())
-    }
-
-    async fn send(&mut self, s: Publish) -> Result<(), TransportError> {
-        let a = self.active();
-        if let Destination::Room(room) = &s.to
-            && !a.rooms.contains(room)
-        {
-            let cmid = s.client_msg_id.clone();
-            return self
-                .error(
-                    ProtoError::Forbidden(format!("not a member of room {room}")),
-                    cmid,
-                )
-                .await;
-        }
-        let cmid = s.client_msg_id.clone();
-        match self
-            .gw
-            .publisher()
-            .send(a.identity.user.clone(), Some(a.id), s)
-        {
-            Sent::Volatile => {}
-            Sent::Stored(fut) => self.acks.push(fut.map(move |r| (cmid, r)).boxed()),
-        }
-        Ok(())
-    }
-
-    async fn cursor(&mut self, seq: u64) -> Result<(), TransportError> {
-        let user = self.active().identity.user.clone();
-        match self.gw.store().set_cursor(&user, seq).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.error(ProtoError::Unavailable(e.to_string()), None)
-                    .await
-            }
-        }
-    }
-
-    /// Joins a room; answers the room's current seq.
-    async fn join(&mut self, room: Id) -> Result<u64, ProtoError> {
-        let max_rooms = self.gw.config().max_rooms;
-        let a = self.active.as_mut().expect("logged in");
-        if !a.identity.rooms.allows(&room) {
-            return Err(ProtoError::Forbidden(format!(
-                "room {room} is not in your token"
-            )));
-        }
-        if !a.rooms.contains(&room) {
-            if a.rooms.len() >= max_rooms {
-                return Err(ProtoError::Conflict(format!(
-                    "a session may join at most {max_rooms} rooms"
-                )));
-            }
-            a.rooms.insert(room.clone());
-            let first = self.gw.hub().join(&room, a.handle.clone());
-            self.gw.broker().room_joined(&room, &a.identity.user);
-            if first {
-                self.gw.broker().watch_room(&room).await;
-            }
-        }
-        self.gw
-            .store()
-            .latest(&Channel::Room(room))
-            .await
-            .map_err(|e| ProtoError::Unavailable(e.to_string()))
-    }
-
-    fn leave(&mut self, room: &Id) {
-        let a = self.active.as_mut().expect("logged in");
-        if a.rooms.remove(room) {
-            if self.gw.hub().leave(room, a.id) {
-                self.gw.broker().unwatch_room(room);
-            }
-            self.gw.broker().room_left(room, &a.identity.user);
-        }
-    }
-
-    async fn history(
-        &mut self,
-        room: Option<Id>,
-        since: u64,
-        limit: u32,
-    ) -> Result<(), TransportError> {
-        let a = self.active();
-        let channel = match &room {
-            Some(r) if !a.identity.rooms.allows(r) => {
-                return self
-                    .error(
-                        ProtoError::Forbidden(format!("room {r} is not in your token")),
-                        None,
-                    )
-                    .await;
-            }
-            Some(r) => Channel::Room(r.clone()),
-            None => Channel::Inbox(a.identity.user.clone()),
-        };
-        let page = self.gw.store().read(&channel, since, limit as usize).await;
-        match page {
-            Ok(page) => {
-                let reply = Reply {
-                    msg_type: HISTORY,
-                    room_id: room,
-                    seq: Some(page.latest),
-                    messages: Some(page.messages),
-                    ..Reply::default()
-                };
-                self.reply(reply).await
-            }
-            Err(e) => {
-                self.error(ProtoError::Unavailable(e.to_string()), None)
-                    .await
-            }
-        }
-    }
-
-    async fn presence_room(&mut self, room: Id) -> Result<(), TransportError> {
-        if !self.active().identity.rooms.allows(&room) {
-            return self
-                .error(
-                    ProtoError::Forbidden(format!("room {room} is not in your token")),
-                    None,
-                )
-                .await;
-        }
-        let result = self.gw.broker().room_presence(room.clone()).await;
-        match result {
-            Ok(users) => self.reply(Reply::presence(Some(room), users)).await,
-            Err(e) => {
-                self.error(ProtoError::Unavailable(e.to_string()), None)
-                    .await
-            }
-        }
     }
 }
 

@@ -153,3 +153,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can take writes now (for `/readyz`).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
 }
+
+impl From<StoreError> for crate::protocol::ProtoError {
+    /// A client sees every store failure as 503: retry later.
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,144 @@
+//! Login: who the client is (the authenticator), its registration in the hub
+//! and the broker's interest, the rooms it joins, and the replay plan (which
+//! channels to replay from where, with their first pages read).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{field, info};
+
+use super::commands::join;
+use super::state::{LoggedIn, may_use};
+use crate::auth::{AuthError, UrlCredentials};
+use crate::gateway::Gateway;
+use crate::hub::{Closer, SessionHandle};
+use crate::model::{Channel, SessionId, now_ms};
+use crate::protocol::message::LOGIN;
+use crate::protocol::{Login, ProtoError, Reply};
+use crate::store::Page;
+use crate::telemetry;
+
+/// Messages per replay page.
+pub(crate) const REPLAY_PAGE: usize = 100;
+
+/// A session that has just logged in, and what it is owed before anything
+/// live: the reply, errors about parts of the login, and the replay.
+pub(crate) struct Started {
+    /// The session's state.
+    pub(crate) state: LoggedIn,
+    /// The login reply.
+    pub(crate) reply: Reply,
+    /// Errors sent right after the reply (a room refused, replay incomplete).
+    pub(crate) errors: Vec<ProtoError>,
+    /// Channels to replay, each with its first page.
+    pub(crate) replay: Vec<(Channel, Page)>,
+}
+
+/// Logs a session in. `cancel` is the session's own token: the hub's
+/// [`Closer`] for it cancels it. A refused login is counted and returned.
+pub(crate) async fn login(
+    gw: &Gateway,
+    cancel: &CancellationToken,
+    login: Login,
+    url: &UrlCredentials,
+) -> Result<Started, AuthError> {
+    let identity = gw.auth().login(&login, url).inspect_err(|e| {
+        info!(reason = %e, "login refused");
+        telemetry::login(match e {
+            AuthError::Unauthorized(_) => "unauthorized",
+            AuthError::Forbidden(_) => "forbidden",
+        });
+    })?;
+    let user = identity.user.clone();
+    tracing::Span::current().record("user", field::display(&user));
+    let id = SessionId::new();
+    let (tx, rx) = mpsc::channel(gw.config().outbound_queue);
+    let handle = SessionHandle {
+        id,
+        user: user.clone(),
+        tx,
+        closer: Arc::new(Closer::new(cancel.clone())),
+    };
+    if gw.hub().register(handle.clone()) {
+        // Subscribed before the replay reads the store: no gap between
+        // what the replay covers and what arrives live.
+        gw.broker().user_online(&user).await;
+    }
+    let mut state = LoggedIn {
+        id,
+        identity,
+        handle,
+        rx,
+        rooms: HashSet::new(),
+        replayed: HashMap::new(),
+    };
+    info!(session = %id, "logged in");
+    telemetry::login("ok");
+
+    let mut errors = Vec::new();
+    for room in login.rooms {
+        if let Err(e) = join(&mut state, gw, room).await {
+            errors.push(e);
+        }
+    }
+    // Registered first, read second: anything committed from now on is in
+    // the outbound queue, anything before is in what we read.
+    let store = gw.store().clone();
+    let mut channels = Vec::new();
+    let inbox = Channel::Inbox(user.clone());
+    let inbox_since = match login.since.inbox {
+        Some(n) => Ok(n),
+        None => store.cursor(&user).await,
+    };
+    let mut store_error = None;
+    match inbox_since {
+        Ok(since) => channels.push((inbox.clone(), since)),
+        Err(e) => store_error = Some(e),
+    }
+    for (room, since) in login.since.rooms {
+        match may_use(&state.identity, &room) {
+            Ok(()) => channels.push((Channel::Room(room), since)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut replay = Vec::new();
+    let mut unrecovered = Vec::new();
+    // The inbox page also tells the inbox's latest seq.
+    let mut inbox_seq = 0;
+    for (channel, since) in channels {
+        match store.read(&channel, since, REPLAY_PAGE).await {
+            Ok(page) => {
+                if page.gap {
+                    unrecovered.push(channel.to_string());
+                }
+                if channel == inbox {
+                    inbox_seq = page.latest;
+                }
+                replay.push((channel, page));
+            }
+            Err(e) => store_error = Some(e),
+        }
+    }
+    if let Some(e) = store_error {
+        errors.push(ProtoError::Unavailable(format!("replay incomplete: {e}")));
+    }
+    let reply = Reply {
+        msg_type: LOGIN,
+        send_user_id: Some(user),
+        session_id: Some(id.to_string()),
+        node_id: Some(gw.node_id().to_string()),
+        heartbeat_sec: Some(gw.config().heartbeat.as_secs()),
+        inbox_seq: Some(inbox_seq),
+        unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
+        ts: Some(now_ms()),
+        ..Reply::default()
+    };
+    Ok(Started {
+        state,
+        reply,
+        errors,
+        replay,
+    })
+}
