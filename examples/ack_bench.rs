@@ -31,14 +31,19 @@ async fn run(
     window: usize,
 ) -> anyhow::Result<Result> {
     let dir = tempfile::tempdir()?;
-    let opts = Options {
-        http: Some("127.0.0.1:0".parse()?),
-        wt: Some("127.0.0.1:0".parse()?),
-        data: Some(dir.path().into()),
-        store: Some(store),
-        rate_limit: Some(0),
-        ..Options::default()
-    };
+    let data = dir.path().to_string_lossy().into_owned();
+    let opts = Options::from_args([
+        "--http",
+        "127.0.0.1:0",
+        "--wt",
+        "127.0.0.1:0",
+        "--data",
+        &data,
+        "--store",
+        &store.to_string(),
+        "--rate-limit",
+        "0",
+    ])?;
     let running = rtgate::server::start(opts.resolve()?).await?;
     let url = format!("ws://{}/ws", running.http_addr);
     let start = Instant::now();

@@ -57,7 +57,7 @@ impl Gateway {
         broker: Arc<dyn Broker>,
         shutdown: CancellationToken,
     ) -> Self {
-        let auth = Authenticator::new(config.jwt_secret.as_deref());
+        let auth = Authenticator::new(config.auth.jwt_secret.as_ref().map(|s| s.expose()));
         let publisher = Publisher::new(store, broker);
         let inner = Shared {
             config,

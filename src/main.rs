@@ -14,14 +14,18 @@ async fn main() -> anyhow::Result<()> {
         None => Options::default(),
     };
     let config = cli.options.over(file).resolve()?;
-    init_logs(config.log_format);
+    init_logs(config.ops.log_format);
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => serve(config).await,
         Cmd::GenCert { out } => {
-            let dir = out.unwrap_or_else(|| config.data.join("certs"));
+            let dir = out.unwrap_or_else(|| config.store.data.join("certs"));
             let id = rtgate::certs::write_dev(&dir).context("writing the certificate")?;
             println!("wrote {}/dev-cert.pem and dev-key.pem", dir.display());
             println!("sha-256 {} ({})", id.hash_hex(), id.hash_base64());
+            Ok(())
+        }
+        Cmd::PrintConfig => {
+            println!("{config:#?}");
             Ok(())
         }
     }

@@ -25,7 +25,7 @@ pub(crate) fn serve(endpoint: &WtEndpoint, gw: &Gateway) {
 
 async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>) {
     let stop = gw.shutdown().clone();
-    let max = gw.config().wt_max_connections;
+    let max = gw.config().quic.max_connections;
     loop {
         let incoming = tokio::select! {
             i = listener.accept() => match i { Some(i) => i, None => return },
@@ -59,7 +59,7 @@ enum EdgeError {
 
 /// Handshake, CONNECT admitted, then the session driver.
 async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
-    let req = incoming.handshake(gw.config().login_timeout).await?;
+    let req = incoming.handshake(gw.config().limits.login_timeout).await?;
     let path = req.path().to_string();
     let path_user = path
         .strip_prefix("/websocket/")
@@ -89,7 +89,7 @@ async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
             return Err(EdgeError::Refused { path, status });
         }
     };
-    let transport = req.accept(peer, gw.config().max_frame).await?;
+    let transport = req.accept(peer, gw.config().limits.max_frame).await?;
     crate::session::run(transport, gw).await;
     Ok(())
 }

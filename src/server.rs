@@ -71,53 +71,59 @@ pub struct Running {
 
 /// Starts a node: binds its listeners and serves in background tasks.
 pub async fn start(config: Config) -> Result<Running, ServerError> {
-    std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
-        path: config.data.clone(),
+    std::fs::create_dir_all(&config.store.data).map_err(|source| ServerError::Data {
+        path: config.store.data.clone(),
         source,
     })?;
-    let node_id = match &config.node_id {
+    let node_id = match &config.cluster.node_id {
         Some(id) => id.clone(),
-        None => node_id_from(&config.data)?,
+        None => node_id_from(&config.store.data)?,
     };
     let metrics = crate::telemetry::install();
     let hub = Hub::new();
     let retention = Retention {
-        max_count: config.retention_count,
-        max_age: config.retention_age,
+        max_count: config.store.retention_count,
+        max_age: config.store.retention_age,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let (broker, store): (Arc<dyn Broker>, Arc<dyn Store>) = match &config.redis {
+    let (broker, store): (Arc<dyn Broker>, Arc<dyn Store>) = match &config.cluster.redis {
         Some(url) => {
             // Cluster mode: Pub/Sub between nodes, presence and the store in Redis.
             let broker = RedisBroker::connect(
                 url,
-                config.redis_cluster,
+                config.cluster.redis_cluster,
                 node_id.clone(),
                 hub.clone(),
-                config.presence_ttl,
+                config.cluster.presence_ttl,
                 shutdown.clone(),
             )
             .await
             .map_err(|e| ServerError::Redis(e.to_string()))?;
-            let store =
-                RedisStore::connect(url, config.redis_cluster, retention, config.dedupe_window)
-                    .await
-                    .map_err(|e| ServerError::Redis(e.to_string()))?;
+            let store = RedisStore::connect(
+                url,
+                config.cluster.redis_cluster,
+                retention,
+                config.store.dedupe_window,
+            )
+            .await
+            .map_err(|e| ServerError::Redis(e.to_string()))?;
             (broker, Arc::new(store))
         }
         None => {
             let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
             let sink = Arc::new(Dispatcher::new(broker.clone()));
-            let store: Arc<dyn Store> = match config.store {
+            let store: Arc<dyn Store> = match config.store.kind {
                 StoreKind::Sqlite => Arc::new(SqliteStore::open(
-                    &config.data,
+                    &config.store.data,
                     sink,
                     retention,
-                    config.dedupe_window,
+                    config.store.dedupe_window,
                 )?),
-                StoreKind::Memory => {
-                    Arc::new(MemoryStore::new(sink, retention, config.dedupe_window))
-                }
+                StoreKind::Memory => Arc::new(MemoryStore::new(
+                    sink,
+                    retention,
+                    config.store.dedupe_window,
+                )),
             };
             (broker, store)
         }
@@ -131,25 +137,25 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         shutdown,
     );
 
-    let listener = TcpListener::bind(config.http)
+    let listener = TcpListener::bind(config.listen.http)
         .await
         .map_err(|source| ServerError::Bind {
-            addr: config.http,
+            addr: config.listen.http,
             source,
         })?;
     let http_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.http,
+        addr: config.listen.http,
         source,
     })?;
-    let dev_cert = config.tls_cert.is_none();
-    let identity = CurrentCertificate::new(match (&config.tls_cert, &config.tls_key) {
+    let dev_cert = config.tls.cert.is_none();
+    let identity = CurrentCertificate::new(match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => certs::load_pem(cert, key)?,
-        _ => certs::dev_identity(&config.data)?,
+        _ => certs::dev_identity(&config.store.data)?,
     });
     let app = crate::api::routes(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = gw.shutdown().clone();
     let shutdown = async move { stop.cancelled().await };
-    let http = if config.tls_http {
+    let http = if config.tls.https {
         let listener = TlsListener::new(listener, identity.clone())?.tap_io(|_| ());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app)
@@ -170,11 +176,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         })
     };
     let quic = QuicOptions {
-        keepalive: config.wt_keepalive,
-        idle_timeout: config.wt_idle_timeout,
-        congestion: config.congestion,
+        keepalive: config.quic.keepalive,
+        idle_timeout: config.quic.idle_timeout,
+        congestion: config.quic.congestion,
     };
-    let wt = Arc::new(WtEndpoint::bind(config.wt, identity, quic)?);
+    let wt = Arc::new(WtEndpoint::bind(config.listen.wt, identity, quic)?);
     crate::quic::serve(&wt, &gw);
     let wt_addr = wt.addr;
     gw.set_wt(WtInfo {
@@ -185,11 +191,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     if dev_cert {
         tokio::spawn(renew_dev_certificate(
             wt.clone(),
-            config.data.join("certs"),
+            config.store.data.join("certs"),
             gw.shutdown().clone(),
         ));
     }
-    let metrics_addr = match config.metrics {
+    let metrics_addr = match config.listen.metrics {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
@@ -283,13 +289,13 @@ impl Running {
         gw.shutdown().cancel();
         gw.hub().close_all(CloseCode::GoingAway);
         gw.tasks().close();
-        if tokio::time::timeout(gw.config().drain, gw.tasks().wait())
+        if tokio::time::timeout(gw.config().ops.drain, gw.tasks().wait())
             .await
             .is_err()
         {
             warn!("drain deadline passed with sessions still open");
         }
-        let _ = tokio::time::timeout(gw.config().drain, self.http).await;
+        let _ = tokio::time::timeout(gw.config().ops.drain, self.http).await;
         self.wt.close();
         info!("stopped");
     }

@@ -47,7 +47,7 @@ pub(crate) struct Refusal {
 /// session starts with.
 pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
     let cfg = gw.config();
-    if !origin_allowed(&cfg.allowed_origins, a.origin) {
+    if !origin_allowed(&cfg.auth.allowed_origins, a.origin) {
         tracing::info!(peer = %a.peer, origin = a.origin, transport = %a.kind, "refused: origin not allowed");
         return Err(Refusal {
             status: 403,
@@ -61,7 +61,7 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         });
     }
     let addr = match a.headers {
-        Some(h) => forwarded::client_addr(a.peer, h, &cfg.trusted_proxies),
+        Some(h) => forwarded::client_addr(a.peer, h, &cfg.auth.trusted_proxies),
         None => a.peer,
     };
     let mut query = a.query;

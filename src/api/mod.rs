@@ -27,7 +27,7 @@ const CLIENT_JS: &str = include_str!("../../web/client.js");
 /// Every route of the HTTP listener; `/metrics` too unless it has its own
 /// listener.
 pub(crate) fn routes(gw: Gateway) -> Router {
-    let metrics_here = gw.config().metrics.is_none();
+    let metrics_here = gw.config().listen.metrics.is_none();
     let router = Router::new()
         .route(
             "/",
@@ -165,7 +165,7 @@ impl IntoResponse for ApiError {
 /// open only in dev mode to loopback callers.
 fn authorize(gw: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let cfg = gw.config();
-    let Some(key) = &cfg.api_key else {
+    let Some(key) = &cfg.auth.api_key else {
         if cfg.dev_mode() && peer.ip().is_loopback() {
             return Ok(());
         }
@@ -177,7 +177,7 @@ fn authorize(gw: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<(), 
         .and_then(|v| v.strip_prefix("apikey "))
         .map(str::trim);
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => Ok(()),
+        Some(g) if constant_time_eq(g.as_bytes(), key.expose().as_bytes()) => Ok(()),
         _ => Err(ApiError::Unauthorized),
     }
 }
@@ -219,10 +219,10 @@ async fn publish(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&gw, peer, &headers)?;
-    if body.len() > gw.config().max_frame {
+    if body.len() > gw.config().limits.max_frame {
         return Err(ApiError::BadRequest(format!(
             "body exceeds {} bytes",
-            gw.config().max_frame
+            gw.config().limits.max_frame
         )));
     }
     let (sender, send) = decode_publish(&body)?;

@@ -63,7 +63,7 @@ fn upgrade(
     };
     // Frames up to 4x the limit are read whole so they can be answered with
     // 413; beyond that the transport cuts the connection itself.
-    let hard_limit = gw.config().max_frame.saturating_mul(4);
+    let hard_limit = gw.config().limits.max_frame.saturating_mul(4);
     let tasks = gw.tasks().clone();
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)

@@ -113,7 +113,7 @@ fn publish(s: &LoggedIn, gw: &Gateway, p: Publish) -> Effects {
 pub(crate) async fn join(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u64, ProtoError> {
     s.may_use(&room)?;
     if !s.rooms.contains(&room) {
-        let max_rooms = gw.config().max_rooms;
+        let max_rooms = gw.config().limits.max_rooms;
         if s.rooms.len() >= max_rooms {
             return Err(ProtoError::Conflict(format!(
                 "a session may join at most {max_rooms} rooms"

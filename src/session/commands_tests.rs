@@ -120,12 +120,10 @@ async fn join_answers_the_rooms_seq_and_registers_the_member() {
 
 #[tokio::test]
 async fn join_outside_the_token_is_403_and_beyond_the_limit_409() {
-    let cfg = Options {
-        max_rooms: Some(1),
-        ..Options::default()
-    }
-    .resolve()
-    .unwrap();
+    let cfg = Options::from_args(["--max-rooms", "1"])
+        .unwrap()
+        .resolve()
+        .unwrap();
     let gw = gateway_with(cfg);
     let mut s = session(&gw, "alice", only(&["a", "b"]));
     let r = one(handle(&mut s, &gw, Command::Join(id("x"))).await);

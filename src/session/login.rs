@@ -54,7 +54,7 @@ pub(crate) async fn login(
     let user = identity.user.clone();
     tracing::Span::current().record("user", field::display(&user));
     let id = SessionId::new();
-    let (tx, rx) = mpsc::channel(gw.config().outbound_queue);
+    let (tx, rx) = mpsc::channel(gw.config().limits.outbound_queue);
     let handle = SessionHandle {
         id,
         user: user.clone(),
@@ -129,7 +129,7 @@ pub(crate) async fn login(
         send_user_id: Some(user),
         session_id: Some(id.to_string()),
         node_id: Some(gw.node_id().to_string()),
-        heartbeat_sec: Some(gw.config().heartbeat.as_secs()),
+        heartbeat_sec: Some(gw.config().limits.heartbeat.as_secs()),
         inbox_seq: Some(inbox_seq),
         unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
         ts: Some(now_ms()),

@@ -52,7 +52,7 @@ pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
         query_user: peer.query_user,
         query_token: peer.query_token,
     };
-    let limit = RateLimit::new(gw.config().rate_limit);
+    let limit = RateLimit::new(gw.config().limits.rate_limit);
     let kind = peer.kind;
     telemetry::connection_opened(kind);
     let cancel = gw.shutdown().child_token();
@@ -128,8 +128,9 @@ async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
 impl<T: Transport> Driver<T> {
     async fn run(mut self) {
         let cfg = self.gw.config().clone();
-        let login_deadline = Instant::now() + cfg.login_timeout;
-        let mut heartbeat = interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat);
+        let login_deadline = Instant::now() + cfg.limits.login_timeout;
+        let mut heartbeat =
+            interval_at(Instant::now() + cfg.limits.heartbeat, cfg.limits.heartbeat);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Created once, not per loop turn: registering a waiter on a
         // cancellation token or a timer is not free.
@@ -150,7 +151,7 @@ impl<T: Transport> Driver<T> {
                     telemetry::login("timeout");
                     Flow::Close(CloseCode::Timeout)
                 }
-                _ = heartbeat.tick() => self.on_heartbeat_tick(cfg.heartbeat).await,
+                _ = heartbeat.tick() => self.on_heartbeat_tick(cfg.limits.heartbeat).await,
                 Some((cmid, result)) = self.acks.next(), if !self.acks.is_empty() => {
                     self.on_ack(cmid, result).await
                 }
@@ -283,7 +284,7 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn on_incoming(&mut self, inc: Incoming) -> Flow {
-        let max = self.gw.config().max_frame;
+        let max = self.gw.config().limits.max_frame;
         let frame = match inc {
             Incoming::Activity => return Flow::Continue,
             Incoming::TooLarge(size) => {
@@ -309,7 +310,7 @@ impl<T: Transport> Driver<T> {
                         Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id.clone(),
                         _ => None,
                     };
-                    let limit = self.gw.config().rate_limit;
+                    let limit = self.gw.config().limits.rate_limit;
                     if let Err(e) = self.error(ProtoError::RateLimited(limit), cmid).await {
                         return e.into();
                     }

@@ -116,10 +116,11 @@ pub struct Retention {
 }
 
 impl Default for Retention {
+    /// The defaults of `--retention-count` and `--retention-sec`.
     fn default() -> Self {
         Self {
-            max_count: 10_000,
-            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_count: crate::config::defaults::RETENTION_COUNT,
+            max_age: Duration::from_secs(crate::config::defaults::RETENTION_SEC),
         }
     }
 }

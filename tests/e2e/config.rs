@@ -105,3 +105,127 @@ async fn node_id_is_generated_once_and_kept() {
     let (_c, again) = Client::login(&s, "u").await;
     assert_eq!(again["nodeId"], id.as_str());
 }
+
+/// One sample value per option: as a flag takes it, and as a TOML value.
+/// Every option `--help` lists must be here, so a new option cannot skip
+/// the agreement check below.
+const SAMPLES: &[(&str, &str, &str)] = &[
+    ("http", "127.0.0.1:9011", "\"127.0.0.1:9011\""),
+    ("wt", "127.0.0.1:9012", "\"127.0.0.1:9012\""),
+    ("metrics", "127.0.0.1:9013", "\"127.0.0.1:9013\""),
+    ("tls-cert", "/tmp/c.pem", "\"/tmp/c.pem\""),
+    ("tls-key", "/tmp/k.pem", "\"/tmp/k.pem\""),
+    ("tls-http", "", "true"),
+    ("jwt-secret", "s3cret", "\"s3cret\""),
+    ("api-key", "k3y", "\"k3y\""),
+    ("insecure", "", "true"),
+    ("trusted-proxy", "10.0.0.0/8", "[\"10.0.0.0/8\"]"),
+    (
+        "allowed-origin",
+        "https://a.example",
+        "[\"https://a.example\"]",
+    ),
+    ("heartbeat-sec", "7", "7"),
+    ("login-timeout-sec", "3", "3"),
+    ("max-frame", "4096", "4096"),
+    ("rate-limit", "9", "9"),
+    ("outbound-queue", "77", "77"),
+    ("max-rooms", "5", "5"),
+    ("data", "/tmp/rtgate-sample", "\"/tmp/rtgate-sample\""),
+    ("store", "memory", "\"memory\""),
+    ("dedupe-window-sec", "61", "61"),
+    ("retention-count", "123", "123"),
+    ("retention-sec", "3600", "3600"),
+    ("presence-ttl-sec", "9", "9"),
+    ("node-id", "n-sample", "\"n-sample\""),
+    ("redis", "redis://127.0.0.1:1", "\"redis://127.0.0.1:1\""),
+    ("redis-cluster", "", "true"),
+    ("wt-keepalive-sec", "4", "4"),
+    ("wt-idle-timeout-sec", "12", "12"),
+    ("congestion", "bbr", "\"bbr\""),
+    ("wt-max-connections", "321", "321"),
+    ("drain-sec", "2", "2"),
+    ("log-format", "json", "\"json\""),
+];
+
+/// The environment twin of an option: `RTGATE_` + upper snake case.
+fn twin(name: &str) -> String {
+    format!("RTGATE_{}", name.to_uppercase().replace('-', "_"))
+}
+
+/// `rtgate print-config` with extra arguments and environment.
+fn print_config(args: &[&str], env: &[(String, String)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .args(args)
+        .arg("print-config")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "print-config {args:?} {env:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn flag_env_twin_and_config_key_agree_for_every_option() {
+    let help = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .arg("--help")
+        .output()
+        .unwrap()
+        .stdout;
+    let help = String::from_utf8(help).unwrap();
+    let listed: Vec<&str> = help
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .filter(|w| !["help", "version", "config"].contains(w))
+        .collect();
+    for name in &listed {
+        assert!(
+            SAMPLES.iter().any(|(n, _, _)| n == name),
+            "--{name} has no sample value in SAMPLES"
+        );
+    }
+    let defaults = print_config(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, toml) in SAMPLES {
+        let flag = format!("--{name}");
+        let mut args = vec![flag.as_str()];
+        if !value.is_empty() {
+            args.push(value);
+        }
+        // A certificate needs its key and the other way round: the partner
+        // travels in the same form as the option under test.
+        let partner = match *name {
+            "tls-cert" => Some(("tls-key", "/tmp/p.pem")),
+            "tls-key" => Some(("tls-cert", "/tmp/p.pem")),
+            _ => None,
+        };
+        let partner_flag = partner.map(|(n, v)| (format!("--{n}"), v));
+        if let Some((f, v)) = &partner_flag {
+            args.extend([f.as_str(), *v]);
+        }
+        let from_flag = print_config(&args, &[]);
+        let env_name = twin(name);
+        let env_value = if value.is_empty() { "true" } else { value };
+        let mut env = vec![(env_name.clone(), env_value.to_string())];
+        env.extend(partner.map(|(n, v)| (twin(n), v.to_string())));
+        let from_env = print_config(&[], &env);
+        let file = dir.path().join(format!("{name}.toml"));
+        let mut text = format!("{name} = {toml}\n");
+        if let Some((n, v)) = partner {
+            text.push_str(&format!("{n} = \"{v}\"\n"));
+        }
+        std::fs::write(&file, text).unwrap();
+        let from_file = print_config(&["--config", file.to_str().unwrap()], &[]);
+        assert_ne!(from_flag, defaults, "--{name} {value} changed nothing");
+        assert_eq!(from_flag, from_env, "--{name} and {env_name} disagree");
+        assert_eq!(
+            from_flag, from_file,
+            "--{name} and the config key `{name}` disagree"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! Every option's default, named once. The flags' `--help`, the resolved
+//! [`super::Config`] and anything else that needs a default read these.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::{Congestion, LogFormat, StoreKind};
+
+/// `--http`: TCP address for HTTP and WebSocket.
+pub const HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// `--wt`: UDP address for WebTransport.
+pub const WT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4433);
+/// `--data`: the data folder.
+pub const DATA: &str = "data";
+/// `--heartbeat-sec`.
+pub const HEARTBEAT_SEC: u64 = 25;
+/// `--login-timeout-sec`.
+pub const LOGIN_TIMEOUT_SEC: u64 = 10;
+/// `--max-frame`, bytes.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// `--rate-limit`, frames per second per session.
+pub const RATE_LIMIT: u32 = 50;
+/// `--outbound-queue`, frames.
+pub const OUTBOUND_QUEUE: usize = 1024;
+/// `--max-rooms`, rooms per session.
+pub const MAX_ROOMS: usize = 64;
+/// `--store`.
+pub const STORE: StoreKind = StoreKind::Sqlite;
+/// `--dedupe-window-sec`.
+pub const DEDUPE_WINDOW_SEC: u64 = 600;
+/// `--retention-count`, messages per channel.
+pub const RETENTION_COUNT: u64 = 10_000;
+/// `--retention-sec`: a week.
+pub const RETENTION_SEC: u64 = 7 * 24 * 3600;
+/// `--drain-sec`.
+pub const DRAIN_SEC: u64 = 10;
+/// `--wt-keepalive-sec`.
+pub const WT_KEEPALIVE_SEC: u64 = 10;
+/// `--wt-idle-timeout-sec`.
+pub const WT_IDLE_TIMEOUT_SEC: u64 = 30;
+/// `--congestion`.
+pub const CONGESTION: Congestion = Congestion::Cubic;
+/// `--wt-max-connections`.
+pub const WT_MAX_CONNECTIONS: usize = 100_000;
+/// `--presence-ttl-sec`.
+pub const PRESENCE_TTL_SEC: u64 = 20;
+/// `--log-format`.
+pub const LOG_FORMAT: LogFormat = LogFormat::Text;

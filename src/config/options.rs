@@ -1,0 +1,232 @@
+//! The options as an operator gives them: command-line flags, their
+//! `RTGATE_*` environment twins and the keys of a TOML file, declared once
+//! per concern. One line of [`options_group!`] makes the flag, its env twin,
+//! its config-file key (the flag without dashes) and the default shown by
+//! `--help`, which is the named constant in [`super::defaults`] that
+//! resolving the options applies too.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use super::defaults;
+use super::{Congestion, LogFormat, StoreKind};
+
+/// `help` followed by the default, as `--help` shows it.
+fn with_default(help: &str, default: &dyn Display) -> String {
+    format!("{help} [default: {default}]")
+}
+
+/// Declares the options of one concern: `defaulted` options (with the named
+/// default that `--help` shows and that an accessor of the same name
+/// applies), `plain` ones (absent means off or derived), `flags` and
+/// repeatable `lists`. Every one is optional, so a flag or env value can be
+/// told apart from a file's value when they are merged.
+macro_rules! options_group {
+    (
+        $(#[doc = $gdoc:literal])* $group:ident, $heading:literal {
+            $(defaulted {
+                $( $dfield:ident: $dty:ty = $default:expr, $dhelp:literal, [$($darg:tt)*]; )*
+            })?
+            $(plain {
+                $( $pfield:ident: $pty:ty, $phelp:literal, [$($parg:tt)*]; )*
+            })?
+            $(flags {
+                $( $flag:ident, $fhelp:literal, [$($farg:tt)*]; )*
+            })?
+            $(lists {
+                $( $list:ident: $lty:ty, $lhelp:literal, [$($larg:tt)*]; )*
+            })?
+        }
+    ) => {
+        $(#[doc = $gdoc])*
+        #[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
+        #[command(next_help_heading = $heading)]
+        #[serde(rename_all = "kebab-case")]
+        pub struct $group {
+            $($(
+                #[doc = $dhelp]
+                #[arg(long, help = with_default($dhelp, &$default), $($darg)*)]
+                pub $dfield: Option<$dty>,
+            )*)?
+            $($(
+                #[doc = $phelp]
+                #[arg(long, $($parg)*)]
+                pub $pfield: Option<$pty>,
+            )*)?
+            $($(
+                #[doc = $fhelp]
+                #[arg(long, $($farg)*)]
+                #[serde(default)]
+                pub $flag: bool,
+            )*)?
+            $($(
+                #[doc = $lhelp]
+                #[arg(long, value_delimiter = ',', $($larg)*)]
+                #[serde(default)]
+                pub $list: Vec<$lty>,
+            )*)?
+        }
+
+        impl $group {
+            /// `self` (flags and env) over `file`.
+            pub(super) fn over(self, file: Self) -> Self {
+                Self {
+                    $($( $dfield: self.$dfield.or(file.$dfield), )*)?
+                    $($( $pfield: self.$pfield.or(file.$pfield), )*)?
+                    $($( $flag: self.$flag || file.$flag, )*)?
+                    $($( $list: if self.$list.is_empty() { file.$list } else { self.$list }, )*)?
+                }
+            }
+
+            $($(
+                #[doc = concat!("`--", stringify!($dfield), "` as given, or its default.")]
+                pub(super) fn $dfield(&self) -> $dty {
+                    self.$dfield.clone().unwrap_or_else(|| <$dty>::from($default))
+                }
+            )*)?
+        }
+    };
+}
+
+options_group! {
+    /// Where the node listens.
+    ListenOptions, "Listeners" {
+        defaulted {
+            http: SocketAddr = defaults::HTTP, "TCP listen address for HTTP and WebSocket",
+                [env = "RTGATE_HTTP", value_name = "ADDR"];
+            wt: SocketAddr = defaults::WT, "UDP listen address for WebTransport",
+                [env = "RTGATE_WT", value_name = "ADDR"];
+        }
+        plain {
+            metrics: SocketAddr, "Serve /metrics on this address only, not on --http [default: on --http]",
+                [env = "RTGATE_METRICS", value_name = "ADDR"];
+        }
+    }
+}
+
+options_group! {
+    /// Certificates for WebTransport and HTTPS.
+    TlsOptions, "TLS" {
+        plain {
+            tls_cert: PathBuf, "PEM certificate chain for WebTransport (and wss) instead of the dev one",
+                [env = "RTGATE_TLS_CERT", value_name = "PEM"];
+            tls_key: PathBuf, "PEM private key for --tls-cert",
+                [env = "RTGATE_TLS_KEY", value_name = "PEM"];
+        }
+        flags {
+            tls_http, "Serve HTTPS and wss on --http, with the WebTransport certificate",
+                [env = "RTGATE_TLS_HTTP"];
+        }
+    }
+}
+
+options_group! {
+    /// Who may connect and how identities are checked.
+    AuthOptions, "Auth" {
+        plain {
+            jwt_secret: String, "HS256 secret; enables token auth (without it: dev mode, loopback only)",
+                [env = "RTGATE_JWT_SECRET", value_name = "S", hide_env_values = true];
+            api_key: String, "Key for the server API (`Authorization: apikey <key>`)",
+                [env = "RTGATE_API_KEY", value_name = "K", hide_env_values = true];
+        }
+        flags {
+            insecure, "Allow dev mode (no --jwt-secret) on a non-loopback address",
+                [env = "RTGATE_INSECURE"];
+        }
+        lists {
+            trusted_proxy: IpNet, "Peers whose X-Forwarded-For is believed (repeatable, or comma-separated)",
+                [env = "RTGATE_TRUSTED_PROXY", value_name = "CIDR"];
+            allowed_origin: String, "Browser origins allowed to connect (repeatable; none set: all)",
+                [env = "RTGATE_ALLOWED_ORIGIN", value_name = "ORIGIN"];
+        }
+    }
+}
+
+options_group! {
+    /// What one session may do, and how long it may take.
+    LimitsOptions, "Limits" {
+        defaulted {
+            heartbeat_sec: u64 = defaults::HEARTBEAT_SEC, "Heartbeat interval in seconds; 3x silence closes a session",
+                [env = "RTGATE_HEARTBEAT_SEC", value_name = "N"];
+            login_timeout_sec: u64 = defaults::LOGIN_TIMEOUT_SEC, "Seconds a connection has to log in",
+                [env = "RTGATE_LOGIN_TIMEOUT_SEC", value_name = "N"];
+            max_frame: usize = defaults::MAX_FRAME, "Frame size limit in bytes",
+                [env = "RTGATE_MAX_FRAME", value_name = "BYTES"];
+            rate_limit: u32 = defaults::RATE_LIMIT, "Frames per second per session, burst 2N; 0 turns the limit off",
+                [env = "RTGATE_RATE_LIMIT", value_name = "N"];
+            outbound_queue: usize = defaults::OUTBOUND_QUEUE, "Frames queued per session before it counts as a slow consumer",
+                [env = "RTGATE_OUTBOUND_QUEUE", value_name = "N"];
+            max_rooms: usize = defaults::MAX_ROOMS, "Rooms one session may be in",
+                [env = "RTGATE_MAX_ROOMS", value_name = "N"];
+        }
+    }
+}
+
+options_group! {
+    /// Where messages are kept and for how long.
+    StoreOptions, "Store" {
+        defaulted {
+            data: PathBuf = defaults::DATA, "Data folder: embedded store, node id, dev certificates",
+                [env = "RTGATE_DATA", value_name = "DIR"];
+            store: StoreKind = defaults::STORE, "Message store for a single node: sqlite (in the data folder) or memory",
+                [env = "RTGATE_STORE", value_name = "KIND"];
+            dedupe_window_sec: u64 = defaults::DEDUPE_WINDOW_SEC, "Seconds a clientMsgId is remembered for dedupe",
+                [env = "RTGATE_DEDUPE_WINDOW_SEC", value_name = "N"];
+            retention_count: u64 = defaults::RETENTION_COUNT, "Most messages kept per channel (inbox or room)",
+                [env = "RTGATE_RETENTION_COUNT", value_name = "N"];
+            retention_sec: u64 = defaults::RETENTION_SEC, "Seconds a stored message is kept",
+                [env = "RTGATE_RETENTION_SEC", value_name = "N"];
+        }
+    }
+}
+
+options_group! {
+    /// Several nodes over Redis.
+    ClusterOptions, "Cluster" {
+        defaulted {
+            presence_ttl_sec: u64 = defaults::PRESENCE_TTL_SEC, "Cluster mode: seconds a node's presence entries live without refresh",
+                [env = "RTGATE_PRESENCE_TTL_SEC", value_name = "N"];
+        }
+        plain {
+            node_id: String, "This node's id [default: generated once and kept in the data folder]",
+                [env = "RTGATE_NODE_ID", value_name = "ID"];
+            redis: String, "Redis URL; turns on cluster mode (broker, presence, shared store)",
+                [env = "RTGATE_REDIS", value_name = "URL"];
+        }
+        flags {
+            redis_cluster, "Treat --redis as a comma-separated list of Redis Cluster seed nodes (sharded Pub/Sub)",
+                [env = "RTGATE_REDIS_CLUSTER"];
+        }
+    }
+}
+
+options_group! {
+    /// WebTransport's QUIC transport.
+    QuicOptions, "QUIC" {
+        defaulted {
+            wt_keepalive_sec: u64 = defaults::WT_KEEPALIVE_SEC, "QUIC keep-alive interval for WebTransport, seconds",
+                [env = "RTGATE_WT_KEEPALIVE_SEC", value_name = "N"];
+            wt_idle_timeout_sec: u64 = defaults::WT_IDLE_TIMEOUT_SEC, "QUIC idle timeout for WebTransport, seconds",
+                [env = "RTGATE_WT_IDLE_TIMEOUT_SEC", value_name = "N"];
+            congestion: Congestion = defaults::CONGESTION, "QUIC congestion controller: cubic or bbr",
+                [env = "RTGATE_CONGESTION", value_name = "ALGO"];
+            wt_max_connections: usize = defaults::WT_MAX_CONNECTIONS, "Most concurrent WebTransport (QUIC) connections",
+                [env = "RTGATE_WT_MAX_CONNECTIONS", value_name = "N"];
+        }
+    }
+}
+
+options_group! {
+    /// Running the node.
+    OpsOptions, "Operations" {
+        defaulted {
+            drain_sec: u64 = defaults::DRAIN_SEC, "Seconds to drain sessions on shutdown before exiting",
+                [env = "RTGATE_DRAIN_SEC", value_name = "N"];
+            log_format: LogFormat = defaults::LOG_FORMAT, "Log format; the filter comes from RUST_LOG",
+                [env = "RTGATE_LOG_FORMAT", value_name = "FORMAT"];
+        }
+    }
+}
