@@ -28,6 +28,8 @@ pub mod certs;
 pub mod config;
 pub(crate) mod gateway;
 pub mod hub;
+#[cfg(test)]
+mod layers;
 pub mod model;
 pub mod protocol;
 pub(crate) mod quic;

@@ -23,6 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::proc;
+use crate::redis_server::{Launch, RedisServer};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -781,34 +782,18 @@ pub(crate) async fn cluster(
     let single = start(&target, &["--outbound-queue", "8192"], pin).await?;
     let one = run_fanout("1 node", &[single.pid], &[single.http], single.http, o).await?;
     drop(single);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let dir = tempfile::tempdir()?;
-    let mut redis = Command::new(if pin { "taskset" } else { "redis-server" });
-    if pin {
-        redis.args(["-c", "0", "redis-server"]);
-    }
-    let mut redis = redis
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("redis-server")?;
-    let redis_pid = redis.id().context("redis pid")?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let url = format!("redis://127.0.0.1:{port}");
+    let wrapper = if pin {
+        vec!["taskset".to_string(), "-c".into(), "0".into()]
+    } else {
+        Vec::new()
+    };
+    let redis = RedisServer::launch(Launch {
+        durable: false,
+        wrapper,
+    });
+    let redis_pid = redis.pid().context("redis pid")?;
+    let url = redis.url();
+
     let a = start(&target, &["--redis", &url, "--outbound-queue", "8192"], pin).await?;
     let b = start(&target, &["--redis", &url, "--outbound-queue", "8192"], pin).await?;
     let two = run_fanout(
@@ -819,7 +804,7 @@ pub(crate) async fn cluster(
         o,
     )
     .await?;
-    let _ = redis.start_kill();
+    drop(redis);
     let r = two["deliveries_per_server_cpu_s"].as_f64().unwrap_or(0.0)
         / one["deliveries_per_server_cpu_s"].as_f64().unwrap_or(1.0);
     println!("   cluster: deliveries per server CPU-s, 2 nodes + Redis / 1 node = {r:.2}");

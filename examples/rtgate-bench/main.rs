@@ -14,6 +14,8 @@
 mod baseline;
 mod load;
 mod proc;
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
 
 use std::path::PathBuf;
 

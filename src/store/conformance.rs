@@ -96,68 +96,38 @@ fn sqlite(
     })
 }
 
-/// A redis-server on a free port, killed on drop.
-struct RedisProc {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
 
 fn redis(
     _rec: Arc<Recorder>,
     retention: Retention,
 ) -> futures_util::future::BoxFuture<'static, Fixture> {
     Box::pin(async move {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        let guard = RedisProc { child, _dir: dir };
-        let url = format!("redis://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let store = loop {
-            match super::RedisStore::connect(&url, false, retention, Duration::from_secs(60)).await
-            {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "redis did not start: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let server = redis_server::RedisServer::launch(redis_server::Launch::default());
+        let store =
+            super::RedisStore::connect(&server.url(), false, retention, Duration::from_secs(60))
+                .await
+                .expect("the store connects to a running redis-server");
         Fixture {
             store: Arc::new(store),
             uses_sink: false,
-            _guard: Box::new(guard),
+            _guard: Box::new(server),
         }
     })
+}
+
+/// Whether the Redis suite can run; when not, says why on the terminal
+/// (past the test harness's capture), so a skip is never silent.
+fn redis_skipped(test: &str) -> bool {
+    match redis_server::missing() {
+        None => false,
+        Some(reason) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED redis_store::{test}: {reason}");
+            true
+        }
+    }
 }
 
 async fn seq_is_gap_free_per_channel_and_committed_in_order(make: Make) {
@@ -346,7 +316,10 @@ macro_rules! conformance {
             $(#[tokio::test] async fn $name() { super::$name(super::sqlite).await })*
         }
         mod redis_store {
-            $(#[tokio::test] async fn $name() { super::$name(super::redis).await })*
+            $(#[tokio::test] async fn $name() {
+                if super::redis_skipped(stringify!($name)) { return; }
+                super::$name(super::redis).await
+            })*
         }
     };
 }

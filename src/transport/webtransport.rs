@@ -3,7 +3,7 @@
 //! offers the QUIC endpoint, the HTTP/3 handshake up to the client's CONNECT
 //! request, and the [`Transport`] over the client's bidirectional stream
 //! (4-byte big-endian length-prefixed frames) and datagrams. Whether a
-//! request is accepted is decided by the edge above (`crate::quic`).
+//! request is accepted is decided by the QUIC edge above it.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

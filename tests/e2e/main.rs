@@ -12,6 +12,7 @@ mod login;
 mod messaging;
 mod nginx;
 mod ops;
+#[path = "../support/redis_server.rs"]
 mod redis_server;
 mod wt;
 mod wt_client;

@@ -1,0 +1,265 @@
+//! A real `redis-server` (and a three-master Redis Cluster) on free loopback
+//! ports, killed on drop: the one launcher shared by the store conformance
+//! suite (`src/store/conformance.rs`), the end-to-end tests and the
+//! benchmark, each of which includes this file with `#[path]`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why no redis-server can be started here, if so (for tests that skip
+/// with a printed reason instead of failing where it is not installed).
+pub(crate) fn missing() -> Option<String> {
+    match Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("redis-server --version exited with {s}")),
+        Err(e) => Some(format!(
+            "redis-server is not installed ({e}); scripts/test.sh installs it"
+        )),
+    }
+}
+
+/// How a Redis is started.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Launch {
+    /// AOF with fsync on every write, so an acked message survives a
+    /// SIGKILL of Redis (off: no persistence at all).
+    pub(crate) durable: bool,
+    /// A command and arguments to run redis-server under (e.g. `taskset -c 0`).
+    pub(crate) wrapper: Vec<String>,
+}
+
+/// One redis-server on a free loopback port.
+pub(crate) struct RedisServer {
+    child: Option<Child>,
+    /// Its port.
+    pub(crate) port: u16,
+    launch: Launch,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(port: u16, dir: &Path, launch: &Launch, extra: &[&str]) -> Child {
+    let mut cmd = match launch.wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg("redis-server");
+            c
+        }
+        None => Command::new("redis-server"),
+    };
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+    ]);
+    if launch.durable {
+        cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        cmd.args(["--appendonly", "no"]);
+    }
+    cmd.args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (scripts/test.sh installs it)")
+}
+
+/// Whether a Redis answers PING on `port`.
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+fn wait_for(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ping(port) {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl RedisServer {
+    /// A durable Redis (AOF, fsync always), as the cluster tests need.
+    pub(crate) fn start() -> RedisServer {
+        Self::launch(Launch {
+            durable: true,
+            ..Launch::default()
+        })
+    }
+
+    /// A Redis started as `launch` says; returns once it answers PING.
+    pub(crate) fn launch(launch: Launch) -> RedisServer {
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            launch,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.spawn();
+        r
+    }
+
+    /// Starts the process again (after [`RedisServer::kill`]) on the same
+    /// port and data.
+    pub(crate) fn spawn(&mut self) {
+        self.child = Some(spawn(self.port, self.dir.path(), &self.launch, &[]));
+        wait_for(self.port, "redis-server");
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id (of the wrapper, when there is one).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills Redis (SIGKILL) and starts it again on the same port and data.
+    pub(crate) fn restart_after(&mut self, down: Duration) {
+        self.kill();
+        std::thread::sleep(down);
+        self.spawn();
+    }
+
+    /// SIGKILL.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A local Redis Cluster of three masters (no replicas), for the sharded
+/// Pub/Sub tests.
+pub(crate) struct RedisCluster {
+    nodes: Vec<Child>,
+    /// The masters' ports, sorted.
+    pub(crate) ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+fn free_cluster_port() -> u16 {
+    // The cluster bus listens on port + 10000.
+    loop {
+        let p = free_port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Three durable masters joined with `redis-cli --cluster create`;
+    /// returns once the cluster state is ok on all of them.
+    pub(crate) fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
+        let launch = Launch {
+            durable: true,
+            ..Launch::default()
+        };
+        let mut nodes = Vec::new();
+        for p in &ports {
+            let d = dir.path().join(p.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            let extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+            nodes.push(spawn(*p, &d, &launch, &extra));
+        }
+        for p in &ports {
+            wait_for(*p, "cluster node");
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ports
+            .iter()
+            .all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ports.sort();
+        RedisCluster {
+            nodes,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// Keys held by the master on `port`.
+    pub(crate) fn dbsize(&self, port: u16) -> u64 {
+        cli(port, &["dbsize"]).trim().parse().unwrap_or(0)
+    }
+
+    /// Seed URLs for `--redis` with `--redis-cluster`.
+    pub(crate) fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.nodes {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
