@@ -34,7 +34,14 @@ pub struct Identity {
     pub user: Id,
     /// What rooms it may use.
     pub rooms: RoomGrant,
+    /// When the credentials expire (Unix seconds); `None` for identities
+    /// that do not (dev mode).
+    pub expires: Option<u64>,
 }
+
+/// How long past its `exp` a token is still accepted, at login and in a
+/// live session (clock skew between the issuer and this node).
+pub(crate) const EXP_LEEWAY_SECS: u64 = 3;
 
 /// A failed login, with the error and close code it gets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,9 +64,13 @@ impl AuthError {
     }
 }
 
-/// Where a login's credentials may come from besides the login frame.
-#[derive(Debug, Default, Clone)]
+/// Where a login's credentials may come from besides the login frame, and
+/// who is asking.
+#[derive(Debug, Clone)]
 pub struct UrlCredentials {
+    /// The client's address (through trusted proxies): dev-mode identities
+    /// are only for loopback clients.
+    pub client: std::net::IpAddr,
     /// `{userId}` of `/websocket/{userId}`.
     pub path_user: Option<String>,
     /// The `userId` query parameter.
@@ -77,15 +88,31 @@ pub struct Authenticator {
 #[derive(Deserialize)]
 struct Claims {
     sub: Id,
-    #[serde(default)]
-    rooms: Option<RoomsClaim>,
+    exp: u64,
+    /// Absent: every room. Present (`null` included): checked by [`grant`].
+    #[serde(default, deserialize_with = "present")]
+    rooms: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RoomsClaim {
-    Star(String),
-    List(Vec<Id>),
+/// A claim that is present, even as `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// The rooms a `rooms` claim grants: an array of room ids, or `"*"`;
+/// anything else (`null`, a number, one id as a string) is refused.
+fn grant(claim: Option<serde_json::Value>) -> Result<RoomGrant, AuthError> {
+    use serde_json::Value;
+    let bad =
+        || AuthError::Unauthorized("rooms claim must be an array of room ids or \"*\"".into());
+    match claim {
+        None => Ok(RoomGrant::All),
+        Some(Value::String(s)) if s == "*" => Ok(RoomGrant::All),
+        Some(v @ Value::Array(_)) => serde_json::from_value::<Vec<Id>>(v)
+            .map(|l| RoomGrant::Only(l.into_iter().collect()))
+            .map_err(|_| bad()),
+        Some(_) => Err(bad()),
+    }
 }
 
 impl Authenticator {
@@ -94,7 +121,7 @@ impl Authenticator {
         let jwt = secret.map(|s| {
             let mut v = Validation::new(Algorithm::HS256);
             v.set_required_spec_claims(&["exp"]);
-            v.leeway = 5;
+            v.leeway = EXP_LEEWAY_SECS;
             (DecodingKey::from_secret(s.as_bytes()), v)
         });
         Self { jwt }
@@ -115,29 +142,51 @@ impl Authenticator {
             .as_deref()
             .or(url.query_token.as_deref())
             .ok_or_else(|| AuthError::Unauthorized("a token is required".into()))?;
-        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
-            .map_err(|e| AuthError::Unauthorized(format!("invalid token: {e}")))?
-            .claims;
+        let identity = Self::verify(token, key, validation)?;
         if let Some(claimed) = &login.user
-            && *claimed != claims.sub
+            && *claimed != identity.user
         {
             return Err(AuthError::Forbidden(
                 "sendUserId does not match the token".into(),
             ));
         }
-        let rooms = match claims.rooms {
-            None => RoomGrant::All,
-            Some(RoomsClaim::Star(s)) if s == "*" => RoomGrant::All,
-            Some(RoomsClaim::Star(s)) => RoomGrant::Only(Id::parse(&s).into_iter().collect()),
-            Some(RoomsClaim::List(l)) => RoomGrant::Only(l.into_iter().collect()),
+        Ok(identity)
+    }
+
+    /// New credentials for a live session of `user` (msgType 10): a bad
+    /// token is 401, a token for another user 403.
+    pub fn refresh(&self, token: &str, user: &Id) -> Result<Identity, AuthError> {
+        let Some((key, validation)) = &self.jwt else {
+            return Err(AuthError::Unauthorized(
+                "this server takes no tokens (dev mode)".into(),
+            ));
         };
+        let identity = Self::verify(token, key, validation)?;
+        if identity.user != *user {
+            return Err(AuthError::Forbidden(
+                "the new token is for another user".into(),
+            ));
+        }
+        Ok(identity)
+    }
+
+    fn verify(token: &str, key: &DecodingKey, v: &Validation) -> Result<Identity, AuthError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, key, v)
+            .map_err(|e| AuthError::Unauthorized(format!("invalid token: {e}")))?
+            .claims;
         Ok(Identity {
+            rooms: grant(claims.rooms)?,
             user: claims.sub,
-            rooms,
+            expires: Some(claims.exp),
         })
     }
 
     fn dev_login(&self, login: &Login, url: &UrlCredentials) -> Result<Identity, AuthError> {
+        if !url.client.is_loopback() {
+            return Err(AuthError::Unauthorized(
+                "dev-mode identities are for loopback clients only; set --jwt-secret".into(),
+            ));
+        }
         let from_url = |s: &Option<String>, what: &str| -> Result<Option<Id>, AuthError> {
             s.as_deref()
                 .map(|v| Id::parse(v).map_err(|e| AuthError::Unauthorized(format!("{what}: {e}"))))
@@ -152,6 +201,7 @@ impl Authenticator {
         Ok(Identity {
             user,
             rooms: RoomGrant::All,
+            expires: None,
         })
     }
 }
@@ -184,6 +234,17 @@ mod tests {
         .unwrap()
     }
 
+    const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn none() -> UrlCredentials {
+        UrlCredentials {
+            client: LOCAL,
+            path_user: None,
+            query_user: None,
+            query_token: None,
+        }
+    }
+
     fn login(user: Option<&str>, token: Option<String>) -> Login {
         Login {
             user: user.map(|u| Id::parse(u).unwrap()),
@@ -196,6 +257,7 @@ mod tests {
     fn dev_identity_order() {
         let a = Authenticator::new(None);
         let url = UrlCredentials {
+            client: LOCAL,
             path_user: Some("p".into()),
             query_user: Some("q".into()),
             query_token: None,
@@ -220,7 +282,16 @@ mod tests {
             "q"
         );
         assert!(matches!(
-            a.login(&login(None, None), &UrlCredentials::default()),
+            a.login(&login(None, None), &none()),
+            Err(AuthError::Unauthorized(_))
+        ));
+        // A client that is not on loopback gets no dev identity.
+        let far = UrlCredentials {
+            client: "203.0.113.9".parse().unwrap(),
+            ..none()
+        };
+        assert!(matches!(
+            a.login(&login(Some("s"), None), &far),
             Err(AuthError::Unauthorized(_))
         ));
     }
@@ -233,9 +304,8 @@ mod tests {
             "k",
             serde_json::json!({"sub": 42, "exp": exp, "rooms": ["r1"]}),
         );
-        let id = a
-            .login(&login(None, Some(good.clone())), &UrlCredentials::default())
-            .unwrap();
+        let id = a.login(&login(None, Some(good.clone())), &none()).unwrap();
+        assert_eq!(id.expires, Some(exp));
         assert_eq!(id.user.as_str(), "42");
         assert!(
             id.rooms.allows(&Id::parse("r1").unwrap())
@@ -243,7 +313,7 @@ mod tests {
         );
         let url = UrlCredentials {
             query_token: Some(good.clone()),
-            ..UrlCredentials::default()
+            ..none()
         };
         assert!(a.login(&login(Some("42"), None), &url).is_ok());
         assert!(matches!(
@@ -270,10 +340,64 @@ mod tests {
             a.login(&login(None, Some(star)), &url).unwrap().rooms,
             RoomGrant::All
         );
-        assert!(
-            a.login(&login(None, None), &UrlCredentials::default())
-                .is_err()
+        assert!(a.login(&login(None, None), &none()).is_err());
+    }
+
+    #[test]
+    fn rooms_claim_is_an_array_of_ids_or_a_star() {
+        let a = Authenticator::new(Some("k"));
+        let exp = (crate::model::now_ms() / 1000) + 60;
+        let with = |rooms: serde_json::Value| {
+            let t = token(
+                "k",
+                serde_json::json!({"sub": "u", "exp": exp, "rooms": rooms}),
+            );
+            a.login(&login(None, Some(t)), &none())
+        };
+        for bad in [
+            serde_json::json!(null),
+            serde_json::json!(5),
+            serde_json::json!("r1"),
+            serde_json::json!({"r1": true}),
+            serde_json::json!([true]),
+            serde_json::json!(["a b"]),
+        ] {
+            assert!(
+                matches!(with(bad.clone()), Err(AuthError::Unauthorized(_))),
+                "rooms {bad} was accepted"
+            );
+        }
+        assert_eq!(with(serde_json::json!("*")).unwrap().rooms, RoomGrant::All);
+        assert_eq!(
+            with(serde_json::json!([])).unwrap().rooms,
+            RoomGrant::Only(Default::default())
         );
+    }
+
+    #[test]
+    fn refresh_keeps_the_user() {
+        let a = Authenticator::new(Some("k"));
+        let exp = (crate::model::now_ms() / 1000) + 600;
+        let u = Id::parse("u").unwrap();
+        let t = token(
+            "k",
+            serde_json::json!({"sub": "u", "exp": exp, "rooms": ["r"]}),
+        );
+        let id = a.refresh(&t, &u).unwrap();
+        assert_eq!(
+            (id.expires, id.rooms.allows(&Id::parse("r").unwrap())),
+            (Some(exp), true)
+        );
+        let other = token("k", serde_json::json!({"sub": "v", "exp": exp}));
+        assert!(matches!(
+            a.refresh(&other, &u),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            a.refresh("junk", &u),
+            Err(AuthError::Unauthorized(_))
+        ));
+        assert!(Authenticator::new(None).refresh(&t, &u).is_err());
     }
 
     #[test]

@@ -202,8 +202,7 @@ pub fn write_dev(dir: &Path) -> Result<Certificate, TlsError> {
         .and_then(|e| e.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
     let key_path = dir.join("dev-key.pem");
-    std::fs::write(&key_path, key_pem).map_err(io(key_path.clone()))?;
-    restrict(&key_path);
+    write_private(&key_path, key_pem.as_bytes()).map_err(io(key_path.clone()))?;
     let cert_path = dir.join("dev-cert.pem");
     std::fs::write(&cert_path, cert_pem).map_err(io(cert_path))?;
     let exp_path = dir.join("dev-cert.expires");
@@ -211,14 +210,21 @@ pub fn write_dev(dir: &Path) -> Result<Certificate, TlsError> {
     Ok(identity)
 }
 
-#[cfg(unix)]
-fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+/// Writes a private key, readable by its owner only from the moment the file
+/// exists (mode 0600 at creation, not changed afterwards). An older key file
+/// is replaced, not rewritten in place, so its mode cannot carry over.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
 }
-
-#[cfg(not(unix))]
-fn restrict(_: &Path) {}
 
 /// The development certificate in `<data>/certs`, reused while it has more
 /// than [`RENEW_BEFORE`] left, generated otherwise.
@@ -289,6 +295,15 @@ mod tests {
         let c = dev_identity(dir.path()).unwrap();
         assert_ne!(a.sha256, c.sha256);
         assert_eq!(a.hash_hex().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("certs/dev-key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
     }
 
     #[test]

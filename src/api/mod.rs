@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use crate::admission::forwarded::client_addr;
 use crate::gateway::Gateway;
 use crate::protocol::{Id, ProtoError, decode_publish};
 use crate::routing::Sent;
@@ -125,6 +126,9 @@ pub(crate) enum ApiError {
     /// The API is not enabled for this caller.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The request body is not `application/json`.
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
     /// The store or broker cannot serve now.
     #[error("{0}")]
     Unavailable(String),
@@ -136,6 +140,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -162,11 +167,14 @@ impl IntoResponse for ApiError {
 }
 
 /// Checks `Authorization: apikey <key>`. Without a configured key the API is
-/// open only in dev mode to loopback callers.
+/// open only in dev mode to loopback callers (the caller as seen through
+/// trusted proxies: a reverse proxy on this host does not make the world
+/// local).
 fn authorize(gw: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     let cfg = gw.config();
     let Some(key) = &cfg.auth.api_key else {
-        if cfg.dev_mode() && peer.ip().is_loopback() {
+        let client = client_addr(peer, headers, &cfg.auth.trusted_proxies);
+        if cfg.dev_mode() && client.ip().is_loopback() {
             return Ok(());
         }
         return Err(ApiError::Forbidden("the server API needs --api-key"));
@@ -212,12 +220,28 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     }
 }
 
+/// Requests with a body must say it is JSON: a page on another site can
+/// post `text/plain` without asking first, but not `application/json`.
+fn json_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
 async fn publish(
     State(gw): State<Gateway>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    json_body(&headers)?;
     authorize(&gw, peer, &headers)?;
     if body.len() > gw.config().limits.max_frame {
         return Err(ApiError::BadRequest(format!(

@@ -10,6 +10,11 @@ use super::message::{self, Since, SincePositions, Wire};
 pub const MAX_CLIENT_MSG_ID: usize = 64;
 /// Largest history page.
 pub const MAX_HISTORY_LIMIT: u32 = 100;
+/// Deepest nesting of arrays and objects accepted in a `msgBody`.
+pub const MAX_BODY_DEPTH: usize = 64;
+/// Largest position (`seq`, `since`, cursors): positions are stored as
+/// signed 64-bit integers.
+pub const MAX_POSITION: u64 = i64::MAX as u64;
 
 /// One decoded client frame.
 #[derive(Debug)]
@@ -51,6 +56,11 @@ pub enum Command {
     PresenceRoom(Id),
     /// msgType 8 with `userIds`.
     PresenceUsers(Vec<Id>),
+    /// msgType 10 from a client: new credentials for this session.
+    Refresh {
+        /// The new JWT.
+        token: String,
+    },
 }
 
 /// A login frame.
@@ -169,6 +179,30 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
             "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID} characters"
         )));
     }
+    if let Some(body) = &w.msg_body
+        && nesting_depth(body.get()) > MAX_BODY_DEPTH
+    {
+        return Err(ProtoError::bad(format!(
+            "msgBody: nested deeper than {MAX_BODY_DEPTH} levels"
+        )));
+    }
+    if let Some(seq) = w.seq {
+        position(seq, "seq")?;
+    }
+    match &w.since {
+        Some(Since::Seq(n)) => {
+            position(*n, "since")?;
+        }
+        Some(Since::Positions(p)) => {
+            if let Some(n) = p.inbox {
+                position(n, "since.inbox")?;
+            }
+            for (room, n) in &p.rooms {
+                position(*n, &format!("since.rooms.{room}"))?;
+            }
+        }
+        None => {}
+    }
     match msg_type {
         message::HEARTBEAT => Ok(Command::Heartbeat),
         message::LOGIN => {
@@ -225,6 +259,10 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
             }
             _ => Err(ProtoError::bad("presence needs either roomId or userIds")),
         },
+        message::REFRESH => match w.token {
+            Some(token) if !token.is_empty() => Ok(Command::Refresh { token }),
+            _ => Err(ProtoError::bad("msgType 10 needs token")),
+        },
         t if message::is_business(t) => {
             let to = match (w.received_user_id, w.room_id) {
                 (Some(user), context) => Destination::User { user, context },
@@ -245,6 +283,44 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
         }
         t => Err(ProtoError::bad(format!("unknown msgType {t}"))),
     }
+}
+
+/// A position must fit a signed 64-bit integer (the stores keep it so).
+fn position(n: u64, field: &str) -> Result<u64, ProtoError> {
+    if n > MAX_POSITION {
+        return Err(ProtoError::bad(format!(
+            "{field}: {n} is beyond the largest position {MAX_POSITION}"
+        )));
+    }
+    Ok(n)
+}
+
+/// How deeply arrays and objects nest in a JSON text (0 for a scalar).
+/// Brackets inside strings do not count.
+pub fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 fn need_room(room: Option<Id>, what: &str) -> Result<Id, ProtoError> {
@@ -319,6 +395,11 @@ mod tests {
             r#"{"msgType":2.5}"#,
             r#"{}"#,
             r#"{"msgType":10}"#,
+            r#"{"msgType":10,"token":""}"#,
+            r#"{"msgType":4,"seq":9223372036854775808}"#,
+            r#"{"msgType":7,"since":18446744073709551615}"#,
+            r#"{"msgType":2,"since":{"inbox":9223372036854775808}}"#,
+            r#"{"msgType":2,"since":{"rooms":{"r":9223372036854775808}}}"#,
             r#"{"msgType":0}"#,
             r#"{"msgType":-1}"#,
             r#"{"msgType":3}"#,
@@ -338,6 +419,42 @@ mod tests {
                 .error
                 .to_string()
                 .starts_with("msgType")
+        );
+    }
+
+    #[test]
+    fn positions_up_to_i64_max_are_fine() {
+        let Command::Cursor { seq } = cmd(r#"{"msgType":4,"seq":9223372036854775807}"#) else {
+            panic!()
+        };
+        assert_eq!(seq, MAX_POSITION);
+    }
+
+    #[test]
+    fn refresh_carries_its_token() {
+        let Command::Refresh { token } = cmd(r#"{"msgType":10,"token":"t.k.n"}"#) else {
+            panic!()
+        };
+        assert_eq!(token, "t.k.n");
+    }
+
+    #[test]
+    fn deep_bodies_are_400_and_strings_do_not_count() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let frame = |body: &str| {
+            format!(r#"{{"msgType":3,"roomId":"r","clientMsgId":"c","msgBody":{body}}}"#)
+        };
+        assert!(decode(frame(&deep(MAX_BODY_DEPTH)).as_bytes()).is_ok());
+        let e = err(&frame(&deep(MAX_BODY_DEPTH + 1)));
+        assert_eq!(e.error.code(), 400);
+        assert!(e.error.to_string().contains("nested deeper"), "{e}");
+        assert_eq!(e.client_msg_id.as_deref(), Some("c"));
+        let e = err(&frame(&deep(20_000)));
+        assert_eq!(e.error.code(), 400);
+        assert_eq!(nesting_depth(r#"{"a":"[[[[{{","b":["\"[",{}]}"#), 3);
+        assert!(
+            decode_publish(format!(r#"{{"roomId":"r","msgBody":{}}}"#, deep(65)).as_bytes())
+                .is_err()
         );
     }
 

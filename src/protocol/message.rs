@@ -28,6 +28,10 @@ pub const HISTORY: i64 = 7;
 pub const PRESENCE: i64 = 8;
 /// msgType 9: error.
 pub const ERROR: i64 = 9;
+/// msgType 10: credentials expire soon (server), or a refresh (client).
+pub const REFRESH: i64 = 10;
+/// msgType 11: a presence event.
+pub const PRESENCE_EVENT: i64 = 11;
 /// Every msgType at or above this one is a business message.
 pub const FIRST_CUSTOM: i64 = 100;
 
@@ -206,6 +210,9 @@ pub struct Reply {
     /// Server time, ms since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<u64>,
+    /// Refresh: when the session's credentials expire, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
 }
 
 impl Reply {
@@ -261,6 +268,16 @@ impl Reply {
         Self {
             msg_type: LEAVE,
             room_id: Some(room),
+            ..Self::default()
+        }
+    }
+
+    /// `{"msgType":10,"exp":...}`: the credentials expire then (announced
+    /// ahead of time, and the answer to a refresh).
+    pub fn expires(exp: u64) -> Self {
+        Self {
+            msg_type: REFRESH,
+            exp: Some(exp),
             ..Self::default()
         }
     }

@@ -46,7 +46,7 @@ mod proptests {
             msg_type in prop_oneof![Just(3i64), 100i64..100_000],
             from in id(), to in prop::option::of(id()), room in prop::option::of(id()),
             biz_type in prop::option::of(any::<i64>()), biz_mod in prop::option::of(any::<i64>()),
-            body in body(), seq in prop::option::of(1u64..u64::MAX), ts in any::<u64>(),
+            body in body(), seq in prop::option::of(1u64..=command::MAX_POSITION), ts in any::<u64>(),
         ) {
             prop_assume!(to.is_some() || room.is_some());
             let msg = Delivered {

@@ -10,7 +10,7 @@ use super::state::LoggedIn;
 use crate::gateway::Gateway;
 use crate::model::{Channel, now_ms};
 use crate::protocol::message::HISTORY;
-use crate::protocol::{Command, Destination, Id, ProtoError, Publish, Reply};
+use crate::protocol::{CloseCode, Command, Destination, Id, ProtoError, Publish, Reply};
 use crate::routing::Sent;
 use crate::store::{Appended, StoreError};
 
@@ -24,13 +24,15 @@ pub(crate) struct Effects {
     pub(crate) replies: Vec<Reply>,
     /// A stored message's ack, to send once the store has it.
     pub(crate) ack: Option<AckFuture>,
+    /// Close the session after the replies.
+    pub(crate) close: Option<CloseCode>,
 }
 
 impl Effects {
     fn reply(reply: Reply) -> Self {
         Self {
             replies: vec![reply],
-            ack: None,
+            ..Self::default()
         }
     }
 
@@ -79,6 +81,7 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
             };
             Effects::answer(result.map(|users| Reply::presence(Some(room), users)))
         }
+        Command::Refresh { token } => refresh(s, gw, &token),
         Command::PresenceUsers(users) => Effects::answer(
             gw.broker()
                 .online(users)
@@ -102,9 +105,43 @@ fn publish(s: &LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     match gw.publisher().send(s.user().clone(), Some(s.id), p) {
         Sent::Volatile => Effects::default(),
         Sent::Stored(fut) => Effects {
-            replies: Vec::new(),
             ack: Some(fut.map(move |r| (cmid, r)).boxed()),
+            ..Effects::default()
         },
+    }
+}
+
+/// New credentials for the session (msgType 10): rooms the new token no
+/// longer allows are left (with a msgType 6 notice each), and the answer
+/// is the new expiry. A bad token closes 4401, another user's 4403.
+fn refresh(s: &mut LoggedIn, gw: &Gateway, token: &str) -> Effects {
+    let identity = match gw.auth().refresh(token, s.user()) {
+        Ok(id) => id,
+        Err(e) => {
+            let (err, code) = e.to_protocol();
+            return Effects {
+                replies: vec![Reply::error(&err, None)],
+                close: Some(code),
+                ..Effects::default()
+            };
+        }
+    };
+    let lost: Vec<Id> = s
+        .rooms
+        .iter()
+        .filter(|r| !identity.rooms.allows(r))
+        .cloned()
+        .collect();
+    s.identity = identity;
+    let mut replies = Vec::new();
+    for room in lost {
+        leave(s, gw, &room);
+        replies.push(Reply::left(room));
+    }
+    replies.push(Reply::expires(s.identity.expires.unwrap_or_default()));
+    Effects {
+        replies,
+        ..Effects::default()
     }
 }
 

@@ -61,6 +61,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         identity: Identity {
             user: id(user),
             rooms,
+            expires: None,
         },
         handle,
         rx,
@@ -235,6 +236,28 @@ async fn presence_by_room_and_by_users() {
 async fn the_inbox_cursor_is_stored_without_an_answer() {
     let gw = gateway();
     let mut s = session(&gw, "alice", RoomGrant::All);
+    let mut bob = session(&gw, "bob", RoomGrant::All);
+    for i in 0..5 {
+        let dm = Command::Publish(Publish {
+            msg_type: 3,
+            to: Destination::User {
+                user: id("alice"),
+                context: None,
+            },
+            biz_type: None,
+            biz_opt_module: None,
+            body: None,
+            client_msg_id: Some(format!("d{i}")),
+            volatile: false,
+        });
+        handle(&mut bob, &gw, dm)
+            .await
+            .ack
+            .unwrap()
+            .await
+            .1
+            .unwrap();
+    }
     let e = handle(&mut s, &gw, Command::Cursor { seq: 5 }).await;
     assert!(e.replies.is_empty() && e.ack.is_none());
     assert_eq!(gw.store().cursor(&id("alice")).await.unwrap(), 5);

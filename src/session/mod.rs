@@ -20,10 +20,10 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
-use crate::auth::UrlCredentials;
+use crate::auth::{EXP_LEEWAY_SECS, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hub::Closer;
-use crate::model::{Channel, Delivery, OutFrame};
+use crate::model::{Channel, Delivery, OutFrame, now_ms};
 use crate::protocol::message::ERROR;
 use crate::protocol::{
     CloseCode, Command, DecodeError, Id, Inbound, Login, PONG, ProtoError, Reply, decode,
@@ -38,6 +38,11 @@ use state::LoggedIn;
 
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
+/// How long before its credentials expire a session is told (at most; a
+/// short-lived token is announced halfway through its life).
+const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
+/// After the peer closed, how long to wait for each frame it sent before.
+const INBOUND_DRAIN: Duration = Duration::from_millis(200);
 /// How long a closing session waits for its in-flight acks.
 const ACK_DRAIN: Duration = Duration::from_secs(2);
 
@@ -48,6 +53,7 @@ pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
     let span =
         info_span!("session", transport = %peer.kind, peer = %peer.addr, user = field::Empty);
     let url = UrlCredentials {
+        client: peer.addr.ip(),
         path_user: peer.path_user,
         query_user: peer.query_user,
         query_token: peer.query_token,
@@ -67,6 +73,7 @@ pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
         limit,
         last_inbound: Instant::now(),
         acks: FuturesUnordered::new(),
+        writable: true,
     };
     driver.run().instrument(span).await;
     telemetry::connection_closed(kind);
@@ -116,6 +123,21 @@ struct Driver<T> {
     last_inbound: Instant,
     /// Stores in flight whose ack is still to be sent, in any order.
     acks: FuturesUnordered<AckFuture>,
+    /// False once the peer can no longer be written to: what it sent
+    /// before closing is still handled, its answers are skipped.
+    writable: bool,
+}
+
+/// The instant a Unix time (seconds) falls on.
+fn instant_of(unix_secs: u64) -> Instant {
+    let left = (unix_secs * 1000).saturating_sub(now_ms());
+    Instant::now() + Duration::from_millis(left)
+}
+
+/// When to announce credentials that expire at `exp`.
+fn notice_at(exp: u64) -> Instant {
+    let left = Duration::from_millis((exp * 1000).saturating_sub(now_ms()));
+    instant_of(exp) - EXPIRY_NOTICE.min(left / 2)
 }
 
 async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
@@ -138,7 +160,19 @@ impl<T: Transport> Driver<T> {
         tokio::pin!(cancelled);
         let login_timer = sleep_until(login_deadline);
         tokio::pin!(login_timer);
+        // Credentials that expire: announced ahead (msgType 10), then the
+        // session is closed 4401 unless a refresh moved the expiry.
+        let expiry_timer = sleep_until(login_deadline);
+        tokio::pin!(expiry_timer);
+        let mut expiry: Option<(u64, bool)> = None;
         let flow = loop {
+            let exp = self.active.as_ref().and_then(|a| a.identity.expires);
+            if exp != expiry.map(|(e, _)| e) {
+                expiry = exp.map(|e| (e, false));
+                if let Some(e) = exp {
+                    expiry_timer.as_mut().reset(notice_at(e));
+                }
+            }
             let flow = tokio::select! {
                 biased;
                 _ = &mut cancelled => {
@@ -151,6 +185,24 @@ impl<T: Transport> Driver<T> {
                     telemetry::login("timeout");
                     Flow::Close(CloseCode::Timeout)
                 }
+                _ = &mut expiry_timer, if expiry.is_some() => match expiry {
+                    Some((exp, false)) => {
+                        expiry = Some((exp, true));
+                        expiry_timer.as_mut().reset(instant_of(exp + EXP_LEEWAY_SECS));
+                        match self.reply(Reply::expires(exp)).await {
+                            Ok(()) => self.flush().await,
+                            Err(e) => e.into(),
+                        }
+                    }
+                    _ => {
+                        info!("credentials expired");
+                        let e = ProtoError::Unauthorized("credentials expired".into());
+                        match self.error(e, None).await {
+                            Ok(()) => Flow::Close(CloseCode::Unauthorized),
+                            Err(e) => e.into(),
+                        }
+                    }
+                },
                 _ = heartbeat.tick() => self.on_heartbeat_tick(cfg.limits.heartbeat).await,
                 Some((cmid, result)) = self.acks.next(), if !self.acks.is_empty() => {
                     self.on_ack(cmid, result).await
@@ -162,7 +214,7 @@ impl<T: Transport> Driver<T> {
                     Some(Ok(inc)) => {
                         self.last_inbound = Instant::now();
                         match self.on_incoming(inc).await {
-                            Flow::Continue => self.t.flush().await.into(),
+                            Flow::Continue => self.flush().await,
                             other => other,
                         }
                     }
@@ -172,6 +224,9 @@ impl<T: Transport> Driver<T> {
                 break flow;
             }
         };
+        if let Flow::Gone = flow {
+            self.drain_inbound().await;
+        }
         if let Flow::Close(code) = flow {
             info!(code = code.code(), reason = code.label(), "closing session");
             telemetry::closed(code);
@@ -188,6 +243,51 @@ impl<T: Transport> Driver<T> {
             self.t.close(code, code.reason()).await;
         }
         self.finish();
+    }
+
+    /// The peer is gone (it closed, or a write to it failed): frames it sent
+    /// before are still in the transport's queue and are handled now, so a
+    /// message sent just before a close is delivered (volatile) or stored
+    /// (durable). Nothing more is written.
+    async fn drain_inbound(&mut self) {
+        self.writable = false;
+        if self.active.is_none() {
+            return;
+        }
+        let mut handled = 0usize;
+        while let Ok(Some(Ok(inc))) = tokio::time::timeout(INBOUND_DRAIN, self.t.recv()).await {
+            let _ = self.on_incoming(inc).await;
+            handled += 1;
+        }
+        if handled > 0 {
+            debug!(handled, "handled frames the peer sent before it closed");
+        }
+    }
+
+    /// Sends one frame, unless the peer can no longer be written to.
+    async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
+        if !self.writable {
+            return Ok(());
+        }
+        let r = self.t.send(frame, how).await;
+        if r.is_err() {
+            self.writable = false;
+        }
+        r
+    }
+
+    /// Flushes, unless the peer can no longer be written to.
+    async fn flush(&mut self) -> Flow {
+        if !self.writable {
+            return Flow::Continue;
+        }
+        match self.t.flush().await {
+            Ok(()) => Flow::Continue,
+            Err(e) => {
+                self.writable = false;
+                e.into()
+            }
+        }
     }
 
     /// Leaves the hub and tells the broker what this node no longer holds.
@@ -233,7 +333,7 @@ impl<T: Transport> Driver<T> {
         if let Err(e) = self.reply(reply).await {
             return e.into();
         }
-        self.t.flush().await.into()
+        self.flush().await
     }
 
     /// Writes one queued frame and whatever else is already queued, then
@@ -255,7 +355,7 @@ impl<T: Transport> Driver<T> {
                     .is_some_and(|upto| p.seq <= *upto)
             });
             if !stale {
-                if let Err(e) = self.t.send(frame.payload, frame.how).await {
+                if let Err(e) = self.send(frame.payload, frame.how).await {
                     return e.into();
                 }
                 written += 1;
@@ -265,7 +365,7 @@ impl<T: Transport> Driver<T> {
             }
         }
         self.m.frames_out.increment(written as u64);
-        self.t.flush().await.into()
+        self.flush().await
     }
 
     /// Sends one reply; error replies are logged and counted.
@@ -276,7 +376,7 @@ impl<T: Transport> Driver<T> {
             telemetry::client_error(code);
         }
         self.m.frames_out.increment(1);
-        self.t.send(reply.to_bytes(), Delivery::Reliable).await
+        self.send(reply.to_bytes(), Delivery::Reliable).await
     }
 
     async fn error(&mut self, err: ProtoError, cmid: Option<String>) -> Result<(), TransportError> {
@@ -324,8 +424,7 @@ impl<T: Transport> Driver<T> {
         match decoded {
             Ok(Inbound::Ping) => {
                 self.m.frames_out.increment(1);
-                self.t
-                    .send(Bytes::from_static(PONG), Delivery::Reliable)
+                self.send(Bytes::from_static(PONG), Delivery::Reliable)
                     .await
                     .into()
             }
@@ -354,7 +453,11 @@ impl<T: Transport> Driver<T> {
                 }
             };
         };
-        let Effects { replies, ack } = commands::handle(state, &self.gw, cmd).await;
+        let Effects {
+            replies,
+            ack,
+            close,
+        } = commands::handle(state, &self.gw, cmd).await;
         if let Some(ack) = ack {
             self.acks.push(ack);
         }
@@ -363,7 +466,10 @@ impl<T: Transport> Driver<T> {
                 return e.into();
             }
         }
-        Flow::Continue
+        match close {
+            Some(code) => Flow::Close(code),
+            None => Flow::Continue,
+        }
     }
 
     async fn login(&mut self, login: Login) -> Flow {
@@ -403,10 +509,12 @@ impl<T: Transport> Driver<T> {
         loop {
             let more = page.messages.len() == REPLAY_PAGE && page.last < until;
             for msg in page.messages {
-                self.t.send(raw_bytes(msg), Delivery::Reliable).await?;
+                self.send(raw_bytes(msg), Delivery::Reliable).await?;
                 sent += 1;
             }
-            self.t.flush().await?;
+            if self.writable {
+                self.t.flush().await?;
+            }
             if let Some(a) = &mut self.active {
                 a.replayed.insert(channel.clone(), page.last);
             }

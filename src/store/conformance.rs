@@ -232,6 +232,12 @@ async fn cursor_never_moves_back(make: Make) {
     let store = f.store.clone();
     let u = id("u");
     assert_eq!(store.cursor(&u).await.unwrap(), 0);
+    for n in 0..5 {
+        store
+            .append(request(Channel::Inbox(u.clone()), n, None))
+            .await
+            .unwrap();
+    }
     store.set_cursor(&u, 5).await.unwrap();
     store.set_cursor(&u, 3).await.unwrap();
     assert_eq!(store.cursor(&u).await.unwrap(), 5);
@@ -307,6 +313,50 @@ async fn retention_trims_and_reports_the_gap(make: Make) {
     );
 }
 
+async fn cursors_stay_within_the_inbox(make: Make) {
+    let rec = Arc::new(Recorder::default());
+    let f = make(rec, Retention::default()).await;
+    let s = f.store.clone();
+    let u = id("u");
+    let inbox = Channel::Inbox(u.clone());
+    // An empty inbox holds every cursor at 0.
+    s.set_cursor(&u, 5).await.unwrap();
+    assert_eq!(s.cursor(&u).await.unwrap(), 0);
+    for n in 0..2 {
+        s.append(request(inbox.clone(), n, None)).await.unwrap();
+    }
+    s.set_cursor(&u, 1_000_000_000_000).await.unwrap();
+    assert_eq!(s.cursor(&u).await.unwrap(), 2, "clamped to the inbox");
+    // A message after that is still after the cursor: it will be replayed.
+    s.append(request(inbox.clone(), 2, None)).await.unwrap();
+    assert_eq!(s.cursor(&u).await.unwrap(), 2);
+    s.set_cursor(&u, crate::protocol::command::MAX_POSITION)
+        .await
+        .unwrap();
+    assert_eq!(s.cursor(&u).await.unwrap(), 3);
+    s.set_cursor(&u, 1).await.unwrap();
+    assert_eq!(s.cursor(&u).await.unwrap(), 3, "never moves back");
+}
+
+async fn reading_past_the_end_finds_nothing(make: Make) {
+    let rec = Arc::new(Recorder::default());
+    let f = make(rec, Retention::default()).await;
+    let s = f.store.clone();
+    let ch = Channel::Room(id("r"));
+    for n in 0..3 {
+        s.append(request(ch.clone(), n, None)).await.unwrap();
+    }
+    for since in [3, 4, 1_000_000, crate::protocol::command::MAX_POSITION] {
+        let page = s.read(&ch, since, 10).await.unwrap();
+        assert!(page.messages.is_empty(), "since {since}");
+        assert_eq!(
+            (page.latest, page.last, page.gap),
+            (3, since, false),
+            "since {since}"
+        );
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),*) => {
         mod memory_store {
@@ -330,7 +380,9 @@ conformance!(
     dedupe_returns_the_original_ack,
     cursor_never_moves_back,
     read_pages_in_seq_order,
-    retention_trims_and_reports_the_gap
+    retention_trims_and_reports_the_gap,
+    cursors_stay_within_the_inbox,
+    reading_past_the_end_finds_nothing
 );
 
 /// Opens a SQLite store with default settings and a throwaway sink.
@@ -353,6 +405,12 @@ async fn sqlite_survives_reopen_and_refuses_a_second_opener() {
             .append(request(ch.clone(), 1, Some("once")))
             .await
             .unwrap();
+        for n in 0..9 {
+            store
+                .append(request(Channel::Inbox(id("u")), n, None))
+                .await
+                .unwrap();
+        }
         store.set_cursor(&id("u"), 9).await.unwrap();
         let second = open_sqlite(dir.path());
         let err = second.err().expect("the folder is locked").to_string();

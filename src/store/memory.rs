@@ -35,6 +35,15 @@ struct State {
     cursors: HashMap<Id, u64>,
 }
 
+impl State {
+    /// The latest seq of a user's inbox (0 when empty).
+    fn inbox_latest(&self, user: &Id) -> u64 {
+        self.logs
+            .get(&Channel::Inbox(user.clone()))
+            .map_or(0, |l| l.last)
+    }
+}
+
 #[derive(Default)]
 struct Log {
     /// Seq of the last appended message (0: none yet).
@@ -156,11 +165,16 @@ impl Store for MemoryStore {
     }
 
     fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
-        ready(Ok(self.lock().cursors.get(user).copied().unwrap_or(0))).boxed()
+        let st = self.lock();
+        let c = st.cursors.get(user).copied().unwrap_or(0);
+        ready(Ok(c.min(st.inbox_latest(user)))).boxed()
     }
 
     fn set_cursor(&self, user: &Id, seq: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut st = self.lock();
+        // Never beyond what the inbox holds: a later message must not hide
+        // behind a cursor that ran ahead.
+        let seq = seq.min(st.inbox_latest(user));
         let c = st.cursors.entry(user.clone()).or_default();
         *c = (*c).max(seq);
         ready(Ok(())).boxed()

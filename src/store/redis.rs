@@ -61,10 +61,13 @@ for i = 9, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
 return {0, ack}
 "#;
 
-/// KEYS: cursor. ARGV: seq. Moves the cursor forward only.
+/// KEYS: cursor, the inbox's seq. ARGV: seq. Moves the cursor forward
+/// only, and never beyond the inbox's latest seq.
 const CURSOR: &str = r#"
 local c = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end
+local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
+local v = math.min(tonumber(ARGV[1]), latest)
+if v > c then redis.call('SET', KEYS[1], v) end
 return 1
 "#;
 
@@ -74,6 +77,11 @@ fn seq_key(c: &Channel) -> String {
 
 fn log_key(c: &Channel) -> String {
     format!("rtgate:{}:log", tag(c))
+}
+
+/// A user's inbox cursor, in the slot of the inbox's keys.
+fn cursor_key(user: &Id) -> String {
+    format!("rtgate:{}:cursor", tag(&Channel::Inbox(user.clone())))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -411,23 +419,24 @@ impl Store for RedisStore {
     }
 
     fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
-        let key = format!("rtgate:cursor:{user}");
+        let keys = [cursor_key(user), seq_key(&Channel::Inbox(user.clone()))];
         let mut conn = self.conn.clone();
         async move {
-            let v: Option<u64> = conn.get(key).await.map_err(unavailable)?;
-            Ok(v.unwrap_or(0))
+            let v: Vec<Option<u64>> = conn.mget(&keys).await.map_err(unavailable)?;
+            let at = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
+            Ok(at(0).min(at(1)))
         }
         .boxed()
     }
 
     fn set_cursor(&self, user: &Id, seq: u64) -> BoxFuture<'static, Result<(), StoreError>> {
-        let key = format!("rtgate:cursor:{user}");
+        let keys = [cursor_key(user), seq_key(&Channel::Inbox(user.clone()))];
         let mut conn = self.conn.clone();
         async move {
             redis::cmd("EVAL")
                 .arg(CURSOR)
-                .arg(1)
-                .arg(key)
+                .arg(2)
+                .arg(&keys)
                 .arg(seq)
                 .query_async::<i64>(&mut conn)
                 .await

@@ -340,12 +340,16 @@ impl Writer {
                     slot.committed = committed;
                 }
                 Err((user, seq)) => {
+                    // Clamped to the inbox's latest seq in the same
+                    // transaction: a cursor never runs ahead of the inbox.
+                    let inbox = channel_key(&Channel::Inbox(user.clone()));
                     self.conn
                         .prepare_cached(
-                            "INSERT INTO cursors (user, seq) VALUES (?1, ?2)
+                            "INSERT INTO cursors (user, seq) VALUES (?1,
+                               min(?2, coalesce((SELECT last_seq FROM channels WHERE channel = ?3), 0)))
                              ON CONFLICT(user) DO UPDATE SET seq = max(seq, excluded.seq)",
                         )?
-                        .execute(params![user.as_str(), seq as i64])?;
+                        .execute(params![user.as_str(), seq as i64, inbox])?;
                 }
             }
         }
@@ -531,14 +535,18 @@ impl Store for SqliteStore {
 
     fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
         let user = user.clone();
+        let inbox = channel_key(&Channel::Inbox(user.clone()));
         self.read_with(move |conn| {
-            conn.prepare_cached("SELECT seq FROM cursors WHERE user = ?1")
-                .and_then(|mut s| {
-                    s.query_row([user.as_str()], |r| r.get::<_, i64>(0))
-                        .optional()
-                })
-                .map(|s| s.unwrap_or(0) as u64)
-                .map_err(db_err)
+            conn.prepare_cached(
+                "SELECT max(0, min(seq, coalesce((SELECT last_seq FROM channels WHERE channel = ?2), 0)))
+                 FROM cursors WHERE user = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![user.as_str(), inbox], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|s| s.unwrap_or(0) as u64)
+            .map_err(db_err)
         })
     }
 

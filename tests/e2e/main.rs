@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod config;
 mod durability;
+mod hardening;
 mod legacy;
 mod limits;
 mod login;

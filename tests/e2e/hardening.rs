@@ -1,0 +1,271 @@
+//! What an attacker or a failing network tries: credentials that expire in
+//! a live session, claims that are not what they seem, dev mode behind a
+//! proxy, poison bodies, out-of-range positions, and frames sent right
+//! before a close.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{Client, End, Server, jwt, unix_now};
+
+const SECRET: &str = "s3cret";
+
+fn token(sub: &str, exp_in: i64, rooms: serde_json::Value) -> (String, i64) {
+    let exp = unix_now() + exp_in;
+    (
+        jwt(SECRET, json!({"sub": sub, "exp": exp, "rooms": rooms})),
+        exp,
+    )
+}
+
+async fn login_with(s: &Server, token: &str, rooms: &[&str]) -> Client {
+    let mut c = Client::connect(&s.ws_url("/ws")).await;
+    c.login_as(json!({"msgType": 2, "token": token, "rooms": rooms}))
+        .await;
+    c
+}
+
+#[tokio::test]
+async fn an_expiring_session_is_told_then_closed_4401() {
+    let s = Server::start(&["--jwt-secret", SECRET]);
+    let (t, exp) = token("alice", 2, json!("*"));
+    let mut c = login_with(&s, &t, &[]).await;
+    let notice = c.recv_type(10).await;
+    assert_eq!(notice["exp"].as_i64(), Some(exp), "{notice}");
+    // Unrefreshed, the session ends within a few seconds of exp.
+    let err = c.recv_type(9).await;
+    assert_eq!(err["code"], 401, "{err}");
+    assert_eq!(c.expect_end().await, End::Closed(4401));
+    assert!(unix_now() <= exp + 5, "closed late");
+}
+
+#[tokio::test]
+async fn a_refresh_outlives_the_first_token_and_leaves_rooms_no_longer_allowed() {
+    let s = Server::start(&["--jwt-secret", SECRET]);
+    let (first, first_exp) = token("alice", 2, json!(["a", "b"]));
+    let mut c = login_with(&s, &first, &["a", "b"]).await;
+    c.recv_type(10).await;
+    let (second, second_exp) = token("alice", 120, json!(["a"]));
+    c.send(&json!({"msgType": 10, "token": second})).await;
+    let left = c.recv_type(6).await;
+    assert_eq!(left["roomId"], "b");
+    assert_eq!(c.recv_type(10).await["exp"].as_i64(), Some(second_exp));
+    // Past the first token's end (and its leeway) the session still works.
+    let wait = (first_exp + 4 - unix_now()).max(0) as u64;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    c.send(&json!({"msgType": 1})).await;
+    assert_eq!(c.recv_type(1).await["msgType"], 1);
+    c.send(&json!({"msgType": 3, "roomId": "b", "clientMsgId": "x", "msgBody": 1}))
+        .await;
+    assert_eq!(c.recv_type(9).await["code"], 403, "b was left");
+    c.send(&json!({"msgType": 5, "roomId": "b"})).await;
+    assert_eq!(
+        c.recv_type(9).await["code"],
+        403,
+        "b is not in the new token"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_for_another_user_closes_4403_and_a_bad_token_4401() {
+    let s = Server::start(&["--jwt-secret", SECRET]);
+    let (t, _) = token("alice", 60, json!("*"));
+    let mut c = login_with(&s, &t, &[]).await;
+    let (other, _) = token("mallory", 60, json!("*"));
+    c.send(&json!({"msgType": 10, "token": other})).await;
+    assert_eq!(c.recv_type(9).await["code"], 403);
+    assert_eq!(c.expect_end().await, End::Closed(4403));
+
+    let mut c = login_with(&s, &t, &[]).await;
+    c.send(&json!({"msgType": 10, "token": "not.a.token"}))
+        .await;
+    assert_eq!(c.recv_type(9).await["code"], 401);
+    assert_eq!(c.expect_end().await, End::Closed(4401));
+}
+
+#[tokio::test]
+async fn a_rooms_claim_of_null_or_one_string_is_refused() {
+    let s = Server::start(&["--jwt-secret", SECRET]);
+    for rooms in [json!(null), json!("lobby"), json!(7)] {
+        let (t, _) = token("alice", 60, rooms.clone());
+        let mut c = Client::connect(&s.ws_url("/ws")).await;
+        c.send(&json!({"msgType": 2, "token": t})).await;
+        assert_eq!(c.recv().await["code"], 401, "rooms {rooms}");
+        assert_eq!(c.expect_end().await, End::Closed(4401));
+    }
+}
+
+#[tokio::test]
+async fn dev_mode_behind_a_proxy_refuses_identities_and_the_keyless_api_to_remote_clients() {
+    let s = Server::start(&["--trusted-proxy", "127.0.0.1/32"]);
+    let remote = [("x-forwarded-for", "203.0.113.9")];
+    let mut c = Client::connect_with_headers(&s.ws_url("/ws"), &remote)
+        .await
+        .unwrap();
+    c.send(&json!({"msgType": 2, "sendUserId": "alice"})).await;
+    let e = c.recv().await;
+    assert_eq!(e["code"], 401, "{e}");
+    assert_eq!(c.expect_end().await, End::Closed(4401));
+    let body = r#"{"roomId":"r","msgBody":1}"#;
+    let (status, _) = s.http("POST", "/api/publish", &remote, body).await;
+    assert_eq!(status, 403);
+    let (status, _) = s.http("GET", "/api/presence?roomId=r", &remote, "").await;
+    assert_eq!(status, 403);
+    // A client on this host, through the same proxy, is still local.
+    let local = [("x-forwarded-for", "127.0.0.1")];
+    let mut c = Client::connect_with_headers(&s.ws_url("/ws"), &local)
+        .await
+        .unwrap();
+    c.login_as(json!({"msgType": 2, "sendUserId": "alice"}))
+        .await;
+    assert_eq!(s.http("POST", "/api/publish", &local, body).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_api_takes_json_bodies_only() {
+    let s = Server::start(&[]);
+    let body = r#"{"roomId":"r","msgBody":1}"#;
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ] {
+        let (status, text) = s
+            .http("POST", "/api/publish", &[("content-type", ct)], body)
+            .await;
+        assert_eq!(status, 415, "{ct}: {text}");
+    }
+    let json_ct = [("content-type", "application/json; charset=utf-8")];
+    assert_eq!(s.http("POST", "/api/publish", &json_ct, body).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_dev_key_is_private_from_its_creation() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start(&[]);
+    let meta = std::fs::metadata(s.data.path().join("certs/dev-key.pem")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_deeply_nested_body_is_refused_and_nothing_is_stored() {
+    let s = Server::start(&[]);
+    let (mut c, _) = Client::login(&s, "alice").await;
+    c.send(&json!({"msgType": 5, "roomId": "r"})).await;
+    c.recv_type(5).await;
+    let body = format!("{}1{}", "[".repeat(20_000), "]".repeat(20_000));
+    let frame = format!(r#"{{"msgType":3,"roomId":"r","clientMsgId":"deep","msgBody":{body}}}"#);
+    c.send_text(&frame).await;
+    let e = c.recv_type(9).await;
+    assert_eq!(
+        (e["code"].as_i64(), e["clientMsgId"].as_str()),
+        (Some(400), Some("deep"))
+    );
+    // The connection stays, and the room's history is empty.
+    c.send(&json!({"msgType": 7, "roomId": "r", "since": 0}))
+        .await;
+    let h = c.recv_type(7).await;
+    assert_eq!(
+        (h["seq"].as_i64(), h["messages"].as_array().map(Vec::len)),
+        (Some(0), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn cursors_beyond_the_inbox_are_clamped_and_positions_beyond_i64_refused() {
+    let s = Server::start(&[]);
+    let (mut bob, _) = Client::login(&s, "bob").await;
+    let (mut alice, _) = Client::login(&s, "alice").await;
+    for i in 0..2 {
+        alice
+            .send(&json!({"msgType": 3, "receivedUserId": "bob", "clientMsgId": format!("m{i}"), "msgBody": i}))
+            .await;
+        alice.recv_type(4).await;
+        bob.recv_type(3).await;
+    }
+    // A cursor far beyond the inbox, then 2^63: refused.
+    bob.send(&json!({"msgType": 4, "seq": 1_000_000_000_000u64}))
+        .await;
+    bob.send_text(r#"{"msgType":4,"seq":9223372036854775808}"#)
+        .await;
+    assert_eq!(bob.recv_type(9).await["code"], 400);
+    drop(bob);
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "bob", "clientMsgId": "m2", "msgBody": 2}))
+        .await;
+    assert_eq!(alice.recv_type(4).await["seq"], 3);
+    // Bob logs in without since: the message sent while he was away
+    // arrives, because his cursor was held at the inbox's end (2).
+    let (mut bob, reply) = Client::login(&s, "bob").await;
+    assert_eq!(reply["inboxSeq"], 3);
+    let m = bob.recv_type(3).await;
+    assert_eq!(
+        (m["seq"].as_i64(), m["msgBody"].as_i64()),
+        (Some(3), Some(2))
+    );
+    bob.send_text(r#"{"msgType":7,"since":18446744073709551615}"#)
+        .await;
+    assert_eq!(bob.recv_type(9).await["code"], 400);
+}
+
+#[tokio::test]
+async fn a_message_sent_just_before_a_clean_close_still_reaches_the_room() {
+    let s = Server::start(&["--rate-limit", "0"]);
+    let (mut watcher, _) = Client::login(&s, "watcher").await;
+    watcher.send(&json!({"msgType": 5, "roomId": "busy"})).await;
+    watcher.recv_type(5).await;
+    // A chatty member keeps the server writing room traffic to everyone.
+    let (mut chatty, _) = Client::login(&s, "chatty").await;
+    chatty.send(&json!({"msgType": 5, "roomId": "busy"})).await;
+    chatty.recv_type(5).await;
+    let noise = tokio::spawn(async move {
+        for i in 0..1_000_000u32 {
+            chatty
+                .try_send(&json!({"msgType": 3, "roomId": "busy", "volatile": true, "msgBody": {"noise": i}}))
+                .await;
+            if i % 200 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    const ROUNDS: usize = 40;
+    // The watcher reads all along (noise included) and notes the last words.
+    let seen = tokio::spawn(async move {
+        let mut seen = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen.len() < ROUNDS {
+            let Ok(Ok(m)) = tokio::time::timeout_at(deadline, watcher.next_json_or_end()).await
+            else {
+                break;
+            };
+            if let Some(i) = m["msgBody"]["last"].as_u64() {
+                seen.insert(i);
+            }
+        }
+        seen
+    });
+    for i in 0..ROUNDS {
+        let (mut p, _) = Client::login(&s, &format!("pub{i}")).await;
+        p.send(&json!({"msgType": 5, "roomId": "busy"})).await;
+        p.recv_type(5).await;
+        // The server is writing room traffic to this publisher now.
+        for _ in 0..20 {
+            p.recv().await;
+        }
+        // Volatile and durable alike, then a clean close handshake.
+        let volatile = i % 2 == 0;
+        p.send(
+            &json!({"msgType": 3, "roomId": "busy", "volatile": volatile,
+                       "clientMsgId": format!("last{i}"), "msgBody": {"last": i}}),
+        )
+        .await;
+        p.close().await;
+    }
+    let seen = seen.await.unwrap();
+    noise.abort();
+    let missing: Vec<usize> = (0..ROUNDS)
+        .filter(|i| !seen.contains(&(*i as u64)))
+        .collect();
+    assert!(missing.is_empty(), "never reached the room: {missing:?}");
+}
