@@ -133,6 +133,12 @@ pub(crate) fn broker_dropped() {
     counter!("rtgate_broker_dropped_total").increment(1);
 }
 
+/// Local sessions were told to resync (close 1001) because the broker may
+/// have missed envelopes for them.
+pub(crate) fn broker_resync() {
+    counter!("rtgate_broker_resyncs_total").increment(1);
+}
+
 /// The broker reconnected to its backend.
 pub(crate) fn broker_reconnect() {
     counter!("rtgate_broker_reconnects_total").increment(1);

@@ -194,9 +194,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `/readyz` answers within this, whatever the store or broker do.
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(900);
+
 async fn readyz(State(gw): State<Gateway>) -> Response {
-    let store = gw.store().check().await;
-    let broker = gw.broker().check().await;
+    let (store, broker) = tokio::join!(
+        tokio::time::timeout(READY_DEADLINE, gw.store().check()),
+        tokio::time::timeout(READY_DEADLINE, gw.broker().check()),
+    );
+    let store = store.unwrap_or_else(|_| {
+        Err(crate::store::StoreError::Unavailable(
+            "store check timed out".into(),
+        ))
+    });
+    let broker = broker.unwrap_or_else(|_| {
+        Err(crate::broker::BrokerError::Unavailable(
+            "broker check timed out".into(),
+        ))
+    });
     let draining = gw.shutdown().is_cancelled();
     match (store, broker) {
         (Ok(()), Ok(())) if !draining => (StatusCode::OK, "ready\n").into_response(),

@@ -20,9 +20,10 @@ use tracing::{debug, info, warn};
 use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::{Envelope, Target, now_ms};
+use crate::protocol::CloseCode;
 use crate::protocol::Id;
-use crate::redis_io::RedisConn;
 use crate::redis_io::envelope::{self, pubsub_channel};
+use crate::redis_io::{DEADLINE, RedisConn};
 use crate::telemetry;
 
 /// Envelopes waiting to be published, and pushes waiting to be delivered.
@@ -86,7 +87,8 @@ impl RedisBroker {
         stop: CancellationToken,
     ) -> Result<Arc<Self>, BrokerConnectError> {
         let (push_tx, mut push_rx) = mpsc::channel::<PushInfo>(QUEUE);
-        let conn = RedisConn::connect(url, cluster, Some(push_tx))
+        let lost = Arc::new(AtomicBool::new(false));
+        let conn = RedisConn::connect(url, cluster, Some((push_tx, lost.clone())))
             .await
             .map_err(|e| BrokerConnectError(e.to_string()))?;
         let connected = Arc::new(AtomicBool::new(true));
@@ -181,6 +183,14 @@ impl RedisBroker {
                             info!("redis reachable again");
                             let _ = b.resubscribe(&mut conn).await;
                             let _ = b.refresh(&mut conn).await;
+                            // Other nodes may have published while this one
+                            // was not subscribed: every local session resumes
+                            // from the store (close 1001, the client comes
+                            // back with since).
+                            b.resync("redis was unreachable");
+                        }
+                        if lost.swap(false, Ordering::AcqRel) {
+                            b.resync("a message from redis was dropped (queue full)");
                         }
                     }
                     // The presence is removed by `Broker::leave`, called first on shutdown.
@@ -189,6 +199,19 @@ impl RedisBroker {
             }
         });
         Ok(broker)
+    }
+
+    /// Tells every local session to reconnect and resume with `since`,
+    /// because this node may have missed envelopes for it.
+    fn resync(&self, why: &str) {
+        let n = self.hub.session_count();
+        warn!(
+            sessions = n,
+            reason = why,
+            "resync: closing local sessions with 1001"
+        );
+        telemetry::broker_resync();
+        self.hub.close_all(CloseCode::GoingAway);
     }
 
     fn expires(&self) -> i64 {
@@ -310,7 +333,7 @@ impl RedisBroker {
         let (tx, rx) = oneshot::channel();
         self.send(Control::Subscribe(channel, Some(tx)));
         async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+            let _ = tokio::time::timeout(DEADLINE, rx).await;
         }
         .boxed()
     }

@@ -5,6 +5,9 @@
 
 pub(crate) mod envelope;
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -12,6 +15,22 @@ use redis::{PushInfo, Value};
 use tokio::sync::mpsc;
 
 use crate::telemetry;
+
+/// Longest any Redis call may take. Past it the call fails, so a Redis that
+/// is gone makes requests fail fast instead of hanging them.
+pub(crate) const DEADLINE: Duration = Duration::from_millis(800);
+
+/// `fut` within [`DEADLINE`], a timeout being an I/O error.
+async fn within<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("redis did not answer within {} ms", DEADLINE.as_millis()),
+        )
+        .into()),
+    }
+}
 
 /// A connection to one Redis, or to a Redis Cluster (sharded Pub/Sub).
 #[derive(Clone)]
@@ -24,10 +43,11 @@ pub(crate) enum RedisConn {
 
 impl redis::aio::ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
+        let fut = match self {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
-        }
+        };
+        Box::pin(within(fut))
     }
 
     fn req_packed_commands<'a>(
@@ -36,10 +56,11 @@ impl redis::aio::ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
+        let fut = match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        };
+        Box::pin(within(fut))
     }
 
     fn get_db(&self) -> i64 {
@@ -52,18 +73,21 @@ impl redis::aio::ConnectionLike for RedisConn {
 
 impl RedisConn {
     /// Connects. `url` is one URL, or with `cluster` a comma-separated list
-    /// of seed nodes. `push` receives Pub/Sub messages (RESP3 pushes).
+    /// of seed nodes. `push` receives Pub/Sub messages (RESP3 pushes);
+    /// its flag is set when one had to be dropped.
     pub(crate) async fn connect(
         url: &str,
         cluster: bool,
-        push: Option<mpsc::Sender<PushInfo>>,
+        push: Option<(mpsc::Sender<PushInfo>, Arc<AtomicBool>)>,
     ) -> redis::RedisResult<Self> {
-        let sender = push.map(|tx| {
+        let sender = push.map(|(tx, lost)| {
             move |info: PushInfo| {
                 // Never block the connection: a full queue drops (the
-                // message stays in the store for replay) and is counted.
+                // message stays in the store for replay), is counted, and
+                // the broker has the node's sessions resync.
                 tx.try_send(info).map_err(|_| {
                     telemetry::broker_dropped();
+                    lost.store(true, Ordering::Release);
                     redis::aio::SendError
                 })
             }
@@ -72,8 +96,8 @@ impl RedisConn {
             let seeds: Vec<String> = url.split(',').map(|u| resp3(u.trim())).collect();
             let mut b = redis::cluster::ClusterClientBuilder::new(seeds)
                 .use_protocol(redis::ProtocolVersion::RESP3)
-                .connection_timeout(Duration::from_secs(2))
-                .response_timeout(Duration::from_secs(5));
+                .connection_timeout(DEADLINE)
+                .response_timeout(DEADLINE);
             if let Some(s) = sender {
                 b = b.push_sender(s);
             }
@@ -82,8 +106,8 @@ impl RedisConn {
         } else {
             let client = redis::Client::open(resp3(url))?;
             let mut config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_connection_timeout(Some(DEADLINE))
+                .set_response_timeout(Some(DEADLINE))
                 .set_max_delay(Duration::from_secs(2));
             if let Some(s) = sender {
                 config = config.set_push_sender(s).set_automatic_resubscription();
@@ -110,18 +134,24 @@ impl RedisConn {
 
     /// Subscribes to a channel (`SSUBSCRIBE` in a cluster).
     pub(crate) async fn subscribe(&mut self, channel: String) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(c) => c.subscribe(channel).await,
-            Self::Cluster(c) => c.ssubscribe(channel).await,
-        }
+        within(async {
+            match self {
+                Self::Single(c) => c.subscribe(channel).await,
+                Self::Cluster(c) => c.ssubscribe(channel).await,
+            }
+        })
+        .await
     }
 
     /// Unsubscribes from a channel.
     pub(crate) async fn unsubscribe(&mut self, channel: String) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(c) => c.unsubscribe(channel).await,
-            Self::Cluster(c) => c.sunsubscribe(channel).await,
-        }
+        within(async {
+            match self {
+                Self::Single(c) => c.unsubscribe(channel).await,
+                Self::Cluster(c) => c.sunsubscribe(channel).await,
+            }
+        })
+        .await
     }
 
     /// Runs commands in order: one pipeline on a single Redis; one by one

@@ -17,11 +17,7 @@ use crate::hub::{Closer, SessionHandle};
 use crate::model::{Channel, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
 use crate::protocol::{Login, ProtoError, Reply};
-use crate::store::Page;
 use crate::telemetry;
-
-/// Messages per replay page.
-pub(crate) const REPLAY_PAGE: usize = 100;
 
 /// A session that has just logged in, and what it is owed before anything
 /// live: the reply, errors about parts of the login, and the replay.
@@ -32,8 +28,17 @@ pub(crate) struct Started {
     pub(crate) reply: Reply,
     /// Errors sent right after the reply (a room refused, replay incomplete).
     pub(crate) errors: Vec<ProtoError>,
-    /// Channels to replay, each with its first page.
-    pub(crate) replay: Vec<(Channel, Page)>,
+    /// Channels to replay, each from its position, one after the other.
+    pub(crate) replay: Vec<(Channel, u64)>,
+}
+
+/// Why a login frame did not log the session in.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The credentials: error 401/403 and the matching close.
+    Auth(AuthError),
+    /// The frame asks for too much: error 400, the connection stays.
+    Bad(ProtoError),
 }
 
 /// Logs a session in. `cancel` is the session's own token: the hub's
@@ -43,14 +48,26 @@ pub(crate) async fn login(
     cancel: &CancellationToken,
     login: Login,
     url: &UrlCredentials,
-) -> Result<Started, AuthError> {
-    let identity = gw.auth().login(&login, url).inspect_err(|e| {
-        info!(reason = %e, "login refused");
-        telemetry::login(match e {
-            AuthError::Unauthorized(_) => "unauthorized",
-            AuthError::Forbidden(_) => "forbidden",
-        });
-    })?;
+) -> Result<Started, Refused> {
+    // Checked before any work: each replayed room costs store reads.
+    let max_rooms = gw.config().limits.max_rooms;
+    if login.since.rooms.len() > max_rooms {
+        return Err(Refused::Bad(ProtoError::bad(format!(
+            "since.rooms: at most {max_rooms} rooms"
+        ))));
+    }
+    let identity = gw
+        .auth()
+        .login(&login, url)
+        .map_err(Refused::Auth)
+        .inspect_err(|e| {
+            let Refused::Auth(e) = e else { return };
+            info!(reason = %e, "login refused");
+            telemetry::login(match e {
+                AuthError::Unauthorized(_) => "unauthorized",
+                AuthError::Forbidden(_) => "forbidden",
+            });
+        })?;
     let user = identity.user.clone();
     tracing::Span::current().record("user", field::display(&user));
     let id = SessionId::new();
@@ -105,18 +122,26 @@ pub(crate) async fn login(
     }
     let mut replay = Vec::new();
     let mut unrecovered = Vec::new();
-    // The inbox page also tells the inbox's latest seq.
+    // One message per channel tells whether its history still reaches back
+    // to `since` (and the inbox's latest seq); the replay itself reads page
+    // by page later, one channel at a time, holding one page at most.
     let mut inbox_seq = 0;
     for (channel, since) in channels {
-        match store.read(&channel, since, REPLAY_PAGE).await {
-            Ok(page) => {
-                if page.gap {
+        match store.read(&channel, since, 1).await {
+            Ok(probe) => {
+                if probe.gap {
                     unrecovered.push(channel.to_string());
                 }
                 if channel == inbox {
-                    inbox_seq = page.latest;
+                    inbox_seq = probe.latest;
                 }
-                replay.push((channel, page));
+                if probe.messages.is_empty() {
+                    // Nothing to replay: live frames up to `since` are ones
+                    // the client already holds.
+                    state.replayed.insert(channel, since);
+                } else {
+                    replay.push((channel, since));
+                }
             }
             Err(e) => store_error = Some(e),
         }

@@ -28,16 +28,18 @@ use crate::protocol::message::ERROR;
 use crate::protocol::{
     CloseCode, Command, DecodeError, Id, Inbound, Login, PONG, ProtoError, Reply, decode,
 };
-use crate::store::{Appended, Page, StoreError};
+use crate::store::{Appended, StoreError};
 use crate::telemetry;
 use crate::transport::{Incoming, Transport, TransportError};
 use commands::{AckFuture, Effects};
 use limits::{RateLimit, Verdict};
-use login::REPLAY_PAGE;
+use login::Refused;
 use state::LoggedIn;
 
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
+/// Messages per replay page.
+const REPLAY_PAGE: usize = 100;
 /// How long before its credentials expire a session is told (at most; a
 /// short-lived token is announced halfway through its life).
 const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
@@ -475,7 +477,8 @@ impl<T: Transport> Driver<T> {
     async fn login(&mut self, login: Login) -> Flow {
         let started = match login::login(&self.gw, &self.cancel, login, &self.url).await {
             Ok(s) => s,
-            Err(e) => {
+            Err(Refused::Bad(e)) => return self.error(e, None).await.into(),
+            Err(Refused::Auth(e)) => {
                 let (err, code) = e.to_protocol();
                 return match self.error(err, None).await {
                     Ok(()) => Flow::Close(code),
@@ -493,17 +496,24 @@ impl<T: Transport> Driver<T> {
                 return e.into();
             }
         }
-        for (channel, page) in started.replay {
-            if let Err(e) = self.replay(channel, page).await {
+        for (channel, since) in started.replay {
+            if let Err(e) = self.replay(channel, since).await {
                 return e.into();
             }
         }
         Flow::Continue
     }
 
-    /// Sends a channel's replay, page after page, up to the latest seq seen
-    /// by its first page; later messages arrive live.
-    async fn replay(&mut self, channel: Channel, mut page: Page) -> Result<(), TransportError> {
+    /// Sends a channel's replay after `since`, page after page, up to the
+    /// latest seq seen by its first page; later messages arrive live.
+    async fn replay(&mut self, channel: Channel, since: u64) -> Result<(), TransportError> {
+        let mut page = match self.gw.store().read(&channel, since, REPLAY_PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                let e = ProtoError::Unavailable(format!("replay of {channel} stopped: {e}"));
+                return self.error(e, None).await;
+            }
+        };
         let until = page.latest;
         let mut sent = 0usize;
         loop {

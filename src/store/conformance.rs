@@ -313,6 +313,49 @@ async fn retention_trims_and_reports_the_gap(make: Make) {
     );
 }
 
+async fn dedupe_is_per_user_and_channel_and_keys_never_collide(make: Make) {
+    let f = make(Arc::new(Recorder::default()), Retention::default()).await;
+    let s = f.store.clone();
+    let with = |channel: Channel, user: &str, cmid: &str, n: u64| AppendRequest {
+        dedupe: Some(DedupeKey {
+            user: id(user),
+            client_msg_id: cmid.into(),
+        }),
+        ..request(channel, n, None)
+    };
+    let (a, b) = (Channel::Room(id("a")), Channel::Room(id("b")));
+    let first = s.append(with(a.clone(), "u", "x", 1)).await.unwrap();
+    // The same key in another channel is another message.
+    let other = s.append(with(b.clone(), "u", "x", 2)).await.unwrap();
+    assert!(!other.duplicate);
+    assert_eq!(s.latest(&b).await.unwrap(), 1);
+    // Another user's same key is another message.
+    assert!(
+        !s.append(with(a.clone(), "v", "x", 3))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // ("a", "b:c") and ("a:b", "c") are two keys.
+    assert!(
+        !s.append(with(a.clone(), "w", "b:c", 4))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        !s.append(with(a.clone(), "w:b", "c", 5))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // The same user, channel and key is the first message again.
+    let again = s.append(with(a.clone(), "u", "x", 6)).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.msg_id, again.seq), (first.msg_id, first.seq));
+    assert_eq!(s.latest(&a).await.unwrap(), 4);
+}
+
 async fn cursors_stay_within_the_inbox(make: Make) {
     let rec = Arc::new(Recorder::default());
     let f = make(rec, Retention::default()).await;
@@ -382,7 +425,8 @@ conformance!(
     read_pages_in_seq_order,
     retention_trims_and_reports_the_gap,
     cursors_stay_within_the_inbox,
-    reading_past_the_end_finds_nothing
+    reading_past_the_end_finds_nothing,
+    dedupe_is_per_user_and_channel_and_keys_never_collide
 );
 
 /// Opens a SQLite store with default settings and a throwaway sink.

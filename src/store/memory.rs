@@ -29,9 +29,9 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     logs: HashMap<Channel, Log>,
-    dedupe: HashMap<DedupeKey, (Appended, Instant)>,
+    dedupe: HashMap<(Channel, DedupeKey), (Appended, Instant)>,
     /// Dedupe keys in insertion order, for expiry.
-    dedupe_order: VecDeque<(Instant, DedupeKey)>,
+    dedupe_order: VecDeque<(Instant, (Channel, DedupeKey))>,
     cursors: HashMap<Id, u64>,
 }
 
@@ -80,7 +80,8 @@ impl Store for MemoryStore {
             let (_, key) = st.dedupe_order.pop_front().expect("front exists");
             st.dedupe.remove(&key);
         }
-        if let Some((ack, _)) = req.dedupe.as_ref().and_then(|k| st.dedupe.get(k)) {
+        let dedupe = req.dedupe.take().map(|k| (req.channel.clone(), k));
+        if let Some((ack, _)) = dedupe.as_ref().and_then(|k| st.dedupe.get(k)) {
             return ready(Ok(Appended {
                 duplicate: true,
                 ..ack.clone()
@@ -107,7 +108,7 @@ impl Store for MemoryStore {
             ts: req.message.ts,
             duplicate: false,
         };
-        if let Some(key) = req.dedupe {
+        if let Some(key) = dedupe {
             st.dedupe.insert(key.clone(), (ack.clone(), now));
             st.dedupe_order.push_back((now, key));
         }

@@ -36,7 +36,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A resend key: one user's `clientMsgId`.
+/// A resend key: one user's `clientMsgId`, within the channel of the
+/// append it comes with. Every store dedupes on (user, channel,
+/// clientMsgId): a resend goes to the same channel, and in Redis Cluster the
+/// check must live in the channel's slot to be atomic with the append.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DedupeKey {
     /// The sender.

@@ -11,6 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, ready};
 use redis::{AsyncCommands, Value};
@@ -34,6 +36,9 @@ const MAX_ATTEMPTS: u32 = 64;
 /// Channels whose last seq the writer remembers (a guess: a wrong one costs
 /// one round trip).
 const SEQ_CACHE: usize = 100_000;
+/// After a failed write, how long appends are answered 503 at once instead
+/// of each waiting for Redis's deadline.
+const BACKOFF: Duration = Duration::from_millis(500);
 
 /// KEYS: seq, log, [dedupe]. ARGV: the seq the writer expects the channel to
 /// be at, the msgId expected as the stream's last entry ('' for none), the
@@ -120,6 +125,8 @@ struct Writer {
     known: HashMap<String, u64>,
     /// Appends that lost a race and are planned again before newer ones.
     retry: VecDeque<Job>,
+    /// Set after a failed write: until then appends fail fast.
+    down_until: Option<Instant>,
 }
 
 impl RedisStore {
@@ -140,6 +147,7 @@ impl RedisStore {
             dedupe_window,
             known: HashMap::new(),
             retry: VecDeque::new(),
+            down_until: None,
         };
         tokio::spawn(writer.run(rx));
         Ok(Self { conn, jobs })
@@ -169,6 +177,17 @@ impl Writer {
     /// Plans every job of a batch, runs the scripts in one pipeline, and
     /// answers, retries or publishes what each script said.
     async fn write(&mut self, batch: Vec<Job>) {
+        if let Some(until) = self.down_until {
+            if Instant::now() < until {
+                for j in batch {
+                    let _ = j.reply.send(Err(StoreError::Unavailable(
+                        "redis is unreachable; retry".into(),
+                    )));
+                }
+                return;
+            }
+            self.down_until = None;
+        }
         // Within a batch, a channel's next job expects the previous one.
         let mut ahead: HashMap<String, (u64, String)> = HashMap::new();
         let mut planned = Vec::with_capacity(batch.len());
@@ -198,6 +217,7 @@ impl Writer {
                 // resend with the same clientMsgId and get the original ack.
                 warn!(error = %e, n = jobs.len(), "redis append failed");
                 crate::telemetry::store_error();
+                self.down_until = Some(Instant::now() + BACKOFF);
                 for j in jobs {
                     let _ = j.reply.send(Err(unavailable(&e)));
                 }
@@ -262,9 +282,11 @@ impl Writer {
         let payload = req.message.to_bytes();
         let mut keys = vec![seq_key(&req.channel), log_key(&req.channel)];
         if let Some(d) = &req.dedupe {
+            // The user's length first: no two (user, id) pairs share a key.
             keys.push(format!(
-                "rtgate:{}:dd:{}:{}",
+                "rtgate:{}:dd:{}:{}:{}",
                 tag(&req.channel),
+                d.user.as_str().len(),
                 d.user,
                 d.client_msg_id
             ));

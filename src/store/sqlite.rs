@@ -48,20 +48,25 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
 CREATE TABLE IF NOT EXISTS dedupe (
     user TEXT NOT NULL,
+    channel TEXT NOT NULL,
     client_msg_id TEXT NOT NULL,
     msg_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     expires INTEGER NOT NULL,
-    PRIMARY KEY (user, client_msg_id)
+    PRIMARY KEY (user, channel, client_msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedupe_expires ON dedupe (expires);
 CREATE TABLE IF NOT EXISTS cursors (
     user TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
+
+/// Version 1 deduped per user across channels; its entries live minutes,
+/// so the table is dropped and recreated per (user, channel).
+const MIGRATE_1_TO_2: &str = "DROP TABLE IF EXISTS dedupe;";
 
 fn channel_key(c: &Channel) -> String {
     match c {
@@ -120,6 +125,14 @@ impl SqliteStore {
         })?;
         let path = data.join("rtgate.db");
         let writer = open_conn(&path, true)?;
+        let version: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        if version == 1 {
+            writer
+                .execute_batch(MIGRATE_1_TO_2)
+                .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        }
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| corrupt_or_unavailable(&path, e))?;
@@ -362,21 +375,30 @@ impl Writer {
         mut req: AppendRequest,
     ) -> rusqlite::Result<(Appended, Option<Committed>)> {
         let now = now_ms();
-        if let Some(key) = &req.dedupe {
+        let key = channel_key(&req.channel);
+        if let Some(d) = &req.dedupe {
             let found = self
                 .conn
                 .prepare_cached(
-                    "SELECT msg_id, seq, ts FROM dedupe WHERE user = ?1 AND client_msg_id = ?2 AND expires > ?3",
+                    "SELECT msg_id, seq, ts FROM dedupe
+                     WHERE user = ?1 AND channel = ?2 AND client_msg_id = ?3 AND expires > ?4",
                 )?
-                .query_row(params![key.user.as_str(), key.client_msg_id, now as i64], |r| {
-                    Ok(Appended { msg_id: r.get(0)?, seq: r.get::<_, i64>(1)? as u64, ts: r.get::<_, i64>(2)? as u64, duplicate: true })
-                })
+                .query_row(
+                    params![d.user.as_str(), key, d.client_msg_id, now as i64],
+                    |r| {
+                        Ok(Appended {
+                            msg_id: r.get(0)?,
+                            seq: r.get::<_, i64>(1)? as u64,
+                            ts: r.get::<_, i64>(2)? as u64,
+                            duplicate: true,
+                        })
+                    },
+                )
                 .optional()?;
             if let Some(dup) = found {
                 return Ok((dup, None));
             }
         }
-        let key = channel_key(&req.channel);
         let last = match self.last_seq.get(&key) {
             Some(s) => *s,
             None => self
@@ -405,7 +427,7 @@ impl Writer {
                  ON CONFLICT(channel) DO UPDATE SET last_seq = excluded.last_seq",
             )?
             .execute(params![key, seq as i64])?;
-        self.last_seq.insert(key, seq);
+        self.last_seq.insert(key.clone(), seq);
         let ack = Appended {
             msg_id: req.message.msg_id.clone(),
             seq,
@@ -416,11 +438,12 @@ impl Writer {
             let expires = now + self.dedupe_window.as_millis() as u64;
             self.conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO dedupe (user, client_msg_id, msg_id, seq, ts, expires)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR REPLACE INTO dedupe (user, channel, client_msg_id, msg_id, seq, ts, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     d.user.as_str(),
+                    key,
                     d.client_msg_id,
                     ack.msg_id,
                     seq as i64,
@@ -461,8 +484,8 @@ impl Writer {
         let step = TRIM_STEP as i64;
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             let mut deleted = self.conn.execute(
-                "DELETE FROM dedupe WHERE (user, client_msg_id) IN
-                 (SELECT user, client_msg_id FROM dedupe WHERE expires <= ?1 LIMIT ?2)",
+                "DELETE FROM dedupe WHERE (user, channel, client_msg_id) IN
+                 (SELECT user, channel, client_msg_id FROM dedupe WHERE expires <= ?1 LIMIT ?2)",
                 params![now, step],
             )?;
             deleted += self.conn.execute(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, Server};
+use crate::common::{Client, End, Server};
 use crate::redis_server::RedisServer;
 use crate::wt_client::WtClient;
 
@@ -181,7 +181,16 @@ async fn a_redis_restart_loses_no_acked_message_and_routing_resumes() {
     let mut i = 1;
     while tokio::time::Instant::now() < deadline && acked.len() < 5 {
         alice.send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": i, "clientMsgId": format!("m{i}")})).await;
-        let r = alice.recv().await;
+        let r = match alice.next_json_or_end().await {
+            Ok(r) => r,
+            Err(end) => {
+                // Back from the outage, the node tells its sessions to
+                // resync; the client resumes (and resends, deduped).
+                assert_eq!(end, End::Closed(1001), "resync is a 1001 close");
+                alice = Client::login(&a, "alice").await.0;
+                continue;
+            }
+        };
         if r["msgType"] == 4 {
             acked.push(r["msgId"].as_str().unwrap().to_string());
             i += 1;
@@ -195,9 +204,9 @@ async fn a_redis_restart_loses_no_acked_message_and_routing_resumes() {
     }
     let _redis = restart.await.unwrap();
     assert_eq!(acked.len(), 5, "routing resumed after the restart");
-    // Both nodes stayed up and kept their sessions: a heartbeat still works.
-    bob.send(&json!({"msgType": 1})).await;
-    bob.recv_type(1).await;
+    // Both nodes stayed up; bob's session, which may have missed what was
+    // published while its node was not subscribed, was told to resync.
+    assert_eq!(bob.expect_end().await, End::Closed(1001));
     // bob gets every acked message, live or, after a reconnect, by replay.
     let (mut bob2, _) = Client::login(&b, "bob").await;
     bob2.send(&json!({"msgType": 7, "since": 0, "limit": 100}))
@@ -225,6 +234,58 @@ async fn a_redis_restart_loses_no_acked_message_and_routing_resumes() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn without_redis_readiness_and_sends_fail_fast_and_sessions_resync_after() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, &[]);
+    let (mut alice, _) = Client::login(&a, "alice").await;
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": 0, "clientMsgId": "m0"}))
+        .await;
+    alice.recv_type(4).await;
+    redis.kill();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (status, body) = a.http("GET", "/readyz", &[], "").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "/readyz took {:?}",
+            t.elapsed()
+        );
+    }
+    for i in 1..4 {
+        let cmid = format!("down{i}");
+        let t = std::time::Instant::now();
+        alice
+            .send(
+                &json!({"msgType": 3, "receivedUserId": "bob", "msgBody": i, "clientMsgId": cmid}),
+            )
+            .await;
+        let e = alice.recv_type(9).await;
+        assert_eq!(
+            (e["code"].as_i64(), e["clientMsgId"].as_str()),
+            (Some(503), Some(cmid.as_str()))
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "a send took {:?}",
+            t.elapsed()
+        );
+    }
+    redis.spawn();
+    // The node may have missed envelopes while it was not subscribed: its
+    // sessions are told to resync, and resume.
+    assert_eq!(alice.expect_end().await, End::Closed(1001));
+    let (mut alice, _) = Client::login(&a, "alice").await;
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": 1, "clientMsgId": "down1"}))
+        .await;
+    assert_eq!(alice.recv_type(4).await["seq"], 2);
+    let m = a.metrics().await;
+    assert!(m.get("rtgate_broker_resyncs_total").copied().unwrap_or(0.0) >= 1.0);
 }
 
 #[tokio::test]
@@ -381,7 +442,7 @@ async fn readiness_follows_redis_and_a_drained_node_leaves_presence_at_once() {
     let mut a = Server::start(&["--redis", &url, "--presence-ttl-sec", "60"]);
     let b = Server::start(&["--redis", &url, "--presence-ttl-sec", "60"]);
     assert_eq!(a.http("GET", "/readyz", &[], "").await.0, 200);
-    let (_erin, _) = Client::login(&a, "erin").await;
+    let (mut erin, _) = Client::login(&a, "erin").await;
     let (mut frank, _) = Client::login(&b, "frank").await;
     frank
         .send(&json!({"msgType": 8, "userIds": ["erin"]}))
@@ -411,8 +472,13 @@ async fn readiness_follows_redis_and_a_drained_node_leaves_presence_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Redis came back empty (its AOF kept only what was written): the
-    // nodes write their presence again.
+    // Both sessions are told to resync (their nodes may have missed
+    // envelopes) and come back; Redis came back without the presence it
+    // had (its AOF kept only what was written), and it is written again.
+    assert_eq!(erin.expect_end().await, End::Closed(1001));
+    assert_eq!(frank.expect_end().await, End::Closed(1001));
+    let (_erin, _) = Client::login(&a, "erin").await;
+    let (mut frank, _) = Client::login(&b, "frank").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         frank

@@ -269,3 +269,33 @@ async fn a_message_sent_just_before_a_clean_close_still_reaches_the_room() {
         .collect();
     assert!(missing.is_empty(), "never reached the room: {missing:?}");
 }
+
+#[tokio::test]
+async fn a_login_that_replays_more_rooms_than_a_session_may_hold_is_400() {
+    let s = Server::start(&["--max-rooms", "3"]);
+    let since = |n: usize| -> serde_json::Value {
+        let rooms: serde_json::Map<String, serde_json::Value> =
+            (0..n).map(|i| (format!("r{i}"), json!(0))).collect();
+        json!({"inbox": 0, "rooms": rooms})
+    };
+    let mut c = Client::connect(&s.ws_url("/ws")).await;
+    c.send(&json!({"msgType": 2, "sendUserId": "alice", "since": since(4)}))
+        .await;
+    let e = c.recv().await;
+    assert_eq!(e["code"], 400, "{e}");
+    assert!(e["reason"].as_str().unwrap().contains("since.rooms"), "{e}");
+    // The amplification attempt of the report: 5,000 rooms, also refused.
+    c.send(&json!({"msgType": 2, "sendUserId": "alice", "since": since(5000)}))
+        .await;
+    assert_eq!(c.recv().await["code"], 400);
+    // The connection stayed; a login within the limit replays.
+    let (mut pubr, _) = Client::login(&s, "pub").await;
+    pubr.send(&json!({"msgType": 5, "roomId": "r1"})).await;
+    pubr.recv_type(5).await;
+    pubr.send(&json!({"msgType": 3, "roomId": "r1", "clientMsgId": "x", "msgBody": "hi"}))
+        .await;
+    pubr.recv_type(4).await;
+    c.login_as(json!({"msgType": 2, "sendUserId": "alice", "since": since(3)}))
+        .await;
+    assert_eq!(c.recv_type(3).await["msgBody"], "hi");
+}
