@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::broker::Broker;
+use crate::caps::ConnLimiter;
 use crate::certs::CurrentCertificate;
 use crate::config::Config;
 use crate::hub::Hub;
@@ -43,6 +44,8 @@ struct Shared {
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them to finish.
     tasks: TaskTracker,
+    /// The connection caps, shared by both transports.
+    conns: Arc<ConnLimiter>,
     /// Set once the WebTransport endpoint is up.
     wt: OnceLock<WtInfo>,
 }
@@ -59,6 +62,7 @@ impl Gateway {
     ) -> Self {
         let auth = Authenticator::new(config.auth.jwt_secret.as_ref().map(|s| s.expose()));
         let publisher = Publisher::new(store, broker);
+        let conns = ConnLimiter::new(config.limits.max_conns, config.limits.max_conns_per_ip);
         let inner = Shared {
             config,
             node_id,
@@ -67,6 +71,7 @@ impl Gateway {
             auth,
             shutdown,
             tasks: TaskTracker::new(),
+            conns,
             wt: OnceLock::new(),
         };
         Self {
@@ -122,6 +127,11 @@ impl Gateway {
     /// Records the WebTransport endpoint (once).
     pub fn set_wt(&self, info: WtInfo) {
         let _ = self.inner.wt.set(info);
+    }
+
+    /// The connection caps.
+    pub(crate) fn conns(&self) -> &Arc<ConnLimiter> {
+        &self.inner.conns
     }
 
     /// The tracker of session tasks.

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("certs", 2),
     ("telemetry", 2),
     ("auth", 2),
+    ("caps", 2),
     ("transport", 3),
     ("hub", 4),
     ("redis_io", 5),

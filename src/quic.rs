@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tracing::debug;
 
-use crate::admission::{Arrival, admit};
+use crate::admission::{Arrival, admit, count_connection};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
 use crate::transport::webtransport::{WtEndpoint, WtError, WtIncoming, WtListener};
@@ -31,7 +31,13 @@ async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>
             i = listener.accept() => match i { Some(i) => i, None => return },
             _ = stop.cancelled() => return,
         };
-        // Admission control before the expensive handshake.
+        // Admission control before the expensive handshake: the caps both
+        // transports share, then QUIC's own.
+        let Ok(permit) = count_connection(&gw, TransportKind::WebTransport, incoming.remote())
+        else {
+            incoming.refuse();
+            continue;
+        };
         if active.load(Ordering::Acquire) >= max {
             debug!(peer = %incoming.remote(), "refusing connection: at capacity");
             incoming.refuse();
@@ -44,6 +50,7 @@ async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>
                 debug!(error = %e, "webtransport connection ended before a session");
             }
             active.fetch_sub(1, Ordering::AcqRel);
+            drop(permit);
         });
     }
 }

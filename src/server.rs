@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::api::https::TlsListener;
+use crate::api::serve::{CappedListener, serve};
 use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::certs::{self, CurrentCertificate};
 use crate::config::{Config, StoreKind};
@@ -21,7 +22,6 @@ use crate::protocol::CloseCode;
 use crate::routing::Dispatcher;
 use crate::store::{MemoryStore, RedisStore, Retention, SqliteStore, Store};
 use crate::transport::webtransport::{QuicOptions, WtEndpoint};
-use axum::serve::ListenerExt;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -152,28 +152,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         (Some(cert), Some(key)) => certs::load_pem(cert, key)?,
         _ => certs::dev_identity(&config.store.data)?,
     });
-    let app = crate::api::routes(gw.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = crate::api::routes(gw.clone());
     let stop = gw.shutdown().clone();
-    let shutdown = async move { stop.cancelled().await };
     let http = if config.tls.https {
-        let listener = TlsListener::new(listener, identity.clone())?.tap_io(|_| ());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                warn!(error = %e, "HTTPS listener failed");
-            }
-        })
+        let listener = TlsListener::new(listener, identity.clone(), gw.clone())?;
+        tokio::spawn(serve(listener, app, stop))
     } else {
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                warn!(error = %e, "HTTP listener failed");
-            }
-        })
+        tokio::spawn(serve(CappedListener::new(listener, gw.clone()), app, stop))
     };
     let quic = QuicOptions {
         keepalive: config.quic.keepalive,

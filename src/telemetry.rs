@@ -79,6 +79,12 @@ pub(crate) fn connection_opened(kind: TransportKind) {
     counter!("rtgate_connections_total", "transport" => kind.as_str()).increment(1);
 }
 
+/// A connection refused at accept by a connection cap (`global`, `per_ip`).
+pub(crate) fn connection_refused(kind: TransportKind, cap: &'static str) {
+    counter!("rtgate_connections_refused_total", "transport" => kind.as_str(), "cap" => cap)
+        .increment(1);
+}
+
 /// A connection ended.
 pub(crate) fn connection_closed(kind: TransportKind) {
     gauge!("rtgate_connections", "transport" => kind.as_str()).decrement(1.0);

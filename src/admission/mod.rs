@@ -12,9 +12,31 @@ use std::net::SocketAddr;
 use http::HeaderMap;
 
 use crate::auth::origin_allowed;
+use crate::caps::{CapHit, ConnPermit};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
+use crate::telemetry;
 use crate::transport::PeerInfo;
+
+/// Counts a new connection from `peer` against the connection caps, before
+/// anything is spent on it. A trusted proxy is exempt from the per-address
+/// cap (it carries many clients); refusals are counted in `/metrics`.
+pub(crate) fn count_connection(
+    gw: &Gateway,
+    kind: TransportKind,
+    peer: SocketAddr,
+) -> Result<ConnPermit, CapHit> {
+    let trusted = gw
+        .config()
+        .auth
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&peer.ip()));
+    gw.conns().acquire(peer.ip(), !trusted).inspect_err(|hit| {
+        tracing::debug!(%peer, transport = %kind, cap = hit.label(), "connection refused");
+        telemetry::connection_refused(kind, hit.label());
+    })
+}
 
 /// A connection asking to become a session.
 pub(crate) struct Arrival<'a> {

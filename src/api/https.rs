@@ -13,21 +13,31 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
+use super::serve::Counted;
+use crate::admission::count_connection;
 use crate::certs::{CurrentCertificate, TlsError};
+use crate::gateway::Gateway;
+use crate::model::TransportKind;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TCP listener that hands out TLS streams.
 pub(crate) struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(Counted<TlsStream<TcpStream>>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
     /// Starts accepting on `tcp` with the certificate in `identity` (a
     /// renewed certificate is picked up for new connections).
-    pub(crate) fn new(tcp: TcpListener, identity: CurrentCertificate) -> Result<Self, TlsError> {
+    /// Connections are counted against `gw`'s caps at accept, before the
+    /// handshake.
+    pub(crate) fn new(
+        tcp: TcpListener,
+        identity: CurrentCertificate,
+        gw: Gateway,
+    ) -> Result<Self, TlsError> {
         let local = tcp
             .local_addr()
             .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -47,6 +57,9 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(permit) = count_connection(&gw, TransportKind::WebSocket, peer) else {
+                    continue;
+                };
                 let id = identity.get();
                 if id.sha256 != current.0
                     && let Ok(cfg) = id.https_config()
@@ -57,7 +70,7 @@ impl TlsListener {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = out.send((tls, peer)).await;
+                            let _ = out.send((Counted::new(tls, permit), peer)).await;
                         }
                         Ok(Err(e)) => debug!(%peer, error = %e, "tls handshake failed"),
                         Err(_) => debug!(%peer, "tls handshake timed out"),
@@ -73,7 +86,7 @@ impl TlsListener {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Counted<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -3,6 +3,7 @@
 //! API for backends.
 
 pub(crate) mod https;
+pub(crate) mod serve;
 pub(crate) mod upgrade;
 
 use std::collections::HashMap;
@@ -103,6 +104,7 @@ pub(crate) fn metrics_routes(gw: Gateway) -> Router {
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(gw): State<Gateway>) -> Response {
     metrics::gauge!("rtgate_sessions").set(gw.hub().session_count() as f64);
+    metrics::gauge!("rtgate_connections_held").set(gw.conns().current() as f64);
     let body = crate::telemetry::install().render();
     (
         [(

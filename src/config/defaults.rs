@@ -23,6 +23,10 @@ pub const RATE_LIMIT: u32 = 50;
 pub const OUTBOUND_QUEUE: usize = 1024;
 /// `--max-rooms`, rooms per session.
 pub const MAX_ROOMS: usize = 64;
+/// `--max-conns`, both transports together.
+pub const MAX_CONNS: usize = 100_000;
+/// `--max-conns-per-ip`, both transports together.
+pub const MAX_CONNS_PER_IP: usize = 1_000;
 /// `--store`.
 pub const STORE: StoreKind = StoreKind::Sqlite;
 /// `--dedupe-window-sec`.

@@ -318,6 +318,10 @@ pub struct LimitsConfig {
     pub outbound_queue: usize,
     /// Rooms per session.
     pub max_rooms: usize,
+    /// Connections in all, both transports.
+    pub max_conns: usize,
+    /// Connections per client address (0: no cap).
+    pub max_conns_per_ip: usize,
 }
 
 /// Where messages are kept and for how long.
@@ -425,6 +429,8 @@ impl Options {
                 rate_limit: limits.rate_limit(),
                 outbound_queue: limits.outbound_queue(),
                 max_rooms: limits.max_rooms(),
+                max_conns: limits.max_conns(),
+                max_conns_per_ip: limits.max_conns_per_ip(),
             },
             store: StoreConfig {
                 data: store.data(),
@@ -469,9 +475,12 @@ impl Config {
         }
         if self.limits.outbound_queue == 0
             || self.limits.max_rooms == 0
+            || self.limits.max_conns == 0
             || self.store.retention_count == 0
         {
-            return invalid("outbound-queue, max-rooms and retention-count must be at least 1");
+            return invalid(
+                "outbound-queue, max-rooms, max-conns and retention-count must be at least 1",
+            );
         }
         if self.quic.keepalive >= self.quic.idle_timeout {
             return invalid("wt-keepalive-sec must be below wt-idle-timeout-sec");

@@ -161,6 +161,10 @@ options_group! {
                 [env = "RTGATE_OUTBOUND_QUEUE", value_name = "N"];
             max_rooms: usize = defaults::MAX_ROOMS, "Rooms one session may be in",
                 [env = "RTGATE_MAX_ROOMS", value_name = "N"];
+            max_conns: usize = defaults::MAX_CONNS, "Connections the node holds at once, both transports; more are refused at accept",
+                [env = "RTGATE_MAX_CONNS", value_name = "N"];
+            max_conns_per_ip: usize = defaults::MAX_CONNS_PER_IP, "Connections from one client address, both transports (trusted proxies exempt); 0 turns the cap off",
+                [env = "RTGATE_MAX_CONNS_PER_IP", value_name = "N"];
         }
     }
 }

@@ -425,3 +425,26 @@ impl Client {
         let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
     }
 }
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8
+/// is all this host's, so tests can play several clients).
+pub(crate) async fn tcp_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(to).await.expect("tcp connect")
+}
+
+impl Client {
+    /// Connects to `url` on `server` from the loopback address `from`;
+    /// `None` when the server closed the connection instead.
+    pub(crate) async fn connect_from(server: &Server, from: &str, path: &str) -> Option<Client> {
+        let stream = tcp_from(from, server.http).await;
+        let url = server.ws_url(path);
+        match tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await {
+            Ok((ws, _)) => Some(Client { ws }),
+            Err(_) => None,
+        }
+    }
+}

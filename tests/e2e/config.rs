@@ -131,6 +131,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("rate-limit", "9", "9"),
     ("outbound-queue", "77", "77"),
     ("max-rooms", "5", "5"),
+    ("max-conns", "500", "500"),
+    ("max-conns-per-ip", "7", "7"),
     ("data", "/tmp/rtgate-sample", "\"/tmp/rtgate-sample\""),
     ("store", "memory", "\"memory\""),
     ("dedupe-window-sec", "61", "61"),

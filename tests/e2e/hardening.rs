@@ -299,3 +299,102 @@ async fn a_login_that_replays_more_rooms_than_a_session_may_hold_is_400() {
         .await;
     assert_eq!(c.recv_type(3).await["msgBody"], "hi");
 }
+
+/// Reads until the server closes the connection; false if it stays open
+/// until `deadline`.
+async fn closed_by(t: &mut tokio::net::TcpStream, deadline: tokio::time::Instant) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout_at(deadline, t.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_sent_request_headers_are_dropped_after_ten_seconds() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start(&[]);
+    let started = tokio::time::Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut t = tokio::net::TcpStream::connect(s.http).await.unwrap();
+        t.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(t);
+    }
+    // Others are served meanwhile.
+    let (mut c, _) = Client::login(&s, "alice").await;
+    c.send(&json!({"msgType": 1})).await;
+    c.recv_type(1).await;
+    let deadline = started + Duration::from_secs(16);
+    for (i, t) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_by(t, deadline).await,
+            "slow connection {i} still open"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "closed before the header timeout"
+    );
+}
+
+#[tokio::test]
+async fn connection_caps_refuse_early_on_both_transports_and_are_counted() {
+    let s = Server::start(&["--max-conns-per-ip", "5", "--max-conns", "8"]);
+    // Five idle connections fill 127.0.0.1's place.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(crate::common::tcp_from("127.0.0.1", s.http).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut sixth = crate::common::tcp_from("127.0.0.1", s.http).await;
+    assert!(
+        closed_by(&mut sixth, deadline).await,
+        "the 6th from one address was kept"
+    );
+    // WebTransport shares the caps: a session from 127.0.0.1 is refused.
+    let (_wt, status) =
+        crate::wt_client::WtClient::connect(&crate::wt_client::wt_url(&s, "/wt"), None).await;
+    assert_eq!(
+        status, 0,
+        "a QUIC connection over the address cap was accepted"
+    );
+    // Another address still gets in, and logs in.
+    let mut other = Client::connect_from(&s, "127.0.0.2", "/ws")
+        .await
+        .expect("127.0.0.2 admitted");
+    other
+        .login_as(json!({"msgType": 2, "sendUserId": "other"}))
+        .await;
+    // Five + one + two more: the node's cap of eight; a ninth is refused.
+    held.push(crate::common::tcp_from("127.0.0.3", s.http).await);
+    held.push(crate::common::tcp_from("127.0.0.3", s.http).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ninth = crate::common::tcp_from("127.0.0.4", s.http).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    assert!(
+        closed_by(&mut ninth, deadline).await,
+        "the node's cap let a ninth in"
+    );
+    // Freed places are taken again; the refusals are in /metrics.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = s.metrics().await;
+    let refused = |t: &str, cap: &str| {
+        m.get(&format!(
+            r#"rtgate_connections_refused_total{{transport="{t}",cap="{cap}"}}"#
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    assert!(refused("websocket", "per_ip") >= 1.0, "{m:?}");
+    assert!(refused("webtransport", "per_ip") >= 1.0, "{m:?}");
+    assert!(refused("websocket", "global") >= 1.0, "{m:?}");
+}
