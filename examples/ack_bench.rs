@@ -43,6 +43,8 @@ async fn run(
         &store.to_string(),
         "--rate-limit",
         "0",
+        "--user-rate-limit",
+        "0",
     ])?;
     let running = rtgate::server::start(opts.resolve()?).await?;
     let url = format!("ws://{}/ws", running.http_addr);

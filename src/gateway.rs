@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::broker::Broker;
+use crate::budgets::UserBudgets;
 use crate::caps::ConnLimiter;
 use crate::certs::CurrentCertificate;
 use crate::config::Config;
@@ -46,6 +47,8 @@ struct Shared {
     tasks: TaskTracker,
     /// The connection caps, shared by both transports.
     conns: Arc<ConnLimiter>,
+    /// Per-user budgets across a user's sessions.
+    budgets: UserBudgets,
     /// Set once the WebTransport endpoint is up.
     wt: OnceLock<WtInfo>,
 }
@@ -62,6 +65,10 @@ impl Gateway {
     ) -> Self {
         let auth = Authenticator::new(config.auth.jwt_secret.as_ref().map(|s| s.expose()));
         let publisher = Publisher::new(store, broker);
+        let budgets = UserBudgets::new(
+            config.limits.user_rate_limit,
+            config.limits.max_recipients_per_min,
+        );
         let conns = ConnLimiter::new(config.limits.max_conns, config.limits.max_conns_per_ip);
         let inner = Shared {
             config,
@@ -72,6 +79,7 @@ impl Gateway {
             shutdown,
             tasks: TaskTracker::new(),
             conns,
+            budgets,
             wt: OnceLock::new(),
         };
         Self {
@@ -127,6 +135,11 @@ impl Gateway {
     /// Records the WebTransport endpoint (once).
     pub fn set_wt(&self, info: WtInfo) {
         let _ = self.inner.wt.set(info);
+    }
+
+    /// The per-user budgets.
+    pub(crate) fn budgets(&self) -> &UserBudgets {
+        &self.inner.budgets
     }
 
     /// The connection caps.

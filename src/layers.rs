@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("telemetry", 2),
     ("auth", 2),
     ("caps", 2),
+    ("budgets", 2),
     ("transport", 3),
     ("hub", 4),
     ("redis_io", 5),

@@ -24,6 +24,7 @@ pub(crate) mod admission;
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod broker;
+pub(crate) mod budgets;
 pub(crate) mod caps;
 pub mod certs;
 pub mod config;

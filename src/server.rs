@@ -206,6 +206,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             _ = stop.cancelled() => {}
         }
     });
+    let (stop, budgets) = (gw.shutdown().clone(), gw.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => budgets.budgets().sweep(),
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
     info!(%http_addr, %wt_addr, ?metrics_addr, node = %node_id, dev_mode = config.dev_mode(), "rtgate listening");
     Ok(Running {
         http_addr,

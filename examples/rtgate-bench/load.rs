@@ -87,6 +87,8 @@ pub(crate) async fn start(target: &Target, extra: &[&str], pin: bool) -> anyhow:
                 "127.0.0.1:0",
                 "--rate-limit",
                 "0",
+                "--user-rate-limit",
+                "0",
                 // Every generated client comes from 127.0.0.1.
                 "--max-conns-per-ip",
                 "0",

@@ -27,6 +27,12 @@ pub const MAX_ROOMS: usize = 64;
 pub const MAX_CONNS: usize = 100_000;
 /// `--max-conns-per-ip`, both transports together.
 pub const MAX_CONNS_PER_IP: usize = 1_000;
+/// `--max-sessions-per-user`, on one node.
+pub const MAX_SESSIONS_PER_USER: usize = 32;
+/// `--user-rate-limit`, business messages per second per user.
+pub const USER_RATE_LIMIT: u32 = 100;
+/// `--max-recipients-per-min`, new direct recipients per user per minute.
+pub const MAX_RECIPIENTS_PER_MIN: usize = 120;
 /// `--store`.
 pub const STORE: StoreKind = StoreKind::Sqlite;
 /// `--dedupe-window-sec`.

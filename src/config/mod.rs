@@ -318,6 +318,12 @@ pub struct LimitsConfig {
     pub outbound_queue: usize,
     /// Rooms per session.
     pub max_rooms: usize,
+    /// Sessions per user on this node.
+    pub max_sessions_per_user: usize,
+    /// Business messages per second per user (0: off).
+    pub user_rate_limit: u32,
+    /// New direct recipients per user per minute (0: off).
+    pub max_recipients_per_min: usize,
     /// Connections in all, both transports.
     pub max_conns: usize,
     /// Connections per client address (0: no cap).
@@ -429,6 +435,9 @@ impl Options {
                 rate_limit: limits.rate_limit(),
                 outbound_queue: limits.outbound_queue(),
                 max_rooms: limits.max_rooms(),
+                max_sessions_per_user: limits.max_sessions_per_user(),
+                user_rate_limit: limits.user_rate_limit(),
+                max_recipients_per_min: limits.max_recipients_per_min(),
                 max_conns: limits.max_conns(),
                 max_conns_per_ip: limits.max_conns_per_ip(),
             },
@@ -476,10 +485,12 @@ impl Config {
         if self.limits.outbound_queue == 0
             || self.limits.max_rooms == 0
             || self.limits.max_conns == 0
+            || self.limits.max_sessions_per_user == 0
             || self.store.retention_count == 0
         {
             return invalid(
-                "outbound-queue, max-rooms, max-conns and retention-count must be at least 1",
+                "outbound-queue, max-rooms, max-conns, max-sessions-per-user and retention-count \
+                 must be at least 1",
             );
         }
         if self.quic.keepalive >= self.quic.idle_timeout {

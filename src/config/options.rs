@@ -161,6 +161,12 @@ options_group! {
                 [env = "RTGATE_OUTBOUND_QUEUE", value_name = "N"];
             max_rooms: usize = defaults::MAX_ROOMS, "Rooms one session may be in",
                 [env = "RTGATE_MAX_ROOMS", value_name = "N"];
+            max_sessions_per_user: usize = defaults::MAX_SESSIONS_PER_USER, "Sessions one user may hold at once on this node",
+                [env = "RTGATE_MAX_SESSIONS_PER_USER", value_name = "N"];
+            user_rate_limit: u32 = defaults::USER_RATE_LIMIT, "Business messages per second per user across its sessions, burst 2N; 0 turns it off",
+                [env = "RTGATE_USER_RATE_LIMIT", value_name = "N"];
+            max_recipients_per_min: usize = defaults::MAX_RECIPIENTS_PER_MIN, "Distinct new direct recipients per user per minute; 0 turns it off",
+                [env = "RTGATE_MAX_RECIPIENTS_PER_MIN", value_name = "N"];
             max_conns: usize = defaults::MAX_CONNS, "Connections the node holds at once, both transports; more are refused at accept",
                 [env = "RTGATE_MAX_CONNS", value_name = "N"];
             max_conns_per_ip: usize = defaults::MAX_CONNS_PER_IP, "Connections from one client address, both transports (trusted proxies exempt); 0 turns the cap off",

@@ -206,6 +206,11 @@ impl Hub {
             .collect()
     }
 
+    /// How many sessions `user` holds on this node.
+    pub fn user_sessions(&self, user: &Id) -> usize {
+        self.inner.users.get(user).map_or(0, |m| m.len())
+    }
+
     /// The distinct users with a session in the room on this node, sorted.
     pub fn room_users(&self, room: &Id) -> Vec<Id> {
         let mut users: Vec<Id> = match self.inner.rooms.get(room) {

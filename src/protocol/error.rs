@@ -96,6 +96,9 @@ pub enum ProtoError {
     /// 429: the session sends faster than its rate limit.
     #[error("rate limit exceeded: {0} frames per second")]
     RateLimited(u32),
+    /// 429: a per-user budget is spent (sessions, messages, recipients).
+    #[error("{0}")]
+    Limit(String),
     /// 503: the store or broker cannot take the request now; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -110,7 +113,7 @@ impl ProtoError {
             Self::Forbidden(_) => 403,
             Self::Conflict(_) => 409,
             Self::TooLarge { .. } => 413,
-            Self::RateLimited(_) => 429,
+            Self::RateLimited(_) | Self::Limit(_) => 429,
             Self::Unavailable(_) => 503,
         }
     }

@@ -96,10 +96,15 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
 /// the store.
 fn publish(s: &LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     let cmid = p.client_msg_id.clone();
-    if let Destination::Room(room) = &p.to
-        && !s.rooms.contains(room)
-    {
-        let e = ProtoError::Forbidden(format!("not a member of room {room}"));
+    let recipient = match &p.to {
+        Destination::Room(room) if !s.rooms.contains(room) => {
+            let e = ProtoError::Forbidden(format!("not a member of room {room}"));
+            return Effects::error(e, cmid);
+        }
+        Destination::Room(_) => None,
+        Destination::User { user, .. } => Some(user),
+    };
+    if let Err(e) = gw.budgets().message(s.user(), recipient) {
         return Effects::error(e, cmid);
     }
     match gw.publisher().send(s.user().clone(), Some(s.id), p) {

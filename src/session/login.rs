@@ -16,7 +16,7 @@ use crate::gateway::Gateway;
 use crate::hub::{Closer, SessionHandle};
 use crate::model::{Channel, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
-use crate::protocol::{Login, ProtoError, Reply};
+use crate::protocol::{CloseCode, Login, ProtoError, Reply};
 use crate::telemetry;
 
 /// A session that has just logged in, and what it is owed before anything
@@ -39,6 +39,8 @@ pub(crate) enum Refused {
     Auth(AuthError),
     /// The frame asks for too much: error 400, the connection stays.
     Bad(ProtoError),
+    /// A budget is spent: this error, then this close.
+    Close(ProtoError, CloseCode),
 }
 
 /// Logs a session in. `cancel` is the session's own token: the hub's
@@ -70,6 +72,17 @@ pub(crate) async fn login(
         })?;
     let user = identity.user.clone();
     tracing::Span::current().record("user", field::display(&user));
+    let max_sessions = gw.config().limits.max_sessions_per_user;
+    if gw.hub().user_sessions(&user) >= max_sessions {
+        info!("login refused: too many sessions for this user");
+        telemetry::login("too_many_sessions");
+        return Err(Refused::Close(
+            ProtoError::Limit(format!(
+                "a user may hold at most {max_sessions} sessions on this node"
+            )),
+            CloseCode::RateLimited,
+        ));
+    }
     let id = SessionId::new();
     let (tx, rx) = mpsc::channel(gw.config().limits.outbound_queue);
     let handle = SessionHandle {

@@ -478,6 +478,12 @@ impl<T: Transport> Driver<T> {
         let started = match login::login(&self.gw, &self.cancel, login, &self.url).await {
             Ok(s) => s,
             Err(Refused::Bad(e)) => return self.error(e, None).await.into(),
+            Err(Refused::Close(e, code)) => {
+                return match self.error(e, None).await {
+                    Ok(()) => Flow::Close(code),
+                    Err(e) => e.into(),
+                };
+            }
             Err(Refused::Auth(e)) => {
                 let (err, code) = e.to_protocol();
                 return match self.error(err, None).await {

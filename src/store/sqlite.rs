@@ -20,6 +20,8 @@ use super::{AppendRequest, Appended, CommitSink, Committed, Page, Retention, Sto
 use crate::model::{Channel, now_ms};
 use crate::protocol::Id;
 
+/// Channels whose last seq the writer keeps in memory.
+const SEQ_CACHE: usize = 100_000;
 /// Read connections.
 const READERS: usize = 4;
 /// Most requests one transaction takes.
@@ -427,6 +429,10 @@ impl Writer {
                  ON CONFLICT(channel) DO UPDATE SET last_seq = excluded.last_seq",
             )?
             .execute(params![key, seq as i64])?;
+        if self.last_seq.len() >= SEQ_CACHE {
+            // A bound, not a policy: a miss costs one indexed read.
+            self.last_seq.clear();
+        }
         self.last_seq.insert(key.clone(), seq);
         let ack = Appended {
             msg_id: req.message.msg_id.clone(),

@@ -125,8 +125,8 @@ async fn an_offline_message_sent_on_one_node_arrives_at_login_on_another() {
 #[tokio::test]
 async fn concurrent_senders_on_two_nodes_keep_seq_order() {
     let redis = RedisServer::start();
-    let a = node(&redis, &["--rate-limit", "0"]);
-    let b = node(&redis, &["--rate-limit", "0"]);
+    let a = node(&redis, &["--rate-limit", "0", "--user-rate-limit", "0"]);
+    let b = node(&redis, &["--rate-limit", "0", "--user-rate-limit", "0"]);
     let mut reader = Client::connect(&a.ws_url("/ws")).await;
     reader
         .login_as(json!({"msgType": 2, "sendUserId": "reader", "roomId": "order"}))

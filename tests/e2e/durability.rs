@@ -42,7 +42,7 @@ async fn an_acked_message_survives_kill_9() {
 
 #[tokio::test]
 async fn concurrent_senders_are_seen_in_seq_order_and_sender_order() {
-    let s = Server::start(&["--rate-limit", "0"]);
+    let s = Server::start(&["--rate-limit", "0", "--user-rate-limit", "0"]);
     let mut reader = Client::connect(&s.ws_url("/ws")).await;
     reader
         .login_as(json!({"msgType": 2, "sendUserId": "reader", "roomId": "race"}))
@@ -86,7 +86,7 @@ async fn concurrent_senders_are_seen_in_seq_order_and_sender_order() {
 
 #[tokio::test]
 async fn replay_racing_live_traffic_has_no_gap_and_no_duplicate() {
-    let s = Server::start(&["--rate-limit", "0"]);
+    let s = Server::start(&["--rate-limit", "0", "--user-rate-limit", "0"]);
     let (mut sender, _) = Client::login(&s, "sender").await;
     const N: u64 = 400;
     let send = tokio::spawn(async move {

@@ -211,7 +211,7 @@ async fn cursors_beyond_the_inbox_are_clamped_and_positions_beyond_i64_refused()
 
 #[tokio::test]
 async fn a_message_sent_just_before_a_clean_close_still_reaches_the_room() {
-    let s = Server::start(&["--rate-limit", "0"]);
+    let s = Server::start(&["--rate-limit", "0", "--user-rate-limit", "0"]);
     let (mut watcher, _) = Client::login(&s, "watcher").await;
     watcher.send(&json!({"msgType": 5, "roomId": "busy"})).await;
     watcher.recv_type(5).await;
@@ -397,4 +397,86 @@ async fn connection_caps_refuse_early_on_both_transports_and_are_counted() {
     assert!(refused("websocket", "per_ip") >= 1.0, "{m:?}");
     assert!(refused("webtransport", "per_ip") >= 1.0, "{m:?}");
     assert!(refused("websocket", "global") >= 1.0, "{m:?}");
+}
+
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_sessions() {
+    let s = Server::start(&["--max-sessions-per-user", "2"]);
+    let (_a, _) = Client::login(&s, "alice").await;
+    let (b, _) = Client::login(&s, "alice").await;
+    let mut c = Client::connect(&s.ws_url("/ws")).await;
+    c.send(&json!({"msgType": 2, "sendUserId": "alice"})).await;
+    assert_eq!(c.recv().await["code"], 429);
+    assert_eq!(c.expect_end().await, End::Closed(4429));
+    // Another user is not affected; a freed place is taken again.
+    Client::login(&s, "bob").await;
+    drop(b);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = Client::connect(&s.ws_url("/ws")).await;
+        c.send(&json!({"msgType": 2, "sendUserId": "alice"})).await;
+        if c.recv().await["msgType"] == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_users_messages_per_second_count_across_its_sessions() {
+    // Each session alone stays under its own limit (50/s, burst 100); the
+    // user's budget (5/s, burst 10) is shared by both.
+    let s = Server::start(&["--user-rate-limit", "5"]);
+    let (mut a, _) = Client::login(&s, "alice").await;
+    let (mut b, _) = Client::login(&s, "alice").await;
+    for c in [&mut a, &mut b] {
+        c.send(&json!({"msgType": 5, "roomId": "r"})).await;
+        c.recv_type(5).await;
+    }
+    for i in 0..20 {
+        let c = if i % 2 == 0 { &mut a } else { &mut b };
+        c.send(&json!({"msgType": 3, "roomId": "r", "volatile": true, "clientMsgId": format!("v{i}"), "msgBody": i}))
+            .await;
+    }
+    let mut refused = 0;
+    for c in [&mut a, &mut b] {
+        c.send(&json!({"msgType": 1})).await;
+        loop {
+            let m = c.recv().await;
+            match m["msgType"].as_i64() {
+                Some(9) => {
+                    assert_eq!(m["code"], 429, "{m}");
+                    assert!(m["clientMsgId"].as_str().is_some(), "{m}");
+                    refused += 1;
+                }
+                Some(1) => break,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(refused, 10, "20 messages, a burst of 10 allowed");
+}
+
+#[tokio::test]
+async fn made_up_recipients_are_a_budget_per_minute() {
+    let s = Server::start(&["--max-recipients-per-min", "3"]);
+    let (mut a, _) = Client::login(&s, "alice").await;
+    let send = |to: String, cmid: String| json!({"msgType": 3, "receivedUserId": to, "clientMsgId": cmid, "msgBody": 1});
+    for i in 0..3 {
+        a.send(&send(format!("ghost{i}"), format!("g{i}"))).await;
+        assert_eq!(a.recv_type(4).await["clientMsgId"], format!("g{i}"));
+    }
+    a.send(&send("ghost3".into(), "g3".into())).await;
+    let e = a.recv_type(9).await;
+    assert_eq!(
+        (e["code"].as_i64(), e["clientMsgId"].as_str()),
+        (Some(429), Some("g3"))
+    );
+    // A recipient already written to this minute is still fine.
+    a.send(&send("ghost0".into(), "again".into())).await;
+    assert_eq!(a.recv_type(4).await["clientMsgId"], "again");
 }

@@ -99,7 +99,7 @@ async fn metrics_can_have_their_own_address() {
 
 #[tokio::test]
 async fn a_drain_loses_no_acked_message() {
-    let mut s = Server::start(&["--rate-limit", "0"]);
+    let mut s = Server::start(&["--rate-limit", "0", "--user-rate-limit", "0"]);
     let (mut a, _) = Client::login(&s, "a").await;
     let acks = Arc::new(AtomicUsize::new(0));
     let counter = acks.clone();
