@@ -70,6 +70,13 @@ pub(crate) struct Proc {
     _data: tempfile::TempDir,
 }
 
+impl Proc {
+    /// The server's data folder.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
@@ -464,15 +471,18 @@ pub(crate) async fn fanout(target: &Target, o: &FanoutOpts, pin: bool) -> anyhow
     run_fanout(label(target), &[server.pid], &[server.http], server.http, o).await
 }
 
-/// Direct messages between pairs (durable, acked).
+/// Direct messages between pairs (durable, acked). With `sample_every`,
+/// the store's size is sampled through the run (the retention scenario).
 pub(crate) async fn direct(
     target: &Target,
     pairs: usize,
     window: usize,
     secs: u64,
     pin: bool,
+    extra: &[&str],
+    sample_every: Option<Duration>,
 ) -> anyhow::Result<Value> {
-    let server = start(target, &[], pin).await?;
+    let server = start(target, extra, pin).await?;
     let measuring = Arc::new(AtomicBool::new(false));
     let done = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -525,7 +535,35 @@ pub(crate) async fn direct(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let w = Window::open(&[server.pid]);
     measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let mut samples = Vec::new();
+    match sample_every {
+        None => tokio::time::sleep(Duration::from_secs(secs)).await,
+        Some(every) => {
+            let started = Instant::now();
+            println!(
+                "    {:>6} {:>12} {:>12} {:>12} {:>10} {:>10}",
+                "s", "delivered", "db bytes", "wal bytes", "messages", "dedupe"
+            );
+            while started.elapsed() < Duration::from_secs(secs) {
+                tokio::time::sleep(every).await;
+                let s = store_sample(
+                    server.data_dir(),
+                    started.elapsed(),
+                    count.load(Ordering::Relaxed),
+                );
+                println!(
+                    "    {:>6.0} {:>12} {:>12} {:>12} {:>10} {:>10}",
+                    s["s"].as_f64().unwrap_or(0.0),
+                    s["delivered"],
+                    s["db_bytes"],
+                    s["wal_bytes"],
+                    s["messages"],
+                    s["dedupe"]
+                );
+                samples.push(s);
+            }
+        }
+    }
     measuring.store(false, Ordering::Relaxed);
     let (el, server_cpu, gen_cpu) = w.close(&[server.pid]);
     stop.store(true, Ordering::Relaxed);
@@ -541,7 +579,7 @@ pub(crate) async fn direct(
         p.abort();
     }
     drop(keep);
-    let mut out = json!({"scenario": "direct", "pairs": pairs, "window": window,
+    let mut out = json!({"scenario": "direct", "pairs": pairs, "window": window, "samples": samples,
         "deliveries_per_s": delivered as f64 / el, "server_cpu": server_cpu / el, "generator_cpu": gen_cpu / el,
         "deliveries_per_server_cpu_s": delivered as f64 / server_cpu.max(1e-9)});
     for (k, v) in latency_json(&hist).as_object().unwrap() {
@@ -555,6 +593,22 @@ pub(crate) async fn direct(
         out["p99_ms"].as_f64().unwrap_or(0.0)
     );
     Ok(out)
+}
+
+/// The SQLite store's files and rows in `data`, `at` into a run.
+fn store_sample(data: &std::path::Path, at: Duration, delivered: u64) -> Value {
+    let size = |f: &str| std::fs::metadata(data.join(f)).map_or(0, |m| m.len());
+    let rows = |table: &str| -> i64 {
+        rusqlite::Connection::open_with_flags(
+            data.join("rtgate.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)))
+        .unwrap_or(-1)
+    };
+    json!({"s": at.as_secs_f64().round(), "delivered": delivered,
+        "db_bytes": size("rtgate.db"), "wal_bytes": size("rtgate.db-wal"),
+        "messages": rows("messages"), "dedupe": rows("dedupe")})
 }
 
 /// N idle logged-in connections.

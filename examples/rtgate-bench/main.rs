@@ -62,6 +62,26 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    /// Sustained durable direct messages with short retention windows: the
+    /// SQLite store's size and rows sampled every 30 s stay flat once the
+    /// first window has passed.
+    Retention {
+        /// Pairs (each receiver's inbox is a channel).
+        #[arg(long, default_value_t = 200)]
+        pairs: usize,
+        /// Messages in flight per sender.
+        #[arg(long, default_value_t = 8)]
+        window: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        /// --retention-count for the server.
+        #[arg(long, default_value_t = 200)]
+        count: u64,
+        /// --retention-sec (and --dedupe-window-sec) for the server.
+        #[arg(long, default_value_t = 60)]
+        age: u64,
+    },
     /// N idle logged-in connections: RSS per connection, connects per
     /// second, CPU per idle connection per second with heartbeats running.
     Conns {
@@ -178,7 +198,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pairs,
             window,
             secs,
-        } => load::direct(&Target::Rtgate(server), pairs, window, secs, pin).await?,
+        } => load::direct(&Target::Rtgate(server), pairs, window, secs, pin, &[], None).await?,
+        Cmd::Retention {
+            pairs,
+            window,
+            secs,
+            count,
+            age,
+        } => {
+            let (count, age) = (count.to_string(), age.to_string());
+            let extra = [
+                "--retention-count",
+                count.as_str(),
+                "--retention-sec",
+                age.as_str(),
+                "--dedupe-window-sec",
+                age.as_str(),
+            ];
+            let every = Some(std::time::Duration::from_secs(30));
+            load::direct(
+                &Target::Rtgate(server),
+                pairs,
+                window,
+                secs,
+                pin,
+                &extra,
+                every,
+            )
+            .await?
+        }
         Cmd::Conns {
             n,
             transport,

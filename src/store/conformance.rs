@@ -356,6 +356,39 @@ async fn dedupe_is_per_user_and_channel_and_keys_never_collide(make: Make) {
     assert_eq!(s.latest(&a).await.unwrap(), 4);
 }
 
+async fn retention_by_age_removes_old_messages(make: Make) {
+    let retention = Retention {
+        max_count: 1_000,
+        max_age: Duration::from_secs(1),
+    };
+    let f = make(Arc::new(Recorder::default()), retention).await;
+    let s = f.store.clone();
+    let ch = Channel::Room(id("aging"));
+    for n in 0..3 {
+        s.append(request(ch.clone(), n, None)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // A new message; the old ones are past the age. Stores that trim in the
+    // background (SQLite, once a second) get a few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut n = 3;
+    loop {
+        s.append(request(ch.clone(), n, None)).await.unwrap();
+        n += 1;
+        let page = s.read(&ch, 0, 100).await.unwrap();
+        let first: Delivered = serde_json::from_str(page.messages[0].get()).unwrap();
+        if first.seq.unwrap() > 3 {
+            assert!(page.gap, "a trimmed start is reported as a gap");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old messages were never trimmed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn cursors_stay_within_the_inbox(make: Make) {
     let rec = Arc::new(Recorder::default());
     let f = make(rec, Retention::default()).await;
@@ -426,7 +459,8 @@ conformance!(
     retention_trims_and_reports_the_gap,
     cursors_stay_within_the_inbox,
     reading_past_the_end_finds_nothing,
-    dedupe_is_per_user_and_channel_and_keys_never_collide
+    dedupe_is_per_user_and_channel_and_keys_never_collide,
+    retention_by_age_removes_old_messages
 );
 
 /// Opens a SQLite store with default settings and a throwaway sink.
@@ -437,6 +471,45 @@ fn open_sqlite(dir: &std::path::Path) -> Result<SqliteStore, super::StoreError> 
         Retention::default(),
         Duration::from_secs(60),
     )
+}
+
+#[tokio::test]
+async fn sqlite_retention_by_count_keeps_up_with_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Retention {
+        max_count: 10,
+        ..Retention::default()
+    };
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path(),
+            Arc::new(Recorder::default()),
+            retention,
+            Duration::from_secs(60),
+        )
+        .unwrap(),
+    );
+    // 4,000 appends to two channels, many in flight: more than a trim pass
+    // of the old code removed in a second.
+    let mut acks = Vec::new();
+    for n in 0..4_000u64 {
+        let ch = Channel::Room(id(if n % 2 == 0 { "a" } else { "b" }));
+        acks.push(store.append(request(ch, n, None)));
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    // No waiting for a background trim: the table holds 10 per channel now.
+    let conn = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 20);
+    let page = store.read(&Channel::Room(id("a")), 0, 100).await.unwrap();
+    assert_eq!(
+        (page.latest, page.messages.len(), page.gap),
+        (2_000, 10, true)
+    );
 }
 
 #[tokio::test]

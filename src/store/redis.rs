@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::{AppendRequest, Appended, Page, Retention, Store, StoreError};
-use crate::model::{Channel, plan};
+use crate::model::{Channel, now_ms, plan};
 use crate::protocol::Id;
 use crate::redis_io::RedisConn;
 use crate::redis_io::envelope::{self, same_slot, tag};
@@ -43,9 +43,12 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// KEYS: seq, log, [dedupe]. ARGV: the seq the writer expects the channel to
 /// be at, the msgId expected as the stream's last entry ('' for none), the
 /// payload, msgId, ts, dedupe window (ms), maxlen, the publish command
-/// (`PUBLISH`, or `SPUBLISH` in a Redis Cluster), then channel/message pairs
-/// to publish. Answers {0, ack}, {1, ack} for a resend, or {2, seq} when the
-/// channel is not where the writer expected it.
+/// (`PUBLISH`, or `SPUBLISH` in a Redis Cluster), the retention age (ms) and
+/// its cutoff (ms since the epoch), then channel/message pairs to publish.
+/// Answers {0, ack}, {1, ack} for a resend, or {2, seq} when the channel is
+/// not where the writer expected it. Retention: MAXLEN by count, up to
+/// eight entries older than the cutoff removed per append, and the whole
+/// log expires after the age when the channel goes quiet (its seq stays).
 const APPEND: &str = r#"
 if #KEYS == 3 then
   local d = redis.call('GET', KEYS[3])
@@ -59,10 +62,16 @@ if ARGV[2] ~= '' then
 end
 local seq = cur + 1
 redis.call('SET', KEYS[1], seq)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq .. '-1', 'p', ARGV[3], 'm', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq .. '-1', 'p', ARGV[3], 'm', ARGV[4], 't', ARGV[5])
+local cutoff = tonumber(ARGV[10])
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
+  local t = tonumber(e[2][6])
+  if t and t < cutoff then redis.call('XDEL', KEYS[2], e[1]) else break end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[9])
 local ack = ARGV[4] .. ' ' .. seq .. ' ' .. ARGV[5]
 if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[6]) end
-for i = 9, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
+for i = 11, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
 return {0, ack}
 "#;
 
@@ -279,6 +288,7 @@ impl Writer {
     ) -> Result<Planned, StoreError> {
         let seq = expected + 1;
         req.message.seq = Some(seq);
+        let age_ms = self.retention.max_age.as_millis() as u64;
         let payload = req.message.to_bytes();
         let mut keys = vec![seq_key(&req.channel), log_key(&req.channel)];
         if let Some(d) = &req.dedupe {
@@ -300,7 +310,9 @@ impl Writer {
             .arg(req.message.ts)
             .arg(self.dedupe_window.as_millis() as u64)
             .arg(self.retention.max_count)
-            .arg(self.conn.publish_command());
+            .arg(self.conn.publish_command())
+            .arg(age_ms)
+            .arg(now_ms().saturating_sub(age_ms));
         let mut after = Vec::new();
         for env in plan(&req.message, payload, &req.channel, req.origin) {
             let (channel, msg) = envelope::encode(&env);

@@ -32,8 +32,11 @@ const QUEUE: usize = 65_536;
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle writer trims (retention by age only moves with time).
 const IDLE_TRIM_EVERY: Duration = Duration::from_secs(60);
-/// Rows one trim step deletes at most, so a trim never holds the writer long.
+/// Rows one trim step deletes at most (one transaction).
 const TRIM_STEP: usize = 2_000;
+/// How long one trim pass may hold the writer (it runs at most once a
+/// second while there are writes).
+const TRIM_BUDGET: Duration = Duration::from_millis(200);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channels (
@@ -429,6 +432,14 @@ impl Writer {
                  ON CONFLICT(channel) DO UPDATE SET last_seq = excluded.last_seq",
             )?
             .execute(params![key, seq as i64])?;
+        // Retention by count, as part of the append: the rows that fall off
+        // the end go in the same transaction (one, or a range after the
+        // limit was lowered), so the table never grows past it.
+        if seq > self.retention.max_count {
+            self.conn
+                .prepare_cached("DELETE FROM messages WHERE channel = ?1 AND seq <= ?2")?
+                .execute(params![key, (seq - self.retention.max_count) as i64])?;
+        }
         if self.last_seq.len() >= SEQ_CACHE {
             // A bound, not a policy: a miss costs one indexed read.
             self.last_seq.clear();
@@ -480,41 +491,50 @@ impl Writer {
         }
     }
 
-    /// One bounded step of retention: expired dedupe keys, messages past
-    /// their age, and channels over their count.
+    /// Retention by age and expired dedupe keys, in steps of [`TRIM_STEP`]
+    /// rows (one transaction each), repeated until the backlog is gone or
+    /// [`TRIM_BUDGET`] is spent, so trimming keeps up with a sustained load
+    /// without holding appends up for long. (Retention by count happens in
+    /// each append.)
     fn trim(&mut self) {
         self.last_trim = Instant::now();
-        let now = now_ms() as i64;
-        let oldest = now - self.retention.max_age.as_millis() as i64;
-        let max = self.retention.max_count as i64;
-        let step = TRIM_STEP as i64;
-        let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
-            let mut deleted = self.conn.execute(
-                "DELETE FROM dedupe WHERE (user, channel, client_msg_id) IN
-                 (SELECT user, channel, client_msg_id FROM dedupe WHERE expires <= ?1 LIMIT ?2)",
-                params![now, step],
-            )?;
-            deleted += self.conn.execute(
-                "DELETE FROM messages WHERE (channel, seq) IN
-                 (SELECT channel, seq FROM messages WHERE ts < ?1 LIMIT ?2)",
-                params![oldest, step],
-            )?;
-            deleted += self.conn.execute(
-                "DELETE FROM messages WHERE (channel, seq) IN
-                 (SELECT m.channel, m.seq FROM messages m JOIN channels c ON c.channel = m.channel
-                  WHERE m.seq <= c.last_seq - ?1 LIMIT ?2)",
-                params![max, step],
-            )?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok(deleted)
-        });
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(deleted = n, "retention trimmed"),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                tracing::warn!(error = %e, "retention trim failed");
+        let started = Instant::now();
+        let mut total = 0;
+        loop {
+            let now = now_ms() as i64;
+            let oldest = now - self.retention.max_age.as_millis() as i64;
+            let step = TRIM_STEP as i64;
+            let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+                let dedupe = self.conn.execute(
+                    "DELETE FROM dedupe WHERE (user, channel, client_msg_id) IN
+                     (SELECT user, channel, client_msg_id FROM dedupe WHERE expires <= ?1 LIMIT ?2)",
+                    params![now, step],
+                )?;
+                let aged = self.conn.execute(
+                    "DELETE FROM messages WHERE (channel, seq) IN
+                     (SELECT channel, seq FROM messages WHERE ts < ?1 LIMIT ?2)",
+                    params![oldest, step],
+                )?;
+                self.conn.execute_batch("COMMIT")?;
+                Ok((dedupe, aged))
+            });
+            match result {
+                Ok((dedupe, aged)) => {
+                    total += dedupe + aged;
+                    let more = dedupe == TRIM_STEP || aged == TRIM_STEP;
+                    if !more || started.elapsed() >= TRIM_BUDGET {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    tracing::warn!(error = %e, "retention trim failed");
+                    break;
+                }
             }
+        }
+        if total > 0 {
+            tracing::debug!(deleted = total, took = ?started.elapsed(), "retention trimmed");
         }
     }
 }

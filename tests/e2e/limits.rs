@@ -153,7 +153,14 @@ async fn rooms_per_session_are_limited() {
 
 #[tokio::test]
 async fn slow_consumer_is_closed_4008_without_slowing_others() {
-    let s = Server::start(&["--outbound-queue", "64", "--rate-limit", "0", "--user-rate-limit", "0"]);
+    let s = Server::start(&[
+        "--outbound-queue",
+        "64",
+        "--rate-limit",
+        "0",
+        "--user-rate-limit",
+        "0",
+    ]);
     // A reader that never reads, over a socket with a tiny receive buffer.
     let mut slow = Client::connect_small_buffer(&s.ws_url("/ws")).await;
     slow.login_as(json!({"msgType": 2, "sendUserId": "slow", "roomId": "busy"}))
