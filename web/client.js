@@ -16,6 +16,9 @@ class RtgateClient {
    * @param {string} [opts.url]    server base URL (http[s]://host:port); default: this page's origin
    * @param {string} opts.userId   dev-mode identity (ignored by the server when a token is given)
    * @param {string} [opts.token]  JWT, when the server requires one
+   * @param {() => Promise<string>} [opts.getToken] fetches a fresh JWT: called before every
+   *   (re)connect, when the server says the token expires soon (msgType 10), and after a 4401
+   *   close (the client then reconnects instead of giving up)
    * @param {string[]} [opts.rooms] rooms to join at every login
    * @param {string} [opts.transport] "auto" (default: WebTransport, then WebSocket), "webtransport" or "websocket"
    * @param {string} [opts.wtUrl]  WebTransport URL; default: the one `/cert-hash` names
@@ -36,6 +39,8 @@ class RtgateClient {
     this.closedByUser = false;
     this.hbTimer = null;
     this.lastInbound = 0;
+    this.refreshing = false; // a msgType 10 refresh is in flight
+    this.authFailures = 0; // 4401 closes since the last good login
   }
 
   on(event, fn) {
@@ -79,8 +84,23 @@ class RtgateClient {
     return u.toString();
   }
 
+  /** A fresh token from the page's callback, when it gave one. */
+  async freshToken() {
+    if (!this.opts.getToken) return;
+    try { this.opts.token = await this.opts.getToken(); } catch (e) { this.emit("error", { code: 0, reason: `getToken: ${e}` }); }
+  }
+
+  /** Answers the server's "credentials expire soon" with new ones (msgType 10). */
+  async refresh() {
+    if (this.refreshing || !this.opts.getToken || !this.link || !this.link.open) return;
+    this.refreshing = true;
+    await this.freshToken();
+    if (this.link && this.link.open) this.link.send(JSON.stringify({ msgType: 10, token: this.opts.token }));
+  }
+
   async open() {
     this.setState("connecting");
+    await this.freshToken();
     const link = await this.openLink();
     if (!link || !link.open) return; // closed meanwhile; onClose decides what next
     this.link = link;
@@ -122,6 +142,14 @@ class RtgateClient {
     for (const [, p] of this.pending) p.reject(new Error(`connection closed (${code})`));
     this.pending.clear();
     if (this.closedByUser) return;
+    // 4401 with a token source: the token expired or was revoked; fetch a
+    // fresh one and come back (twice in a row means it is not the token's age).
+    if (code === 4401 && this.opts.getToken && this.authFailures < 2) {
+      this.authFailures += 1;
+      this.setState("reconnecting", "credentials expired; fetching a fresh token");
+      setTimeout(() => this.open(), 100 + Math.random() * 400);
+      return;
+    }
     // 4401/4403: credentials are wrong, retrying cannot help.
     if (code === 4401 || code === 4403) {
       this.setState("refused", `${code} ${reason}`);
@@ -154,8 +182,19 @@ class RtgateClient {
         if (m.clientMsgId && this.pending.has(m.clientMsgId)) return this.settle(m.clientMsgId, null, m);
         this.emit("error", m);
         return this.wake(9, m);
+      case 10:
+        // Either the server's notice that the token expires at m.exp, or
+        // the answer to our refresh with the new expiry.
+        if (this.refreshing) { this.refreshing = false; return this.emit("refreshed", m); }
+        this.emit("expiring", m);
+        return this.refresh();
       case 5: case 6: case 7: case 8:
         if (m.msgType === 5 && m.roomId && this.roomSeqs[m.roomId] === undefined) this.roomSeqs[m.roomId] = m.seq;
+        // A leave we did not ask for: a refreshed token no longer allows the room.
+        if (m.msgType === 6 && !this.waiters.some((w) => w.msgType === 6)) {
+          this.rooms.delete(m.roomId);
+          return this.emit("left", m);
+        }
         return this.wake(m.msgType, m);
       default: return this.onMessage(m);
     }
@@ -163,6 +202,8 @@ class RtgateClient {
 
   onLogin(m) {
     this.backoffMs = 500;
+    this.authFailures = 0;
+    this.refreshing = false;
     if (this.inboxSeq === null) this.inboxSeq = m.inboxSeq;
     this.heartbeatSec = m.heartbeatSec || 25;
     clearInterval(this.hbTimer);
