@@ -20,7 +20,7 @@ use crate::gateway::WtInfo;
 use crate::hub::Hub;
 use crate::protocol::CloseCode;
 use crate::routing::Dispatcher;
-use crate::store::{MemoryStore, RedisStore, Retention, SqliteStore, Store};
+use crate::store::{MemoryStore, RedisStore, Replication, Retention, SqliteStore, Store};
 use crate::transport::webtransport::{QuicOptions, WtEndpoint};
 
 /// Why a node could not start.
@@ -104,6 +104,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
                 config.cluster.redis_cluster,
                 retention,
                 config.store.dedupe_window,
+                Replication {
+                    replicas: config.cluster.wait_replicas,
+                    timeout: config.cluster.wait_timeout,
+                },
             )
             .await
             .map_err(|e| ServerError::Redis(e.to_string()))?;

@@ -510,8 +510,11 @@ pub(crate) async fn direct(
         let acks = inflight.clone();
         let mut rx = rx;
         tokio::spawn(async move {
-            while let Some(Ok(Message::Text(t))) = rx.next().await {
-                if t.contains("\"msgType\":4") {
+            // Every frame, not only text: the server's Pings arrive too.
+            while let Some(Ok(m)) = rx.next().await {
+                if let Message::Text(t) = m
+                    && t.contains("\"msgType\":4")
+                {
                     acks.fetch_sub(1, Ordering::AcqRel);
                 }
             }
@@ -849,6 +852,7 @@ pub(crate) async fn cluster(
     let redis = RedisServer::launch(Launch {
         durable: false,
         wrapper,
+        replica_of: None,
     });
     let redis_pid = redis.pid().context("redis pid")?;
     let url = redis.url();

@@ -51,6 +51,10 @@ pub const WT_IDLE_TIMEOUT_SEC: u64 = 30;
 pub const CONGESTION: Congestion = Congestion::Cubic;
 /// `--wt-max-connections`.
 pub const WT_MAX_CONNECTIONS: usize = 100_000;
+/// `--redis-wait-replicas`: acks need no replica by default.
+pub const REDIS_WAIT_REPLICAS: usize = 0;
+/// `--redis-wait-ms`.
+pub const REDIS_WAIT_MS: u64 = 500;
 /// `--presence-ttl-sec`.
 pub const PRESENCE_TTL_SEC: u64 = 20;
 /// `--log-format`.

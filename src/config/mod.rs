@@ -356,6 +356,10 @@ pub struct ClusterConfig {
     pub redis_cluster: bool,
     /// Cluster presence entry lifetime.
     pub presence_ttl: Duration,
+    /// Replicas a durable append must reach before its ack.
+    pub wait_replicas: usize,
+    /// How long an ack waits for them.
+    pub wait_timeout: Duration,
 }
 
 /// WebTransport's QUIC transport.
@@ -450,6 +454,8 @@ impl Options {
             },
             cluster: ClusterConfig {
                 presence_ttl: secs(cluster.presence_ttl_sec(), "presence-ttl-sec")?,
+                wait_replicas: cluster.redis_wait_replicas(),
+                wait_timeout: Duration::from_millis(cluster.redis_wait_ms()),
                 node_id: cluster.node_id,
                 redis: cluster.redis,
                 redis_cluster: cluster.redis_cluster,
@@ -491,6 +497,13 @@ impl Config {
             return invalid(
                 "outbound-queue, max-rooms, max-conns, max-sessions-per-user and retention-count \
                  must be at least 1",
+            );
+        }
+        if self.cluster.wait_timeout > Duration::from_millis(700)
+            || self.cluster.wait_timeout.is_zero()
+        {
+            return invalid(
+                "redis-wait-ms must be 1 to 700 (every Redis call has an 800 ms deadline)",
             );
         }
         if self.quic.keepalive >= self.quic.idle_timeout {

@@ -197,6 +197,10 @@ options_group! {
     /// Several nodes over Redis.
     ClusterOptions, "Cluster" {
         defaulted {
+            redis_wait_replicas: usize = defaults::REDIS_WAIT_REPLICAS, "Cluster mode: replicas a message must reach (Redis WAIT) before it is acked",
+                [env = "RTGATE_REDIS_WAIT_REPLICAS", value_name = "N"];
+            redis_wait_ms: u64 = defaults::REDIS_WAIT_MS, "Cluster mode: how long an ack waits for those replicas before it is a 503 (at most 700)",
+                [env = "RTGATE_REDIS_WAIT_MS", value_name = "MS"];
             presence_ttl_sec: u64 = defaults::PRESENCE_TTL_SEC, "Cluster mode: seconds a node's presence entries live without refresh",
                 [env = "RTGATE_PRESENCE_TTL_SEC", value_name = "N"];
         }

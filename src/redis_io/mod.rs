@@ -154,6 +154,40 @@ impl RedisConn {
         .await
     }
 
+    /// Waits until the writes made so far reach `replicas` replicas, or
+    /// `timeout` passes, on the primary of each key's slot (one primary for
+    /// a single Redis); answers the fewest replicas any of them reached.
+    pub(crate) async fn wait_replicas(
+        &mut self,
+        keys: &[String],
+        replicas: usize,
+        timeout: Duration,
+    ) -> redis::RedisResult<usize> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        match self {
+            Self::Single(_) => {
+                let n: usize = wait.query_async(self).await?;
+                Ok(n)
+            }
+            Self::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let mut fewest = usize::MAX;
+                for key in keys {
+                    let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                    let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    let v = within(c.route_command(wait.clone(), to)).await?;
+                    fewest = fewest.min(redis::from_redis_value::<usize>(v)?);
+                }
+                Ok(if fewest == usize::MAX {
+                    replicas
+                } else {
+                    fewest
+                })
+            }
+        }
+    }
+
     /// Runs commands in order: one pipeline on a single Redis; one by one
     /// (pipelined per node by the client) in a cluster, where a pipeline may
     /// not span slots.

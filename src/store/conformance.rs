@@ -105,10 +105,15 @@ fn redis(
 ) -> futures_util::future::BoxFuture<'static, Fixture> {
     Box::pin(async move {
         let server = redis_server::RedisServer::launch(redis_server::Launch::default());
-        let store =
-            super::RedisStore::connect(&server.url(), false, retention, Duration::from_secs(60))
-                .await
-                .expect("the store connects to a running redis-server");
+        let store = super::RedisStore::connect(
+            &server.url(),
+            false,
+            retention,
+            Duration::from_secs(60),
+            super::Replication::default(),
+        )
+        .await
+        .expect("the store connects to a running redis-server");
         Fixture {
             store: Arc::new(store),
             uses_sink: false,

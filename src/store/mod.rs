@@ -19,7 +19,7 @@ use crate::model::{Channel, SessionId};
 use crate::protocol::{Delivered, Id};
 
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use redis::{RedisStore, Replication};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.

@@ -115,8 +115,20 @@ struct Job {
 /// another hash slot, published after the script succeeded.
 struct Planned {
     cmd: redis::Cmd,
+    /// The channel it appends to.
+    channel: Channel,
     after: Vec<Publication>,
     seq: u64,
+}
+
+/// How many replicas a durable append must reach before it is acked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replication {
+    /// Replicas (0: ack once the primary has it).
+    pub replicas: usize,
+    /// How long to wait for them; past it the append is answered 503 (it
+    /// may be stored; a resend with its clientMsgId gets the original ack).
+    pub timeout: Duration,
 }
 
 /// The Redis store.
@@ -136,6 +148,8 @@ struct Writer {
     retry: VecDeque<Job>,
     /// Set after a failed write: until then appends fail fast.
     down_until: Option<Instant>,
+    /// Replicas an append must reach before its ack.
+    replication: Replication,
 }
 
 impl RedisStore {
@@ -145,6 +159,7 @@ impl RedisStore {
         cluster: bool,
         retention: Retention,
         dedupe_window: Duration,
+        replication: Replication,
     ) -> Result<Self, StoreError> {
         let conn = RedisConn::connect(url, cluster, None)
             .await
@@ -157,6 +172,7 @@ impl RedisStore {
             known: HashMap::new(),
             retry: VecDeque::new(),
             down_until: None,
+            replication,
         };
         tokio::spawn(writer.run(rx));
         Ok(Self { conn, jobs })
@@ -234,16 +250,17 @@ impl Writer {
             }
         };
         let mut after = Vec::new();
+        let mut answered = Vec::new();
         for ((mut job, p), v) in jobs.into_iter().zip(planned).zip(results) {
             let t = tag(&job.req.channel);
             match parse_answer(v) {
                 Ok(Answer::Stored(ack)) => {
                     self.remember(t, p.seq);
                     after.extend(p.after);
-                    let _ = job.reply.send(Ok(ack));
+                    answered.push((job, seq_key(&p.channel), ack));
                 }
                 Ok(Answer::Duplicate(ack)) => {
-                    let _ = job.reply.send(Ok(ack));
+                    answered.push((job, seq_key(&p.channel), ack));
                 }
                 Ok(Answer::Moved(current)) => {
                     self.remember(t, current);
@@ -261,6 +278,15 @@ impl Writer {
                 }
             }
         }
+        // Acks only once the appends reached their replicas (a failover to
+        // one of them then keeps every acked message).
+        let replicated = self.replicated(&answered).await;
+        for (job, _, ack) in answered {
+            let _ = job.reply.send(match &replicated {
+                Ok(()) => Ok(ack),
+                Err(e) => Err(e.clone()),
+            });
+        }
         let publish = self.conn.publish_command();
         let cmds = after
             .into_iter()
@@ -268,6 +294,29 @@ impl Writer {
             .collect();
         if let Err(e) = self.conn.run_all(cmds).await {
             warn!(error = %e, "redis: publishing senders' copies failed");
+        }
+    }
+
+    /// Waits for the configured replicas of the answered appends' slots.
+    async fn replicated(&mut self, answered: &[(Job, String, Appended)]) -> Result<(), StoreError> {
+        let want = self.replication.replicas;
+        if want == 0 || answered.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<String> = answered.iter().map(|(_, k, _)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        match self
+            .conn
+            .wait_replicas(&keys, want, self.replication.timeout)
+            .await
+        {
+            Ok(n) if n >= want => Ok(()),
+            Ok(n) => Err(StoreError::Unavailable(format!(
+                "stored on the primary but on {n} of {want} replicas within {} ms; resend",
+                self.replication.timeout.as_millis()
+            ))),
+            Err(e) => Err(unavailable(e)),
         }
     }
 
@@ -323,7 +372,12 @@ impl Writer {
                 after.push((channel, msg));
             }
         }
-        Ok(Planned { cmd, after, seq })
+        Ok(Planned {
+            cmd,
+            after,
+            seq,
+            channel: req.channel.clone(),
+        })
     }
 }
 

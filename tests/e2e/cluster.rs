@@ -567,3 +567,124 @@ async fn a_redis_cluster_with_sharded_pubsub_routes_between_nodes() {
     let shards_used = rc.ports.iter().filter(|p| rc.dbsize(**p) > 0).count();
     assert!(shards_used >= 2, "keys on {shards_used} shard(s)");
 }
+
+/// Sends direct messages to bob with eight in flight while the replication
+/// link is broken and the primary is killed; promotes the replica and
+/// serves from it. Returns (acked, acked but lost).
+async fn failover_under_load(wait_replicas: &str) -> (usize, usize) {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::replica_of(&primary);
+    let a = node(
+        &primary,
+        &[
+            "--redis-wait-replicas",
+            wait_replicas,
+            "--rate-limit",
+            "0",
+            "--user-rate-limit",
+            "0",
+        ],
+    );
+    let (alice, _) = Client::login(&a, "alice").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let sender = tokio::spawn(async move {
+        let mut alice = alice;
+        let mut acked = Vec::new();
+        let (mut sent, mut inflight) = (0u32, 0);
+        loop {
+            let done = stopped.load(std::sync::atomic::Ordering::Relaxed);
+            if done && inflight == 0 {
+                return acked;
+            }
+            while inflight < 8 && !done {
+                alice
+                    .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": sent, "clientMsgId": format!("f{sent}")}))
+                    .await;
+                sent += 1;
+                inflight += 1;
+            }
+            let Ok(Ok(r)) =
+                tokio::time::timeout(Duration::from_secs(3), alice.next_json_or_end()).await
+            else {
+                return acked;
+            };
+            match r["msgType"].as_i64() {
+                Some(4) => {
+                    inflight -= 1;
+                    acked.push(r["msgId"].as_str().unwrap().to_string());
+                }
+                Some(9) => inflight -= 1,
+                _ => {}
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The replica falls behind (as over a slow link), then the primary dies.
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    // The replication link breaks (the primary drops its replica, which is
+    // stopped and cannot reconnect), the primary keeps taking writes for a
+    // moment, then dies.
+    signal("-STOP", replica.pid().unwrap());
+    let dropped = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &primary.port.to_string(),
+            "client",
+            "kill",
+            "type",
+            "replica",
+        ])
+        .output()
+        .unwrap();
+    assert!(dropped.status.success());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    primary.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    signal("-CONT", replica.pid().unwrap());
+    let acked = sender.await.unwrap();
+    replica.promote();
+    let b = node(&replica, &[]);
+    let (mut bob, reply) = Client::login(&b, "bob").await;
+    let latest = reply["inboxSeq"].as_u64().unwrap();
+    let mut stored = std::collections::HashSet::new();
+    let mut since = 0;
+    while since < latest {
+        bob.send(&json!({"msgType": 7, "since": since, "limit": 100}))
+            .await;
+        let h = bob.recv_type(7).await;
+        for m in h["messages"].as_array().unwrap() {
+            stored.insert(m["msgId"].as_str().unwrap().to_string());
+            since = m["seq"].as_u64().unwrap();
+        }
+    }
+    let lost = acked.iter().filter(|id| !stored.contains(*id)).count();
+    (acked.len(), lost)
+}
+
+#[tokio::test]
+async fn without_waiting_for_replicas_a_failover_loses_acked_messages() {
+    let (acked, lost) = failover_under_load("0").await;
+    assert!(acked > 0);
+    assert!(
+        lost > 0,
+        "the lagging replica had every acked message: {acked} acked"
+    );
+}
+
+#[tokio::test]
+async fn a_failover_to_a_replica_keeps_every_acked_message_when_acks_wait_for_it() {
+    let (acked, lost) = failover_under_load("1").await;
+    assert!(acked > 0, "nothing was acked before the failover");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {acked} acked messages lost in the failover"
+    );
+}

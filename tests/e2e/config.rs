@@ -142,6 +142,8 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("retention-count", "123", "123"),
     ("retention-sec", "3600", "3600"),
     ("presence-ttl-sec", "9", "9"),
+    ("redis-wait-replicas", "1", "1"),
+    ("redis-wait-ms", "300", "300"),
     ("node-id", "n-sample", "\"n-sample\""),
     ("redis", "redis://127.0.0.1:1", "\"redis://127.0.0.1:1\""),
     ("redis-cluster", "", "true"),

@@ -35,6 +35,8 @@ pub(crate) struct Launch {
     pub(crate) durable: bool,
     /// A command and arguments to run redis-server under (e.g. `taskset -c 0`).
     pub(crate) wrapper: Vec<String>,
+    /// Start as a replica of the Redis on this port.
+    pub(crate) replica_of: Option<u16>,
 }
 
 /// One redis-server on a free loopback port.
@@ -127,8 +129,34 @@ impl RedisServer {
     /// Starts the process again (after [`RedisServer::kill`]) on the same
     /// port and data.
     pub(crate) fn spawn(&mut self) {
-        self.child = Some(spawn(self.port, self.dir.path(), &self.launch, &[]));
+        let primary = self.launch.replica_of.map(|p| p.to_string());
+        let extra: Vec<&str> = match &primary {
+            Some(p) => vec!["--replicaof", "127.0.0.1", p],
+            None => Vec::new(),
+        };
+        self.child = Some(spawn(self.port, self.dir.path(), &self.launch, &extra));
         wait_for(self.port, "redis-server");
+    }
+
+    /// A durable replica of `primary`, once it is in sync.
+    pub(crate) fn replica_of(primary: &RedisServer) -> RedisServer {
+        let r = Self::launch(Launch {
+            durable: true,
+            replica_of: Some(primary.port),
+            ..Launch::default()
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cli(r.port, &["info", "replication"]).contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "the replica never synced");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    /// Makes a replica a primary (what a failover does).
+    pub(crate) fn promote(&self) {
+        let out = cli(self.port, &["replicaof", "no", "one"]);
+        assert!(out.contains("OK"), "promote: {out}");
     }
 
     /// `redis://127.0.0.1:<port>`.
