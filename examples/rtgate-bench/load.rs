@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proc;
 use crate::redis_server::{Launch, RedisServer};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What to load.
 pub(crate) enum Target {
@@ -71,6 +71,16 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
+    /// Drains the server (SIGTERM) and waits for it to exit.
+    pub(crate) async fn drain(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
     /// The server's data folder.
     pub(crate) fn data_dir(&self) -> &std::path::Path {
         self._data.path()
@@ -735,14 +745,14 @@ struct WtSession {
     recv: wtransport::RecvStream,
 }
 
-async fn wt_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::Result<()> {
+pub(crate) async fn wt_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::Result<()> {
     let mut f = (body.len() as u32).to_be_bytes().to_vec();
     f.extend_from_slice(body);
     send.write_all(&f).await?;
     Ok(())
 }
 
-async fn wt_read(recv: &mut wtransport::RecvStream) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn wt_read(recv: &mut wtransport::RecvStream) -> anyhow::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     recv.read_exact(&mut len).await?;
     let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -814,7 +824,7 @@ fn hold_wt(all: Vec<WtSession>, secs: u64) -> Vec<tokio::task::JoinHandle<bool>>
         .collect()
 }
 
-async fn cert_hash(http: SocketAddr) -> anyhow::Result<[u8; 32]> {
+pub(crate) async fn cert_hash(http: SocketAddr) -> anyhow::Result<[u8; 32]> {
     let mut tcp = TcpStream::connect(http).await?;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     tcp.write_all(

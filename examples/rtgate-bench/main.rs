@@ -12,6 +12,7 @@
 //! (`taskset`). Every run prints a human summary and one JSON line.
 
 mod baseline;
+mod chaos;
 mod load;
 mod proc;
 #[path = "../../tests/support/redis_server.rs"]
@@ -112,6 +113,23 @@ enum Cmd {
         #[arg(long, default_value_t = 5_000)]
         wt_conns: usize,
     },
+    /// Faults under load: two nodes on Redis, clients on both transports,
+    /// Redis killed and restarted, a node killed and restarted, a node
+    /// drained; checks that every acked message reached every recipient.
+    Chaos {
+        /// Seconds of traffic (the faults fall at each quarter).
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+        /// Clients.
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// Every Nth client uses WebTransport (0: none).
+        #[arg(long, default_value_t = 5)]
+        wt_every: usize,
+        /// Messages per second per client.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+    },
     /// Serve the baseline (used by the other commands).
     BaselineServer {
         /// Listen address.
@@ -199,6 +217,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             window,
             secs,
         } => load::direct(&Target::Rtgate(server), pairs, window, secs, pin, &[], None).await?,
+        Cmd::Chaos {
+            secs,
+            clients,
+            wt_every,
+            rate,
+        } => chaos::chaos(&server, secs, clients, wt_every, rate).await?,
         Cmd::Retention {
             pairs,
             window,

@@ -29,14 +29,14 @@ impl Broker for LocalBroker {
         self.hub.deliver(&env);
     }
 
-    fn watch_room(&self, _room: &Id) -> BoxFuture<'static, ()> {
-        ready(()).boxed()
+    fn watch_room(&self, _room: &Id) -> BoxFuture<'static, bool> {
+        ready(true).boxed()
     }
 
     fn unwatch_room(&self, _room: &Id) {}
 
-    fn user_online(&self, _user: &Id) -> BoxFuture<'static, ()> {
-        ready(()).boxed()
+    fn user_online(&self, _user: &Id) -> BoxFuture<'static, bool> {
+        ready(true).boxed()
     }
 
     fn user_offline(&self, _user: &Id) {}

@@ -29,16 +29,18 @@ pub trait Broker: Send + Sync + 'static {
     /// or drops, it does not stall the caller.
     fn publish(&self, env: Envelope);
 
-    /// This node now has a member of `room` (its first one). Resolves once
-    /// envelopes for the room reach this node.
-    fn watch_room(&self, room: &Id) -> BoxFuture<'static, ()>;
+    /// A session of this node joins `room`. Resolves to true once envelopes
+    /// for the room reach this node, false if that could not be confirmed
+    /// in time (the join must then fail: the session would miss messages).
+    fn watch_room(&self, room: &Id) -> BoxFuture<'static, bool>;
 
     /// This node no longer has a member of `room`.
     fn unwatch_room(&self, room: &Id);
 
-    /// This node now has a session of `user` (its first one). Resolves once
-    /// envelopes for the user reach this node.
-    fn user_online(&self, user: &Id) -> BoxFuture<'static, ()>;
+    /// A session of `user` logs in on this node. Resolves to true once
+    /// envelopes for the user reach this node, false if that could not be
+    /// confirmed in time (the login must then fail).
+    fn user_online(&self, user: &Id) -> BoxFuture<'static, bool>;
 
     /// This node no longer has a session of `user`.
     fn user_offline(&self, user: &Id);
@@ -64,6 +66,13 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker is connected (for `/readyz`).
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>>;
+
+    /// False while the broker knows it cannot deliver to this node (Redis
+    /// unreachable): a session logged in then could miss messages, so
+    /// logins are refused until it is back.
+    fn connected(&self) -> bool {
+        true
+    }
 }
 
 impl From<BrokerError> for crate::protocol::ProtoError {

@@ -40,7 +40,7 @@ fn room_channel(room: &Id) -> String {
 /// A change the control task applies to Redis, in order.
 enum Control {
     /// Subscribe, then tell the waiter.
-    Subscribe(String, Option<oneshot::Sender<()>>),
+    Subscribe(String, Option<oneshot::Sender<bool>>),
     Unsubscribe(String),
     UserOnline(Id),
     UserOffline(Id),
@@ -105,7 +105,7 @@ impl RedisBroker {
         });
 
         // Received envelopes into the local hub.
-        let deliver_flag = broker.connected.clone();
+        let on_disconnect = broker.clone();
         tokio::spawn(async move {
             while let Some(info) = push_rx.recv().await {
                 match info.kind {
@@ -120,7 +120,7 @@ impl RedisBroker {
                             }
                         }
                     }
-                    PushKind::Disconnection => deliver_flag.store(false, Ordering::Release),
+                    PushKind::Disconnection => on_disconnect.went_down("redis connection lost"),
                     _ => {}
                 }
             }
@@ -177,17 +177,17 @@ impl RedisBroker {
                     }
                     _ = ping.tick() => {
                         let up = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
-                        let was = b.connected.swap(up, Ordering::AcqRel);
-                        if up && !was {
+                        if !up {
+                            b.went_down("redis does not answer");
+                        } else if !b.connected.swap(true, Ordering::AcqRel) {
+                            // No session lived through the outage (they were
+                            // closed when it began and logins were refused),
+                            // so none can have missed what was published
+                            // before this node subscribed again.
                             telemetry::broker_reconnect();
                             info!("redis reachable again");
                             let _ = b.resubscribe(&mut conn).await;
                             let _ = b.refresh(&mut conn).await;
-                            // Other nodes may have published while this one
-                            // was not subscribed: every local session resumes
-                            // from the store (close 1001, the client comes
-                            // back with since).
-                            b.resync("redis was unreachable");
                         }
                         if lost.swap(false, Ordering::AcqRel) {
                             b.resync("a message from redis was dropped (queue full)");
@@ -199,6 +199,15 @@ impl RedisBroker {
             }
         });
         Ok(broker)
+    }
+
+    /// Redis is unreachable: from now until it answers again, this node may
+    /// miss messages, so every local session is told to resume (close 1001)
+    /// and logins are refused. Once per outage.
+    fn went_down(&self, why: &str) {
+        if self.connected.swap(false, Ordering::AcqRel) {
+            self.resync(why);
+        }
     }
 
     /// Tells every local session to reconnect and resume with `since`,
@@ -228,7 +237,7 @@ impl RedisBroker {
             Control::Subscribe(ch, done) => {
                 let r = conn.subscribe(ch).await;
                 if let Some(done) = done {
-                    let _ = done.send(());
+                    let _ = done.send(r.is_ok());
                 }
                 return r;
             }
@@ -326,16 +335,14 @@ impl RedisBroker {
         let _ = self.control.send(c);
     }
 
-    /// Queues a subscription; resolves when it is in effect (or after a
-    /// bounded wait while Redis is unreachable: the resubscription after
-    /// reconnect covers it then).
-    fn subscribe(&self, channel: String) -> BoxFuture<'static, ()> {
+    /// Queues a subscription; resolves to true once it is in effect, false
+    /// when Redis did not confirm it in time. The control task runs
+    /// subscriptions in order, so a second subscription of a channel is
+    /// confirmed after the first.
+    fn subscribe(&self, channel: String) -> BoxFuture<'static, bool> {
         let (tx, rx) = oneshot::channel();
         self.send(Control::Subscribe(channel, Some(tx)));
-        async move {
-            let _ = tokio::time::timeout(DEADLINE, rx).await;
-        }
-        .boxed()
+        async move { matches!(tokio::time::timeout(2 * DEADLINE, rx).await, Ok(Ok(true))) }.boxed()
     }
 }
 
@@ -347,7 +354,7 @@ impl Broker for RedisBroker {
         }
     }
 
-    fn watch_room(&self, room: &Id) -> BoxFuture<'static, ()> {
+    fn watch_room(&self, room: &Id) -> BoxFuture<'static, bool> {
         self.subscribe(room_channel(room))
     }
 
@@ -355,7 +362,7 @@ impl Broker for RedisBroker {
         self.send(Control::Unsubscribe(room_channel(room)));
     }
 
-    fn user_online(&self, user: &Id) -> BoxFuture<'static, ()> {
+    fn user_online(&self, user: &Id) -> BoxFuture<'static, bool> {
         let subscribed = self.subscribe(user_channel(user));
         self.send(Control::UserOnline(user.clone()));
         subscribed
@@ -443,6 +450,10 @@ impl Broker for RedisBroker {
             let _ = conn.run_all(cmds).await;
         }
         .boxed()
+    }
+
+    fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>> {

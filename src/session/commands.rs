@@ -162,10 +162,16 @@ pub(crate) async fn join(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u64
             )));
         }
         s.rooms.insert(room.clone());
-        let first = gw.hub().join(&room, s.handle.clone());
+        gw.hub().join(&room, s.handle.clone());
         gw.broker().room_joined(&room, s.user());
-        if first {
-            gw.broker().watch_room(&room).await;
+        // Every joiner waits until the room's messages reach this node, not
+        // only the first: a join that reads the room before that could miss
+        // messages, so it fails instead.
+        if !gw.broker().watch_room(&room).await {
+            leave(s, gw, &room);
+            return Err(ProtoError::Unavailable(format!(
+                "could not subscribe to room {room}; retry"
+            )));
         }
     }
     Ok(gw.store().latest(&Channel::Room(room)).await?)

@@ -72,6 +72,14 @@ pub(crate) async fn login(
         })?;
     let user = identity.user.clone();
     tracing::Span::current().record("user", field::display(&user));
+    if !gw.broker().connected() {
+        info!("login refused: the broker is reconnecting");
+        telemetry::login("unavailable");
+        return Err(Refused::Close(
+            ProtoError::Unavailable("the cluster is reconnecting to Redis; retry".into()),
+            CloseCode::GoingAway,
+        ));
+    }
     let max_sessions = gw.config().limits.max_sessions_per_user;
     if gw.hub().user_sessions(&user) >= max_sessions {
         info!("login refused: too many sessions for this user");
@@ -91,10 +99,20 @@ pub(crate) async fn login(
         tx,
         closer: Arc::new(Closer::new(cancel.clone())),
     };
-    if gw.hub().register(handle.clone()) {
-        // Subscribed before the replay reads the store: no gap between
-        // what the replay covers and what arrives live.
-        gw.broker().user_online(&user).await;
+    gw.hub().register(handle.clone());
+    // Subscribed before the replay reads the store: no gap between what the
+    // replay covers and what arrives live. Unconfirmed, the login fails.
+    if !gw.broker().user_online(&user).await {
+        let (last, _) = gw.hub().unregister(id, &user, []);
+        if last {
+            gw.broker().user_offline(&user);
+        }
+        info!("login refused: no subscription for the user");
+        telemetry::login("unavailable");
+        return Err(Refused::Close(
+            ProtoError::Unavailable("could not subscribe to this user's messages; retry".into()),
+            CloseCode::GoingAway,
+        ));
     }
     let mut state = LoggedIn {
         id,

@@ -448,3 +448,25 @@ impl Client {
         }
     }
 }
+
+impl Client {
+    /// Logs in as `user`, retrying while the node refuses logins (a node
+    /// of a cluster does while it reconnects to Redis).
+    pub(crate) async fn login_retrying(server: &Server, user: &str) -> (Client, Value) {
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            let mut c = Client::connect(&server.ws_url("/ws")).await;
+            c.send(&json!({"msgType": 2, "sendUserId": user})).await;
+            let reply = c.recv().await;
+            if reply["msgType"] == 2 {
+                return (c, reply);
+            }
+            assert_eq!(reply["code"], 503, "a refusal while reconnecting: {reply}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "logins stayed refused"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
