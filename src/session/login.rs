@@ -159,6 +159,21 @@ pub(crate) async fn login(
     let mut inbox_seq = 0;
     for (channel, since) in channels {
         match store.read(&channel, since, 1).await {
+            Ok(probe) if since > probe.latest => {
+                // The client holds positions the channel never reached: it
+                // was reset (forgotten by retention when idle, or rolled
+                // back by a Redis failover). What it has now is replayed
+                // from the start, and the reset is reported.
+                unrecovered.push(channel.to_string());
+                if channel == inbox {
+                    inbox_seq = probe.latest;
+                }
+                if probe.latest > 0 {
+                    replay.push((channel, 0));
+                } else {
+                    state.replayed.insert(channel, 0);
+                }
+            }
             Ok(probe) => {
                 if probe.gap {
                     unrecovered.push(channel.to_string());

@@ -48,7 +48,8 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// Answers {0, ack}, {1, ack} for a resend, or {2, seq} when the channel is
 /// not where the writer expected it. Retention: MAXLEN by count, up to
 /// eight entries older than the cutoff removed per append, and the whole
-/// log expires after the age when the channel goes quiet (its seq stays).
+/// channel (log and seq) expires after the age when it goes quiet; a client
+/// resuming past its end is then told it was reset.
 const APPEND: &str = r#"
 if #KEYS == 3 then
   local d = redis.call('GET', KEYS[3])
@@ -69,6 +70,7 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
   if t and t < cutoff then redis.call('XDEL', KEYS[2], e[1]) else break end
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[9])
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
 local ack = ARGV[4] .. ' ' .. seq .. ' ' .. ARGV[5]
 if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[6]) end
 for i = 11, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end

@@ -161,6 +161,7 @@ impl SqliteStore {
             failing: failing.clone(),
             last_trim: Instant::now(),
             dirty: false,
+            last_forget: Instant::now(),
         };
         std::thread::Builder::new()
             .name("rtgate-store".into())
@@ -247,6 +248,8 @@ struct Writer {
     last_trim: Instant,
     /// Something was written since the last trim.
     dirty: bool,
+    /// When idle channels were last forgotten.
+    last_forget: Instant,
 }
 
 /// One append of a batch, between its insert and its commit.
@@ -491,6 +494,45 @@ impl Writer {
         }
     }
 
+    /// Forgets channels with no message left (idle for longer than the
+    /// retention age): their rows would otherwise pile up, one per made-up
+    /// recipient. A client that later resumes past such a channel's end is
+    /// told it was reset (`unrecovered`) and gets it from the start.
+    fn forget_idle_channels(&mut self, started: Instant) -> usize {
+        let mut total = 0;
+        loop {
+            let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+                let n = self.conn.execute(
+                    "DELETE FROM channels WHERE channel IN
+                     (SELECT c.channel FROM channels c
+                      WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.channel = c.channel)
+                      LIMIT ?1)",
+                    params![TRIM_STEP as i64],
+                )?;
+                self.conn.execute_batch("COMMIT")?;
+                Ok(n)
+            });
+            match result {
+                Ok(n) => {
+                    total += n;
+                    if n < TRIM_STEP || started.elapsed() >= TRIM_BUDGET {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    tracing::warn!(error = %e, "forgetting idle channels failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            // Their cached seqs go too: a new message starts the channel anew.
+            self.last_seq.clear();
+        }
+        total
+    }
+
     /// Retention by age and expired dedupe keys, in steps of [`TRIM_STEP`]
     /// rows (one transaction each), repeated until the backlog is gone or
     /// [`TRIM_BUDGET`] is spent, so trimming keeps up with a sustained load
@@ -500,6 +542,10 @@ impl Writer {
         self.last_trim = Instant::now();
         let started = Instant::now();
         let mut total = 0;
+        if self.last_forget.elapsed() >= IDLE_TRIM_EVERY.min(self.retention.max_age) {
+            self.last_forget = Instant::now();
+            total += self.forget_idle_channels(started);
+        }
         loop {
             let now = now_ms() as i64;
             let oldest = now - self.retention.max_age.as_millis() as i64;

@@ -480,3 +480,58 @@ async fn made_up_recipients_are_a_budget_per_minute() {
     a.send(&send("ghost0".into(), "again".into())).await;
     assert_eq!(a.recv_type(4).await["clientMsgId"], "again");
 }
+
+#[tokio::test]
+async fn an_idle_channel_is_forgotten_and_a_stale_resume_is_reported_and_replayed() {
+    let s = Server::start(&["--retention-sec", "1"]);
+    let (mut alice, _) = Client::login(&s, "alice").await;
+    for i in 0..2 {
+        alice
+            .send(&json!({"msgType": 3, "receivedUserId": "ghost", "clientMsgId": format!("g{i}"), "msgBody": i}))
+            .await;
+        alice.recv_type(4).await;
+    }
+    alice.send(&json!({"msgType": 5, "roomId": "busy"})).await;
+    alice.recv_type(5).await;
+    // Other traffic keeps the store working while ghost's inbox ages out and
+    // its channel is forgotten.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    let reply = loop {
+        alice
+            .send(&json!({"msgType": 3, "roomId": "busy", "clientMsgId": format!("b{n}"), "msgBody": n}))
+            .await;
+        alice.recv_type(4).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut probe = Client::connect(&s.ws_url("/ws")).await;
+        let reply = probe
+            .login_as(json!({"msgType": 2, "sendUserId": "ghost", "since": {"inbox": 2}}))
+            .await;
+        if reply["inboxSeq"] == 0 {
+            break reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ghost's inbox was never forgotten: {reply}"
+        );
+    };
+    // A resume past the channel's end is reported: the client knows.
+    assert_eq!(reply["unrecovered"], json!(["inbox"]), "{reply}");
+    // The channel starts anew; a client still at position 2 is told, and
+    // gets what there is from the start.
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "ghost", "clientMsgId": "new", "msgBody": "new"}))
+        .await;
+    assert_eq!(alice.recv_type(4).await["seq"], 1);
+    let mut ghost = Client::connect(&s.ws_url("/ws")).await;
+    let reply = ghost
+        .login_as(json!({"msgType": 2, "sendUserId": "ghost", "since": {"inbox": 2}}))
+        .await;
+    assert_eq!(reply["unrecovered"], json!(["inbox"]), "{reply}");
+    let m = ghost.recv_type(3).await;
+    assert_eq!(
+        (m["seq"].as_i64(), m["msgBody"].as_str()),
+        (Some(1), Some("new"))
+    );
+}
