@@ -186,3 +186,87 @@ async fn demo_page_falls_back_to_websocket_when_udp_is_unreachable() {
     b.close().await.unwrap();
     drop(blackhole);
 }
+
+/// client.js with a token source, in the page: `getToken` answers from
+/// `tokens` in order (`null`: it fails). Events are logged to `window.log`.
+const TOKEN_CLIENT: &str = r#"
+const [name, tokens] = arguments;
+window.logs = window.logs || {};
+const log = (window.logs[name] = []);
+let calls = 0;
+const c = new RtgateClient({
+  url: location.origin, userId: "alice", transport: "websocket",
+  getToken: async () => {
+    const t = tokens[Math.min(calls++, tokens.length - 1)];
+    if (t === null) throw new Error("no token now");
+    return t;
+  },
+});
+for (const e of ["login", "expiring", "refreshed"]) c.on(e, () => log.push(e));
+c.on("state", (s) => log.push("state " + s.state));
+c.connect().catch((e) => log.push("failed " + e));
+"#;
+
+async fn page_log(b: &Browser, name: &str) -> Vec<String> {
+    let v = b
+        .execute(
+            &format!("return (window.logs || {{}})[{name:?}] || []"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test]
+async fn client_js_refreshes_its_token_and_comes_back_after_4401() {
+    let s = Server::start(&["--jwt-secret", "k3y"]);
+    let token = |exp_in: i64| {
+        crate::common::jwt(
+            "k3y",
+            json!({"sub": "alice", "exp": crate::common::unix_now() + exp_in}),
+        )
+    };
+    let driver = Driver::start();
+    let b = driver.browser("tokens").await;
+    b.goto(&format!("http://{}/", s.http)).await.unwrap();
+    // One client refreshes when told its token expires soon; the other's
+    // token source fails then, so the server closes it 4401, and it comes
+    // back with the next token instead of giving up.
+    let refreshing = json!([token(2), token(120)]);
+    let failing = json!([token(2), null, token(120)]);
+    b.execute(TOKEN_CLIENT, vec![json!("refreshing"), refreshing])
+        .await
+        .unwrap();
+    b.execute(TOKEN_CLIENT, vec![json!("failing"), failing])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (r, f) = (
+            page_log(&b, "refreshing").await,
+            page_log(&b, "failing").await,
+        );
+        let logins = |l: &[String]| l.iter().filter(|e| *e == "login").count();
+        let done = r.contains(&"refreshed".to_string()) && logins(&f) >= 2;
+        if done {
+            // Well past the first token's end, the refreshed client never
+            // had to log in again.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let r = page_log(&b, "refreshing").await;
+            assert_eq!(logins(&r), 1, "{r:?}");
+            assert!(r.contains(&"expiring".to_string()), "{r:?}");
+            assert_eq!(r.last().map(String::as_str), Some("refreshed"), "{r:?}");
+            assert!(f.iter().any(|e| e == "state reconnecting"), "{f:?}");
+            assert!(!f.iter().any(|e| e == "state refused"), "{f:?}");
+            assert_eq!(f.last().map(String::as_str), Some("login"), "{f:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refreshing: {r:?}\nfailing: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.close().await.unwrap();
+}
