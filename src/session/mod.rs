@@ -6,6 +6,7 @@
 mod commands;
 pub(crate) mod limits;
 mod login;
+mod output;
 mod state;
 
 use std::future::pending;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use serde_json::value::RawValue;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span, warn};
@@ -23,8 +23,7 @@ use tracing::{Instrument, debug, field, info, info_span, warn};
 use crate::auth::{EXP_LEEWAY_SECS, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hub::Closer;
-use crate::model::{Channel, Delivery, OutFrame, now_ms};
-use crate::protocol::message::ERROR;
+use crate::model::{Delivery, OutFrame, now_ms};
 use crate::protocol::{
     CloseCode, Command, DecodeError, Id, Inbound, Login, PONG, ProtoError, Reply, decode,
 };
@@ -247,51 +246,6 @@ impl<T: Transport> Driver<T> {
         self.finish();
     }
 
-    /// The peer is gone (it closed, or a write to it failed): frames it sent
-    /// before are still in the transport's queue and are handled now, so a
-    /// message sent just before a close is delivered (volatile) or stored
-    /// (durable). Nothing more is written.
-    async fn drain_inbound(&mut self) {
-        self.writable = false;
-        if self.active.is_none() {
-            return;
-        }
-        let mut handled = 0usize;
-        while let Ok(Some(Ok(inc))) = tokio::time::timeout(INBOUND_DRAIN, self.t.recv()).await {
-            let _ = self.on_incoming(inc).await;
-            handled += 1;
-        }
-        if handled > 0 {
-            debug!(handled, "handled frames the peer sent before it closed");
-        }
-    }
-
-    /// Sends one frame, unless the peer can no longer be written to.
-    async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
-        if !self.writable {
-            return Ok(());
-        }
-        let r = self.t.send(frame, how).await;
-        if r.is_err() {
-            self.writable = false;
-        }
-        r
-    }
-
-    /// Flushes, unless the peer can no longer be written to.
-    async fn flush(&mut self) -> Flow {
-        if !self.writable {
-            return Flow::Continue;
-        }
-        match self.t.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(e) => {
-                self.writable = false;
-                e.into()
-            }
-        }
-    }
-
     /// Leaves the hub and tells the broker what this node no longer holds.
     fn finish(&mut self) {
         let Some(a) = self.active.take() else { return };
@@ -336,53 +290,6 @@ impl<T: Transport> Driver<T> {
             return e.into();
         }
         self.flush().await
-    }
-
-    /// Writes one queued frame and whatever else is already queued, then
-    /// flushes once.
-    async fn write_out(&mut self, first: OutFrame) -> Flow {
-        if let Some(a) = &self.active {
-            self.m.queue_depth.record((a.rx.len() + 1) as f64);
-        }
-        let mut next = Some(first);
-        let mut written = 0;
-        while let Some(frame) = next.take() {
-            let Some(active) = &mut self.active else {
-                break;
-            };
-            let stale = frame.position.as_ref().is_some_and(|p| {
-                active
-                    .replayed
-                    .get(&p.channel)
-                    .is_some_and(|upto| p.seq <= *upto)
-            });
-            if !stale {
-                if let Err(e) = self.send(frame.payload, frame.how).await {
-                    return e.into();
-                }
-                written += 1;
-            }
-            if written < WRITE_BATCH {
-                next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
-            }
-        }
-        self.m.frames_out.increment(written as u64);
-        self.flush().await
-    }
-
-    /// Sends one reply; error replies are logged and counted.
-    async fn reply(&mut self, reply: Reply) -> Result<(), TransportError> {
-        if reply.msg_type == ERROR {
-            let code = reply.code.unwrap_or_default();
-            debug!(code, reason = reply.reason.as_deref(), "client error");
-            telemetry::client_error(code);
-        }
-        self.m.frames_out.increment(1);
-        self.send(reply.to_bytes(), Delivery::Reliable).await
-    }
-
-    async fn error(&mut self, err: ProtoError, cmid: Option<String>) -> Result<(), TransportError> {
-        self.reply(Reply::error(&err, cmid)).await
     }
 
     async fn on_incoming(&mut self, inc: Incoming) -> Flow {
@@ -509,55 +416,4 @@ impl<T: Transport> Driver<T> {
         }
         Flow::Continue
     }
-
-    /// Sends a channel's replay after `since`, page after page, up to the
-    /// latest seq seen by its first page; later messages arrive live.
-    async fn replay(&mut self, channel: Channel, since: u64) -> Result<(), TransportError> {
-        let mut page = match self.gw.store().read(&channel, since, REPLAY_PAGE).await {
-            Ok(p) => p,
-            Err(e) => {
-                let e = ProtoError::Unavailable(format!("replay of {channel} stopped: {e}"));
-                return self.error(e, None).await;
-            }
-        };
-        let until = page.latest;
-        let mut sent = 0usize;
-        loop {
-            let more = page.messages.len() == REPLAY_PAGE && page.last < until;
-            for msg in page.messages {
-                self.send(raw_bytes(msg), Delivery::Reliable).await?;
-                sent += 1;
-            }
-            if self.writable {
-                self.t.flush().await?;
-            }
-            if let Some(a) = &mut self.active {
-                a.replayed.insert(channel.clone(), page.last);
-            }
-            if !more {
-                break;
-            }
-            match self.gw.store().read(&channel, page.last, REPLAY_PAGE).await {
-                Ok(next) => page = next,
-                Err(e) => {
-                    let e = ProtoError::Unavailable(format!("replay of {channel} stopped: {e}"));
-                    return self.error(e, None).await;
-                }
-            }
-        }
-        debug!(%channel, sent, "replayed");
-        self.m.frames_out.increment(sent as u64);
-        let kind = if matches!(channel, Channel::Inbox(_)) {
-            "inbox"
-        } else {
-            "room"
-        };
-        telemetry::replayed(kind, sent);
-        Ok(())
-    }
-}
-
-fn raw_bytes(raw: Box<RawValue>) -> Bytes {
-    let s: Box<str> = raw.into();
-    Bytes::from(s.into_boxed_bytes())
 }

@@ -725,22 +725,5 @@ async fn a_channel_reset_in_redis_is_reported_to_a_client_that_resumes_past_it()
     }
     // Idle past the retention age, the channel's log and seq expire.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    alice
-        .send(&json!({"msgType": 3, "receivedUserId": "ghost", "clientMsgId": "new", "msgBody": "new"}))
-        .await;
-    assert_eq!(
-        alice.recv_type(4).await["seq"],
-        1,
-        "the channel started anew"
-    );
-    let mut ghost = Client::connect(&a.ws_url("/ws")).await;
-    let reply = ghost
-        .login_as(json!({"msgType": 2, "sendUserId": "ghost", "since": {"inbox": 2}}))
-        .await;
-    assert_eq!(reply["unrecovered"], json!(["inbox"]), "{reply}");
-    let m = ghost.recv_type(3).await;
-    assert_eq!(
-        (m["seq"].as_i64(), m["msgBody"].as_str()),
-        (Some(1), Some("new"))
-    );
+    crate::common::reset_is_reported_and_replayed(&a, &mut alice).await;
 }

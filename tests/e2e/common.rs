@@ -470,3 +470,27 @@ impl Client {
         }
     }
 }
+
+/// After ghost's inbox (which held seqs 1 and 2) was reset: alice's next
+/// message to ghost starts the channel anew at seq 1, and a ghost client
+/// still at position 2 is told (`unrecovered`) and gets it from the start.
+pub(crate) async fn reset_is_reported_and_replayed(server: &Server, alice: &mut Client) {
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "ghost", "clientMsgId": "new", "msgBody": "new"}))
+        .await;
+    assert_eq!(
+        alice.recv_type(4).await["seq"],
+        1,
+        "the channel started anew"
+    );
+    let mut ghost = Client::connect(&server.ws_url("/ws")).await;
+    let reply = ghost
+        .login_as(json!({"msgType": 2, "sendUserId": "ghost", "since": {"inbox": 2}}))
+        .await;
+    assert_eq!(reply["unrecovered"], json!(["inbox"]), "{reply}");
+    let m = ghost.recv_type(3).await;
+    assert_eq!(
+        (m["seq"].as_i64(), m["msgBody"].as_str()),
+        (Some(1), Some("new"))
+    );
+}
