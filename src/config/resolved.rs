@@ -1,0 +1,316 @@
+//! The configuration a node runs with: the options resolved over their
+//! defaults, grouped by concern, and checked for unsafe combinations.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use super::{ConfigError, Congestion, LogFormat, Options, StoreKind};
+
+/// A secret from the configuration. Its `Debug` shows a short hash, never
+/// the value, so configurations can be printed and compared.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hash = Sha256::digest(self.0.as_bytes());
+        write!(
+            f,
+            "Secret(sha256:{:02x}{:02x}{:02x}{:02x})",
+            hash[0], hash[1], hash[2], hash[3]
+        )
+    }
+}
+
+/// The resolved configuration the server runs with, grouped by concern.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the node listens.
+    pub listen: ListenConfig,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Identities and who may connect.
+    pub auth: AuthConfig,
+    /// What one session may do.
+    pub limits: LimitsConfig,
+    /// Where messages are kept.
+    pub store: StoreConfig,
+    /// Several nodes over Redis.
+    pub cluster: ClusterConfig,
+    /// WebTransport's QUIC transport.
+    pub quic: QuicConfig,
+    /// Running the node.
+    pub ops: OpsConfig,
+}
+
+/// Where the node listens.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// TCP address for HTTP and WebSocket.
+    pub http: SocketAddr,
+    /// UDP address for WebTransport.
+    pub wt: SocketAddr,
+    /// Separate address for /metrics.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Certificates.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Operator's certificate chain (none: the dev certificate).
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// HTTPS and wss on the HTTP listener.
+    pub https: bool,
+}
+
+/// Identities and who may connect.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// JWT secret (none: dev mode).
+    pub jwt_secret: Option<Secret>,
+    /// Server API key.
+    pub api_key: Option<Secret>,
+    /// Dev mode allowed off loopback.
+    pub insecure: bool,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Allowed browser origins (empty: all).
+    pub allowed_origins: Vec<String>,
+}
+
+/// What one session may do, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Login timeout.
+    pub login_timeout: Duration,
+    /// Frame size limit.
+    pub max_frame: usize,
+    /// Frames per second per session (0: off).
+    pub rate_limit: u32,
+    /// Outbound queue length per session.
+    pub outbound_queue: usize,
+    /// Rooms per session.
+    pub max_rooms: usize,
+    /// Sessions per user on this node.
+    pub max_sessions_per_user: usize,
+    /// Business messages per second per user (0: off).
+    pub user_rate_limit: u32,
+    /// New direct recipients per user per minute (0: off).
+    pub max_recipients_per_min: usize,
+    /// Connections in all, both transports.
+    pub max_conns: usize,
+    /// Connections per client address (0: no cap).
+    pub max_conns_per_ip: usize,
+}
+
+/// Where messages are kept and for how long.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Data folder.
+    pub data: PathBuf,
+    /// Message store of a single node.
+    pub kind: StoreKind,
+    /// Dedupe window.
+    pub dedupe_window: Duration,
+    /// Retention per channel: count.
+    pub retention_count: u64,
+    /// Retention per channel: age.
+    pub retention_age: Duration,
+}
+
+/// Several nodes over Redis.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Node id, if given.
+    pub node_id: Option<String>,
+    /// Redis URL (cluster mode).
+    pub redis: Option<String>,
+    /// `redis` names Redis Cluster seeds.
+    pub redis_cluster: bool,
+    /// Cluster presence entry lifetime.
+    pub presence_ttl: Duration,
+    /// Replicas a durable append must reach before its ack.
+    pub wait_replicas: usize,
+    /// How long an ack waits for them.
+    pub wait_timeout: Duration,
+}
+
+/// WebTransport's QUIC transport.
+#[derive(Debug, Clone)]
+pub struct QuicConfig {
+    /// QUIC keep-alive interval.
+    pub keepalive: Duration,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// Congestion controller.
+    pub congestion: Congestion,
+    /// Most concurrent QUIC connections.
+    pub max_connections: usize,
+}
+
+/// Running the node.
+#[derive(Debug, Clone)]
+pub struct OpsConfig {
+    /// Shutdown drain deadline.
+    pub drain: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Options::default().resolve().expect("defaults are valid")
+    }
+}
+
+/// Seconds as a duration; 0 is refused.
+fn secs(n: u64, what: &str) -> Result<Duration, ConfigError> {
+    match n {
+        0 => Err(ConfigError::Invalid(format!(
+            "{what} must be at least 1 second"
+        ))),
+        n => Ok(Duration::from_secs(n)),
+    }
+}
+
+impl Options {
+    /// Applies defaults and checks the result.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let Options {
+            listen,
+            tls,
+            auth,
+            limits,
+            store,
+            cluster,
+            quic,
+            ops,
+        } = self;
+        let secret = |s: Option<String>| s.filter(|s| !s.is_empty()).map(Secret);
+        let cfg = Config {
+            listen: ListenConfig {
+                http: listen.http(),
+                wt: listen.wt(),
+                metrics: listen.metrics,
+            },
+            tls: TlsConfig {
+                cert: tls.tls_cert,
+                key: tls.tls_key,
+                https: tls.tls_http,
+            },
+            auth: AuthConfig {
+                jwt_secret: secret(auth.jwt_secret),
+                api_key: secret(auth.api_key),
+                insecure: auth.insecure,
+                trusted_proxies: auth.trusted_proxy,
+                allowed_origins: auth.allowed_origin,
+            },
+            limits: LimitsConfig {
+                heartbeat: secs(limits.heartbeat_sec(), "heartbeat-sec")?,
+                login_timeout: secs(limits.login_timeout_sec(), "login-timeout-sec")?,
+                max_frame: limits.max_frame(),
+                rate_limit: limits.rate_limit(),
+                outbound_queue: limits.outbound_queue(),
+                max_rooms: limits.max_rooms(),
+                max_sessions_per_user: limits.max_sessions_per_user(),
+                user_rate_limit: limits.user_rate_limit(),
+                max_recipients_per_min: limits.max_recipients_per_min(),
+                max_conns: limits.max_conns(),
+                max_conns_per_ip: limits.max_conns_per_ip(),
+            },
+            store: StoreConfig {
+                data: store.data(),
+                kind: store.store(),
+                dedupe_window: secs(store.dedupe_window_sec(), "dedupe-window-sec")?,
+                retention_count: store.retention_count(),
+                retention_age: secs(store.retention_sec(), "retention-sec")?,
+            },
+            cluster: ClusterConfig {
+                presence_ttl: secs(cluster.presence_ttl_sec(), "presence-ttl-sec")?,
+                wait_replicas: cluster.redis_wait_replicas(),
+                wait_timeout: Duration::from_millis(cluster.redis_wait_ms()),
+                node_id: cluster.node_id,
+                redis: cluster.redis,
+                redis_cluster: cluster.redis_cluster,
+            },
+            quic: QuicConfig {
+                keepalive: secs(quic.wt_keepalive_sec(), "wt-keepalive-sec")?,
+                idle_timeout: secs(quic.wt_idle_timeout_sec(), "wt-idle-timeout-sec")?,
+                congestion: quic.congestion(),
+                max_connections: quic.wt_max_connections(),
+            },
+            ops: OpsConfig {
+                drain: secs(ops.drain_sec(), "drain-sec")?,
+                log_format: ops.log_format(),
+            },
+        };
+        cfg.check()?;
+        Ok(cfg)
+    }
+}
+
+impl Config {
+    /// True without a JWT secret: identities are taken on the client's word.
+    pub fn dev_mode(&self) -> bool {
+        self.auth.jwt_secret.is_none()
+    }
+
+    /// Refuses out-of-range values and unsafe combinations.
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |s: &str| Err(ConfigError::Invalid(s.into()));
+        if self.limits.max_frame < 256 {
+            return invalid("max-frame must be at least 256 bytes");
+        }
+        if self.limits.outbound_queue == 0
+            || self.limits.max_rooms == 0
+            || self.limits.max_conns == 0
+            || self.limits.max_sessions_per_user == 0
+            || self.store.retention_count == 0
+        {
+            return invalid(
+                "outbound-queue, max-rooms, max-conns, max-sessions-per-user and retention-count \
+                 must be at least 1",
+            );
+        }
+        if self.cluster.wait_timeout > Duration::from_millis(700)
+            || self.cluster.wait_timeout.is_zero()
+        {
+            return invalid(
+                "redis-wait-ms must be 1 to 700 (every Redis call has an 800 ms deadline)",
+            );
+        }
+        if self.quic.keepalive >= self.quic.idle_timeout {
+            return invalid("wt-keepalive-sec must be below wt-idle-timeout-sec");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid("--tls-cert and --tls-key go together");
+        }
+        if self.dev_mode() && !self.auth.insecure {
+            for (what, addr) in [("--http", self.listen.http), ("--wt", self.listen.wt)] {
+                if !addr.ip().is_loopback() {
+                    return Err(ConfigError::Invalid(format!(
+                        "refusing to listen on {addr} ({what}) in dev mode: without --jwt-secret anyone can \
+                         log in as anyone. Set --jwt-secret, bind a loopback address, or pass --insecure."
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

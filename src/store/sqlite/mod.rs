@@ -1,0 +1,319 @@
+//! The embedded durable [`Store`]: SQLite in WAL mode under the data folder.
+//! One writer thread takes appends from a queue and commits them in groups
+//! (one transaction and one fsync for many messages); an ack is sent only
+//! after its group's commit (`writer.rs`); retention runs on the same
+//! thread between groups (`retention.rs`). Reads use their own connections.
+
+mod retention;
+mod writer;
+
+use writer::Writer;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, ready};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use super::{AppendRequest, Appended, CommitSink, Page, Retention, Store, StoreError};
+use crate::model::Channel;
+use crate::protocol::Id;
+
+/// Read connections.
+const READERS: usize = 4;
+/// Requests waiting for the writer before appends are refused (503).
+const QUEUE: usize = 65_536;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS channels (
+    channel TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    channel TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (channel, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
+CREATE TABLE IF NOT EXISTS dedupe (
+    user TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (user, channel, client_msg_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_expires ON dedupe (expires);
+CREATE TABLE IF NOT EXISTS cursors (
+    user TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
+";
+
+/// Version 1 deduped per user across channels; its entries live minutes,
+/// so the table is dropped and recreated per (user, channel).
+const MIGRATE_1_TO_2: &str = "DROP TABLE IF EXISTS dedupe;";
+
+fn channel_key(c: &Channel) -> String {
+    match c {
+        Channel::Inbox(u) => format!("i:{u}"),
+        Channel::Room(r) => format!("r:{r}"),
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+enum Request {
+    Append(
+        Box<AppendRequest>,
+        oneshot::Sender<Result<Appended, StoreError>>,
+    ),
+    Cursor(Id, u64, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    queue: SyncSender<Request>,
+    /// Reads run on their own connections (WAL lets them run beside the
+    /// writer), taken round robin so concurrent logins do not queue on one.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
+    /// Set while the last commit failed; cleared by the next good one.
+    failing: Arc<Mutex<Option<String>>>,
+    /// Keeps the data folder's lock for the life of the store.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) `<data>/rtgate.db`. Fails with a clear error when
+    /// the folder is locked by another rtgate, or the database is corrupt or
+    /// not writable.
+    pub fn open(
+        data: &Path,
+        sink: Arc<dyn CommitSink>,
+        retention: Retention,
+        dedupe_window: Duration,
+    ) -> Result<Self, StoreError> {
+        let lock_path = data.join("rtgate.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "{} is in use by another rtgate process",
+                data.display()
+            ))
+        })?;
+        let path = data.join("rtgate.db");
+        let writer = open_conn(&path, true)?;
+        let version: i64 = writer
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        if version == 1 {
+            writer
+                .execute_batch(MIGRATE_1_TO_2)
+                .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        }
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        let check: String = writer
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(format!("{}: {check}", path.display())));
+        }
+        let readers = (0..READERS)
+            .map(|_| open_conn(&path, false).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (queue, rx) = sync_channel(QUEUE);
+        let failing = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            conn: writer,
+            sink,
+            retention,
+            dedupe_window,
+            last_seq: HashMap::new(),
+            failing: failing.clone(),
+            last_trim: Instant::now(),
+            dirty: false,
+            last_forget: Instant::now(),
+        };
+        std::thread::Builder::new()
+            .name("rtgate-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            queue,
+            readers: Arc::new(readers),
+            next_reader: Default::default(),
+            failing,
+            _lock: lock,
+        })
+    }
+
+    fn enqueue<T: Send + 'static>(
+        &self,
+        req: Request,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        match self.queue.try_send(req) {
+            Ok(()) => async move { rx.await.unwrap_or(Err(StoreError::ShuttingDown)) }.boxed(),
+            Err(TrySendError::Full(_)) => ready(Err(StoreError::Unavailable(
+                "store queue is full; retry".into(),
+            )))
+            .boxed(),
+            Err(TrySendError::Disconnected(_)) => ready(Err(StoreError::ShuttingDown)).boxed(),
+        }
+    }
+
+    fn read_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let readers = self.readers.clone();
+        let i = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % readers.len();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = readers[i].lock().unwrap_or_else(|p| p.into_inner());
+                f(&conn)
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))
+        }
+        .boxed()
+    }
+}
+
+fn corrupt_or_unavailable(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt(format!("{}: {e}", path.display()))
+        }
+        _ => StoreError::Unavailable(format!("{}: {e}", path.display())),
+    }
+}
+
+fn open_conn(path: &PathBuf, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| corrupt_or_unavailable(path, e))?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit (and
+    // so an ack) means the WAL is fsynced.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+    )
+    .map_err(|e| corrupt_or_unavailable(path, e))?;
+    Ok(conn)
+}
+
+impl Store for SqliteStore {
+    fn append(&self, req: AppendRequest) -> BoxFuture<'static, Result<Appended, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Request::Append(Box::new(req), tx), rx)
+    }
+
+    fn read(
+        &self,
+        channel: &Channel,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Page, StoreError>> {
+        let key = channel_key(channel);
+        self.read_with(move |conn| {
+            let latest = last_seq(conn, &key)?;
+            let first: Option<i64> = conn
+                .prepare_cached("SELECT min(seq) FROM messages WHERE channel = ?1")
+                .and_then(|mut s| s.query_row([&key], |r| r.get(0)))
+                .map_err(db_err)?;
+            let first_kept = first.map_or(latest + 1, |f| f as u64);
+            let mut page =
+                Page { latest, last: since, gap: since + 1 < first_kept && since < latest, ..Page::default() };
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, payload FROM messages WHERE channel = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![key, since as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(db_err)?;
+            for row in rows {
+                let (seq, payload) = row.map_err(db_err)?;
+                let text = String::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                page.messages.push(RawValue::from_string(text).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+                page.last = seq as u64;
+            }
+            Ok(page)
+        })
+    }
+
+    fn latest(&self, channel: &Channel) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let key = channel_key(channel);
+        self.read_with(move |conn| last_seq(conn, &key))
+    }
+
+    fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let user = user.clone();
+        let inbox = channel_key(&Channel::Inbox(user.clone()));
+        self.read_with(move |conn| {
+            conn.prepare_cached(
+                "SELECT max(0, min(seq, coalesce((SELECT last_seq FROM channels WHERE channel = ?2), 0)))
+                 FROM cursors WHERE user = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![user.as_str(), inbox], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|s| s.unwrap_or(0) as u64)
+            .map_err(db_err)
+        })
+    }
+
+    fn set_cursor(&self, user: &Id, seq: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Request::Cursor(user.clone(), seq, tx), rx)
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        if let Some(reason) = self
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return ready(Err(StoreError::Unavailable(reason))).boxed();
+        }
+        self.read_with(|conn| {
+            conn.query_row("SELECT count(*) FROM channels", [], |_| Ok(()))
+                .map_err(db_err)
+        })
+    }
+}
+
+fn last_seq(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT last_seq FROM channels WHERE channel = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get::<_, i64>(0)).optional())
+        .map(|s| s.unwrap_or(0) as u64)
+        .map_err(db_err)
+}

@@ -1,0 +1,265 @@
+//! The writer thread: takes appends and cursor moves from a queue, commits
+//! them in groups (one transaction, one fsync), and only then acks them and
+//! hands them to the commit sink, in seq order per channel.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::retention::TRIM_EVERY;
+use super::{Request, channel_key};
+use crate::model::{Channel, now_ms};
+use crate::store::{AppendRequest, Appended, CommitSink, Committed, Retention, StoreError};
+
+/// Channels whose last seq the writer keeps in memory.
+const SEQ_CACHE: usize = 100_000;
+/// Most requests one transaction takes.
+const MAX_BATCH: usize = 1024;
+
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    pub(super) sink: Arc<dyn CommitSink>,
+    pub(super) retention: Retention,
+    pub(super) dedupe_window: Duration,
+    /// channel key -> last seq, loaded on first use.
+    pub(super) last_seq: HashMap<String, u64>,
+    pub(super) failing: Arc<Mutex<Option<String>>>,
+    pub(super) last_trim: Instant,
+    /// Something was written since the last trim.
+    pub(super) dirty: bool,
+    /// When idle channels were last forgotten.
+    pub(super) last_forget: Instant,
+}
+
+/// One append of a batch, between its insert and its commit.
+struct Staged {
+    ack: Option<Appended>,
+    committed: Option<Committed>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: Receiver<Request>) {
+        loop {
+            let first = match rx.recv_timeout(TRIM_EVERY) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.maybe_trim();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            self.dirty = true;
+            self.maybe_trim();
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Request>) {
+        let started = Instant::now();
+        let size = batch.len();
+        let snapshot = self.last_seq.clone();
+        let mut staged = Vec::with_capacity(batch.len());
+        let mut cursor_replies = Vec::new();
+        let result = self.apply(batch, &mut staged, &mut cursor_replies);
+        match result {
+            Ok(()) => {
+                crate::telemetry::store_commit(started.elapsed(), size);
+                *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                for s in staged {
+                    if let Some(c) = s.committed {
+                        self.sink.committed(c);
+                    }
+                    let _ = s
+                        .reply
+                        .send(s.ack.ok_or(StoreError::Unavailable("not stored".into())));
+                }
+                for r in cursor_replies {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.last_seq = snapshot;
+                let msg = format!("write failed: {e}");
+                tracing::error!(error = %e, "store commit failed");
+                crate::telemetry::store_error();
+                *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                // Everything in the transaction was rolled back: nothing is acked.
+                for s in staged {
+                    let _ = s.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+                for r in cursor_replies {
+                    let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+            }
+        }
+    }
+
+    /// Runs a batch in one transaction. Every reply is kept in `staged` or
+    /// `cursors` before its statement runs, so a failure can answer it.
+    fn apply(
+        &mut self,
+        batch: Vec<Request>,
+        staged: &mut Vec<Staged>,
+        cursors: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+    ) -> rusqlite::Result<()> {
+        // Take every reply first: whatever fails below, each is answered.
+        let mut work = Vec::with_capacity(batch.len());
+        for req in batch {
+            match req {
+                Request::Append(req, reply) => {
+                    staged.push(Staged {
+                        ack: None,
+                        committed: None,
+                        reply,
+                    });
+                    work.push(Ok(req));
+                }
+                Request::Cursor(user, seq, reply) => {
+                    cursors.push(reply);
+                    work.push(Err((user, seq)));
+                }
+            }
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let mut next = staged.iter_mut();
+        for w in work {
+            match w {
+                Ok(req) => {
+                    let (ack, committed) = self.append(*req)?;
+                    let slot = next.next().expect("one slot per append");
+                    slot.ack = Some(ack);
+                    slot.committed = committed;
+                }
+                Err((user, seq)) => {
+                    // Clamped to the inbox's latest seq in the same
+                    // transaction: a cursor never runs ahead of the inbox.
+                    let inbox = channel_key(&Channel::Inbox(user.clone()));
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO cursors (user, seq) VALUES (?1,
+                               min(?2, coalesce((SELECT last_seq FROM channels WHERE channel = ?3), 0)))
+                             ON CONFLICT(user) DO UPDATE SET seq = max(seq, excluded.seq)",
+                        )?
+                        .execute(params![user.as_str(), seq as i64, inbox])?;
+                }
+            }
+        }
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// Inserts one message inside the open transaction.
+    fn append(
+        &mut self,
+        mut req: AppendRequest,
+    ) -> rusqlite::Result<(Appended, Option<Committed>)> {
+        let now = now_ms();
+        let key = channel_key(&req.channel);
+        if let Some(d) = &req.dedupe {
+            let found = self
+                .conn
+                .prepare_cached(
+                    "SELECT msg_id, seq, ts FROM dedupe
+                     WHERE user = ?1 AND channel = ?2 AND client_msg_id = ?3 AND expires > ?4",
+                )?
+                .query_row(
+                    params![d.user.as_str(), key, d.client_msg_id, now as i64],
+                    |r| {
+                        Ok(Appended {
+                            msg_id: r.get(0)?,
+                            seq: r.get::<_, i64>(1)? as u64,
+                            ts: r.get::<_, i64>(2)? as u64,
+                            duplicate: true,
+                        })
+                    },
+                )
+                .optional()?;
+            if let Some(dup) = found {
+                return Ok((dup, None));
+            }
+        }
+        let last = match self.last_seq.get(&key) {
+            Some(s) => *s,
+            None => self
+                .conn
+                .prepare_cached("SELECT last_seq FROM channels WHERE channel = ?1")?
+                .query_row([&key], |r| r.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64,
+        };
+        let seq = last + 1;
+        req.message.seq = Some(seq);
+        let payload = req.message.to_bytes();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO messages (channel, seq, ts, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                key,
+                seq as i64,
+                req.message.ts as i64,
+                &payload[..]
+            ])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO channels (channel, last_seq) VALUES (?1, ?2)
+                 ON CONFLICT(channel) DO UPDATE SET last_seq = excluded.last_seq",
+            )?
+            .execute(params![key, seq as i64])?;
+        // Retention by count, as part of the append: the rows that fall off
+        // the end go in the same transaction (one, or a range after the
+        // limit was lowered), so the table never grows past it.
+        if seq > self.retention.max_count {
+            self.conn
+                .prepare_cached("DELETE FROM messages WHERE channel = ?1 AND seq <= ?2")?
+                .execute(params![key, (seq - self.retention.max_count) as i64])?;
+        }
+        if self.last_seq.len() >= SEQ_CACHE {
+            // A bound, not a policy: a miss costs one indexed read.
+            self.last_seq.clear();
+        }
+        self.last_seq.insert(key.clone(), seq);
+        let ack = Appended {
+            msg_id: req.message.msg_id.clone(),
+            seq,
+            ts: req.message.ts,
+            duplicate: false,
+        };
+        if let Some(d) = &req.dedupe {
+            let expires = now + self.dedupe_window.as_millis() as u64;
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dedupe (user, channel, client_msg_id, msg_id, seq, ts, expires)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    d.user.as_str(),
+                    key,
+                    d.client_msg_id,
+                    ack.msg_id,
+                    seq as i64,
+                    ack.ts as i64,
+                    expires as i64
+                ])?;
+        }
+        let committed = Committed {
+            channel: req.channel,
+            message: req.message,
+            payload,
+            origin: req.origin,
+        };
+        Ok((ack, Some(committed)))
+    }
+}
