@@ -727,3 +727,120 @@ async fn a_channel_reset_in_redis_is_reported_to_a_client_that_resumes_past_it()
     tokio::time::sleep(Duration::from_millis(1500)).await;
     crate::common::reset_is_reported_and_replayed(&a, &mut alice).await;
 }
+
+/// Sends one direct message to bob until it gets an answer, logging in again
+/// when the node told the session to resync. Answers the reply (ack or error).
+async fn send_answered(a: &Server, alice: &mut Client, body: &str) -> Value {
+    for _ in 0..20 {
+        alice
+            .send(&json!({"msgType": 3, "receivedUserId": "bob", "msgBody": body, "clientMsgId": body}))
+            .await;
+        let t = std::time::Instant::now();
+        loop {
+            match alice.next_json_or_end().await {
+                Ok(r) if r["msgType"] == 4 || r["msgType"] == 9 => {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(2),
+                        "an answer took {:?}",
+                        t.elapsed()
+                    );
+                    return r;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    *alice = Client::login_retrying(a, "alice").await.0;
+                    break;
+                }
+            }
+        }
+    }
+    panic!("{body} was never answered")
+}
+
+#[tokio::test]
+async fn a_redis_cluster_failover_keeps_every_acked_message_when_acks_wait_for_a_replica() {
+    let mut rc = crate::redis_server::RedisCluster::start_with_replicas(1);
+    let urls = rc.urls();
+    let a = Server::start(&[
+        "--redis",
+        urls.as_str(),
+        "--redis-cluster",
+        "--redis-wait-replicas",
+        "1",
+        "--presence-ttl-sec",
+        "5",
+    ]);
+    let (mut alice, _) = Client::login_retrying(&a, "alice").await;
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let r = send_answered(&a, &mut alice, &format!("before{i}")).await;
+        assert_eq!(r["msgType"], 4, "{r}");
+        acked.push(r["msgId"].as_str().unwrap().to_string());
+    }
+    // The master of bob's inbox dies; the cluster promotes its replica.
+    let key = "rtgate:{i:bob}:seq";
+    let old = rc.master_of(key);
+    rc.kill(old);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rc.master_of_or_none(key).is_none_or(|p| p == old) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no replica was promoted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The new master has no replica yet: a send is stored on it but cannot be
+    // acked; it is refused fast with 503, never acked, never hung.
+    let mut refused = None;
+    for i in 0..40 {
+        let body = format!("lonely{i}");
+        let r = send_answered(&a, &mut alice, &body).await;
+        if r["msgType"] == 4 {
+            panic!("acked without a replica: {r}");
+        }
+        assert_eq!(
+            (r["code"].as_i64(), r["clientMsgId"].as_str()),
+            (Some(503), Some(body.as_str())),
+            "{r}"
+        );
+        if r["reason"].as_str().unwrap_or("").contains("replica") {
+            refused = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let refused = refused.expect("sends during the failover were refused for want of a replica");
+    // The old master comes back as the new master's replica; the refused
+    // message, sent again with its clientMsgId, is acked now.
+    rc.spawn(old);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = send_answered(&a, &mut alice, &refused).await;
+        if r["msgType"] == 4 {
+            acked.push(r["msgId"].as_str().unwrap().to_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never acked again: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Every acked message is in bob's inbox, in seq order without a gap.
+    let (mut bob, reply) = Client::login_retrying(&a, "bob").await;
+    let latest = reply["inboxSeq"].as_u64().unwrap();
+    let mut stored = Vec::new();
+    while (stored.len() as u64) < latest {
+        bob.send(&json!({"msgType": 7, "since": stored.len(), "limit": 100}))
+            .await;
+        let h = bob.recv_type(7).await;
+        let page = h["messages"].as_array().unwrap();
+        assert!(!page.is_empty(), "history stopped at {}", stored.len());
+        for m in page {
+            assert_eq!(m["seq"].as_u64(), Some(stored.len() as u64 + 1), "{m}");
+            stored.push(m["msgId"].as_str().unwrap().to_string());
+        }
+    }
+    let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "acked but lost in the failover: {lost:?}");
+}

@@ -1,4 +1,5 @@
-//! A real `redis-server` (and a three-master Redis Cluster) on free loopback
+//! A real `redis-server` (and a three-master Redis Cluster, with replicas
+//! when asked) on free loopback
 //! ports, killed on drop: the one launcher shared by the store conformance
 //! suite (`src/store/conformance.rs`), the end-to-end tests and the
 //! benchmark, each of which includes this file with `#[path]`.
@@ -191,13 +192,15 @@ impl Drop for RedisServer {
     }
 }
 
-/// A local Redis Cluster of three masters (no replicas), for the sharded
-/// Pub/Sub tests.
+/// A local Redis Cluster of three masters (with or without a replica each),
+/// for the sharded Pub/Sub and failover tests.
 pub(crate) struct RedisCluster {
-    nodes: Vec<Child>,
-    /// The masters' ports, sorted.
+    /// Every node by port (masters and replicas), `None` while killed.
+    nodes: Vec<(u16, Option<Child>)>,
+    /// The first masters' ports, sorted.
     pub(crate) ports: Vec<u16>,
-    _dir: tempfile::TempDir,
+    launch: Launch,
+    dir: tempfile::TempDir,
 }
 
 fn free_cluster_port() -> u16 {
@@ -210,32 +213,41 @@ fn free_cluster_port() -> u16 {
     }
 }
 
+/// Cluster node options: a 2 s node timeout, so a failover takes seconds.
+const CLUSTER_NODE: [&str; 4] = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+
 impl RedisCluster {
     /// Three durable masters joined with `redis-cli --cluster create`;
     /// returns once the cluster state is ok on all of them.
     pub(crate) fn start() -> RedisCluster {
+        Self::start_with_replicas(0)
+    }
+
+    /// Three durable masters with `replicas` replicas each; returns once the
+    /// cluster state is ok and every replica is in sync.
+    pub(crate) fn start_with_replicas(replicas: usize) -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
-        let launch = Launch {
-            durable: true,
-            ..Launch::default()
+        let all: Vec<u16> = (0..3 * (1 + replicas))
+            .map(|_| free_cluster_port())
+            .collect();
+        let mut rc = RedisCluster {
+            nodes: all.iter().map(|p| (*p, None)).collect(),
+            ports: Vec::new(),
+            launch: Launch {
+                durable: true,
+                ..Launch::default()
+            },
+            dir,
         };
-        let mut nodes = Vec::new();
-        for p in &ports {
-            let d = dir.path().join(p.to_string());
-            std::fs::create_dir_all(&d).unwrap();
-            let extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
-            nodes.push(spawn(*p, &d, &launch, &extra));
+        for p in &all {
+            rc.spawn(*p);
         }
-        for p in &ports {
-            wait_for(*p, "cluster node");
-        }
-        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let addrs: Vec<String> = all.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli");
         assert!(
@@ -244,19 +256,75 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !ports
-            .iter()
-            .all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
-        {
+        while !all.iter().all(|p| {
+            cli(*p, &["cluster", "info"]).contains("cluster_state:ok")
+                && !cli(*p, &["info", "replication"]).contains("master_link_status:down")
+        }) {
             assert!(Instant::now() < deadline, "the cluster never became ok");
             std::thread::sleep(Duration::from_millis(100));
         }
-        ports.sort();
-        RedisCluster {
-            nodes,
-            ports,
-            _dir: dir,
+        rc.ports = all.iter().copied().filter(|p| rc.is_master(*p)).collect();
+        rc.ports.sort();
+        rc
+    }
+
+    /// Starts (again) the node on `port`, with its data and cluster config.
+    pub(crate) fn spawn(&mut self, port: u16) {
+        let d = self.dir.path().join(port.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        let child = spawn(port, &d, &self.launch, &CLUSTER_NODE);
+        wait_for(port, "cluster node");
+        self.slot(port).1 = Some(child);
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub(crate) fn kill(&mut self, port: u16) {
+        if let Some(mut c) = self.slot(port).1.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
+    }
+
+    fn slot(&mut self, port: u16) -> &mut (u16, Option<Child>) {
+        self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap()
+    }
+
+    /// Whether the node on `port` says it is a master.
+    pub(crate) fn is_master(&self, port: u16) -> bool {
+        cli(port, &["role"]).starts_with("master")
+    }
+
+    /// The port of the master serving `key`'s slot, as a live node sees it.
+    pub(crate) fn master_of(&self, key: &str) -> u16 {
+        self.master_of_or_none(key)
+            .unwrap_or_else(|| panic!("no live master serves {key}"))
+    }
+
+    /// The port of the master serving `key`'s slot, if one that is not
+    /// failed does.
+    pub(crate) fn master_of_or_none(&self, key: &str) -> Option<u16> {
+        let live = self.nodes.iter().find(|(_, c)| c.is_some()).unwrap().0;
+        let slot: u16 = cli(live, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        for line in cli(live, &["cluster", "nodes"]).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let serves = f[8..].iter().any(|r| match r.split_once('-') {
+                Some((a, b)) => {
+                    (a.parse().unwrap_or(u16::MAX)..=b.parse().unwrap_or(0)).contains(&slot)
+                }
+                None => r.parse() == Ok(slot),
+            });
+            if serves {
+                let addr = f[1].split('@').next().unwrap();
+                return addr.rsplit(':').next().unwrap().parse().ok();
+            }
+        }
+        None
     }
 
     /// Keys held by the master on `port`.
@@ -285,9 +353,11 @@ fn cli(port: u16, args: &[&str]) -> String {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for c in &mut self.nodes {
-            let _ = c.kill();
-            let _ = c.wait();
+        for (_, c) in &mut self.nodes {
+            if let Some(c) = c {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }
