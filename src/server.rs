@@ -168,6 +168,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         keepalive: config.quic.keepalive,
         idle_timeout: config.quic.idle_timeout,
         congestion: config.quic.congestion,
+        max_frame: config.limits.max_frame,
     };
     let wt = Arc::new(WtEndpoint::bind(config.listen.wt, identity, quic)?);
     crate::quic::serve(&wt, &gw);

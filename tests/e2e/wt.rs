@@ -160,6 +160,9 @@ async fn wt_framing_errors_get_413_and_close_4413() {
     a.send(&json!({"msgType": 3, "receivedUserId": "ws", "msgBody": "y".repeat(2000)}))
         .await;
     assert_eq!(a.recv_type(9).await["code"], 413);
+    // The error frame, then the session close capsule, then QUIC's close.
+    let (code, reason) = a.expect_session_closed().await;
+    assert_eq!((code, reason.as_str()), (4413, "frame too large"));
     assert_eq!(a.expect_closed().await, 4413);
     assert_eq!(
         ws.recv().await["msgBody"],
@@ -352,4 +355,85 @@ async fn a_session_closed_mid_frame_loses_nothing_acked() {
     assert_eq!(reply["sendUserId"], "a");
     again.send(&json!({"msgType": 1})).await;
     assert_eq!(again.recv().await["msgType"], 1);
+}
+
+/// The certificate hash and WebTransport URL from `/cert-hash`.
+async fn cert_hash(s: &Server) -> (String, [u8; 32]) {
+    let (_, body) = s.http("GET", "/cert-hash", &[], "").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let hex = v["hex"].as_str().unwrap();
+    let mut hash = [0u8; 32];
+    for (i, b) in hash.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let url = v["url"].as_str().unwrap().replace("localhost", "127.0.0.1");
+    (url, hash)
+}
+
+#[tokio::test]
+async fn a_session_flooding_extra_streams_is_closed_without_growing_the_server() {
+    let s = Server::start(&[]);
+    let (mut ws, _) = Client::login(&s, "ws").await;
+    let (mut victim, _) = WtClient::login(&s, "victim").await;
+    let before = s.rss();
+    // The attacker (wtransport, a third implementation) logs in on its
+    // stream, then opens 80 more bidirectional streams and writes 1 MB to
+    // each: only one stream per session is ever read.
+    let (url, hash) = cert_hash(&s).await;
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+        .build();
+    let conn = wtransport::Endpoint::client(config)
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap().await.unwrap();
+    let login = br#"{"msgType":2,"sendUserId":"mallory"}"#;
+    let mut frame = (login.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(login);
+    send.write_all(&frame).await.unwrap();
+    let flood = (0..80).map(|_| {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let open = async { conn.open_bi().await.ok()?.await.ok() };
+            let Ok(Some((mut tx, _rx))) = tokio::time::timeout(Duration::from_secs(5), open).await
+            else {
+                return 0usize;
+            };
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut written = 0;
+            for _ in 0..16 {
+                match tokio::time::timeout(Duration::from_secs(2), tx.write_all(&chunk)).await {
+                    Ok(Ok(())) => written += chunk.len(),
+                    _ => break,
+                }
+            }
+            written
+        })
+    });
+    let flood: Vec<_> = flood.collect();
+    // The server refuses the extra streams as they come and then closes the
+    // attacker's connection.
+    let closed = tokio::time::timeout(Duration::from_secs(15), conn.closed()).await;
+    assert!(closed.is_ok(), "the flooding connection is still open");
+    let mut written = 0;
+    for t in flood {
+        written += t.await.unwrap();
+    }
+    let grown = s.rss().saturating_sub(before);
+    eprintln!("flood: attacker wrote {written} bytes; server RSS grew {grown} bytes");
+    assert!(
+        grown < 4 << 20,
+        "server RSS grew by {grown} bytes under the flood ({written} bytes written by the attacker)"
+    );
+    // Everyone else carries on.
+    ws.send(&json!({"msgType": 3, "receivedUserId": "victim", "msgBody": "still here"}))
+        .await;
+    assert_eq!(victim.recv_type(3).await["msgBody"], "still here");
+    victim
+        .send(&json!({"msgType": 3, "receivedUserId": "ws", "msgBody": "and back"}))
+        .await;
+    assert_eq!(ws.recv_type(3).await["msgBody"], "and back");
 }

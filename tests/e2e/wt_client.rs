@@ -162,13 +162,34 @@ impl WtClient {
     }
 
     /// Reads until the connection closes; returns the close code, skipping
-    /// other events.
+    /// other events. A session close capsule before it must carry the same
+    /// code (the server sends both: the capsule for browsers, the QUIC code
+    /// for clients that read only that).
     pub(crate) async fn expect_closed(&mut self) -> u64 {
+        let mut capsule = None;
         loop {
             let e = self.event().await;
+            if let Some(code) = e["session_closed"].as_u64() {
+                capsule = Some(code);
+            }
             if let Some(code) = e["closed"].as_u64() {
+                if let Some(c) = capsule {
+                    assert_eq!(c, code, "capsule and QUIC close codes differ");
+                }
                 return code;
             }
+        }
+    }
+
+    /// Reads until the server closes the session with a capsule; returns
+    /// its code and reason.
+    pub(crate) async fn expect_session_closed(&mut self) -> (u64, String) {
+        loop {
+            let e = self.event().await;
+            if let Some(code) = e["session_closed"].as_u64() {
+                return (code, e["reason"].as_str().unwrap_or("").to_string());
+            }
+            assert!(e.get("closed").is_none(), "closed without a capsule: {e}");
         }
     }
 

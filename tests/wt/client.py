@@ -14,6 +14,7 @@ Driven by JSON lines on stdin, it reports JSON lines on stdout:
           {"frame": <json or text>}    a frame from the stream
           {"datagram": <json>}         a datagram
           {"stream_end": true}         the server finished its side of the stream
+          {"session_closed": <code>, "reason": "..."}  a CLOSE_WEBTRANSPORT_SESSION capsule
           {"closed": <code>, "reason": "..."}  the connection ended
 """
 
@@ -29,7 +30,8 @@ from urllib.parse import urlparse
 from aioquic.asyncio import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, FrameType, H3Connection
-from aioquic.h3.events import DatagramReceived, HeadersReceived, WebTransportStreamDataReceived
+from aioquic.buffer import Buffer, BufferReadError
+from aioquic.h3.events import DataReceived, DatagramReceived, HeadersReceived, WebTransportStreamDataReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted
 
@@ -53,6 +55,7 @@ class Client(QuicConnectionProtocol):
         self.h3 = H3Connection(self._quic, enable_webtransport=True)
         self.session_id = None
         self.buf = b""
+        self.capsules = b""
         self.answered = asyncio.get_event_loop().create_future()
         self.ended = asyncio.get_event_loop().create_future()
 
@@ -88,8 +91,26 @@ class Client(QuicConnectionProtocol):
                 self.buf = self.buf[4 + n :]
             if e.stream_ended:
                 emit({"stream_end": True})
+        elif isinstance(e, DataReceived) and e.stream_id == self.session_id:
+            self.capsules += e.data
+            self.read_capsules()
         elif isinstance(e, DatagramReceived):
             emit({"datagram": decode(e.data)})
+
+    def read_capsules(self):
+        """Capsules on the CONNECT stream: type, length, value (RFC 9297)."""
+        while True:
+            buf = Buffer(data=self.capsules)
+            try:
+                kind = buf.pull_uint_var()
+                length = buf.pull_uint_var()
+                value = buf.pull_bytes(length)
+            except BufferReadError:
+                return
+            self.capsules = self.capsules[buf.tell() :]
+            if kind == 0x2843 and len(value) >= 4:
+                (code,) = struct.unpack(">I", value[:4])
+                emit({"session_closed": code, "reason": value[4:].decode("utf-8", "replace")})
 
 
 async def main():

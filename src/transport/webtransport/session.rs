@@ -1,0 +1,239 @@
+//! One WebTransport session as a [`Transport`]: the client's bidirectional
+//! stream (4-byte big-endian length-prefixed frames), its datagrams, and the
+//! CONNECT stream that carries the close capsule.
+//!
+//! Why not `h3_webtransport::server::WebTransportSession` (0.1.2, the newest):
+//! it keeps the CONNECT stream private, so the server could never send
+//! CLOSE_WEBTRANSPORT_SESSION and a browser saw every close code as a QUIC
+//! error; it also buffers every stream a client opens in its own queues and
+//! needs a task per session to read datagrams. The rest of WebTransport that
+//! rtgate needs is a stream header and a datagram prefix (see `wire`); the
+//! HTTP/3 handshake stays with `h3`.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::Join;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tracing::{debug, info};
+
+use super::wire;
+use super::{H3Connection, H3RequestStream};
+use crate::protocol::CloseCode;
+use crate::transport::{Delivery, Incoming, PeerInfo, Transport, TransportError};
+
+/// How long a closing session lets queued data reach the peer.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// Streams a client may open beyond the protocol's before its connection
+/// is closed (each one is refused as it comes).
+const EXTRA_STREAMS_ALLOWED: u32 = 8;
+
+type DataStream = Join<quinn::RecvStream, quinn::SendStream>;
+
+/// A WebTransport session.
+pub(crate) struct WebTransportTransport {
+    peer: PeerInfo,
+    conn: quinn::Connection,
+    /// The CONNECT stream's id, which names the session.
+    session: u64,
+    framed: Framed<DataStream, LengthDelimitedCodec>,
+    /// The CONNECT stream: the close capsule goes there; the client's
+    /// capsules or its end close the session.
+    connect: H3RequestStream,
+    /// Held: dropping the HTTP/3 connection closes the QUIC connection.
+    _h3: H3Connection,
+    /// QPACK streams the client opened after the handshake (held open:
+    /// stopping a critical stream would be a connection error).
+    late_qpack: Vec<quinn::RecvStream>,
+    /// Streams refused so far.
+    refused: u32,
+}
+
+impl WebTransportTransport {
+    pub(super) fn new(
+        peer: PeerInfo,
+        conn: quinn::Connection,
+        h3: H3Connection,
+        connect: H3RequestStream,
+        (send, recv): (quinn::SendStream, quinn::RecvStream),
+        max_frame: usize,
+    ) -> Self {
+        // Frames larger than the limit are read whole (up to 4x) so they can
+        // be answered with 413.
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(max_frame.saturating_mul(4))
+            .new_codec();
+        let session = connect.id().into_inner();
+        WebTransportTransport {
+            peer,
+            conn,
+            session,
+            framed: Framed::new(tokio::io::join(recv, send), codec),
+            connect,
+            _h3: h3,
+            late_qpack: Vec::new(),
+            refused: 0,
+        }
+    }
+
+    /// Counts a refused stream; past the allowance the client is closed.
+    fn refuse_one(&mut self) -> Result<(), TransportError> {
+        self.refused += 1;
+        if self.refused > EXTRA_STREAMS_ALLOWED {
+            self.conn.close(
+                wire::STREAM_CREATION_ERROR.into(),
+                b"streams beyond the protocol's",
+            );
+            return Err(TransportError::Closed(format!(
+                "the client opened {} streams the protocol does not use",
+                self.refused
+            )));
+        }
+        Ok(())
+    }
+
+    /// A unidirectional stream the client opened: late QPACK streams are
+    /// held, anything else is refused.
+    async fn client_uni(&mut self, mut recv: quinn::RecvStream) -> Result<(), TransportError> {
+        let mut first = [0u8; 8];
+        let kind = match tokio::time::timeout(CLOSE_LINGER, recv.read_exact(&mut first[..1])).await
+        {
+            Ok(Ok(())) => {
+                let len = wire::varint_len(first[0]);
+                match recv.read_exact(&mut first[1..len]).await {
+                    Ok(()) => wire::take_varint(&mut &first[..len]),
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
+        if matches!(kind, Some(wire::QPACK_ENCODER | wire::QPACK_DECODER))
+            && self.late_qpack.len() < 2
+        {
+            self.late_qpack.push(recv);
+            return Ok(());
+        }
+        let _ = recv.stop(wire::STREAM_CREATION_ERROR.into());
+        debug!(kind = ?kind, "refused a unidirectional stream");
+        self.refuse_one()
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Io(e.to_string())
+}
+
+impl Transport for WebTransportTransport {
+    fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    fn detects_dead_peers(&self) -> bool {
+        // QUIC keep-alive and idle timeout notice a dead peer; the session
+        // need not close quiet but live clients.
+        true
+    }
+
+    async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
+        loop {
+            // Every branch is cancel-safe: FramedRead keeps partial frames in
+            // its buffer, and quinn keeps datagrams and new streams queued
+            // until a later call takes them.
+            tokio::select! {
+                frame = self.framed.next() => return match frame {
+                    Some(Ok(b)) => Some(Ok(Incoming::Frame(b.freeze()))),
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Some(Ok(Incoming::TooLarge(usize::MAX))),
+                    Some(Err(e)) => Some(Err(TransportError::Closed(e.to_string()))),
+                    None => None,
+                },
+                d = self.conn.read_datagram() => match d {
+                    Ok(d) => {
+                        if let Some(p) = wire::datagram_payload(self.session, d) {
+                            return Some(Ok(Incoming::Datagram(p)));
+                        }
+                    }
+                    Err(e) => return Some(Err(TransportError::Closed(e.to_string()))),
+                },
+                s = self.conn.accept_bi() => match s {
+                    // The protocol has one client stream; more are refused
+                    // before they can buffer anything.
+                    Ok((mut send, mut recv)) => {
+                        let _ = recv.stop(wire::STREAM_CREATION_ERROR.into());
+                        let _ = send.reset(wire::STREAM_CREATION_ERROR.into());
+                        if let Err(e) = self.refuse_one() {
+                            return Some(Err(e));
+                        }
+                    }
+                    Err(e) => return Some(Err(TransportError::Closed(e.to_string()))),
+                },
+                s = self.conn.accept_uni() => match s {
+                    Ok(recv) => {
+                        if let Err(e) = self.client_uni(recv).await {
+                            return Some(Err(e));
+                        }
+                    }
+                    Err(e) => return Some(Err(TransportError::Closed(e.to_string()))),
+                },
+                c = self.connect.recv_data() => match c {
+                    Ok(Some(mut data)) => {
+                        let bytes = data.copy_to_bytes(data.remaining());
+                        if let Some((code, reason)) = wire::parse_close(&bytes) {
+                            debug!(code, reason, "the client closed the session");
+                            return None;
+                        }
+                    }
+                    // The client ended the session.
+                    Ok(None) | Err(_) => return None,
+                },
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
+        if how == Delivery::Volatile {
+            let d = wire::datagram(self.session, &frame);
+            if self
+                .conn
+                .max_datagram_size()
+                .is_some_and(|max| d.len() <= max)
+                && self.conn.send_datagram(d).is_ok()
+            {
+                return Ok(());
+            }
+        }
+        self.framed.feed(frame).await.map_err(io)
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        SinkExt::<Bytes>::flush(&mut self.framed).await.map_err(io)
+    }
+
+    async fn keepalive(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        let _ = SinkExt::<Bytes>::flush(&mut self.framed).await;
+        // The data stream ends first and its last frames (an error frame
+        // before the close) are acknowledged, or the linger passes...
+        let send = self.framed.get_mut().writer_mut();
+        let _ = send.finish();
+        let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+        // ...then the session closes with its code (the browser's
+        // `WebTransport.closed` resolves with it), and the QUIC connection
+        // once the client has closed it or the linger passes.
+        let capsule = wire::close_capsule(code.code().into(), reason);
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            self.connect.send_data(capsule).await?;
+            self.connect.finish().await
+        })
+        .await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.conn.closed()).await;
+        info!(code = code.code(), "closing webtransport session");
+        self.conn.close(
+            quinn::VarInt::from_u32(code.code().into()),
+            reason.as_bytes(),
+        );
+    }
+}
