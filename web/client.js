@@ -1,7 +1,8 @@
-// rtgate browser client: one API whichever transport carries it. It tries
-// WebTransport first (HTTP/3: a bidirectional stream of length-prefixed JSON
-// frames, datagrams for volatile messages) and falls back to WebSocket when
-// WebTransport is unavailable or does not connect in time. Login, heartbeats,
+// rtgate browser client: one API whichever transport carries it. It races
+// WebTransport (HTTP/3: a bidirectional stream of length-prefixed JSON
+// frames, datagrams for volatile messages) against WebSocket, prefers
+// WebTransport when both connect, and remembers per origin when
+// WebTransport fails, so nobody waits for a UDP timeout. Login, heartbeats,
 // acks, automatic reconnect with backoff and resume from the last seen
 // positions (so nothing stored is missed across a reconnect).
 //
@@ -22,10 +23,15 @@ class RtgateClient {
    * @param {string[]} [opts.rooms] rooms to join at every login
    * @param {string} [opts.transport] "auto" (default: WebTransport, then WebSocket), "webtransport" or "websocket"
    * @param {string} [opts.wtUrl]  WebTransport URL; default: the one `/cert-hash` names
-   * @param {number} [opts.wtTimeoutMs] how long WebTransport may take to connect before falling back (default 3000)
+   * @param {number} [opts.wtTimeoutMs] how long a WebTransport attempt may take (default 3000)
+   * @param {number} [opts.wtGraceMs] how long "auto" waits for WebTransport once the WebSocket is up
+   *   (default 250; 4x when WebTransport worked here before)
+   * @param {number} [opts.wtMemoryMs] how long this origin remembers which transport won (default 10 min)
    */
   constructor(opts) {
-    this.opts = Object.assign({ url: location.origin, rooms: [], transport: "auto", wtTimeoutMs: 3000 }, opts);
+    this.opts = Object.assign(
+      { url: location.origin, rooms: [], transport: "auto", wtTimeoutMs: 3000, wtGraceMs: 250, wtMemoryMs: 600000 },
+      opts);
     this.state = "idle";
     this.transport = null;
     this.listeners = {};
@@ -117,24 +123,79 @@ class RtgateClient {
     link.send(JSON.stringify(login));
   }
 
-  /** WebTransport if it connects in time, else WebSocket. */
+  /**
+   * The link for this connection. "auto" races WebTransport against
+   * WebSocket: WebTransport wins if it is ready first, or within
+   * `wtGraceMs` of the WebSocket; otherwise the WebSocket is used at once
+   * and the WebTransport attempt is dropped. A WebTransport failure is
+   * remembered for this origin (`wtMemoryMs`), so a returning user on a
+   * network that blocks UDP goes straight to WebSocket.
+   */
   async openLink() {
-    const handlers = {
-      onmessage: (text) => this.onFrame(text),
-      onclose: (code, reason) => this.onClose(code, reason),
-    };
-    const wantWt = this.opts.transport !== "websocket" && typeof WebTransport !== "undefined";
-    if (wantWt) {
+    const mode = this.opts.transport;
+    const canWt = mode !== "websocket" && typeof WebTransport !== "undefined";
+    if (!canWt) return this.choose(await this.openWs());
+    if (mode === "webtransport") {
       try {
-        const link = await WtLink.open(this.opts, this.opts.wtTimeoutMs, handlers);
-        if (this.closedByUser) { link.close(1000, "bye"); return null; }
-        return link;
+        return this.choose(await WtLink.open(this.opts, this.opts.wtTimeoutMs, this.handlers()));
       } catch (e) {
-        this.emit("fallback", String(e && e.message || e));
-        if (this.opts.transport === "webtransport") { this.onClose(0, String(e)); return null; }
+        this.emit("fallback", String((e && e.message) || e));
+        this.onClose(0, String(e));
+        return null;
       }
     }
-    return await WsLink.open(this.opts, handlers);
+    const memory = TransportMemory.get(this.opts.url);
+    if (memory === "websocket") {
+      this.emit("fallback", "it failed here recently");
+      return this.choose(await this.openWs());
+    }
+    const wtP = WtLink.open(this.opts, this.opts.wtTimeoutMs, this.handlers()).then(
+      (link) => { TransportMemory.set(this.opts.url, "webtransport", this.opts.wtMemoryMs); return link; },
+      (e) => {
+        TransportMemory.set(this.opts.url, "websocket", this.opts.wtMemoryMs);
+        this.emit("fallback", String((e && e.message) || e));
+        return null;
+      });
+    const wsP = this.openWs();
+    // WebTransport, unless the WebSocket is up and the grace has passed
+    // (undefined); a failed WebSocket leaves it to WebTransport.
+    const grace = memory === "webtransport" ? 4 * this.opts.wtGraceMs : this.opts.wtGraceMs;
+    const wt = await Promise.race([
+      wtP,
+      wsP.then((ws) => (ws ? new Promise((r) => setTimeout(() => r(undefined), grace)) : wtP)),
+    ]);
+    if (wt) {
+      wsP.then((ws) => ws && ws.close(1000, "webtransport preferred"));
+      return this.choose(wt);
+    }
+    wtP.then((late) => late && late.close(1000, "websocket chosen"));
+    const ws = await wsP;
+    if (!ws) { this.onClose(1006, "no transport connected"); return null; }
+    return this.choose(ws);
+  }
+
+  /** A WebSocket link, or null when it did not open. */
+  async openWs() {
+    const link = await WsLink.open(this.opts, this.handlers());
+    return link.open ? link : null;
+  }
+
+  /**
+   * Handlers for one link: its frames and its close reach the client only
+   * once it is the chosen link (a raced loser closes silently).
+   */
+  handlers() {
+    const h = { link: null };
+    h.onmessage = (text) => { if (this.link === h.link) this.onFrame(text); };
+    h.onclose = (code, reason) => { if (this.link === h.link) this.onClose(code, reason); };
+    return h;
+  }
+
+  choose(link) {
+    if (!link) { this.onClose(1006, "no transport connected"); return null; }
+    if (this.closedByUser) { link.close(1000, "bye"); return null; }
+    this.link = link;
+    return link;
   }
 
   onClose(code, reason) {
@@ -312,6 +373,7 @@ class WsLink {
       if (opts.token) u.searchParams.set("token", opts.token);
       const ws = new WebSocket(u.toString());
       const link = new WsLink(ws);
+      h.link = link;
       ws.onopen = () => resolve(link);
       ws.onmessage = (ev) => h.onmessage(ev.data);
       // A socket that never opened also ends here; the client reconnects.
@@ -354,6 +416,7 @@ class WtLink {
     }
     const stream = await wt.createBidirectionalStream();
     const link = new WtLink(wt, stream.writable.getWriter());
+    h.link = link;
     link.readFrames(stream.readable.getReader(), h);
     link.readDatagrams(h);
     wt.closed.then((info) => h.onclose(info.closeCode || 1006, info.reason || ""), () => h.onclose(1006, "webtransport closed"))
@@ -423,5 +486,19 @@ class WtLink {
     try { this.wt.close({ closeCode: code, reason }); } catch (_) { /* already closed */ }
   }
 }
+
+/** Which transport won for an origin, kept in localStorage for a while. */
+const TransportMemory = {
+  key(url) { return "rtgate.transport:" + new URL(url).origin; },
+  get(url) {
+    try {
+      const v = JSON.parse(localStorage.getItem(this.key(url)) || "null");
+      return v && v.until > Date.now() ? v.kind : null;
+    } catch (_) { return null; }
+  },
+  set(url, kind, forMs) {
+    try { localStorage.setItem(this.key(url), JSON.stringify({ kind, until: Date.now() + forMs })); } catch (_) { /* storage off */ }
+  },
+};
 
 if (typeof module !== "undefined") module.exports = { RtgateClient };

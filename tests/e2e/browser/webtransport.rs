@@ -1,0 +1,258 @@
+//! WebTransport as a browser sees it: the session close codes
+//! (CLOSE_WEBTRANSPORT_SESSION) and client.js's race against WebSocket when
+//! UDP is blocked.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Client as Browser;
+use serde_json::json;
+
+use super::Driver;
+use crate::common::{Client, Server};
+
+/// A raw WebTransport session in the page: sends `frames` (JSON values, or a
+/// string of that many bytes' worth of `x` when a number) on the stream and
+/// records what `WebTransport.closed` resolves with in `window.closes[name]`.
+const WT_CLOSE_PROBE: &str = r#"
+const [name, frames] = arguments;
+window.closes = window.closes || {};
+(async () => {
+  const info = await (await fetch("/cert-hash")).json();
+  const value = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
+  const wt = new WebTransport(info.url, { serverCertificateHashes: [{ algorithm: "sha-256", value }] });
+  await wt.ready;
+  const s = await wt.createBidirectionalStream();
+  const r = s.readable.getReader();
+  (async () => { try { for (;;) { if ((await r.read()).done) break; } } catch (_) {} })();
+  const w = s.writable.getWriter();
+  const enc = new TextEncoder();
+  for (const f of frames) {
+    const body = enc.encode(typeof f === "number" ? "x".repeat(f) : JSON.stringify(f));
+    const frame = new Uint8Array(4 + body.length);
+    new DataView(frame.buffer).setUint32(0, body.length);
+    frame.set(body, 4);
+    w.write(frame).catch(() => {});
+  }
+  const c = await wt.closed;
+  window.closes[name] = { code: c.closeCode, reason: c.reason };
+})().catch((e) => { window.closes[name] = { error: String(e) }; });
+"#;
+
+async fn wt_closed(b: &Browser, name: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = b
+            .execute(
+                &format!("return (window.closes || {{}})[{name:?}] || null"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        if !v.is_null() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "session {name} never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn webtransport_close_codes_reach_the_browser_as_session_close_codes() {
+    let mut s = Server::start(&[
+        "--jwt-secret",
+        "k3y",
+        "--max-frame",
+        "1024",
+        "--login-timeout-sec",
+        "1",
+        "--rate-limit",
+        "5",
+    ]);
+    let token = |sub: &str, exp_in: i64| {
+        crate::common::jwt(
+            "k3y",
+            json!({"sub": sub, "exp": crate::common::unix_now() + exp_in}),
+        )
+    };
+    let login = |sub: &str| json!({"msgType": 2, "token": token(sub, 60)});
+    let flood: Vec<_> = std::iter::once(login("dora"))
+        .chain((0..60).map(|_| json!({"msgType": 8, "userIds": ["x"]})))
+        .collect();
+    let cases = [
+        (
+            "unauthorized",
+            json!([{"msgType": 2, "token": "forged"}]),
+            4401,
+            "unauthorized",
+        ),
+        (
+            "forbidden",
+            json!([{"msgType": 2, "sendUserId": "mallory", "token": token("bob", 60)}]),
+            4403,
+            "forbidden",
+        ),
+        ("timeout", json!([]), 4408, "timeout"),
+        (
+            "too_large",
+            json!([login("carol"), 2000]),
+            4413,
+            "too large",
+        ),
+        ("rate", json!(flood), 4429, "rate"),
+    ];
+    let driver = Driver::start();
+    let b = driver.browser("closes").await;
+    b.goto(&format!("http://{}/", s.http)).await.unwrap();
+    for (name, frames, _, _) in &cases {
+        b.execute(WT_CLOSE_PROBE, vec![json!(name), frames.clone()])
+            .await
+            .unwrap();
+    }
+    for (name, _, code, reason) in &cases {
+        let c = wt_closed(&b, name).await;
+        assert_eq!(c["code"], *code, "{name}: {c}");
+        assert!(
+            c["reason"].as_str().unwrap_or("").contains(reason),
+            "{name}: {c}"
+        );
+    }
+    // A node that shuts down closes its sessions with 1001.
+    b.execute(
+        WT_CLOSE_PROBE,
+        vec![json!("going_away"), json!([login("erin")])],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s
+        .metrics()
+        .await
+        .get(r#"rtgate_connections{transport="webtransport"}"#)
+        .is_none_or(|n| *n < 1.0)
+    {
+        assert!(Instant::now() < deadline, "the session never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Logged in: its login frame was handled.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || {
+        s.terminate();
+        s
+    })
+    .await
+    .unwrap();
+    let c = wt_closed(&b, "going_away").await;
+    assert_eq!(c["code"], 1001, "{c}");
+    b.close().await.unwrap();
+}
+
+/// client.js in the page: connects as `user` with `opts`, and records in
+/// `window.firsts[name]` the milliseconds from `connect()` to the first
+/// message, the transport, and the fallback reasons seen.
+const FIRST_MESSAGE: &str = r#"
+const [name, user, opts] = arguments;
+window.firsts = window.firsts || {};
+const t0 = performance.now();
+const fallbacks = [];
+const c = new RtgateClient(Object.assign({ url: location.origin, userId: user }, opts));
+c.on("fallback", (why) => fallbacks.push(why));
+c.on("message", () => {
+  if (!window.firsts[name]) window.firsts[name] = { ms: performance.now() - t0, transport: c.transport, fallbacks };
+});
+c.connect().catch((e) => { window.firsts[name] = { error: String(e) }; });
+"#;
+
+async fn first_message(b: &Browser, name: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = b
+            .execute(
+                &format!("return (window.firsts || {{}})[{name:?}] || null"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        if !v.is_null() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{name}: no message arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_udp_blocked_the_first_message_comes_as_fast_as_over_websocket_alone() {
+    let server = Server::start(&[]);
+    // A UDP port that swallows every packet, as a network that blocks UDP.
+    let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let wt_url = format!(
+        "https://127.0.0.1:{}/wt",
+        blackhole.local_addr().unwrap().port()
+    );
+    let (mut sender, _) = Client::login(&server, "sender").await;
+    for user in ["plain", "first", "returning"] {
+        sender
+            .send(&json!({"msgType": 3, "receivedUserId": user, "msgBody": "waiting for you", "clientMsgId": user}))
+            .await;
+        sender.recv_type(4).await;
+    }
+    let driver = Driver::start();
+    let b = driver.browser("udp-blocked").await;
+    b.goto(&format!("http://{}/", server.http)).await.unwrap();
+    let run = |name: &'static str, opts: serde_json::Value| {
+        let b = b.clone();
+        async move {
+            b.execute(FIRST_MESSAGE, vec![json!(name), json!(name), opts])
+                .await
+                .unwrap();
+            first_message(&b, name).await
+        }
+    };
+    let plain = run("plain", json!({"transport": "websocket"})).await;
+    let first = run("first", json!({"wtUrl": wt_url})).await;
+    // The first visit's WebTransport attempt ends in its timeout and is
+    // remembered for this origin...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kind = b
+            .execute(
+                "const v = localStorage.getItem('rtgate.transport:' + location.origin); return v && JSON.parse(v).kind",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if kind == "websocket" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never remembered: {kind}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...so a returning visit does not try it at all.
+    let returning = run("returning", json!({"wtUrl": wt_url})).await;
+    eprintln!(
+        "time to first message: websocket only {plain}, first visit {first}, returning {returning}"
+    );
+    for r in [&plain, &first, &returning] {
+        assert_eq!(r["transport"], "websocket", "{r}");
+    }
+    let ms = |r: &serde_json::Value| r["ms"].as_f64().unwrap();
+    // The first visit waits at most the grace (250 ms) for WebTransport, not
+    // its 3 s timeout.
+    assert!(
+        ms(&first) < ms(&plain) + 1000.0,
+        "first {first} vs plain {plain}"
+    );
+    assert!(
+        ms(&returning) < ms(&plain) + 1000.0,
+        "returning {returning} vs plain {plain}"
+    );
+    assert!(
+        returning["fallbacks"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("recently"),
+        "{returning}"
+    );
+    b.close().await.unwrap();
+    drop(blackhole);
+}
