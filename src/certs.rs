@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 /// How long a development certificate is valid. Browsers refuse
 /// `serverCertificateHashes` for certificates valid longer than 14 days.
 pub const DEV_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
-/// How far back a development certificate's validity starts (clock skew).
+/// How far back a development certificate's validity starts (clock skew);
+/// at most a quarter of its validity.
 const BACKDATE: Duration = Duration::from_secs(3600);
-/// A development certificate is replaced when less than this is left.
+/// A development certificate is replaced when less than this is left (at
+/// most half its validity).
 pub const RENEW_BEFORE: Duration = Duration::from_secs(2 * 24 * 3600);
 
 /// Why TLS material could not be had.
@@ -49,6 +51,8 @@ pub struct Certificate {
     pub sha256: [u8; 32],
     /// When it stops being valid (development certificates only).
     pub expires: Option<SystemTime>,
+    /// When it is replaced (development certificates only).
+    pub renew_at: Option<SystemTime>,
 }
 
 impl Clone for Certificate {
@@ -58,23 +62,30 @@ impl Clone for Certificate {
             key: self.key.clone_key(),
             sha256: self.sha256,
             expires: self.expires,
+            renew_at: self.renew_at,
         }
     }
 }
 
 impl Certificate {
-    fn new(
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-        expires: Option<SystemTime>,
-    ) -> Self {
+    fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
         let sha256 = Sha256::digest(&chain[0]).into();
         Self {
             chain,
             key,
             sha256,
-            expires,
+            expires: None,
+            renew_at: None,
         }
+    }
+
+    /// Marks a development certificate valid until `expires` out of
+    /// `validity` in all: it is replaced when less than [`RENEW_BEFORE`], or
+    /// half its validity, is left.
+    fn expiring(mut self, expires: SystemTime, validity: Duration) -> Self {
+        self.expires = Some(expires);
+        self.renew_at = Some(expires - RENEW_BEFORE.min(validity / 2));
+        self
     }
 
     /// The hash as base64 (for `serverCertificateHashes`).
@@ -89,10 +100,7 @@ impl Certificate {
 
     /// Whether a development certificate should be replaced now.
     pub fn needs_renewal(&self) -> bool {
-        self.expires.is_some_and(|e| {
-            e.duration_since(SystemTime::now())
-                .map_or(true, |left| left < RENEW_BEFORE)
-        })
+        self.renew_at.is_some_and(|r| SystemTime::now() >= r)
     }
 
     /// A rustls server configuration for HTTP/3 (TLS 1.3, ALPN `h3`).
@@ -145,7 +153,7 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Certificate, TlsError> {
     }
     let key_der = rustls_pemfile_key(&read(key)?)
         .map_err(|e| TlsError::Pem(format!("{}: {e}", key.display())))?;
-    Ok(Certificate::new(chain, key_der, None))
+    Ok(Certificate::new(chain, key_der))
 }
 
 fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -161,8 +169,9 @@ fn rustls_pemfile_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// Generates a development certificate for `localhost`, `127.0.0.1` and
-/// `::1`, valid from an hour ago for [`DEV_VALIDITY`].
-pub fn generate_dev() -> Result<(Certificate, String, String), TlsError> {
+/// `::1`, valid from an hour ago (a quarter of `validity` if that is less)
+/// for `validity` in all ([`DEV_VALIDITY`] unless a test shortens it).
+pub fn generate_dev(validity: Duration) -> Result<(Certificate, String, String), TlsError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let names = vec![
@@ -173,8 +182,9 @@ pub fn generate_dev() -> Result<(Certificate, String, String), TlsError> {
     let mut params =
         rcgen::CertificateParams::new(names).map_err(|e| TlsError::Config(e.to_string()))?;
     let now = SystemTime::now();
-    params.not_before = (now - BACKDATE).into();
-    let expires = now + DEV_VALIDITY - BACKDATE;
+    let backdate = BACKDATE.min(validity / 4);
+    params.not_before = (now - backdate).into();
+    let expires = now + validity - backdate;
     params.not_after = expires.into();
     params
         .distinguished_name
@@ -185,7 +195,7 @@ pub fn generate_dev() -> Result<(Certificate, String, String), TlsError> {
     let der = cert.der().clone();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     Ok((
-        Certificate::new(vec![der], key_der, Some(expires)),
+        Certificate::new(vec![der], key_der).expiring(expires, validity),
         cert.pem(),
         key.serialize_pem(),
     ))
@@ -193,10 +203,10 @@ pub fn generate_dev() -> Result<(Certificate, String, String), TlsError> {
 
 /// Writes a development certificate to `dir` (`dev-cert.pem`,
 /// `dev-key.pem`, `dev-cert.expires`).
-pub fn write_dev(dir: &Path) -> Result<Certificate, TlsError> {
+pub fn write_dev(dir: &Path, validity: Duration) -> Result<Certificate, TlsError> {
     let io = |path: PathBuf| move |source| TlsError::Io { path, source };
     std::fs::create_dir_all(dir).map_err(io(dir.into()))?;
-    let (identity, cert_pem, key_pem) = generate_dev()?;
+    let (identity, cert_pem, key_pem) = generate_dev(validity)?;
     let expires = identity
         .expires
         .and_then(|e| e.duration_since(UNIX_EPOCH).ok())
@@ -226,23 +236,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
-/// The development certificate in `<data>/certs`, reused while it has more
-/// than [`RENEW_BEFORE`] left, generated otherwise.
-pub fn dev_identity(data: &Path) -> Result<Certificate, TlsError> {
+/// The development certificate in `<data>/certs`, reused until it is due for
+/// renewal, generated otherwise.
+pub fn dev_identity(data: &Path, validity: Duration) -> Result<Certificate, TlsError> {
     let dir = data.join("certs");
     let expires = std::fs::read_to_string(dir.join("dev-cert.expires"))
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(|s| UNIX_EPOCH + Duration::from_secs(s));
     if let Some(expires) = expires
-        && let Ok(mut id) = load_pem(&dir.join("dev-cert.pem"), &dir.join("dev-key.pem"))
+        && let Ok(id) = load_pem(&dir.join("dev-cert.pem"), &dir.join("dev-key.pem"))
     {
-        id.expires = Some(expires);
+        let id = id.expiring(expires, validity);
         if !id.needs_renewal() {
             return Ok(id);
         }
     }
-    write_dev(&dir)
+    write_dev(&dir, validity)
 }
 
 /// The certificate in use, shared between the QUIC endpoint, the HTTPS
@@ -274,7 +284,7 @@ mod tests {
     #[test]
     fn dev_certificate_is_short_lived_p256_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let a = dev_identity(dir.path()).unwrap();
+        let a = dev_identity(dir.path(), DEV_VALIDITY).unwrap();
         let left = a
             .expires
             .unwrap()
@@ -286,13 +296,13 @@ mod tests {
         );
         assert!(!a.needs_renewal());
         assert!(a.server_config().is_ok());
-        let b = dev_identity(dir.path()).unwrap();
+        let b = dev_identity(dir.path(), DEV_VALIDITY).unwrap();
         assert_eq!(a.sha256, b.sha256, "a valid certificate is reused");
         // Near its end it is replaced.
         let soon = SystemTime::now() + Duration::from_secs(3600);
         let secs = soon.duration_since(UNIX_EPOCH).unwrap().as_secs();
         std::fs::write(dir.path().join("certs/dev-cert.expires"), secs.to_string()).unwrap();
-        let c = dev_identity(dir.path()).unwrap();
+        let c = dev_identity(dir.path(), DEV_VALIDITY).unwrap();
         assert_ne!(a.sha256, c.sha256);
         assert_eq!(a.hash_hex().len(), 64);
         #[cfg(unix)]
@@ -304,6 +314,28 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         }
+    }
+
+    #[test]
+    fn a_short_lived_certificate_is_renewed_at_half_its_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let validity = Duration::from_secs(40);
+        let a = dev_identity(dir.path(), validity).unwrap();
+        let now = SystemTime::now();
+        let left = a.expires.unwrap().duration_since(now).unwrap();
+        let renew_in = a.renew_at.unwrap().duration_since(now).unwrap();
+        // Backdated 10 s (a quarter), so 30 s left; renewed with 20 s left.
+        assert!(
+            left <= Duration::from_secs(30) && left > Duration::from_secs(28),
+            "{left:?}"
+        );
+        assert!(
+            renew_in <= Duration::from_secs(10) && renew_in > Duration::from_secs(8),
+            "{renew_in:?}"
+        );
+        assert!(!a.needs_renewal());
+        let b = dev_identity(dir.path(), validity).unwrap();
+        assert_eq!(a.sha256, b.sha256);
     }
 
     #[test]

@@ -19,7 +19,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve => serve(config).await,
         Cmd::GenCert { out } => {
             let dir = out.unwrap_or_else(|| config.store.data.join("certs"));
-            let id = rtgate::certs::write_dev(&dir).context("writing the certificate")?;
+            let id = rtgate::certs::write_dev(&dir, rtgate::certs::DEV_VALIDITY)
+                .context("writing the certificate")?;
             println!("wrote {}/dev-cert.pem and dev-key.pem", dir.display());
             println!("sha-256 {} ({})", id.hash_hex(), id.hash_base64());
             Ok(())

@@ -152,9 +152,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         source,
     })?;
     let dev_cert = config.tls.cert.is_none();
+    let dev_validity = config.tls.dev_validity.unwrap_or(certs::DEV_VALIDITY);
     let identity = CurrentCertificate::new(match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => certs::load_pem(cert, key)?,
-        _ => certs::dev_identity(&config.store.data)?,
+        _ => certs::dev_identity(&config.store.data, dev_validity)?,
     });
     let app = crate::api::routes(gw.clone());
     let stop = gw.shutdown().clone();
@@ -182,6 +183,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         tokio::spawn(renew_dev_certificate(
             wt.clone(),
             config.store.data.join("certs"),
+            dev_validity,
             gw.shutdown().clone(),
         ));
     }
@@ -237,9 +239,12 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 async fn renew_dev_certificate(
     wt: Arc<WtEndpoint>,
     dir: PathBuf,
+    validity: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    // Hourly, or often enough for a certificate a test made short-lived.
+    let every = std::time::Duration::from_secs(3600).min(validity / 8);
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -248,7 +253,7 @@ async fn renew_dev_certificate(
         if !wt.identity().get().needs_renewal() {
             continue;
         }
-        match certs::write_dev(&dir)
+        match certs::write_dev(&dir, validity)
             .map_err(ServerError::from)
             .and_then(|id| Ok(wt.set_identity(id)?))
         {

@@ -115,6 +115,9 @@ options_group! {
                 [env = "RTGATE_TLS_CERT", value_name = "PEM"];
             tls_key: PathBuf, "PEM private key for --tls-cert",
                 [env = "RTGATE_TLS_KEY", value_name = "PEM"];
+            dev_cert_validity_sec: u64, "Development certificate validity in seconds (tests of rotation)",
+                [env = "RTGATE_DEV_CERT_VALIDITY_SEC", value_name = "N", hide = true,
+                 value_parser = clap::value_parser!(u64).range(20..=13 * 24 * 3600)];
         }
         flags {
             tls_http, "Serve HTTPS and wss on --http, with the WebTransport certificate",

@@ -75,6 +75,8 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// HTTPS and wss on the HTTP listener.
     pub https: bool,
+    /// The development certificate's validity, when a test shortens it.
+    pub dev_validity: Option<Duration>,
 }
 
 /// Identities and who may connect.
@@ -213,6 +215,7 @@ impl Options {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
                 https: tls.tls_http,
+                dev_validity: tls.dev_cert_validity_sec.map(Duration::from_secs),
             },
             auth: AuthConfig {
                 jwt_secret: secret(auth.jwt_secret),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Client as Browser;
 use serde_json::json;
 
-use super::Driver;
+use super::{Driver, open_and_login, text, wait_for};
 use crate::common::{Client, Server};
 
 /// A raw WebTransport session in the page: sends `frames` (JSON values, or a
@@ -255,4 +255,77 @@ async fn with_udp_blocked_the_first_message_comes_as_fast_as_over_websocket_alon
     );
     b.close().await.unwrap();
     drop(blackhole);
+}
+
+/// Whether a WebTransport session opens with the certificate hash `hex`.
+const WT_WITH_HASH: &str = r#"
+const [hex, done] = arguments;
+const value = new Uint8Array(hex.match(/../g).map((h) => parseInt(h, 16)));
+(async () => {
+  const info = await (await fetch("/cert-hash")).json();
+  const wt = new WebTransport(info.url, { serverCertificateHashes: [{ algorithm: "sha-256", value }] });
+  try { await wt.ready; wt.close(); done("opened"); } catch (e) { done("refused"); }
+})();
+"#;
+
+async fn cert_hex(s: &Server) -> String {
+    let (_, body) = s.http("GET", "/cert-hash", &[], "").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["hex"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_rotated_dev_certificate_keeps_open_sessions_and_reconnects_take_the_new_hash() {
+    // A 40 s certificate is renewed 10 s after it is made.
+    let server = Server::start(&["--dev-cert-validity-sec", "40"]);
+    let old = cert_hex(&server).await;
+    let driver = Driver::start();
+    let alice = driver.browser("rotation").await;
+    open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    let (mut carol, _) = Client::login(&server, "carol").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new = loop {
+        let h = cert_hex(&server).await;
+        if h != old {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the certificate was never renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The open session lives on under the old certificate.
+    carol
+        .send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": {"text": "after rotation"}}))
+        .await;
+    wait_for(&alice, "log", "[direct] carol: after rotation").await;
+    assert_eq!(text(&alice, "transport").await, "via webtransport");
+    // New handshakes get the new certificate: the old hash no longer opens a
+    // session, the new one does.
+    let with = |hex: String| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .execute_async(WT_WITH_HASH, vec![json!(hex)])
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(with(old).await, "refused");
+    assert_eq!(with(new).await, "opened");
+    // The page's session drops; client.js reconnects over WebTransport with
+    // the hash it fetches again from /cert-hash.
+    alice
+        .execute("client.link.close(4000, 'network gone')", vec![])
+        .await
+        .unwrap();
+    wait_for(&alice, "state", "reconnecting").await;
+    wait_for(&alice, "state", "connected").await;
+    assert_eq!(text(&alice, "transport").await, "via webtransport");
+    carol
+        .send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": {"text": "after reconnect"}}))
+        .await;
+    wait_for(&alice, "log", "[direct] carol: after reconnect").await;
+    alice.close().await.unwrap();
 }
