@@ -13,9 +13,8 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::Join;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use futures_util::StreamExt;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info};
 
 use super::wire;
@@ -29,7 +28,9 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// is closed (each one is refused as it comes).
 const EXTRA_STREAMS_ALLOWED: u32 = 8;
 
-type DataStream = Join<quinn::RecvStream, quinn::SendStream>;
+/// Read buffer a session starts with; it grows with the frames that come
+/// and never holds more than the largest recent one.
+const READ_BUFFER: usize = 256;
 
 /// A WebTransport session.
 pub(crate) struct WebTransportTransport {
@@ -37,7 +38,11 @@ pub(crate) struct WebTransportTransport {
     conn: quinn::Connection,
     /// The CONNECT stream's id, which names the session.
     session: u64,
-    framed: Framed<DataStream, LengthDelimitedCodec>,
+    /// Frames from the client's stream.
+    reader: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
+    /// The server's side of that stream: frames go straight to quinn's send
+    /// buffer (no buffer of our own to keep while idle).
+    writer: quinn::SendStream,
     /// The CONNECT stream: the close capsule goes there; the client's
     /// capsules or its end close the session.
     connect: H3RequestStream,
@@ -69,7 +74,8 @@ impl WebTransportTransport {
             peer,
             conn,
             session,
-            framed: Framed::new(tokio::io::join(recv, send), codec),
+            reader: FramedRead::with_capacity(recv, codec, READ_BUFFER),
+            writer: send,
             connect,
             _h3: h3,
             late_qpack: Vec::new(),
@@ -141,7 +147,7 @@ impl Transport for WebTransportTransport {
             // its buffer, and quinn keeps datagrams and new streams queued
             // until a later call takes them.
             tokio::select! {
-                frame = self.framed.next() => return match frame {
+                frame = self.reader.next() => return match frame {
                     Some(Ok(b)) => Some(Ok(Incoming::Frame(b.freeze()))),
                     Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Some(Ok(Incoming::TooLarge(usize::MAX))),
                     Some(Err(e)) => Some(Err(TransportError::Closed(e.to_string()))),
@@ -202,11 +208,17 @@ impl Transport for WebTransportTransport {
                 return Ok(());
             }
         }
-        self.framed.feed(frame).await.map_err(io)
+        let len = u32::try_from(frame.len()).map_err(io)?.to_be_bytes();
+        self.writer
+            .write_all_chunks(&mut [Bytes::copy_from_slice(&len), frame])
+            .await
+            .map_err(io)
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        SinkExt::<Bytes>::flush(&mut self.framed).await.map_err(io)
+        // quinn sends what was written as soon as congestion and flow
+        // control allow; there is nothing of ours to flush.
+        Ok(())
     }
 
     async fn keepalive(&mut self) -> Result<(), TransportError> {
@@ -214,12 +226,10 @@ impl Transport for WebTransportTransport {
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let _ = SinkExt::<Bytes>::flush(&mut self.framed).await;
         // The data stream ends first and its last frames (an error frame
         // before the close) are acknowledged, or the linger passes...
-        let send = self.framed.get_mut().writer_mut();
-        let _ = send.finish();
-        let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+        let _ = self.writer.finish();
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.writer.stopped()).await;
         // ...then the session closes with its code (the browser's
         // `WebTransport.closed` resolves with it), and the QUIC connection
         // once the client has closed it or the linger passes.
