@@ -90,6 +90,11 @@ pub(crate) fn connection_closed(kind: TransportKind) {
     gauge!("rtgate_connections", "transport" => kind.as_str()).decrement(1.0);
 }
 
+/// A WebTransport datagram received (`in`) or sent (`out`).
+pub(crate) fn datagram(direction: &'static str) {
+    counter!("rtgate_datagrams_total", "direction" => direction).increment(1);
+}
+
 /// A login attempt and its outcome (`ok`, `unauthorized`, `forbidden`, `timeout`).
 pub(crate) fn login(result: &'static str) {
     counter!("rtgate_logins_total", "result" => result).increment(1);

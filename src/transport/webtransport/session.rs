@@ -20,6 +20,7 @@ use tracing::{debug, info};
 use super::wire;
 use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
+use crate::telemetry;
 use crate::transport::{Delivery, Incoming, PeerInfo, Transport, TransportError};
 
 /// How long a closing session lets queued data reach the peer.
@@ -156,6 +157,7 @@ impl Transport for WebTransportTransport {
                 d = self.conn.read_datagram() => match d {
                     Ok(d) => {
                         if let Some(p) = wire::datagram_payload(self.session, d) {
+                            telemetry::datagram("in");
                             return Some(Ok(Incoming::Datagram(p)));
                         }
                     }
@@ -205,6 +207,7 @@ impl Transport for WebTransportTransport {
                 .is_some_and(|max| d.len() <= max)
                 && self.conn.send_datagram(d).is_ok()
             {
+                telemetry::datagram("out");
                 return Ok(());
             }
         }
