@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what a fresh Debian machine lacks for them
-# (Chromium and chromedriver for the browser tests, redis-server and nginx
-# for the cluster tests, aioquic for the WebTransport tests), then
-# `cargo test`. Every service a test needs is started by that test, on
+# (Chromium and chromedriver, Firefox ESR, NSS's certutil and geckodriver
+# for the browser tests, redis-server and nginx for the cluster tests,
+# aioquic for the WebTransport tests), then `cargo test`. Every service a test needs is started by that test, on
 # loopback ports it picks.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
+command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -28,6 +30,13 @@ fi
 if ! python3 -c "import aioquic" >/dev/null 2>&1; then
   echo "== installing aioquic"
   python3 -m pip install --quiet --disable-pip-version-check "aioquic==1.7.2"
+fi
+
+# geckodriver (Firefox's WebDriver) is not packaged by Debian; it builds
+# from crates.io once per machine.
+if ! command -v geckodriver >/dev/null 2>&1; then
+  echo "== installing geckodriver"
+  cargo install --locked --quiet geckodriver@0.37.1
 fi
 
 echo "== cargo build --examples (the e2e tests run the example clients)"

@@ -1,8 +1,11 @@
-//! Real headless Chromium (driven through chromedriver): the demo page and
-//! client.js (`demo`), and WebTransport's browser-facing behaviour: close
-//! codes, fast fallback (`webtransport`).
+//! Real headless browsers: Chromium (driven through chromedriver) and
+//! Firefox ESR (through geckodriver). The demo page and client.js (`demo`),
+//! WebTransport's browser-facing behaviour: close codes, fast fallback,
+//! certificate rotation (`webtransport`), and the same in Firefox, with
+//! Chromium and WebSocket users in the conversation (`firefox`).
 
 mod demo;
+mod firefox;
 mod webtransport;
 
 use std::net::TcpListener;
@@ -78,6 +81,79 @@ impl Drop for Driver {
     }
 }
 
+/// A geckodriver process driving one headless Firefox (geckodriver runs one
+/// session at a time), with a profile folder of its own; killed on drop.
+pub(crate) struct Gecko {
+    child: Child,
+    url: String,
+    profile: tempfile::TempDir,
+}
+
+impl Gecko {
+    pub(crate) fn start() -> Gecko {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("geckodriver")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("geckodriver is installed (scripts/test.sh: cargo install geckodriver)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "geckodriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Gecko {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            profile: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The profile Firefox will use (to install certificates before
+    /// [`Gecko::browser`]).
+    pub(crate) fn profile(&self) -> &std::path::Path {
+        self.profile.path()
+    }
+
+    pub(crate) async fn browser(&self) -> Browser {
+        let caps = json!({
+            "moz:firefoxOptions": {
+                "binary": "/usr/bin/firefox-esr",
+                "args": ["-headless", "-profile", self.profile.path().to_str().unwrap()],
+                "prefs": {
+                    "network.http.http3.enable": true,
+                    "network.webtransport.enabled": true,
+                    "network.webtransport.datagrams.enabled": true,
+                    // Firefox turns HTTP/3 off when it finds roots a user
+                    // added (against TLS-intercepting proxies); the operator
+                    // certificate test adds one.
+                    "network.http.http3.disable_when_third_party_roots_found": false,
+                    "datareporting.policy.dataSubmissionEnabled": false,
+                    "app.update.enabled": false,
+                }
+            }
+        });
+        let caps = caps.as_object().unwrap().clone().into_iter().collect();
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Firefox session (Debian package firefox-esr; scripts/test.sh installs it)")
+    }
+}
+
+impl Drop for Gecko {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub(crate) async fn fill(b: &Browser, id: &str, value: &str) {
     let el = b.find(Locator::Id(id)).await.unwrap();
     el.clear().await.unwrap();
@@ -127,4 +203,139 @@ pub(crate) async fn open_and_login(
     click(b, "connect").await;
     wait_for(b, "state", "connected").await;
     assert_eq!(text(b, "transport").await, format!("via {transport}"));
+}
+
+/// A raw WebTransport session in the page: sends `frames` (JSON values, or a
+/// string of that many bytes' worth of `x` when a number) on the stream and
+/// records what `WebTransport.closed` resolves with in `window.closes[name]`.
+pub(crate) const WT_CLOSE_PROBE: &str = r#"
+const [name, frames] = arguments;
+window.closes = window.closes || {};
+(async () => {
+  const info = await (await fetch("/cert-hash")).json();
+  const value = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
+  const wt = new WebTransport(info.url, { serverCertificateHashes: [{ algorithm: "sha-256", value }] });
+  await wt.ready;
+  const s = await wt.createBidirectionalStream();
+  const r = s.readable.getReader();
+  (async () => { try { for (;;) { if ((await r.read()).done) break; } } catch (_) {} })();
+  const w = s.writable.getWriter();
+  const enc = new TextEncoder();
+  for (const f of frames) {
+    const body = enc.encode(typeof f === "number" ? "x".repeat(f) : JSON.stringify(f));
+    const frame = new Uint8Array(4 + body.length);
+    new DataView(frame.buffer).setUint32(0, body.length);
+    frame.set(body, 4);
+    w.write(frame).catch(() => {});
+  }
+  const c = await wt.closed;
+  window.closes[name] = { code: c.closeCode, reason: c.reason };
+})().catch((e) => { window.closes[name] = { error: String(e) }; });
+"#;
+
+pub(crate) async fn wt_closed(b: &Browser, name: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = b
+            .execute(
+                &format!("return (window.closes || {{}})[{name:?}] || null"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        if !v.is_null() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "session {name} never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every close code of a WebTransport session reaches the page as
+/// `WebTransport.closed`'s `closeCode` and reason: 4401, 4403, 4408, 4413,
+/// 4429 from one node, then 1001 when the node shuts down.
+pub(crate) async fn close_codes_reach(b: &Browser) {
+    let mut s = Server::start(&[
+        "--jwt-secret",
+        "k3y",
+        "--max-frame",
+        "1024",
+        "--login-timeout-sec",
+        "1",
+        "--rate-limit",
+        "5",
+    ]);
+    let token = |sub: &str, exp_in: i64| {
+        crate::common::jwt(
+            "k3y",
+            json!({"sub": sub, "exp": crate::common::unix_now() + exp_in}),
+        )
+    };
+    let login = |sub: &str| json!({"msgType": 2, "token": token(sub, 60)});
+    let flood: Vec<_> = std::iter::once(login("dora"))
+        .chain((0..60).map(|_| json!({"msgType": 8, "userIds": ["x"]})))
+        .collect();
+    let cases = [
+        (
+            "unauthorized",
+            json!([{"msgType": 2, "token": "forged"}]),
+            4401,
+            "unauthorized",
+        ),
+        (
+            "forbidden",
+            json!([{"msgType": 2, "sendUserId": "mallory", "token": token("bob", 60)}]),
+            4403,
+            "forbidden",
+        ),
+        ("timeout", json!([]), 4408, "timeout"),
+        (
+            "too_large",
+            json!([login("carol"), 2000]),
+            4413,
+            "too large",
+        ),
+        ("rate", json!(flood), 4429, "rate"),
+    ];
+    b.goto(&format!("http://{}/", s.http)).await.unwrap();
+    for (name, frames, _, _) in &cases {
+        b.execute(WT_CLOSE_PROBE, vec![json!(name), frames.clone()])
+            .await
+            .unwrap();
+    }
+    for (name, _, code, reason) in &cases {
+        let c = wt_closed(b, name).await;
+        assert_eq!(c["code"], *code, "{name}: {c}");
+        assert!(
+            c["reason"].as_str().unwrap_or("").contains(reason),
+            "{name}: {c}"
+        );
+    }
+    // A node that shuts down closes its sessions with 1001.
+    b.execute(
+        WT_CLOSE_PROBE,
+        vec![json!("going_away"), json!([login("erin")])],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s
+        .metrics()
+        .await
+        .get(r#"rtgate_connections{transport="webtransport"}"#)
+        .is_none_or(|n| *n < 1.0)
+    {
+        assert!(Instant::now() < deadline, "the session never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Logged in: its login frame was handled.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || {
+        s.terminate();
+        s
+    })
+    .await
+    .unwrap();
+    let c = wt_closed(b, "going_away").await;
+    assert_eq!(c["code"], 1001, "{c}");
 }

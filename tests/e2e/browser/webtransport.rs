@@ -7,142 +7,14 @@ use std::time::{Duration, Instant};
 use fantoccini::Client as Browser;
 use serde_json::json;
 
-use super::{Driver, open_and_login, text, wait_for};
+use super::{Driver, close_codes_reach, open_and_login, text, wait_for};
 use crate::common::{Client, Server};
-
-/// A raw WebTransport session in the page: sends `frames` (JSON values, or a
-/// string of that many bytes' worth of `x` when a number) on the stream and
-/// records what `WebTransport.closed` resolves with in `window.closes[name]`.
-const WT_CLOSE_PROBE: &str = r#"
-const [name, frames] = arguments;
-window.closes = window.closes || {};
-(async () => {
-  const info = await (await fetch("/cert-hash")).json();
-  const value = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
-  const wt = new WebTransport(info.url, { serverCertificateHashes: [{ algorithm: "sha-256", value }] });
-  await wt.ready;
-  const s = await wt.createBidirectionalStream();
-  const r = s.readable.getReader();
-  (async () => { try { for (;;) { if ((await r.read()).done) break; } } catch (_) {} })();
-  const w = s.writable.getWriter();
-  const enc = new TextEncoder();
-  for (const f of frames) {
-    const body = enc.encode(typeof f === "number" ? "x".repeat(f) : JSON.stringify(f));
-    const frame = new Uint8Array(4 + body.length);
-    new DataView(frame.buffer).setUint32(0, body.length);
-    frame.set(body, 4);
-    w.write(frame).catch(() => {});
-  }
-  const c = await wt.closed;
-  window.closes[name] = { code: c.closeCode, reason: c.reason };
-})().catch((e) => { window.closes[name] = { error: String(e) }; });
-"#;
-
-async fn wt_closed(b: &Browser, name: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = b
-            .execute(
-                &format!("return (window.closes || {{}})[{name:?}] || null"),
-                vec![],
-            )
-            .await
-            .unwrap();
-        if !v.is_null() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "session {name} never closed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn webtransport_close_codes_reach_the_browser_as_session_close_codes() {
-    let mut s = Server::start(&[
-        "--jwt-secret",
-        "k3y",
-        "--max-frame",
-        "1024",
-        "--login-timeout-sec",
-        "1",
-        "--rate-limit",
-        "5",
-    ]);
-    let token = |sub: &str, exp_in: i64| {
-        crate::common::jwt(
-            "k3y",
-            json!({"sub": sub, "exp": crate::common::unix_now() + exp_in}),
-        )
-    };
-    let login = |sub: &str| json!({"msgType": 2, "token": token(sub, 60)});
-    let flood: Vec<_> = std::iter::once(login("dora"))
-        .chain((0..60).map(|_| json!({"msgType": 8, "userIds": ["x"]})))
-        .collect();
-    let cases = [
-        (
-            "unauthorized",
-            json!([{"msgType": 2, "token": "forged"}]),
-            4401,
-            "unauthorized",
-        ),
-        (
-            "forbidden",
-            json!([{"msgType": 2, "sendUserId": "mallory", "token": token("bob", 60)}]),
-            4403,
-            "forbidden",
-        ),
-        ("timeout", json!([]), 4408, "timeout"),
-        (
-            "too_large",
-            json!([login("carol"), 2000]),
-            4413,
-            "too large",
-        ),
-        ("rate", json!(flood), 4429, "rate"),
-    ];
     let driver = Driver::start();
     let b = driver.browser("closes").await;
-    b.goto(&format!("http://{}/", s.http)).await.unwrap();
-    for (name, frames, _, _) in &cases {
-        b.execute(WT_CLOSE_PROBE, vec![json!(name), frames.clone()])
-            .await
-            .unwrap();
-    }
-    for (name, _, code, reason) in &cases {
-        let c = wt_closed(&b, name).await;
-        assert_eq!(c["code"], *code, "{name}: {c}");
-        assert!(
-            c["reason"].as_str().unwrap_or("").contains(reason),
-            "{name}: {c}"
-        );
-    }
-    // A node that shuts down closes its sessions with 1001.
-    b.execute(
-        WT_CLOSE_PROBE,
-        vec![json!("going_away"), json!([login("erin")])],
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s
-        .metrics()
-        .await
-        .get(r#"rtgate_connections{transport="webtransport"}"#)
-        .is_none_or(|n| *n < 1.0)
-    {
-        assert!(Instant::now() < deadline, "the session never opened");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Logged in: its login frame was handled.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::spawn_blocking(move || {
-        s.terminate();
-        s
-    })
-    .await
-    .unwrap();
-    let c = wt_closed(&b, "going_away").await;
-    assert_eq!(c["code"], 1001, "{c}");
+    close_codes_reach(&b).await;
     b.close().await.unwrap();
 }
 
