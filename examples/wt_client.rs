@@ -6,7 +6,8 @@
 //! It reads `/cert-hash` from the server's HTTP side, connects to the URL
 //! named there with that certificate hash (as a browser does with
 //! `serverCertificateHashes`), opens the bidirectional stream and speaks
-//! length-prefixed frames. Lines on stdin as for `ws_client`; lines starting
+//! length-prefixed frames; it also reads the streams the server opens, one
+//! per channel. Lines on stdin as for `ws_client`; lines starting
 //! with `~` are sent as a datagram (`~{"msgType":1}`).
 
 #[path = "chat/mod.rs"]
@@ -47,6 +48,21 @@ async fn write_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::
     Ok(())
 }
 
+/// Prints every length-prefixed frame of a stream until it ends.
+async fn print_frames(recv: &mut wtransport::RecvStream) {
+    let mut len = [0u8; 4];
+    loop {
+        if recv.read_exact(&mut len).await.is_err() {
+            break;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        if recv.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        println!("{}", String::from_utf8_lossy(&body));
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -63,17 +79,13 @@ async fn main() -> anyhow::Result<()> {
         .context("webtransport connect")?;
     let (mut send, mut recv) = conn.open_bi().await?.await?;
     write_frame(&mut send, chat::login(&user).to_string().as_bytes()).await?;
-    let reader = tokio::spawn(async move {
-        let mut len = [0u8; 4];
-        loop {
-            if recv.read_exact(&mut len).await.is_err() {
-                break;
-            }
-            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-            if recv.read_exact(&mut body).await.is_err() {
-                break;
-            }
-            println!("{}", String::from_utf8_lossy(&body));
+    let reader = tokio::spawn(async move { print_frames(&mut recv).await });
+    // The server sends each channel's messages (inbox, each room) on a
+    // stream it opens for that channel.
+    let uni_conn = conn.clone();
+    let channels = tokio::spawn(async move {
+        while let Ok(mut stream) = uni_conn.accept_uni().await {
+            tokio::spawn(async move { print_frames(&mut stream).await });
         }
     });
     let dg_conn = conn.clone();
@@ -95,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
     // Stdin ended: give the answers a moment, then leave.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
     datagrams.abort();
+    channels.abort();
     conn.close(wtransport::VarInt::from_u32(1000), b"bye");
     Ok(())
 }

@@ -388,7 +388,10 @@ class WsLink {
   close(code, reason) { this.open = false; this.ws.close(code, reason); }
 }
 
-/** WebTransport: one bidirectional stream of 4-byte big-endian length-prefixed frames, plus datagrams. */
+/**
+ * WebTransport: one bidirectional stream of 4-byte big-endian length-prefixed frames (login, acks,
+ * replies, our sends), a server-opened stream per channel for stored messages, plus datagrams.
+ */
 class WtLink {
   static async open(opts, timeoutMs, h) {
     const base = new URL(opts.url);
@@ -418,6 +421,7 @@ class WtLink {
     const link = new WtLink(wt, stream.writable.getWriter());
     h.link = link;
     link.readFrames(stream.readable.getReader(), h);
+    link.readChannelStreams(h);
     link.readDatagrams(h);
     wt.closed.then((info) => h.onclose(info.closeCode || 1006, info.reason || ""), () => h.onclose(1006, "webtransport closed"))
       .finally(() => { link.open = false; });
@@ -468,6 +472,18 @@ class WtLink {
         }
       }
     } catch (_) { /* the session closed; wt.closed reports it */ }
+  }
+
+  /** The server sends each channel's messages (inbox, each room) on a stream it opens for it. */
+  async readChannelStreams(h) {
+    try {
+      const streams = this.wt.incomingUnidirectionalStreams.getReader();
+      for (;;) {
+        const { value, done } = await streams.read();
+        if (done) break;
+        this.readFrames(value.getReader(), h);
+      }
+    } catch (_) { /* the session closed */ }
   }
 
   async readDatagrams(h) {

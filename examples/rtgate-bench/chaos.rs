@@ -122,6 +122,25 @@ async fn wt_link(http: SocketAddr, wt: SocketAddr) -> anyhow::Result<Link> {
     let (mut send, mut recv) = conn.open_bi().await?.await?;
     let (out, mut out_rx) = mpsc::channel::<String>(256);
     let (in_tx, inbound) = mpsc::channel::<String>(1024);
+    // The server sends each channel's messages on a stream it opens for it;
+    // each is read into the same inbound queue (order holds per channel).
+    let (uni_conn, uni_tx) = (conn.clone(), in_tx.clone());
+    tokio::spawn(async move {
+        while let Ok(mut stream) = uni_conn.accept_uni().await {
+            let tx = uni_tx.clone();
+            tokio::spawn(async move {
+                while let Ok(body) = wt_read(&mut stream).await {
+                    if tx
+                        .send(String::from_utf8_lossy(&body).into_owned())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
     tokio::spawn(async move {
         let _keep = (endpoint, conn);
         while let Some(t) = out_rx.recv().await {

@@ -74,6 +74,9 @@ pub struct Login {
     pub rooms: Vec<Id>,
     /// Replay positions.
     pub since: SincePositions,
+    /// The client reads only its one stream (`"streams":"single"`): no
+    /// stream per channel over WebTransport.
+    pub single_stream: bool,
 }
 
 /// Where a business message goes.
@@ -213,6 +216,15 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                     return Err(ProtoError::bad("since: at login, an object {inbox, rooms}"));
                 }
             };
+            let single_stream = match w.streams.as_deref() {
+                None | Some("channels") => false,
+                Some("single") => true,
+                Some(other) => {
+                    return Err(ProtoError::bad(format!(
+                        "streams: \"single\" or \"channels\", not {other:?}"
+                    )));
+                }
+            };
             let mut rooms: Vec<Id> = w.room_id.into_iter().collect();
             rooms.extend(w.rooms.unwrap_or_default());
             rooms.dedup();
@@ -221,6 +233,7 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 token: w.token,
                 rooms,
                 since,
+                single_stream,
             }))
         }
         message::ACK => {

@@ -73,6 +73,9 @@ pub struct Wire {
     pub seq: Option<u64>,
     /// Presence query by user.
     pub user_ids: Option<Vec<Id>>,
+    /// At login over WebTransport: `"single"` when the client reads only
+    /// its bidirectional stream.
+    pub streams: Option<String>,
 }
 
 /// `since`: a plain position for history, an object of positions at login.

@@ -382,6 +382,9 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn login(&mut self, login: Login) -> Flow {
+        if login.single_stream {
+            self.t.single_stream();
+        }
         let started = match login::login(&self.gw, &self.cancel, login, &self.url).await {
             Ok(s) => s,
             Err(Refused::Bad(e)) => return self.error(e, None).await.into(),

@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::{Driver, Flow, INBOUND_DRAIN, REPLAY_PAGE, WRITE_BATCH};
 use crate::model::{Channel, Delivery, OutFrame};
-use crate::protocol::message::ERROR;
+use crate::protocol::message::{ERROR, LEAVE};
 use crate::protocol::{ProtoError, Reply};
 use crate::telemetry;
 use crate::transport::{Transport, TransportError};
@@ -40,6 +40,23 @@ impl<T: Transport> Driver<T> {
             return Ok(());
         }
         let r = self.t.send(frame, how).await;
+        if r.is_err() {
+            self.writable = false;
+        }
+        r
+    }
+
+    /// Sends one stored frame of `channel` (on its own stream where the
+    /// transport has one), unless the peer can no longer be written to.
+    pub(super) async fn send_in(
+        &mut self,
+        frame: Bytes,
+        channel: &Channel,
+    ) -> Result<(), TransportError> {
+        if !self.writable {
+            return Ok(());
+        }
+        let r = self.t.send_in(frame, channel).await;
         if r.is_err() {
             self.writable = false;
         }
@@ -79,7 +96,11 @@ impl<T: Transport> Driver<T> {
                     .is_some_and(|upto| p.seq <= *upto)
             });
             if !stale {
-                if let Err(e) = self.send(frame.payload, frame.how).await {
+                let sent = match (&frame.position, frame.how) {
+                    (Some(p), Delivery::Reliable) => self.send_in(frame.payload, &p.channel).await,
+                    _ => self.send(frame.payload, frame.how).await,
+                };
+                if let Err(e) = sent {
                     return e.into();
                 }
                 written += 1;
@@ -98,6 +119,12 @@ impl<T: Transport> Driver<T> {
             let code = reply.code.unwrap_or_default();
             debug!(code, reason = reply.reason.as_deref(), "client error");
             telemetry::client_error(code);
+        }
+        if reply.msg_type == LEAVE
+            && reply.code.is_none()
+            && let Some(room) = &reply.room_id
+        {
+            self.t.end_channel(&Channel::Room(room.clone()));
         }
         self.m.frames_out.increment(1);
         self.send(reply.to_bytes(), Delivery::Reliable).await
@@ -130,7 +157,7 @@ impl<T: Transport> Driver<T> {
         loop {
             let more = page.messages.len() == REPLAY_PAGE && page.last < until;
             for msg in page.messages {
-                self.send(raw_bytes(msg), Delivery::Reliable).await?;
+                self.send_in(raw_bytes(msg), &channel).await?;
                 sent += 1;
             }
             if self.writable {

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-pub(crate) use crate::model::{Delivery, TransportKind};
+pub(crate) use crate::model::{Channel, Delivery, TransportKind};
 use crate::protocol::CloseCode;
 
 /// What the transport knows about the peer and the request that opened it.
@@ -75,6 +75,25 @@ pub(crate) trait Transport: Send + 'static {
         frame: Bytes,
         how: Delivery,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Queues one stored frame of `channel` (a live message or its replay).
+    /// A transport with a stream per channel keeps each channel's frames in
+    /// order on a stream of their own, so a loss on one channel does not
+    /// delay another; others send it as a reliable frame.
+    fn send_in(
+        &mut self,
+        frame: Bytes,
+        channel: &Channel,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = channel;
+        self.send(frame, Delivery::Reliable)
+    }
+
+    /// The session left `channel`: a stream kept for it can end.
+    fn end_channel(&mut self, _channel: &Channel) {}
+
+    /// The client reads only its one stream: every frame goes there.
+    fn single_stream(&mut self) {}
 
     /// Sends everything queued by [`Transport::send`].
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;

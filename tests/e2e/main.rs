@@ -17,3 +17,4 @@ mod ops;
 mod redis_server;
 mod wt;
 mod wt_client;
+mod wt_streams;

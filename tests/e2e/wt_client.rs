@@ -14,9 +14,12 @@ pub(crate) struct WtClient {
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
-    /// Events read while waiting for another kind.
-    frames: VecDeque<Value>,
+    /// Events read while waiting for another kind: frames with the stream
+    /// they came on.
+    frames: VecDeque<(Value, u64)>,
     datagrams: VecDeque<Value>,
+    /// Server-opened streams the server has finished.
+    pub(crate) ended_streams: Vec<u64>,
     /// SHA-256 (hex) of the certificate the server presented.
     pub(crate) cert_hash: String,
 }
@@ -44,6 +47,7 @@ impl WtClient {
             lines,
             frames: VecDeque::new(),
             datagrams: VecDeque::new(),
+            ended_streams: Vec::new(),
             cert_hash: String::new(),
         };
         loop {
@@ -119,17 +123,25 @@ impl WtClient {
 
     /// The next frame from the stream.
     pub(crate) async fn recv(&mut self) -> Value {
+        self.recv_on().await.0
+    }
+
+    /// The next frame and the stream it came on (the client's own, or one
+    /// the server opened for a channel).
+    pub(crate) async fn recv_on(&mut self) -> (Value, u64) {
         if let Some(f) = self.frames.pop_front() {
             return f;
         }
         loop {
             let mut e = self.event().await;
             if let Some(f) = e.get_mut("frame") {
-                return f.take();
+                return (f.take(), e["stream"].as_u64().unwrap_or(0));
             } else if let Some(d) = e.get_mut("datagram") {
                 self.datagrams.push_back(d.take());
-            } else if e.get("closed").is_some() || e.get("stream_end").is_some() {
+            } else if e.get("closed").is_some() || e["main"] == true {
                 panic!("expected a frame, the session ended: {e}");
+            } else if e.get("stream_end").is_some() {
+                self.ended_streams.push(e["stream"].as_u64().unwrap_or(0));
             }
         }
     }
@@ -154,7 +166,8 @@ impl WtClient {
             if let Some(d) = e.get_mut("datagram") {
                 return d.take();
             } else if let Some(f) = e.get_mut("frame") {
-                self.frames.push_back(f.take());
+                self.frames
+                    .push_back((f.take(), e["stream"].as_u64().unwrap_or(0)));
             } else if e.get("closed").is_some() {
                 panic!("expected a datagram, the session ended: {e}");
             }

@@ -11,9 +11,11 @@ Driven by JSON lines on stdin, it reports JSON lines on stdout:
           {"close": true}              close the connection
   stdout: {"cert_hash": "<hex>"}       SHA-256 of the certificate the server presented
           {"connected": <status>}      the CONNECT answer
-          {"frame": <json or text>}    a frame from the stream
+          {"frame": <json or text>, "stream": <id>}  a frame from the client's
+                                       stream or a server-opened one
           {"datagram": <json>}         a datagram
-          {"stream_end": true}         the server finished its side of the stream
+          {"stream_end": true, "stream": <id>, "main": <bool>}  the server finished
+                                       a stream (main: the client's own)
           {"session_closed": <code>, "reason": "..."}  a CLOSE_WEBTRANSPORT_SESSION capsule
           {"closed": <code>, "reason": "..."}  the connection ended
 """
@@ -54,7 +56,8 @@ class Client(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self.h3 = H3Connection(self._quic, enable_webtransport=True)
         self.session_id = None
-        self.buf = b""
+        self.bufs = {}
+        self.main_stream = None
         self.capsules = b""
         self.answered = asyncio.get_event_loop().create_future()
         self.ended = asyncio.get_event_loop().create_future()
@@ -82,15 +85,18 @@ class Client(QuicConnectionProtocol):
             if not self.answered.done():
                 self.answered.set_result(int(status))
         elif isinstance(e, WebTransportStreamDataReceived):
-            self.buf += e.data
-            while len(self.buf) >= 4:
-                (n,) = struct.unpack(">I", self.buf[:4])
-                if len(self.buf) < 4 + n:
+            # Frames come on the client's stream and on every stream the
+            # server opens (one per channel), each with its own framing.
+            buf = self.bufs.get(e.stream_id, b"") + e.data
+            while len(buf) >= 4:
+                (n,) = struct.unpack(">I", buf[:4])
+                if len(buf) < 4 + n:
                     break
-                emit({"frame": decode(self.buf[4 : 4 + n])})
-                self.buf = self.buf[4 + n :]
+                emit({"frame": decode(buf[4 : 4 + n]), "stream": e.stream_id})
+                buf = buf[4 + n :]
+            self.bufs[e.stream_id] = buf
             if e.stream_ended:
-                emit({"stream_end": True})
+                emit({"stream_end": True, "stream": e.stream_id, "main": e.stream_id == self.main_stream})
         elif isinstance(e, DataReceived) and e.stream_id == self.session_id:
             self.capsules += e.data
             self.read_capsules()
@@ -143,6 +149,7 @@ async def main():
         if status != 200:
             return
         stream = client.h3.create_webtransport_stream(sid, is_unidirectional=False)
+        client.main_stream = stream
         # aioquic does not mark a client-opened WebTransport stream for the
         # receiving direction; without this it parses the server's bytes as
         # HTTP/3 frames.

@@ -10,10 +10,12 @@
 //! rtgate needs is a stream header and a datagram prefix (see `wire`); the
 //! HTTP/3 handshake stays with `h3`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info};
 
@@ -21,13 +23,32 @@ use super::wire;
 use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
 use crate::telemetry;
-use crate::transport::{Delivery, Incoming, PeerInfo, Transport, TransportError};
+use crate::transport::{Channel, Delivery, Incoming, PeerInfo, Transport, TransportError};
 
 /// How long a closing session lets queued data reach the peer.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// Streams a client may open beyond the protocol's before its connection
 /// is closed (each one is refused as it comes).
 const EXTRA_STREAMS_ALLOWED: u32 = 8;
+
+/// Server-opened streams a session keeps at most, one per channel; the
+/// least recently used one ends when another channel needs one.
+const MAX_LANES: usize = 16;
+/// A channel's stream ends after this long without a frame.
+const LANE_IDLE: Duration = Duration::from_secs(30);
+/// How often quiet streams are looked for (when frames are sent).
+const LANE_SWEEP: Duration = Duration::from_secs(1);
+/// How long opening a stream may wait for the client's stream credit; past
+/// it the channel's frames use the bidirectional stream until it is quiet.
+const OPEN_WAIT: Duration = Duration::from_millis(200);
+
+/// Where one channel's frames go.
+struct Lane {
+    /// Its own stream, or `None`: the bidirectional stream.
+    stream: Option<quinn::SendStream>,
+    /// The last frame sent on it.
+    last: Instant,
+}
 
 /// Read buffer a session starts with; it grows with the frames that come
 /// and never holds more than the largest recent one.
@@ -54,6 +75,12 @@ pub(crate) struct WebTransportTransport {
     late_qpack: Vec<quinn::RecvStream>,
     /// Streams refused so far.
     refused: u32,
+    /// The stream of each channel with recent frames.
+    lanes: HashMap<Channel, Lane>,
+    /// When quiet lanes were last looked for.
+    swept: Instant,
+    /// The client reads only its bidirectional stream.
+    single: bool,
 }
 
 impl WebTransportTransport {
@@ -81,7 +108,48 @@ impl WebTransportTransport {
             _h3: h3,
             late_qpack: Vec::new(),
             refused: 0,
+            lanes: HashMap::new(),
+            swept: Instant::now(),
+            single: false,
         }
+    }
+
+    /// Ends lanes quiet for [`LANE_IDLE`] (at most once per [`LANE_SWEEP`]),
+    /// and with `room_for_one`, the least recently used ones beyond
+    /// [`MAX_LANES`] - 1.
+    fn retire_lanes(&mut self, now: Instant, room_for_one: bool) {
+        if now.duration_since(self.swept) >= LANE_SWEEP {
+            self.swept = now;
+            self.lanes.retain(|_, lane| {
+                let quiet = now.duration_since(lane.last) >= LANE_IDLE;
+                if quiet && let Some(s) = &mut lane.stream {
+                    let _ = s.finish();
+                }
+                !quiet
+            });
+        }
+        while room_for_one && self.lanes.len() >= MAX_LANES {
+            let Some(oldest) = self
+                .lanes
+                .iter()
+                .min_by_key(|(_, l)| l.last)
+                .map(|(c, _)| c.clone())
+            else {
+                break;
+            };
+            self.end_channel(&oldest);
+        }
+    }
+
+    /// A new server-opened stream for a channel, or `None` when the client
+    /// gives no stream credit in time.
+    async fn open_lane(&mut self) -> Option<quinn::SendStream> {
+        let mut s = tokio::time::timeout(OPEN_WAIT, self.conn.open_uni())
+            .await
+            .ok()?
+            .ok()?;
+        s.write_all(&wire::uni_header(self.session)).await.ok()?;
+        Some(s)
     }
 
     /// Counts a refused stream; past the allowance the client is closed.
@@ -129,6 +197,14 @@ impl WebTransportTransport {
 
 fn io(e: impl std::fmt::Display) -> TransportError {
     TransportError::Io(e.to_string())
+}
+
+/// One length-prefixed frame, straight into quinn's send buffer.
+async fn write_frame(s: &mut quinn::SendStream, frame: Bytes) -> Result<(), TransportError> {
+    let len = u32::try_from(frame.len()).map_err(io)?.to_be_bytes();
+    s.write_all_chunks(&mut [Bytes::copy_from_slice(&len), frame])
+        .await
+        .map_err(io)
 }
 
 impl Transport for WebTransportTransport {
@@ -198,6 +274,48 @@ impl Transport for WebTransportTransport {
         }
     }
 
+    async fn send_in(&mut self, frame: Bytes, channel: &Channel) -> Result<(), TransportError> {
+        if self.single {
+            return self.send(frame, Delivery::Reliable).await;
+        }
+        let now = Instant::now();
+        if !self.lanes.contains_key(channel) {
+            self.retire_lanes(now, true);
+            let stream = self.open_lane().await;
+            if stream.is_none() {
+                debug!(%channel, "no stream credit; the channel uses the session's stream");
+            }
+            self.lanes
+                .insert(channel.clone(), Lane { stream, last: now });
+        } else {
+            self.retire_lanes(now, false);
+        }
+        let lane = self.lanes.get_mut(channel).expect("a lane was just made");
+        lane.last = now;
+        let Some(stream) = &mut lane.stream else {
+            return write_frame(&mut self.writer, frame).await;
+        };
+        if write_frame(stream, frame.clone()).await.is_err() {
+            // The client stopped this stream: the channel moves to the
+            // session's stream (a stream per channel is an optimisation).
+            lane.stream = None;
+            return write_frame(&mut self.writer, frame).await;
+        }
+        Ok(())
+    }
+
+    fn end_channel(&mut self, channel: &Channel) {
+        if let Some(mut lane) = self.lanes.remove(channel)
+            && let Some(s) = &mut lane.stream
+        {
+            let _ = s.finish();
+        }
+    }
+
+    fn single_stream(&mut self) {
+        self.single = true;
+    }
+
     async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
         if how == Delivery::Volatile {
             let d = wire::datagram(self.session, &frame);
@@ -211,11 +329,7 @@ impl Transport for WebTransportTransport {
                 return Ok(());
             }
         }
-        let len = u32::try_from(frame.len()).map_err(io)?.to_be_bytes();
-        self.writer
-            .write_all_chunks(&mut [Bytes::copy_from_slice(&len), frame])
-            .await
-            .map_err(io)
+        write_frame(&mut self.writer, frame).await
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
@@ -229,10 +343,17 @@ impl Transport for WebTransportTransport {
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        // The data stream ends first and its last frames (an error frame
+        // The streams end first and their last frames (an error frame
         // before the close) are acknowledged, or the linger passes...
         let _ = self.writer.finish();
-        let _ = tokio::time::timeout(CLOSE_LINGER, self.writer.stopped()).await;
+        let mut ending = vec![self.writer.stopped()];
+        for (_, mut lane) in self.lanes.drain() {
+            if let Some(s) = &mut lane.stream {
+                let _ = s.finish();
+                ending.push(s.stopped());
+            }
+        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, futures_util::future::join_all(ending)).await;
         // ...then the session closes with its code (the browser's
         // `WebTransport.closed` resolves with it), and the QUIC connection
         // once the client has closed it or the linger passes.

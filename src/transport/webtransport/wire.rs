@@ -8,6 +8,8 @@ use quinn_proto::coding::Codec;
 
 /// Signal value opening a client bidirectional WebTransport stream.
 pub(super) const BIDI_STREAM: u64 = 0x41;
+/// Stream type of a unidirectional WebTransport stream.
+const UNI_STREAM: u64 = 0x54;
 /// HTTP/3 unidirectional stream types a client opens for itself.
 pub(super) const QPACK_ENCODER: u64 = 0x02;
 pub(super) const QPACK_DECODER: u64 = 0x03;
@@ -30,6 +32,14 @@ pub(super) fn take_varint(buf: &mut impl Buf) -> Option<u64> {
 /// Bytes a varint takes, from its first byte.
 pub(super) fn varint_len(first: u8) -> usize {
     1 << (first >> 6)
+}
+
+/// The header of a server-opened unidirectional stream of `session`.
+pub(super) fn uni_header(session: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(16);
+    put(&mut b, UNI_STREAM);
+    put(&mut b, session);
+    b.freeze()
 }
 
 /// The datagram for `payload` in the session whose CONNECT stream is
@@ -103,6 +113,12 @@ mod tests {
         assert_eq!(parse_close(&b), Some((7, "x".into())));
         assert_eq!(parse_close(&b[..b.len() - 1]), None);
         assert_eq!(parse_close(&b[..5]), None);
+    }
+
+    #[test]
+    fn a_unidirectional_stream_names_its_type_and_session() {
+        assert_eq!(&uni_header(0)[..], &[0x40, 0x54, 0x00]);
+        assert_eq!(&uni_header(4)[..], &[0x40, 0x54, 0x04]);
     }
 
     #[test]
