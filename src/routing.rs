@@ -85,6 +85,7 @@ impl Publisher {
             seq: None,
             ts: now_ms(),
             volatile: p.volatile,
+            latest: p.latest,
         };
         if p.volatile {
             let payload = message.to_bytes();

@@ -41,6 +41,7 @@ class RtgateClient {
     this.inboxSeq = null; // last inbox seq seen; null until the first login
     this.roomSeqs = {}; // room -> last seq seen
     this.seen = new Set(); // msgIds already delivered to the page
+    this.latestSeen = new Map(); // sender|room|user|key -> newest msgId of a "latest" update
     this.backoffMs = 500;
     this.closedByUser = false;
     this.hbTimer = null;
@@ -276,6 +277,17 @@ class RtgateClient {
 
   onMessage(m) {
     if (m.msgId && this.seen.has(m.msgId)) return; // at-least-once: drop replays we already have
+    // "Latest value wins": msgIds are time-ordered, so an update older than
+    // the newest shown for this sender, destination and key is stale (a
+    // datagram overtaken by a newer one) and is dropped.
+    if (m.volatile && m.latest) {
+      const k = [m.sendUserId, m.roomId || "", m.receivedUserId || "", m.latest].join("\u0000");
+      const newest = this.latestSeen.get(k);
+      if (newest !== undefined && m.msgId <= newest) return this.emit("stale", m);
+      this.latestSeen.delete(k);
+      this.latestSeen.set(k, m.msgId);
+      if (this.latestSeen.size > 1000) this.latestSeen.delete(this.latestSeen.keys().next().value);
+    }
     if (m.msgId) {
       this.seen.add(m.msgId);
       if (this.seen.size > 5000) this.seen.delete(this.seen.values().next().value);
@@ -343,6 +355,14 @@ class RtgateClient {
       this.pending.set(frame.clientMsgId, { resolve, reject });
       this.link.send(JSON.stringify(frame));
     });
+  }
+
+  /**
+   * A volatile "latest value wins" update (typing, cursor, location): receivers drop one older than
+   * the newest they have for this sender, destination and `key`.
+   */
+  sendLatest(dest, key, body) {
+    return this.send(Object.assign({}, dest, { msgBody: body, volatile: true, latest: key }));
   }
 
   sendToUser(userId, body, extra) { return this.send(Object.assign({ receivedUserId: userId, msgBody: body }, extra)); }

@@ -97,6 +97,7 @@ mod tests {
             seq,
             ts: 1,
             volatile: seq.is_none(),
+            latest: None,
         }
     }
 

@@ -76,6 +76,9 @@ pub struct Wire {
     /// At login over WebTransport: `"single"` when the client reads only
     /// its bidirectional stream.
     pub streams: Option<String>,
+    /// A volatile update's key ("typing", "cursor"): receivers keep only
+    /// the newest per sender, destination and key.
+    pub latest: Option<String>,
 }
 
 /// `since`: a plain position for history, an object of positions at login.
@@ -153,6 +156,11 @@ pub struct Delivered {
     /// Set on volatile messages only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub volatile: bool,
+    /// A volatile update's "latest value wins" key: a receiver drops one
+    /// whose `msgId` (time-ordered) is not above the last it kept for this
+    /// sender, destination and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<String>,
 }
 
 impl Delivered {

@@ -53,7 +53,7 @@ mod proptests {
                 msg_type, send_user_id: from.clone(), received_user_id: to.clone(), room_id: room.clone(),
                 biz_type, biz_opt_module: biz_mod,
                 msg_body: body.as_deref().map(|b| serde_json::value::RawValue::from_string(b.to_string()).unwrap()),
-                msg_id: "m".into(), seq, ts, volatile: false,
+                msg_id: "m".into(), seq, ts, volatile: false, latest: None,
             };
             let bytes = msg.to_bytes();
             let back: Delivered = serde_json::from_slice(&bytes).unwrap();

@@ -90,6 +90,7 @@ fn publish_to_room(room: &str, cmid: &str) -> Command {
         body: Some(RawValue::from_string(r#"{"t":"hi"}"#.into()).unwrap()),
         client_msg_id: Some(cmid.into()),
         volatile: false,
+        latest: None,
     })
 }
 
@@ -249,6 +250,7 @@ async fn the_inbox_cursor_is_stored_without_an_answer() {
             body: None,
             client_msg_id: Some(format!("d{i}")),
             volatile: false,
+            latest: None,
         });
         handle(&mut bob, &gw, dm)
             .await

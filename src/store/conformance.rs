@@ -43,6 +43,7 @@ fn request(channel: Channel, n: u64, cmid: Option<&str>) -> AppendRequest {
         seq: None,
         ts: crate::model::now_ms(),
         volatile: false,
+        latest: None,
     };
     let dedupe = cmid.map(|c| DedupeKey {
         user: id("sender"),

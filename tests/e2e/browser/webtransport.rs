@@ -201,3 +201,53 @@ async fn a_rotated_dev_certificate_keeps_open_sessions_and_reconnects_take_the_n
     wait_for(&alice, "log", "[direct] carol: after reconnect").await;
     alice.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn client_js_keeps_only_the_latest_value_of_an_update() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let alice = driver.browser("latest").await;
+    open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    alice
+        .execute(
+            r#"window.latest = []; client.on("message", (m) => { if (m.latest) window.latest.push(m); });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    super::click(&alice, "join").await;
+    wait_for(&alice, "log", "joined lobby").await;
+    let (mut carol, _) = Client::login(&server, "carol").await;
+    carol.send(&json!({"msgType": 5, "roomId": "lobby"})).await;
+    carol.recv_type(5).await;
+    for text in ["typ", "typing"] {
+        carol
+            .send(&json!({"msgType": 3, "roomId": "lobby", "msgBody": text, "volatile": true, "latest": "typing"}))
+            .await;
+    }
+    wait_for(&alice, "log", r#"carol: "typing""#).await;
+    // The two updates as the server sent them, given to a fresh client in
+    // the order a reordering network could deliver them: the older one is
+    // dropped.
+    let r = alice
+        .execute(
+            r#"
+            const [older, newer] = window.latest;
+            const c = new RtgateClient({ userId: "x" });
+            const shown = [], stale = [];
+            c.on("message", (m) => shown.push(m.msgBody));
+            c.on("stale", (m) => stale.push(m.msgBody));
+            c.onMessage(newer);
+            c.onMessage(older);
+            return { shown, stale, latest: newer.latest, ordered: older.msgId < newer.msgId };
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"shown": ["typing"], "stale": ["typ"], "latest": "typing", "ordered": true})
+    );
+    alice.close().await.unwrap();
+}
