@@ -48,6 +48,7 @@ fn delivered() -> Delivered {
         seq: Some(42),
         ts: 1_795_654_670_061,
         volatile: false,
+        latest: None,
     }
 }
 
