@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             seq: Some(1),
             ts: 0,
             volatile: s.volatile,
+            latest: s.latest,
         };
         let bytes = msg.to_bytes();
         let Ok(Inbound::Command(Command::Publish(again))) = decode(&bytes) else {
