@@ -17,4 +17,5 @@ mod ops;
 mod redis_server;
 mod wt;
 mod wt_client;
+mod wt_migration;
 mod wt_streams;

@@ -206,6 +206,23 @@ impl WtClient {
         }
     }
 
+    /// Moves the connection to a new UDP socket (connection migration);
+    /// answers the new local port.
+    pub(crate) async fn rebind(&mut self) -> u16 {
+        self.command(json!({"rebind": true})).await;
+        loop {
+            let mut e = self.event().await;
+            if let Some(p) = e["rebound"].as_u64() {
+                return p as u16;
+            } else if let Some(f) = e.get_mut("frame") {
+                self.frames
+                    .push_back((f.take(), e["stream"].as_u64().unwrap_or(0)));
+            } else if let Some(d) = e.get_mut("datagram") {
+                self.datagrams.push_back(d.take());
+            }
+        }
+    }
+
     /// The client's process id (to freeze it with SIGSTOP).
     pub(crate) fn pid(&self) -> u32 {
         self.child.id().expect("running")

@@ -8,6 +8,7 @@ Driven by JSON lines on stdin, it reports JSON lines on stdout:
           {"text": "ping"}             one frame holding this literal text
           {"raw": "<hex>"}             raw bytes on the stream (framing tests)
           {"datagram": <json value>}   one datagram
+          {"rebind": true}             move the connection to a new UDP socket
           {"close": true}              close the connection
   stdout: {"cert_hash": "<hex>"}       SHA-256 of the certificate the server presented
           {"connected": <status>}      the CONNECT answer
@@ -17,6 +18,7 @@ Driven by JSON lines on stdin, it reports JSON lines on stdout:
           {"stream_end": true, "stream": <id>, "main": <bool>}  the server finished
                                        a stream (main: the client's own)
           {"session_closed": <code>, "reason": "..."}  a CLOSE_WEBTRANSPORT_SESSION capsule
+          {"rebound": <port>}          the connection now uses this local port
           {"closed": <code>, "reason": "..."}  the connection ended
 """
 
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import socket
 import ssl
 import struct
 import sys
@@ -181,6 +184,20 @@ async def main():
                 client._quic.send_stream_data(stream, bytes.fromhex(cmd["raw"]))
             elif "datagram" in cmd:
                 client.h3.send_datagram(sid, json.dumps(cmd["datagram"]).encode())
+            elif "rebind" in cmd:
+                # Connection migration, as a phone moving to another network
+                # does: the same QUIC connection continues from a new UDP
+                # socket (a new local port); the old socket is closed.
+                # (aioquic's socket is dual-stack IPv6 and sends to the
+                # server's IPv4-mapped address; the new one must be alike.)
+                old = client._transport
+                sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(("::", 0))
+                await loop.create_datagram_endpoint(lambda: client, sock=sock)
+                old.close()
+                client._quic.send_ping(0)
+                emit({"rebound": client._transport.get_extra_info("sockname")[1]})
             elif "close" in cmd:
                 client.close()
                 break
