@@ -55,8 +55,34 @@ impl Server {
         env: &[(&str, &str)],
         log: Option<&std::path::Path>,
     ) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtgate"));
-        cmd.args(["--http", "127.0.0.1:0", "--wt", "127.0.0.1:0", "--data"])
+        Self::launch(&[], &["127.0.0.1:0", "127.0.0.1:0"], data, args, env, log)
+    }
+
+    /// Starts the binary under `wrapper` (e.g. `ip netns exec NS`) on every
+    /// address (for the network lab); `http` and `wt` hold `0.0.0.0:PORT`.
+    pub(crate) fn start_wrapped(wrapper: &[String], args: &[&str]) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        Self::launch(wrapper, &["0.0.0.0:0", "0.0.0.0:0"], data, args, &[], None)
+    }
+
+    fn launch(
+        wrapper: &[String],
+        [http, wt]: &[&str; 2],
+        data: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Server {
+        let bin = env!("CARGO_BIN_EXE_rtgate");
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.args(["--http", http, "--wt", wt, "--data"])
             .arg(data.path())
             .args(args);
         cmd.env(

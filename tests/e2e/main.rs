@@ -7,10 +7,13 @@ mod common;
 mod config;
 mod durability;
 mod hardening;
+mod lab;
 mod legacy;
 mod limits;
 mod login;
 mod messaging;
+#[path = "../support/netlab.rs"]
+mod netlab;
 mod nginx;
 mod ops;
 #[path = "../support/redis_server.rs"]

@@ -27,8 +27,25 @@ pub(crate) struct WtClient {
 impl WtClient {
     /// Opens a session at `url`; returns the client and the CONNECT status.
     pub(crate) async fn connect(url: &str, origin: Option<&str>) -> (WtClient, u16) {
+        Self::connect_from(None, url, origin).await
+    }
+
+    /// Opens a session at `url` from inside network namespace `ns` (the
+    /// network lab's client side).
+    pub(crate) async fn connect_in(ns: &str, url: &str) -> (WtClient, u16) {
+        Self::connect_from(Some(ns), url, None).await
+    }
+
+    async fn connect_from(ns: Option<&str>, url: &str, origin: Option<&str>) -> (WtClient, u16) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wt/client.py");
-        let mut cmd = Command::new("python3");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "python3"]);
+                c
+            }
+            None => Command::new("python3"),
+        };
         cmd.arg(script).arg(url);
         if let Some(o) = origin {
             cmd.args(["--origin", o]);

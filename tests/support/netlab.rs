@@ -1,0 +1,124 @@
+//! The impaired-network lab (`tools/netlab.py`) from Rust: two namespaces
+//! joined through a delaying, dropping shuttle, and a clean link from here to
+//! the server's namespace. Shared by the end-to-end tests and the benchmark,
+//! which include this file with `#[path]`. Dropping a [`Lab`] closes the
+//! tool's stdin, and it deletes its namespaces.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running lab.
+pub(crate) struct Lab {
+    child: Child,
+    /// The server's namespace.
+    pub(crate) server_ns: String,
+    /// The impaired client's namespace.
+    pub(crate) client_ns: String,
+    /// The server's address as the impaired client reaches it.
+    pub(crate) server_ip: String,
+    /// The server's address from this namespace (unimpaired).
+    pub(crate) server_direct_ip: String,
+}
+
+/// Impairment, the same both ways.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Impairment {
+    /// Percent of packets dropped.
+    pub(crate) loss: f64,
+    /// One-way delay, ms.
+    pub(crate) delay_ms: f64,
+    /// Delay varies by up to this either way, ms (packets stay in order).
+    pub(crate) jitter_ms: f64,
+}
+
+impl Lab {
+    /// Why no lab can run here, if so (tests skip with this reason).
+    pub(crate) fn unavailable() -> Option<String> {
+        // SAFETY-free check of root: the tool needs CAP_NET_ADMIN.
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next().map(str::to_string))
+            })
+            .unwrap_or_default();
+        if uid != "0" {
+            return Some("the network lab needs root (network namespaces, TUN)".into());
+        }
+        if !std::path::Path::new("/dev/net/tun").exists() {
+            return Some("no /dev/net/tun".into());
+        }
+        match Command::new("ip").arg("-V").output() {
+            Ok(o) if o.status.success() => None,
+            _ => Some("iproute2 (`ip`) is not installed".into()),
+        }
+    }
+
+    /// Starts a lab for at most `secs` seconds.
+    pub(crate) fn start(imp: Impairment, secs: u64) -> Lab {
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/netlab.py");
+        let mut child = Command::new("python3")
+            .arg(tool)
+            .args(["--loss", &imp.loss.to_string()])
+            .args(["--delay-ms", &imp.delay_ms.to_string()])
+            .args(["--jitter-ms", &imp.jitter_ms.to_string()])
+            .args(["--secs", &secs.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs tools/netlab.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("netlab answers");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("netlab's JSON line");
+        assert_eq!(v["ready"], true, "netlab: {line}");
+        let s = |k: &str| v[k].as_str().unwrap().to_string();
+        Lab {
+            server_ns: s("server_ns"),
+            client_ns: s("client_ns"),
+            server_ip: s("server_ip"),
+            server_direct_ip: s("server_direct_ip"),
+            child,
+        }
+    }
+
+    /// `program` run inside the client's namespace.
+    pub(crate) fn in_client(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.client_ns, program]);
+        c
+    }
+
+    /// The command prefix that runs a program in the server's namespace.
+    pub(crate) fn server_wrapper(&self) -> Vec<String> {
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.server_ns.clone(),
+        ]
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Closing stdin makes the tool delete its namespaces and exit.
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for ns in [&self.server_ns, &self.client_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}

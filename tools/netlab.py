@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""An impaired-network lab on one machine, for rtgate's tests and benchmarks.
+
+Creates two network namespaces, the server's and the client's, joined
+through a userspace shuttle between two TUN devices that holds every packet
+for a one-way delay (with jitter) and drops a share at random, in both
+directions alike, TCP and UDP alike. The server's namespace also gets a veth
+link to the namespace this runs in (unimpaired), for the other side's
+clients and for control traffic.
+
+    tools/netlab.py --loss 3 --delay-ms 60 --jitter-ms 5 --secs 300
+
+prints one JSON line when ready:
+
+    {"ready": true, "server_ns": "...", "client_ns": "...",
+     "server_ip": "10.213.0.1", "client_ip": "10.213.0.2",
+     "server_direct_ip": "10.214.0.2"}
+
+and runs until --secs pass, stdin closes, or SIGTERM/SIGINT, then deletes
+what it made and prints {"lab": "done", "forwarded": N, "dropped": M} to
+stderr. A run killed with SIGKILL leaves its namespaces; the next run
+deletes every lab namespace whose process is gone (names carry the pid).
+Needs root, iproute2 and /dev/net/tun; nothing leaves the namespaces it
+creates except the veth link to its own namespace.
+"""
+
+import argparse
+import ctypes
+import fcntl
+import heapq
+import json
+import os
+import random
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+PREFIX = "rtlab"
+
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def ip(*args, check=True):
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+def sweep_stale():
+    """Deletes lab namespaces whose shuttle process is gone."""
+    out = ip("netns", "list", check=False).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not name.startswith(PREFIX):
+            continue
+        pid = name[len(PREFIX):].rstrip("sc")
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            ip("netns", "del", name, check=False)
+    ip("link", "del", f"{PREFIX}{os.getpid()}h", check=False)
+
+
+def setns(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def open_tun(ns, name):
+    """A TUN device named `name` inside namespace `ns`; returns its fd."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        setns(f"/var/run/netns/{ns}")
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    finally:
+        libc.setns(home, CLONE_NEWNET)
+        os.close(home)
+    return fd
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--loss", type=float, default=0.0, help="percent of packets dropped, each way")
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay")
+    ap.add_argument("--jitter-ms", type=float, default=0.0, help="delay varies by up to this, either way")
+    ap.add_argument("--reorder", action="store_true", help="let jitter reorder packets")
+    ap.add_argument("--secs", type=float, default=600, help="the lab ends by itself after this")
+    ap.add_argument("--seed", type=int, default=None)
+    a = ap.parse_args()
+    if not 0 <= a.loss <= 100 or a.delay_ms < 0 or a.jitter_ms < 0 or a.secs <= 0:
+        sys.exit("netlab: loss 0-100, delays >= 0, secs > 0")
+    rng = random.Random(a.seed)
+    sweep_stale()
+    pid = os.getpid()
+    s_ns, c_ns, host_if = f"{PREFIX}{pid}s", f"{PREFIX}{pid}c", f"{PREFIX}{pid}h"
+    made = []
+    stats = {"forwarded": 0, "dropped": 0}
+
+    def cleanup(*_):
+        print(json.dumps({"lab": "done", **stats}), file=sys.stderr, flush=True)
+        for ns in made:
+            ip("netns", "del", ns, check=False)
+        ip("link", "del", host_if, check=False)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, cleanup)
+    signal.signal(signal.SIGINT, cleanup)
+    signal.signal(signal.SIGHUP, cleanup)
+    try:
+        for ns in (s_ns, c_ns):
+            ip("netns", "add", ns)
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        fds = {}
+        for ns, addr in ((s_ns, "10.213.0.1/24"), (c_ns, "10.213.0.2/24")):
+            fds[ns] = open_tun(ns, "lab0")
+            ip("-n", ns, "addr", "add", addr, "dev", "lab0")
+            ip("-n", ns, "link", "set", "lab0", "up")
+        # The unimpaired side: a veth from here to the server's namespace.
+        ip("link", "add", host_if, "type", "veth", "peer", "name", "direct0", "netns", s_ns)
+        ip("addr", "add", "10.214.0.1/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("-n", s_ns, "addr", "add", "10.214.0.2/30", "dev", "direct0")
+        ip("-n", s_ns, "link", "set", "direct0", "up")
+    except Exception as e:  # noqa: BLE001 - report and clean up whatever failed
+        print(json.dumps({"ready": False, "error": str(e)}), flush=True)
+        cleanup()
+    print(json.dumps({
+        "ready": True, "server_ns": s_ns, "client_ns": c_ns,
+        "server_ip": "10.213.0.1", "client_ip": "10.213.0.2", "server_direct_ip": "10.214.0.2",
+    }), flush=True)
+
+    s_fd, c_fd = fds[s_ns], fds[c_ns]
+    other = {s_fd: c_fd, c_fd: s_fd}
+    held = []  # (release time, n, destination fd, packet)
+    last = {s_fd: 0.0, c_fd: 0.0}  # latest release per direction (FIFO unless --reorder)
+    n = 0
+    end = time.monotonic() + a.secs
+    watch = [s_fd, c_fd, sys.stdin.fileno()]
+    while time.monotonic() < end:
+        now = time.monotonic()
+        wait = min(end - now, (held[0][0] - now) if held else 1.0)
+        ready, _, _ = select.select(watch, [], [], max(0.0, wait))
+        now = time.monotonic()
+        for fd in ready:
+            if fd == sys.stdin.fileno():
+                if not os.read(fd, 4096):
+                    cleanup()
+                continue
+            while True:
+                try:
+                    pkt = os.read(fd, 65535)
+                except BlockingIOError:
+                    break
+                if a.loss and rng.random() * 100 < a.loss:
+                    stats["dropped"] += 1
+                    continue
+                stats["forwarded"] += 1
+                dst = other[fd]
+                t = now + (a.delay_ms + rng.uniform(-a.jitter_ms, a.jitter_ms)) / 1000
+                if not a.reorder:
+                    t = max(t, last[dst])
+                last[dst] = t
+                n += 1
+                heapq.heappush(held, (t, n, dst, pkt))
+        while held and held[0][0] <= now:
+            _, _, dst, pkt = heapq.heappop(held)
+            try:
+                os.write(dst, pkt)
+            except OSError:
+                pass
+    cleanup()
+
+
+if __name__ == "__main__":
+    main()
