@@ -14,6 +14,9 @@
 mod baseline;
 mod chaos;
 mod load;
+mod lossy;
+#[path = "../../tests/support/netlab.rs"]
+mod netlab;
 mod proc;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
@@ -129,6 +132,41 @@ enum Cmd {
         /// Messages per second per client.
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
+    },
+    /// Delivery latency of a phone (8 rooms and its inbox) behind the
+    /// network lab, over WebSocket, WebTransport on one stream and
+    /// WebTransport per channel, at each loss and one-way delay (root).
+    Lossy {
+        /// Loss percentages, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
+        loss: Vec<f64>,
+        /// One-way delays in ms, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "20,60")]
+        delay: Vec<f64>,
+        /// Seconds of traffic per transport and network.
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        /// Messages per second (spread over the rooms and the inbox).
+        #[arg(long, default_value_t = 50)]
+        rate: u64,
+    },
+    /// The phone of `lossy` (run by it inside the lab).
+    #[command(hide = true)]
+    Phone {
+        #[arg(long)]
+        ws: String,
+        #[arg(long)]
+        wt: String,
+        #[arg(long)]
+        hash: String,
+        #[arg(long)]
+        transport: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, value_delimiter = ',')]
+        rooms: Vec<String>,
+        #[arg(long)]
+        secs: u64,
     },
     /// Serve the baseline (used by the other commands).
     BaselineServer {
@@ -266,6 +304,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Cluster { opts } => load::cluster(&server, &opts.opts(), pin).await?,
         Cmd::Suite { ws_conns, wt_conns } => suite(&server, ws_conns, wt_conns, pin).await?,
+        Cmd::Lossy {
+            loss,
+            delay,
+            secs,
+            rate,
+        } => lossy::lossy(&server, &loss, &delay, secs, rate).await?,
+        Cmd::Phone {
+            ws,
+            wt,
+            hash,
+            transport,
+            token,
+            rooms,
+            secs,
+        } => {
+            lossy::phone(&ws, &wt, &hash, &transport, &token, &rooms, secs).await?;
+            return Ok(());
+        }
         Cmd::BaselineServer { .. } => unreachable!("handled above"),
     };
     println!("{out}");
