@@ -32,7 +32,11 @@ const STALL_GAP: Duration = Duration::from_millis(150);
 const QUIET_END: Duration = Duration::from_secs(5);
 
 fn token(user: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": user, "exp": exp}),
@@ -42,7 +46,10 @@ fn token(user: &str) -> String {
 }
 
 fn micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 /// The whole table: every network, every transport.
@@ -83,7 +90,9 @@ pub(crate) async fn lossy(
                     r["stalled_ms"].as_u64().unwrap_or(0),
                     r["received"].as_u64().unwrap_or(0),
                 );
-                rows.push(json!({"loss": loss, "delay_ms": delay, "transport": transport, "result": r}));
+                rows.push(
+                    json!({"loss": loss, "delay_ms": delay, "transport": transport, "result": r}),
+                );
             }
             let _ = child.kill().await;
         }
@@ -91,13 +100,30 @@ pub(crate) async fn lossy(
     Ok(json!({"scenario": "lossy", "secs": secs, "rate": rate, "rooms": ROOMS, "rows": rows}))
 }
 
-async fn start_server(server: &Path, lab: &Lab) -> anyhow::Result<(tokio::process::Child, u16, u16)> {
+async fn start_server(
+    server: &Path,
+    lab: &Lab,
+) -> anyhow::Result<(tokio::process::Child, u16, u16)> {
     let data = tempfile::tempdir()?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &lab.server_ns])
         .arg(server)
-        .args(["--http", "0.0.0.0:0", "--wt", "0.0.0.0:0", "--jwt-secret", SECRET])
-        .args(["--rate-limit", "0", "--user-rate-limit", "0", "--max-rooms", "64"])
+        .args([
+            "--http",
+            "0.0.0.0:0",
+            "--wt",
+            "0.0.0.0:0",
+            "--jwt-secret",
+            SECRET,
+        ])
+        .args([
+            "--rate-limit",
+            "0",
+            "--user-rate-limit",
+            "0",
+            "--max-rooms",
+            "64",
+        ])
         .arg("--data")
         .arg(data.keep())
         .env("RUST_LOG", "warn")
@@ -111,7 +137,11 @@ async fn start_server(server: &Path, lab: &Lab) -> anyhow::Result<(tokio::proces
             let mut w = rest.split_whitespace();
             let port = |a: &str| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
             let http = w.next().and_then(port).context("http port")?;
-            let wt = w.next().and_then(|a| a.strip_prefix("wt=")).and_then(port).context("wt port")?;
+            let wt = w
+                .next()
+                .and_then(|a| a.strip_prefix("wt="))
+                .and_then(port)
+                .context("wt port")?;
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             return Ok((child, http, wt));
         }
@@ -141,8 +171,20 @@ async fn one_run(
         .arg("phone")
         .args(["--ws", &format!("ws://{}:{http}/ws", lab.server_ip)])
         .args(["--wt", &format!("https://{}:{wt}/wt", lab.server_ip)])
-        .args(["--hash", hash, "--transport", transport, "--token", &token(&phone_user)])
-        .args(["--rooms", &rooms.join(","), "--secs", &(secs + 10).to_string()])
+        .args([
+            "--hash",
+            hash,
+            "--transport",
+            transport,
+            "--token",
+            &token(&phone_user),
+        ])
+        .args([
+            "--rooms",
+            &rooms.join(","),
+            "--secs",
+            &(secs + 10).to_string(),
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     let mut phone = phone.spawn()?;
@@ -152,10 +194,15 @@ async fn one_run(
     // The sender, on the unimpaired side.
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{direct}/ws")).await?;
     let (mut tx, mut rx) = ws.split();
-    tx.send(Message::text(json!({"msgType": 2, "token": token(&format!("sender-{run}"))}).to_string()))
-        .await?;
+    tx.send(Message::text(
+        json!({"msgType": 2, "token": token(&format!("sender-{run}"))}).to_string(),
+    ))
+    .await?;
     for room in &rooms {
-        tx.send(Message::text(json!({"msgType": 5, "roomId": room}).to_string())).await?;
+        tx.send(Message::text(
+            json!({"msgType": 5, "roomId": room}).to_string(),
+        ))
+        .await?;
     }
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -251,8 +298,12 @@ pub(crate) async fn phone(
         let Ok(Some(f)) = tokio::time::timeout(wait, frames.recv()).await else {
             break;
         };
-        let Ok(m) = serde_json::from_slice::<Value>(&f) else { continue };
-        let Some(t) = m["msgBody"]["t"].as_u64() else { continue };
+        let Ok(m) = serde_json::from_slice::<Value>(&f) else {
+            continue;
+        };
+        let Some(t) = m["msgBody"]["t"].as_u64() else {
+            continue;
+        };
         let now = tokio::time::Instant::now();
         if let Some(l) = last
             && now - l > STALL_GAP
