@@ -1,30 +1,20 @@
-//! The shared [`Store`] of cluster mode, in Redis. One Lua script appends a
-//! message atomically: dedupe check, the channel's seq, `XADD` to the
-//! channel's stream (trimmed to the retention count), the dedupe key with its
-//! TTL, and the publication of the message's deliveries. The deliveries are
-//! planned here, by the one fan-out plan, before the script runs: the writer
-//! predicts the message's seq, and the script refuses the append when the
-//! channel has moved on (another node wrote to it), answering the current
-//! seq so the writer plans again. Because Redis runs the script as one step,
-//! publication order is seq order on every node, whichever node appended.
+//! The Redis store's writer task: appends in order, batched into one
+//! pipeline, each planned at a predicted seq and planned again when the
+//! script says the channel moved; acks after the replicas asked for.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, ready};
-use redis::{AsyncCommands, Value};
-use serde_json::value::RawValue;
+use redis::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::warn;
 
-use super::{AppendRequest, Appended, Page, Retention, Store, StoreError};
+use super::{Replication, log_key, seq_key, unavailable};
 use crate::model::{Channel, now_ms, plan};
-use crate::protocol::Id;
 use crate::redis_io::RedisConn;
 use crate::redis_io::envelope::{self, same_slot, tag};
+use crate::store::{AppendRequest, Appended, Retention, StoreError};
 
 /// Requests waiting for the writer before appends are refused (503).
 const QUEUE: usize = 65_536;
@@ -77,40 +67,13 @@ for i = 11, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
 return {0, ack}
 "#;
 
-/// KEYS: cursor, the inbox's seq. ARGV: seq. Moves the cursor forward
-/// only, and never beyond the inbox's latest seq.
-const CURSOR: &str = r#"
-local c = tonumber(redis.call('GET', KEYS[1]) or '0')
-local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
-local v = math.min(tonumber(ARGV[1]), latest)
-if v > c then redis.call('SET', KEYS[1], v) end
-return 1
-"#;
-
-fn seq_key(c: &Channel) -> String {
-    format!("rtgate:{}:seq", tag(c))
-}
-
-fn log_key(c: &Channel) -> String {
-    format!("rtgate:{}:log", tag(c))
-}
-
-/// A user's inbox cursor, in the slot of the inbox's keys.
-fn cursor_key(user: &Id) -> String {
-    format!("rtgate:{}:cursor", tag(&Channel::Inbox(user.clone())))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 /// A message to publish: Pub/Sub channel and wire bytes.
 type Publication = (String, Vec<u8>);
 
-struct Job {
-    req: AppendRequest,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-    attempts: u32,
+pub(super) struct Job {
+    pub(super) req: AppendRequest,
+    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
+    pub(super) attempts: u32,
 }
 
 /// One job planned for a seq: its script call, and the deliveries in
@@ -121,22 +84,6 @@ struct Planned {
     channel: Channel,
     after: Vec<Publication>,
     seq: u64,
-}
-
-/// How many replicas a durable append must reach before it is acked.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Replication {
-    /// Replicas (0: ack once the primary has it).
-    pub replicas: usize,
-    /// How long to wait for them; past it the append is answered 503 (it
-    /// may be stored; a resend with its clientMsgId gets the original ack).
-    pub timeout: Duration,
-}
-
-/// The Redis store.
-pub struct RedisStore {
-    conn: RedisConn,
-    jobs: mpsc::Sender<Job>,
 }
 
 /// The writer task's state: appends in order, planned at a predicted seq.
@@ -154,31 +101,25 @@ struct Writer {
     replication: Replication,
 }
 
-impl RedisStore {
-    /// Connects to Redis and starts the ordered writer.
-    pub async fn connect(
-        url: &str,
-        cluster: bool,
-        retention: Retention,
-        dedupe_window: Duration,
-        replication: Replication,
-    ) -> Result<Self, StoreError> {
-        let conn = RedisConn::connect(url, cluster, None)
-            .await
-            .map_err(unavailable)?;
-        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
-        let writer = Writer {
-            conn: conn.clone(),
-            retention,
-            dedupe_window,
-            known: HashMap::new(),
-            retry: VecDeque::new(),
-            down_until: None,
-            replication,
-        };
-        tokio::spawn(writer.run(rx));
-        Ok(Self { conn, jobs })
-    }
+/// Starts the writer task; appends are queued on the answer.
+pub(super) fn start(
+    conn: RedisConn,
+    retention: Retention,
+    dedupe_window: Duration,
+    replication: Replication,
+) -> mpsc::Sender<Job> {
+    let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+    let writer = Writer {
+        conn,
+        retention,
+        dedupe_window,
+        known: HashMap::new(),
+        retry: VecDeque::new(),
+        down_until: None,
+        replication,
+    };
+    tokio::spawn(writer.run(rx));
+    jobs
 }
 
 impl Writer {
@@ -415,136 +356,4 @@ fn parse_ack(ack: &str, duplicate: bool) -> Result<Appended, StoreError> {
         ts,
         duplicate,
     })
-}
-
-/// One entry of an `XRANGE` answer: its id and its field/value pairs.
-type StreamEntry = (String, Vec<(String, Vec<u8>)>);
-
-fn seq_of(id: &str) -> Option<u64> {
-    id.split('-').next()?.parse().ok()
-}
-
-impl Store for RedisStore {
-    fn append(&self, req: AppendRequest) -> BoxFuture<'static, Result<Appended, StoreError>> {
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
-            req,
-            reply,
-            attempts: 0,
-        };
-        match self.jobs.try_send(job) {
-            Ok(()) => async move { rx.await.unwrap_or(Err(StoreError::ShuttingDown)) }.boxed(),
-            Err(_) => ready(Err(StoreError::Unavailable(
-                "store queue is full; retry".into(),
-            )))
-            .boxed(),
-        }
-    }
-
-    fn read(
-        &self,
-        channel: &Channel,
-        since: u64,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Page, StoreError>> {
-        let (seq, log) = (seq_key(channel), log_key(channel));
-        let mut conn = self.conn.clone();
-        async move {
-            let latest: Option<u64> = conn.get(&seq).await.map_err(unavailable)?;
-            let latest = latest.unwrap_or(0);
-            let first: Vec<StreamEntry> = redis::cmd("XRANGE")
-                .arg(&log)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            let first_kept = first
-                .first()
-                .and_then(|(id, _)| seq_of(id))
-                .unwrap_or(latest + 1);
-            let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-                .arg(&log)
-                .arg(format!("{}-0", since + 1))
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            let mut page = Page {
-                latest,
-                last: since,
-                gap: since + 1 < first_kept && since < latest,
-                ..Page::default()
-            };
-            for (id, fields) in entries {
-                let payload = fields
-                    .into_iter()
-                    .find(|(k, _)| k == "p")
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
-                let text =
-                    String::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                page.messages.push(
-                    RawValue::from_string(text).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                );
-                page.last = seq_of(&id).unwrap_or(page.last);
-            }
-            Ok(page)
-        }
-        .boxed()
-    }
-
-    fn latest(&self, channel: &Channel) -> BoxFuture<'static, Result<u64, StoreError>> {
-        let key = seq_key(channel);
-        let mut conn = self.conn.clone();
-        async move {
-            let v: Option<u64> = conn.get(key).await.map_err(unavailable)?;
-            Ok(v.unwrap_or(0))
-        }
-        .boxed()
-    }
-
-    fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
-        let keys = [cursor_key(user), seq_key(&Channel::Inbox(user.clone()))];
-        let mut conn = self.conn.clone();
-        async move {
-            let v: Vec<Option<u64>> = conn.mget(&keys).await.map_err(unavailable)?;
-            let at = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
-            Ok(at(0).min(at(1)))
-        }
-        .boxed()
-    }
-
-    fn set_cursor(&self, user: &Id, seq: u64) -> BoxFuture<'static, Result<(), StoreError>> {
-        let keys = [cursor_key(user), seq_key(&Channel::Inbox(user.clone()))];
-        let mut conn = self.conn.clone();
-        async move {
-            redis::cmd("EVAL")
-                .arg(CURSOR)
-                .arg(2)
-                .arg(&keys)
-                .arg(seq)
-                .query_async::<i64>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
-        let mut conn = self.conn.clone();
-        async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
-        .boxed()
-    }
 }

@@ -1,0 +1,147 @@
+//! SQLite-only behaviour: retention that keeps up with appends, reopening,
+//! a second opener, a corrupt file, a failed commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fixtures::{Recorder, id, request};
+use crate::model::Channel;
+use crate::store::{Retention, SqliteStore, Store};
+
+/// Opens a SQLite store with default settings and a throwaway sink.
+fn open_sqlite(dir: &std::path::Path) -> Result<SqliteStore, crate::store::StoreError> {
+    SqliteStore::open(
+        dir,
+        Arc::new(Recorder::default()),
+        Retention::default(),
+        Duration::from_secs(60),
+    )
+}
+
+#[tokio::test]
+async fn sqlite_retention_by_count_keeps_up_with_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Retention {
+        max_count: 10,
+        ..Retention::default()
+    };
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path(),
+            Arc::new(Recorder::default()),
+            retention,
+            Duration::from_secs(60),
+        )
+        .unwrap(),
+    );
+    // 4,000 appends to two channels, many in flight: more than a trim pass
+    // of the old code removed in a second.
+    let mut acks = Vec::new();
+    for n in 0..4_000u64 {
+        let ch = Channel::Room(id(if n % 2 == 0 { "a" } else { "b" }));
+        acks.push(store.append(request(ch, n, None)));
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    // No waiting for a background trim: the table holds 10 per channel now.
+    let conn = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 20);
+    let page = store.read(&Channel::Room(id("a")), 0, 100).await.unwrap();
+    assert_eq!(
+        (page.latest, page.messages.len(), page.gap),
+        (2_000, 10, true)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_survives_reopen_and_refuses_a_second_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = Channel::Room(id("persist"));
+    {
+        let store = open_sqlite(dir.path()).unwrap();
+        store
+            .append(request(ch.clone(), 1, Some("once")))
+            .await
+            .unwrap();
+        for n in 0..9 {
+            store
+                .append(request(Channel::Inbox(id("u")), n, None))
+                .await
+                .unwrap();
+        }
+        store.set_cursor(&id("u"), 9).await.unwrap();
+        let second = open_sqlite(dir.path());
+        let err = second.err().expect("the folder is locked").to_string();
+        assert!(err.contains("in use"), "{err}");
+    }
+    // The writer thread ends when the store is dropped; give it a moment.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let store = open_sqlite(dir.path()).unwrap();
+    assert_eq!(store.latest(&ch).await.unwrap(), 1);
+    assert_eq!(store.cursor(&id("u")).await.unwrap(), 9);
+    assert!(
+        store
+            .append(request(ch.clone(), 2, Some("once")))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert_eq!(store.append(request(ch, 3, None)).await.unwrap().seq, 2);
+}
+
+#[test]
+fn sqlite_reports_a_corrupt_database() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rtgate.db"), vec![0x42u8; 8192]).unwrap();
+    let err = open_sqlite(dir.path())
+        .err()
+        .expect("a corrupt file is refused");
+    assert!(matches!(err, crate::store::StoreError::Corrupt(_)), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_failed_commit_is_an_error_not_an_ack_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::default());
+    let store = SqliteStore::open(
+        dir.path(),
+        rec.clone(),
+        Retention::default(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let ch = Channel::Room(id("locked"));
+    store.append(request(ch.clone(), 1, None)).await.unwrap();
+    // Another process holds the database's write lock past the busy timeout.
+    let other = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = store
+        .append(request(ch.clone(), 2, Some("retry-me")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, crate::store::StoreError::Unavailable(_)),
+        "{err}"
+    );
+    assert!(
+        store.check().await.is_err(),
+        "readiness reports the failure"
+    );
+    assert_eq!(
+        rec.0.lock().unwrap().len(),
+        1,
+        "nothing failed was delivered"
+    );
+    other.execute_batch("COMMIT").unwrap();
+    // The resend succeeds: the failed attempt left no dedupe key behind.
+    let ok = store
+        .append(request(ch.clone(), 2, Some("retry-me")))
+        .await
+        .unwrap();
+    assert_eq!((ok.seq, ok.duplicate), (2, false));
+    assert!(store.check().await.is_ok());
+}
