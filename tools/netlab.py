@@ -6,7 +6,8 @@ through a userspace shuttle between two TUN devices that holds every packet
 for a one-way delay (with jitter) and drops a share at random, in both
 directions alike, TCP and UDP alike. The server's namespace also gets a veth
 link to the namespace this runs in (unimpaired), for the other side's
-clients and for control traffic.
+clients; the client's namespace gets one for control traffic only (a
+WebDriver), its route to the server being the impaired one.
 
     tools/netlab.py --loss 3 --delay-ms 60 --jitter-ms 5 --secs 300
 
@@ -14,7 +15,10 @@ prints one JSON line when ready:
 
     {"ready": true, "server_ns": "...", "client_ns": "...",
      "server_ip": "10.213.0.1", "client_ip": "10.213.0.2",
-     "server_direct_ip": "10.214.0.2"}
+     "server_direct_ip": "10.214.N.2", "client_control_ip": "10.215.N.2",
+     "control_peer_ip": "10.215.N.1"}
+
+(N: the first subnet no other running lab uses, so labs can run at once).
 
 and runs until --secs pass, stdin closes, or SIGTERM/SIGINT, then deletes
 what it made and prints {"lab": "done", "forwarded": N, "dropped": M} to
@@ -64,7 +68,8 @@ def sweep_stale():
         pid = name[len(PREFIX):].rstrip("sc")
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
             ip("netns", "del", name, check=False)
-    ip("link", "del", f"{PREFIX}{os.getpid()}h", check=False)
+            for end in "hk":
+                ip("link", "del", f"{PREFIX}{pid}{end}", check=False)
 
 
 def setns(path):
@@ -103,7 +108,8 @@ def main():
     rng = random.Random(a.seed)
     sweep_stale()
     pid = os.getpid()
-    s_ns, c_ns, host_if = f"{PREFIX}{pid}s", f"{PREFIX}{pid}c", f"{PREFIX}{pid}h"
+    s_ns, c_ns = f"{PREFIX}{pid}s", f"{PREFIX}{pid}c"
+    host_if, ctl_if = f"{PREFIX}{pid}h", f"{PREFIX}{pid}k"
     made = []
     stats = {"forwarded": 0, "dropped": 0}
 
@@ -112,11 +118,17 @@ def main():
         for ns in made:
             ip("netns", "del", ns, check=False)
         ip("link", "del", host_if, check=False)
+        ip("link", "del", ctl_if, check=False)
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, cleanup)
     signal.signal(signal.SIGINT, cleanup)
     signal.signal(signal.SIGHUP, cleanup)
+    # Links to this namespace get a subnet no other running lab uses.
+    lock = os.open("/tmp/rtgate-netlab.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    used = ip("-o", "addr", "show", check=False).stdout
+    slot = next(i for i in range(256) if f"10.214.{i}.1/" not in used and f"10.215.{i}.1/" not in used)
     try:
         for ns in (s_ns, c_ns):
             ip("netns", "add", ns)
@@ -129,16 +141,27 @@ def main():
             ip("-n", ns, "link", "set", "lab0", "up")
         # The unimpaired side: a veth from here to the server's namespace.
         ip("link", "add", host_if, "type", "veth", "peer", "name", "direct0", "netns", s_ns)
-        ip("addr", "add", "10.214.0.1/30", "dev", host_if)
+        ip("addr", "add", f"10.214.{slot}.1/30", "dev", host_if)
         ip("link", "set", host_if, "up")
-        ip("-n", s_ns, "addr", "add", "10.214.0.2/30", "dev", "direct0")
+        ip("-n", s_ns, "addr", "add", f"10.214.{slot}.2/30", "dev", "direct0")
         ip("-n", s_ns, "link", "set", "direct0", "up")
+        # A control link to the client's namespace (a WebDriver, say); the
+        # client's traffic to the server still takes the impaired path.
+        ip("link", "add", ctl_if, "type", "veth", "peer", "name", "ctl0", "netns", c_ns)
+        ip("addr", "add", f"10.215.{slot}.1/30", "dev", ctl_if)
+        ip("link", "set", ctl_if, "up")
+        ip("-n", c_ns, "addr", "add", f"10.215.{slot}.2/30", "dev", "ctl0")
+        ip("-n", c_ns, "link", "set", "ctl0", "up")
     except Exception as e:  # noqa: BLE001 - report and clean up whatever failed
         print(json.dumps({"ready": False, "error": str(e)}), flush=True)
         cleanup()
+    finally:
+        os.close(lock)
     print(json.dumps({
         "ready": True, "server_ns": s_ns, "client_ns": c_ns,
-        "server_ip": "10.213.0.1", "client_ip": "10.213.0.2", "server_direct_ip": "10.214.0.2",
+        "server_ip": "10.213.0.1", "client_ip": "10.213.0.2",
+        "server_direct_ip": f"10.214.{slot}.2", "client_control_ip": f"10.215.{slot}.2",
+        "control_peer_ip": f"10.215.{slot}.1",
     }), flush=True)
 
     s_fd, c_fd = fds[s_ns], fds[c_ns]

@@ -19,6 +19,11 @@ pub(crate) struct Lab {
     pub(crate) server_ip: String,
     /// The server's address from this namespace (unimpaired).
     pub(crate) server_direct_ip: String,
+    /// The client namespace's address on its control link (for a
+    /// WebDriver).
+    pub(crate) client_control_ip: String,
+    /// This namespace's address on that link.
+    pub(crate) control_peer_ip: String,
 }
 
 /// Impairment, the same both ways.
@@ -82,6 +87,8 @@ impl Lab {
             client_ns: s("client_ns"),
             server_ip: s("server_ip"),
             server_direct_ip: s("server_direct_ip"),
+            client_control_ip: s("client_control_ip"),
+            control_peer_ip: s("control_peer_ip"),
             child,
         }
     }
