@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::browser::{Driver, click, fill, text, wait_for};
 use crate::common::{Client, Server, jwt, unix_now};
 use crate::netlab::{Impairment, Lab};
 use crate::wt_client::WtClient;
@@ -111,4 +112,77 @@ async fn a_phone_behind_loss_and_delay_chats_over_webtransport_with_the_unimpair
     for i in 0..30 {
         assert_eq!(w.recv_type(3).await["msgBody"], i);
     }
+}
+
+#[tokio::test]
+async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages_latency() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("SKIPPED lab::chromium_behind_loss: {why}");
+        return;
+    }
+    let lab = Lab::start(
+        Impairment {
+            loss: 3.0,
+            delay_ms: 20.0,
+            jitter_ms: 2.0,
+        },
+        120,
+    );
+    let s = Server::start_wrapped(&lab.server_wrapper(), &["--jwt-secret", "k3y"]);
+    let (http, wt) = (s.http.port(), s.wt.port());
+    let origin = format!("http://{}:{http}", lab.server_ip);
+    // Chromium and its driver live in the impaired namespace; the page is
+    // served over the lab, and its origin is made a secure context (as
+    // HTTPS would) so that it may use WebTransport.
+    let driver = Driver::start_in(&lab.client_ns, &lab.client_control_ip, &lab.control_peer_ip);
+    let b = driver
+        .browser_with(
+            "phone",
+            &[
+                format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
+                format!(
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {}",
+                    lab.server_ip
+                ),
+            ],
+        )
+        .await;
+    // WebTransport only: in "auto" a handshake that loses a packet can lose
+    // the race against the WebSocket (client.js then remembers that
+    // WebTransport works here and waits longer for it next time).
+    b.goto(&format!(
+        "{origin}/?transport=webtransport&wt=https://{}:{wt}/wt",
+        lab.server_ip
+    ))
+    .await
+    .unwrap();
+    fill(&b, "user", "phone").await;
+    fill(&b, "token", &token("phone")).await;
+    click(&b, "connect").await;
+    wait_for(&b, "state", "connected").await;
+    assert_eq!(text(&b, "transport").await, "via webtransport");
+    let mut w = Client::connect(&format!("ws://{}:{http}/ws", lab.server_direct_ip)).await;
+    w.login_as(json!({"msgType": 2, "token": token("w")})).await;
+    for i in 0..10 {
+        w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": {"text": format!("over the lab {i}")}}))
+            .await;
+    }
+    wait_for(&b, "log", "[direct] w: over the lab 9 (").await;
+    // Each message shows its delivery latency: at least the one-way delay.
+    let log = text(&b, "log").await;
+    let took: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("over the lab"))
+        .filter_map(|l| l.rsplit_once(" (")?.1.strip_suffix(" ms)")?.parse().ok())
+        .collect();
+    assert_eq!(took.len(), 10, "{log}");
+    assert!(took.iter().all(|ms| *ms >= 15), "{took:?}");
+    fill(&b, "to", "w").await;
+    fill(&b, "text", "from behind the lab").await;
+    click(&b, "send-direct").await;
+    assert_eq!(
+        w.recv_type(3).await["msgBody"],
+        json!({"text": "from behind the lab"})
+    );
+    b.close().await.unwrap();
 }

@@ -32,8 +32,25 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("chromedriver")
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+        let mut cmd = Command::new("chromedriver");
+        cmd.args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()]);
+        Self::launch(cmd, ("127.0.0.1", port))
+    }
+
+    /// A chromedriver (and so its Chromium) inside network namespace `ns`,
+    /// reached at `addr` over the lab's control link; the browser's own
+    /// traffic takes the namespace's routes.
+    pub(crate) fn start_in(ns: &str, addr: &str, from: &str) -> Driver {
+        let port = 9515;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "chromedriver"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--allowed-ips={from}"));
+        Self::launch(cmd, (addr, port))
+    }
+
+    fn launch(mut cmd: Command, (host, port): (&str, u16)) -> Driver {
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -41,29 +58,43 @@ impl Driver {
                 "chromedriver is installed (Debian package chromium-driver; .ci/run installs it)",
             );
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((host, port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         Driver {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             _profiles: tempfile::tempdir().unwrap(),
         }
     }
 
     pub(crate) async fn browser(&self, name: &str) -> Browser {
+        self.browser_with(name, &[]).await
+    }
+
+    /// A browser with extra command-line switches.
+    pub(crate) async fn browser_with(&self, name: &str, extra: &[String]) -> Browser {
         let profile = self._profiles.path().join(name);
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        // A switch given again in `extra` replaces the default.
+        for e in extra {
+            let name = e.split('=').next().unwrap_or(e);
+            args.retain(|a| a.split('=').next() != Some(name));
+        }
+        args.extend_from_slice(extra);
         let caps = json!({
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
         });
         let caps = caps.as_object().unwrap().clone().into_iter().collect();
         ClientBuilder::new(HttpConnector::new())
