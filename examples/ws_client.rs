@@ -3,6 +3,7 @@
 //!     cargo run --example ws_client -- ws://127.0.0.1:8080/ws alice
 //!
 //! Lines on stdin: `@bob hi`, `#lobby hi`, `/join lobby`, or raw JSON frames.
+//! `RTGATE_TOKEN` in the environment logs in with that JWT.
 //! Frames received are printed one per line.
 
 #[path = "chat/mod.rs"]

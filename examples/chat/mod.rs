@@ -35,5 +35,10 @@ pub(crate) fn frame_for(line: &str, seq: u64) -> Option<Value> {
 
 /// The login frame for `user`.
 pub(crate) fn login(user: &str) -> Value {
-    json!({"msgType": 2, "sendUserId": user})
+    let mut login = json!({"msgType": 2, "sendUserId": user});
+    // A server with --jwt-secret wants a token (and sendUserId its `sub`).
+    if let Ok(token) = std::env::var("RTGATE_TOKEN") {
+        login["token"] = json!(token);
+    }
+    login
 }

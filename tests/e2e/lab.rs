@@ -186,3 +186,78 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
     );
     b.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn behind_the_lab_a_moved_webtransport_session_resumes_before_a_websocket_reconnect_would() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("SKIPPED lab::behind_the_lab_a_moved_webtransport_session: {why}");
+        return;
+    }
+    // A mobile round trip: 40 ms each way, no loss.
+    let lab = Lab::start(
+        Impairment {
+            loss: 0.0,
+            delay_ms: 40.0,
+            jitter_ms: 0.0,
+        },
+        120,
+    );
+    let s = Server::start_wrapped(&lab.server_wrapper(), &["--jwt-secret", "k3y"]);
+    let (http, wt) = (s.http.port(), s.wt.port());
+    let mut w = Client::connect(&format!("ws://{}:{http}/ws", lab.server_direct_ip)).await;
+    w.login_as(json!({"msgType": 2, "token": token("w")})).await;
+    let url = format!("https://{}:{wt}/wt", lab.server_ip);
+    let (mut phone, status) = WtClient::connect_in(&lab.client_ns, &url).await;
+    assert_eq!(status, 200);
+    phone
+        .send(&json!({"msgType": 2, "token": token("phone")}))
+        .await;
+    phone.recv_type(2).await;
+    // The phone's address changes (a new socket, the old one closed): the
+    // session goes on; the next message arrives without a login.
+    let switched = std::time::Instant::now();
+    phone.rebind().await;
+    w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": "after the move"}))
+        .await;
+    assert_eq!(phone.recv_type(3).await["msgBody"], "after the move");
+    let wt_resume = switched.elapsed();
+    // A WebSocket phone on the same switch has lost its TCP connection: it
+    // connects again, upgrades, logs in and gets what it missed replayed.
+    w.send(&json!({"msgType": 3, "receivedUserId": "phone2", "msgBody": "while away"}))
+        .await;
+    w.recv_type(4).await;
+    let switched = std::time::Instant::now();
+    let mut ws = lab
+        .in_client(
+            env!("CARGO_BIN_EXE_rtgate")
+                .replace("/rtgate", "/examples/ws_client")
+                .as_str(),
+        )
+        .arg(format!("ws://{}:{http}/ws", lab.server_ip))
+        .arg("phone2")
+        .env("RTGATE_TOKEN", token("phone2"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the ws_client example (scripts/test.sh builds the examples)");
+    let out = std::io::BufRead::lines(std::io::BufReader::new(ws.stdout.take().unwrap()));
+    let mut replayed = false;
+    for line in out {
+        if line.unwrap().contains("while away") {
+            replayed = true;
+            break;
+        }
+    }
+    let ws_resume = switched.elapsed();
+    let _ = ws.kill();
+    let _ = ws.wait();
+    assert!(replayed, "the WebSocket phone got its replay");
+    eprintln!(
+        "migration behind 40 ms one-way: WebTransport first delivery {wt_resume:?} after the \
+         move; WebSocket reconnect, login and replay {ws_resume:?}"
+    );
+    assert!(
+        wt_resume < ws_resume,
+        "WebTransport {wt_resume:?}, WebSocket {ws_resume:?}"
+    );
+}
