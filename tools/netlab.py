@@ -14,7 +14,7 @@ WebDriver), its route to the server being the impaired one.
 prints one JSON line when ready:
 
     {"ready": true, "server_ns": "...", "client_ns": "...",
-     "server_ip": "10.213.0.1", "client_ip": "10.213.0.2",
+     "server_ip": "10.213.0.1", "client_ip": "10.213.0.2", "client_ip2": "10.213.0.3",
      "server_direct_ip": "10.214.N.2", "client_control_ip": "10.215.N.2",
      "control_peer_ip": "10.215.N.1"}
 
@@ -139,6 +139,8 @@ def main():
             fds[ns] = open_tun(ns, "lab0")
             ip("-n", ns, "addr", "add", addr, "dev", "lab0")
             ip("-n", ns, "link", "set", "lab0", "up")
+        # A second client address, to move a connection to (migration).
+        ip("-n", c_ns, "addr", "add", "10.213.0.3/24", "dev", "lab0")
         # The unimpaired side: a veth from here to the server's namespace.
         ip("link", "add", host_if, "type", "veth", "peer", "name", "direct0", "netns", s_ns)
         ip("addr", "add", f"10.214.{slot}.1/30", "dev", host_if)
@@ -159,7 +161,7 @@ def main():
         os.close(lock)
     print(json.dumps({
         "ready": True, "server_ns": s_ns, "client_ns": c_ns,
-        "server_ip": "10.213.0.1", "client_ip": "10.213.0.2",
+        "server_ip": "10.213.0.1", "client_ip": "10.213.0.2", "client_ip2": "10.213.0.3",
         "server_direct_ip": f"10.214.{slot}.2", "client_control_ip": f"10.215.{slot}.2",
         "control_peer_ip": f"10.215.{slot}.1",
     }), flush=True)

@@ -213,10 +213,11 @@ async fn behind_the_lab_a_moved_webtransport_session_resumes_before_a_websocket_
         .send(&json!({"msgType": 2, "token": token("phone")}))
         .await;
     phone.recv_type(2).await;
-    // The phone's address changes (a new socket, the old one closed): the
-    // session goes on; the next message arrives without a login.
+    // The phone's address changes (a new socket on its second address, the
+    // old one closed): the session goes on; the next message arrives
+    // without a login.
     let switched = std::time::Instant::now();
-    phone.rebind().await;
+    phone.rebind_to(Some(&lab.client_ip2)).await;
     w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": "after the move"}))
         .await;
     assert_eq!(phone.recv_type(3).await["msgBody"], "after the move");

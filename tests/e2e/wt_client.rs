@@ -226,7 +226,14 @@ impl WtClient {
     /// Moves the connection to a new UDP socket (connection migration);
     /// answers the new local port.
     pub(crate) async fn rebind(&mut self) -> u16 {
-        self.command(json!({"rebind": true})).await;
+        self.rebind_to(None).await
+    }
+
+    /// Moves the connection to a new UDP socket bound to `address` (another
+    /// of this host's addresses) when given; answers the new local port.
+    pub(crate) async fn rebind_to(&mut self, address: Option<&str>) -> u16 {
+        let target = address.map_or(json!(true), |a| json!(a));
+        self.command(json!({ "rebind": target })).await;
         loop {
             let mut e = self.event().await;
             if let Some(p) = e["rebound"].as_u64() {

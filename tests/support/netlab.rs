@@ -17,6 +17,8 @@ pub(crate) struct Lab {
     pub(crate) client_ns: String,
     /// The server's address as the impaired client reaches it.
     pub(crate) server_ip: String,
+    /// A second address of the impaired client (to move a connection to).
+    pub(crate) client_ip2: String,
     /// The server's address from this namespace (unimpaired).
     pub(crate) server_direct_ip: String,
     /// The client namespace's address on its control link (for a
@@ -86,6 +88,7 @@ impl Lab {
             server_ns: s("server_ns"),
             client_ns: s("client_ns"),
             server_ip: s("server_ip"),
+            client_ip2: s("client_ip2"),
             server_direct_ip: s("server_direct_ip"),
             client_control_ip: s("client_control_ip"),
             control_peer_ip: s("control_peer_ip"),

@@ -9,6 +9,7 @@ Driven by JSON lines on stdin, it reports JSON lines on stdout:
           {"raw": "<hex>"}             raw bytes on the stream (framing tests)
           {"datagram": <json value>}   one datagram
           {"rebind": true}             move the connection to a new UDP socket
+          {"rebind": "<IPv4>"}         ... bound to another local address
           {"close": true}              close the connection
   stdout: {"cert_hash": "<hex>"}       SHA-256 of the certificate the server presented
           {"connected": <status>}      the CONNECT answer
@@ -193,11 +194,14 @@ async def main():
                 old = client._transport
                 sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                sock.bind(("::", 0))
+                # {"rebind": "<IPv4>"} also moves to another local address.
+                local = cmd["rebind"] if isinstance(cmd["rebind"], str) else None
+                sock.bind((f"::ffff:{local}" if local else "::", 0))
                 await loop.create_datagram_endpoint(lambda: client, sock=sock)
                 old.close()
                 client._quic.send_ping(0)
-                emit({"rebound": client._transport.get_extra_info("sockname")[1]})
+                name = client._transport.get_extra_info("sockname")
+                emit({"rebound": name[1], "address": name[0]})
             elif "close" in cmd:
                 client.close()
                 break
