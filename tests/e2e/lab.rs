@@ -16,38 +16,50 @@ fn token(user: &str) -> String {
     jwt("k3y", json!({"sub": user, "exp": unix_now() + 600}))
 }
 
-#[tokio::test]
-async fn a_phone_behind_loss_and_delay_chats_over_webtransport_with_the_unimpaired_side() {
+/// A lab impaired as `imp` and a token-mode server (rate limits off) in its
+/// server namespace; `None`, with the reason printed, where no lab can run.
+fn lab_and_server(test: &str, loss: f64, delay_ms: f64) -> Option<(Lab, Server)> {
     if let Some(why) = Lab::unavailable() {
-        eprintln!("SKIPPED lab::a_phone_behind_loss_and_delay: {why}");
-        return;
+        eprintln!("SKIPPED lab::{test}: {why}");
+        return None;
     }
-    let lab = Lab::start(
-        Impairment {
-            loss: 5.0,
-            delay_ms: 20.0,
-            jitter_ms: 2.0,
-        },
-        120,
-    );
-    let s = Server::start_wrapped(
-        &lab.server_wrapper(),
-        &[
-            "--jwt-secret",
-            "k3y",
-            "--rate-limit",
-            "0",
-            "--user-rate-limit",
-            "0",
-        ],
-    );
-    let mut w = Client::connect(&format!(
+    let imp = Impairment {
+        loss,
+        delay_ms,
+        jitter_ms: delay_ms / 10.0,
+    };
+    let lab = Lab::start(imp, 120);
+    let args = [
+        "--jwt-secret",
+        "k3y",
+        "--rate-limit",
+        "0",
+        "--user-rate-limit",
+        "0",
+    ];
+    let s = Server::start_wrapped(&lab.server_wrapper(), &args);
+    Some((lab, s))
+}
+
+/// A WebSocket user on the unimpaired side, logged in.
+async fn unimpaired(lab: &Lab, s: &Server, user: &str) -> Client {
+    let mut c = Client::connect(&format!(
         "ws://{}:{}/ws",
         lab.server_direct_ip,
         s.http.port()
     ))
     .await;
-    w.login_as(json!({"msgType": 2, "token": token("w")})).await;
+    c.login_as(json!({"msgType": 2, "token": token(user)}))
+        .await;
+    c
+}
+
+#[tokio::test]
+async fn a_phone_behind_loss_and_delay_chats_over_webtransport_with_the_unimpaired_side() {
+    let Some((lab, s)) = lab_and_server("a_phone_behind_loss_and_delay", 5.0, 20.0) else {
+        return;
+    };
+    let mut w = unimpaired(&lab, &s, "w").await;
     let url = format!("https://{}:{}/wt", lab.server_ip, s.wt.port());
     let (mut phone, status) = WtClient::connect_in(&lab.client_ns, &url).await;
     assert_eq!(status, 200);
@@ -116,19 +128,9 @@ async fn a_phone_behind_loss_and_delay_chats_over_webtransport_with_the_unimpair
 
 #[tokio::test]
 async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages_latency() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("SKIPPED lab::chromium_behind_loss: {why}");
+    let Some((lab, s)) = lab_and_server("chromium_behind_loss", 3.0, 20.0) else {
         return;
-    }
-    let lab = Lab::start(
-        Impairment {
-            loss: 3.0,
-            delay_ms: 20.0,
-            jitter_ms: 2.0,
-        },
-        120,
-    );
-    let s = Server::start_wrapped(&lab.server_wrapper(), &["--jwt-secret", "k3y"]);
+    };
     let (http, wt) = (s.http.port(), s.wt.port());
     let origin = format!("http://{}:{http}", lab.server_ip);
     // Chromium and its driver live in the impaired namespace; the page is
@@ -161,8 +163,7 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
     click(&b, "connect").await;
     wait_for(&b, "state", "connected").await;
     assert_eq!(text(&b, "transport").await, "via webtransport");
-    let mut w = Client::connect(&format!("ws://{}:{http}/ws", lab.server_direct_ip)).await;
-    w.login_as(json!({"msgType": 2, "token": token("w")})).await;
+    let mut w = unimpaired(&lab, &s, "w").await;
     for i in 0..10 {
         w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": {"text": format!("over the lab {i}")}}))
             .await;
@@ -189,23 +190,13 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
 
 #[tokio::test]
 async fn behind_the_lab_a_moved_webtransport_session_resumes_before_a_websocket_reconnect_would() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("SKIPPED lab::behind_the_lab_a_moved_webtransport_session: {why}");
-        return;
-    }
     // A mobile round trip: 40 ms each way, no loss.
-    let lab = Lab::start(
-        Impairment {
-            loss: 0.0,
-            delay_ms: 40.0,
-            jitter_ms: 0.0,
-        },
-        120,
-    );
-    let s = Server::start_wrapped(&lab.server_wrapper(), &["--jwt-secret", "k3y"]);
+    let Some((lab, s)) = lab_and_server("behind_the_lab_a_moved_webtransport_session", 0.0, 40.0)
+    else {
+        return;
+    };
     let (http, wt) = (s.http.port(), s.wt.port());
-    let mut w = Client::connect(&format!("ws://{}:{http}/ws", lab.server_direct_ip)).await;
-    w.login_as(json!({"msgType": 2, "token": token("w")})).await;
+    let mut w = unimpaired(&lab, &s, "w").await;
     let url = format!("https://{}:{wt}/wt", lab.server_ip);
     let (mut phone, status) = WtClient::connect_in(&lab.client_ns, &url).await;
     assert_eq!(status, 200);
