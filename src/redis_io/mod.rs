@@ -132,6 +132,11 @@ impl RedisConn {
         }
     }
 
+    /// A `PING`, within the deadline: whether Redis answers (readiness).
+    pub(crate) async fn ping(&mut self) -> redis::RedisResult<()> {
+        redis::cmd("PING").query_async::<String>(self).await.map(|_| ())
+    }
+
     /// Subscribes to a channel (`SSUBSCRIBE` in a cluster).
     pub(crate) async fn subscribe(&mut self, channel: String) -> redis::RedisResult<()> {
         within(async {

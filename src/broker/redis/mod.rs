@@ -352,14 +352,7 @@ impl Broker for RedisBroker {
 
     fn check(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
         let mut conn = self.conn.clone();
-        async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
-        .boxed()
+        async move { conn.ping().await.map_err(unavailable) }.boxed()
     }
 }
 

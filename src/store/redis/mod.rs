@@ -207,13 +207,6 @@ impl Store for RedisStore {
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut conn = self.conn.clone();
-        async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        }
-        .boxed()
+        async move { conn.ping().await.map_err(unavailable) }.boxed()
     }
 }
