@@ -134,7 +134,10 @@ impl RedisConn {
 
     /// A `PING`, within the deadline: whether Redis answers (readiness).
     pub(crate) async fn ping(&mut self) -> redis::RedisResult<()> {
-        redis::cmd("PING").query_async::<String>(self).await.map(|_| ())
+        redis::cmd("PING")
+            .query_async::<String>(self)
+            .await
+            .map(|_| ())
     }
 
     /// Subscribes to a channel (`SSUBSCRIBE` in a cluster).

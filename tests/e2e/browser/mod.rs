@@ -96,12 +96,7 @@ impl Driver {
         let caps = json!({
             "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }
         });
-        let caps = caps.as_object().unwrap().clone().into_iter().collect();
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("a browser session")
+        session(&self.url, caps, "a Chromium session").await
     }
 }
 
@@ -110,6 +105,16 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A WebDriver session with these capabilities.
+async fn session(driver: &str, caps: serde_json::Value, what: &str) -> Browser {
+    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 /// A geckodriver process driving one headless Firefox (geckodriver runs one
@@ -169,12 +174,12 @@ impl Gecko {
                 }
             }
         });
-        let caps = caps.as_object().unwrap().clone().into_iter().collect();
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .expect("a Firefox session (Debian package firefox-esr; scripts/test.sh installs it)")
+        session(
+            &self.url,
+            caps,
+            "a Firefox session (Debian package firefox-esr; scripts/test.sh installs it)",
+        )
+        .await
     }
 }
 
@@ -264,12 +269,14 @@ window.closes = window.closes || {};
 })().catch((e) => { window.closes[name] = { error: String(e) }; });
 "#;
 
-pub(crate) async fn wt_closed(b: &Browser, name: &str) -> serde_json::Value {
+/// Waits until the page's script has set `window[global][name]`, and
+/// answers it (a probe started with `execute` records its outcome there).
+pub(crate) async fn page_result(b: &Browser, global: &str, name: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let v = b
             .execute(
-                &format!("return (window.closes || {{}})[{name:?}] || null"),
+                &format!("return (window[{global:?}] || {{}})[{name:?}] || null"),
                 vec![],
             )
             .await
@@ -277,8 +284,11 @@ pub(crate) async fn wt_closed(b: &Browser, name: &str) -> serde_json::Value {
         if !v.is_null() {
             return v;
         }
-        assert!(Instant::now() < deadline, "session {name} never closed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            Instant::now() < deadline,
+            "the page never set window.{global}.{name}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -335,7 +345,7 @@ pub(crate) async fn close_codes_reach(b: &Browser) {
             .unwrap();
     }
     for (name, _, code, reason) in &cases {
-        let c = wt_closed(b, name).await;
+        let c = page_result(b, "closes", name).await;
         assert_eq!(c["code"], *code, "{name}: {c}");
         assert!(
             c["reason"].as_str().unwrap_or("").contains(reason),
@@ -367,6 +377,6 @@ pub(crate) async fn close_codes_reach(b: &Browser) {
     })
     .await
     .unwrap();
-    let c = wt_closed(b, "going_away").await;
+    let c = page_result(b, "closes", "going_away").await;
     assert_eq!(c["code"], 1001, "{c}");
 }

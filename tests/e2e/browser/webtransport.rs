@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use fantoccini::Client as Browser;
 use serde_json::json;
 
-use super::{Driver, close_codes_reach, open_and_login, text, wait_for};
+use super::{Driver, close_codes_reach, open_and_login, page_result, text, wait_for};
 use crate::common::{Client, Server};
 
 #[tokio::test]
@@ -34,24 +33,6 @@ c.on("message", () => {
 c.connect().catch((e) => { window.firsts[name] = { error: String(e) }; });
 "#;
 
-async fn first_message(b: &Browser, name: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = b
-            .execute(
-                &format!("return (window.firsts || {{}})[{name:?}] || null"),
-                vec![],
-            )
-            .await
-            .unwrap();
-        if !v.is_null() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{name}: no message arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn with_udp_blocked_the_first_message_comes_as_fast_as_over_websocket_alone() {
     let server = Server::start(&[]);
@@ -77,7 +58,7 @@ async fn with_udp_blocked_the_first_message_comes_as_fast_as_over_websocket_alon
             b.execute(FIRST_MESSAGE, vec![json!(name), json!(name), opts])
                 .await
                 .unwrap();
-            first_message(&b, name).await
+            page_result(&b, "firsts", name).await
         }
     };
     let plain = run("plain", json!({"transport": "websocket"})).await;
