@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use super::{Delivery, Incoming, PeerInfo, Transport, TransportError};
 use crate::protocol::CloseCode;
@@ -15,52 +13,25 @@ use crate::protocol::CloseCode;
 /// How long a closing session waits for the peer's close reply.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// Inbound frames read ahead of the session (backpressure beyond this).
-const INBOUND_QUEUE: usize = 32;
-
-/// A WebSocket session. A small reader task owns the read half, so the
-/// session's loop waits on a channel instead of polling the socket (and
-/// tungstenite's read buffer) every time it wakes to write.
+/// A WebSocket session. The session's own task reads and writes the socket:
+/// no reader task, no inbound queue, so an idle connection holds only the
+/// socket and tungstenite's buffers. Reading a stream is cancel-safe (a
+/// partly read frame stays in tungstenite's buffer), which is what
+/// [`Transport::recv`] asks.
 pub(crate) struct WebSocketTransport {
-    sink: SplitSink<WebSocket, Message>,
-    inbound: mpsc::Receiver<Option<Result<Incoming, TransportError>>>,
-    reader: tokio::task::JoinHandle<()>,
+    ws: WebSocket,
     peer: PeerInfo,
 }
 
 impl WebSocketTransport {
     /// Wraps an upgraded socket.
     pub(crate) fn new(ws: WebSocket, peer: PeerInfo) -> Self {
-        let (sink, mut stream) = ws.split();
-        let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-        let reader = tokio::spawn(async move {
-            loop {
-                let item = next_incoming(&mut stream).await;
-                let end = !matches!(item, Some(Ok(_)));
-                if tx.send(item).await.is_err() || end {
-                    return;
-                }
-            }
-        });
-        Self {
-            sink,
-            inbound,
-            reader,
-            peer,
-        }
-    }
-}
-
-impl Drop for WebSocketTransport {
-    fn drop(&mut self) {
-        self.reader.abort();
+        Self { ws, peer }
     }
 }
 
 /// The next frame of the read half, as the session sees it.
-async fn next_incoming(
-    stream: &mut SplitStream<WebSocket>,
-) -> Option<Result<Incoming, TransportError>> {
+async fn next_incoming(stream: &mut WebSocket) -> Option<Result<Incoming, TransportError>> {
     let msg = match stream.next().await? {
         Ok(m) => m,
         Err(e) => {
@@ -95,25 +66,21 @@ impl Transport for WebSocketTransport {
     }
 
     async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
-        // A channel receive: cancel-safe.
-        self.inbound.recv().await.flatten()
+        next_incoming(&mut self.ws).await
     }
 
     async fn send(&mut self, frame: Bytes, _how: Delivery) -> Result<(), TransportError> {
         let text = Utf8Bytes::try_from(frame)
             .map_err(|e| TransportError::Io(format!("frame is not UTF-8: {e}")))?;
-        self.sink.feed(Message::Text(text)).await.map_err(io)
+        self.ws.feed(Message::Text(text)).await.map_err(io)
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        self.sink.flush().await.map_err(io)
+        self.ws.flush().await.map_err(io)
     }
 
     async fn keepalive(&mut self) -> Result<(), TransportError> {
-        self.sink
-            .send(Message::Ping(Bytes::new()))
-            .await
-            .map_err(io)
+        self.ws.send(Message::Ping(Bytes::new())).await.map_err(io)
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
@@ -121,14 +88,14 @@ impl Transport for WebSocketTransport {
             code: code.code(),
             reason: Utf8Bytes::from(reason),
         };
-        if self.sink.send(Message::Close(Some(frame))).await.is_err() {
+        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
             return;
         }
         // Keep reading until the peer answers the close, so that unread
         // input does not turn our close into a TCP reset that loses the
         // close frame.
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Some(Ok(_))) = self.inbound.recv().await {}
+            while let Some(Ok(_)) = next_incoming(&mut self.ws).await {}
         })
         .await;
     }
