@@ -79,11 +79,11 @@ fn hub_room_fanout(b: Bencher, n: usize) {
     let env = Envelope {
         target: Target::Room(room),
         exclude: None,
-        frame: OutFrame {
-            payload: Bytes::from_static(br#"{"msgType":3}"#),
-            how: Delivery::Reliable,
-            position: None,
-        },
+        frame: OutFrame::new(
+            Bytes::from_static(br#"{"msgType":3}"#),
+            Delivery::Reliable,
+            None,
+        ),
     };
     b.bench_local(|| {
         hub.deliver(&env);

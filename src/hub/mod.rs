@@ -268,11 +268,7 @@ mod tests {
         Envelope {
             target,
             exclude,
-            frame: OutFrame {
-                payload: Bytes::from_static(b"{}"),
-                how: Delivery::Reliable,
-                position: None,
-            },
+            frame: OutFrame::new(Bytes::from_static(b"{}"), Delivery::Reliable, None),
         }
     }
 

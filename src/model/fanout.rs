@@ -31,11 +31,7 @@ pub fn plan(
         channel: channel.clone(),
         seq,
     });
-    let frame = OutFrame {
-        payload,
-        how,
-        position,
-    };
+    let frame = OutFrame::new(payload, how, position);
     match channel {
         Channel::Room(room) => vec![Envelope {
             target: Target::Room(room.clone()),
@@ -58,11 +54,7 @@ pub fn plan(
                 Envelope {
                     target: Target::User(sender.clone()),
                     exclude: origin,
-                    frame: OutFrame {
-                        payload,
-                        how,
-                        position: None,
-                    },
+                    frame: OutFrame::new(payload, how, None),
                 }
             });
             let main = Envelope {

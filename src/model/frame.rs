@@ -2,6 +2,9 @@
 //! envelope that carries a frame to every session of a target, on this node
 //! or another.
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{Channel, SessionId};
@@ -26,16 +29,40 @@ pub struct Position {
     pub seq: u64,
 }
 
-/// One frame queued for one session. The payload is shared by every
-/// recipient of a broadcast: it is serialized once.
+/// One frame queued for one session: a pointer to a frame that every
+/// recipient of a broadcast shares (serialized once, cloned by one reference
+/// count), so a session's queue holds a word per frame.
 #[derive(Debug, Clone)]
-pub struct OutFrame {
+pub struct OutFrame(Arc<Frame>);
+
+/// What an [`OutFrame`] points to.
+#[derive(Debug)]
+pub struct Frame {
     /// The serialized frame.
     pub payload: Bytes,
     /// Reliable or volatile.
     pub how: Delivery,
     /// Channel position, for stored messages.
     pub position: Option<Position>,
+}
+
+impl OutFrame {
+    /// A frame to queue.
+    pub fn new(payload: Bytes, how: Delivery, position: Option<Position>) -> Self {
+        Self(Arc::new(Frame {
+            payload,
+            how,
+            position,
+        }))
+    }
+}
+
+impl Deref for OutFrame {
+    type Target = Frame;
+
+    fn deref(&self) -> &Frame {
+        &self.0
+    }
 }
 
 /// Who a routed frame is for.

@@ -89,11 +89,7 @@ pub(crate) fn decode(msg: &[u8]) -> Option<Envelope> {
     Some(Envelope {
         target,
         exclude,
-        frame: OutFrame {
-            payload,
-            how,
-            position,
-        },
+        frame: OutFrame::new(payload, how, position),
     })
 }
 
@@ -111,14 +107,14 @@ mod tests {
         let env = Envelope {
             target: Target::Room(id("r1")),
             exclude: Some(sid),
-            frame: OutFrame {
-                payload: Bytes::from_static(br#"{"a":1}"#),
-                how: Delivery::Reliable,
-                position: Some(Position {
+            frame: OutFrame::new(
+                Bytes::from_static(br#"{"a":1}"#),
+                Delivery::Reliable,
+                Some(Position {
                     channel: Channel::Room(id("r1")),
                     seq: 42,
                 }),
-            },
+            ),
         };
         let (channel, wire) = encode(&env);
         assert_eq!(channel, "rtgate:{r:r1}:ch");
@@ -131,11 +127,7 @@ mod tests {
         let env = Envelope {
             target: Target::User(id("u")),
             exclude: None,
-            frame: OutFrame {
-                payload: Bytes::from_static(b"x\ny"),
-                how: Delivery::Volatile,
-                position: None,
-            },
+            frame: OutFrame::new(Bytes::from_static(b"x\ny"), Delivery::Volatile, None),
         };
         let back = decode(&encode(&env).1).unwrap();
         assert!(back.frame.position.is_none() && back.exclude.is_none());

@@ -97,8 +97,10 @@ impl<T: Transport> Driver<T> {
             });
             if !stale {
                 let sent = match (&frame.position, frame.how) {
-                    (Some(p), Delivery::Reliable) => self.send_in(frame.payload, &p.channel).await,
-                    _ => self.send(frame.payload, frame.how).await,
+                    (Some(p), Delivery::Reliable) => {
+                        self.send_in(frame.payload.clone(), &p.channel).await
+                    }
+                    _ => self.send(frame.payload.clone(), frame.how).await,
                 };
                 if let Err(e) = sent {
                     return e.into();
