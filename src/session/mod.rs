@@ -49,21 +49,23 @@ const ACK_DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs a session to its end. Returns when the peer leaves or the session is
 /// closed; the session is unregistered from the hub before it returns.
-pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
-    let peer = transport.peer().clone();
+///
+/// The driver is built before the future, so the future holds one copy of
+/// it: an idle session's task is the driver and the select loop's state.
+pub(crate) fn run<T: Transport>(transport: T, gw: Gateway) -> impl Future<Output = ()> + Send {
+    let peer = transport.peer();
     let span =
         info_span!("session", transport = %peer.kind, peer = %peer.addr, user = field::Empty);
     let url = UrlCredentials {
         client: peer.addr.ip(),
-        path_user: peer.path_user,
-        query_user: peer.query_user,
-        query_token: peer.query_token,
+        path_user: peer.path_user.clone(),
+        query_user: peer.query_user.clone(),
+        query_token: peer.query_token.clone(),
     };
     let limit = RateLimit::new(gw.config().limits.rate_limit);
     let kind = peer.kind;
-    telemetry::connection_opened(kind);
     let cancel = gw.shutdown().child_token();
-    let driver = Driver {
+    let mut driver = Driver {
         m: telemetry::session_metrics(kind),
         cancel,
         t: transport,
@@ -76,8 +78,11 @@ pub(crate) async fn run<T: Transport>(transport: T, gw: Gateway) {
         acks: FuturesUnordered::new(),
         writable: true,
     };
-    driver.run().instrument(span).await;
-    telemetry::connection_closed(kind);
+    async move {
+        telemetry::connection_opened(kind);
+        driver.run().instrument(span).await;
+        telemetry::connection_closed(kind);
+    }
 }
 
 /// What to do after handling something.
@@ -149,11 +154,13 @@ async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
 }
 
 impl<T: Transport> Driver<T> {
-    async fn run(mut self) {
-        let cfg = self.gw.config().clone();
-        let login_deadline = Instant::now() + cfg.limits.login_timeout;
-        let mut heartbeat =
-            interval_at(Instant::now() + cfg.limits.heartbeat, cfg.limits.heartbeat);
+    /// The select loop. Handlers that are large or rare run boxed, so the
+    /// loop's own state (what an idle session holds) stays small.
+    async fn run(&mut self) {
+        let limits = &self.gw.config().limits;
+        let every = limits.heartbeat;
+        let login_deadline = Instant::now() + limits.login_timeout;
+        let mut heartbeat = interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Created once, not per loop turn: registering a waiter on a
         // cancellation token or a timer is not free.
@@ -190,7 +197,7 @@ impl<T: Transport> Driver<T> {
                     Some((exp, false)) => {
                         expiry = Some((exp, true));
                         expiry_timer.as_mut().reset(instant_of(exp + EXP_LEEWAY_SECS));
-                        match self.reply(Reply::expires(exp)).await {
+                        match Box::pin(self.reply(Reply::expires(exp))).await {
                             Ok(()) => self.flush().await,
                             Err(e) => e.into(),
                         }
@@ -198,15 +205,15 @@ impl<T: Transport> Driver<T> {
                     _ => {
                         info!("credentials expired");
                         let e = ProtoError::Unauthorized("credentials expired".into());
-                        match self.error(e, None).await {
+                        match Box::pin(self.error(e, None)).await {
                             Ok(()) => Flow::Close(CloseCode::Unauthorized),
                             Err(e) => e.into(),
                         }
                     }
                 },
-                _ = heartbeat.tick() => self.on_heartbeat_tick(cfg.limits.heartbeat).await,
+                _ = heartbeat.tick() => self.on_heartbeat_tick(every).await,
                 Some((cmid, result)) = self.acks.next(), if !self.acks.is_empty() => {
-                    self.on_ack(cmid, result).await
+                    Box::pin(self.on_ack(cmid, result)).await
                 }
                 Some(frame) = next_out(&mut self.active) => self.write_out(frame).await,
                 incoming = self.t.recv() => match incoming {
@@ -214,7 +221,7 @@ impl<T: Transport> Driver<T> {
                     Some(Err(e)) => Flow::from(e),
                     Some(Ok(inc)) => {
                         self.last_inbound = Instant::now();
-                        match self.on_incoming(inc).await {
+                        match Box::pin(self.on_incoming(inc)).await {
                             Flow::Continue => self.flush().await,
                             other => other,
                         }
@@ -226,24 +233,29 @@ impl<T: Transport> Driver<T> {
             }
         };
         if let Flow::Gone = flow {
-            self.drain_inbound().await;
+            Box::pin(self.drain_inbound()).await;
         }
         if let Flow::Close(code) = flow {
-            info!(code = code.code(), reason = code.label(), "closing session");
-            telemetry::closed(code);
-            // Messages already handed to the store get their acks before the
-            // close, so the client need not resend them.
-            let drain = async {
-                while let Some((cmid, result)) = self.acks.next().await {
-                    if !matches!(self.on_ack(cmid, result).await, Flow::Continue) {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(ACK_DRAIN, drain).await;
-            self.t.close(code, code.reason()).await;
+            Box::pin(self.close(code)).await;
         }
         self.finish();
+    }
+
+    /// Sends the acks of what is already stored, then closes with `code`.
+    async fn close(&mut self, code: CloseCode) {
+        info!(code = code.code(), reason = code.label(), "closing session");
+        telemetry::closed(code);
+        // Messages already handed to the store get their acks before the
+        // close, so the client need not resend them.
+        let drain = async {
+            while let Some((cmid, result)) = self.acks.next().await {
+                if !matches!(self.on_ack(cmid, result).await, Flow::Continue) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(ACK_DRAIN, drain).await;
+        self.t.close(code, code.reason()).await;
     }
 
     /// Leaves the hub and tells the broker what this node no longer holds.
