@@ -641,40 +641,42 @@ pub(crate) async fn conns(
     .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = proc::rss(server.pid);
-    let t0 = Instant::now();
-    let alive_check: Vec<tokio::task::JoinHandle<bool>> = match transport {
-        Transport::Ws => {
-            let all = open_many(server.http, n, 0, "idle", "connections").await?;
-            let elapsed = t0.elapsed().as_secs_f64();
-            let rss1 = proc::rss(server.pid);
-            let checks = hold_ws(all, hold + 4);
-            return finish_conns(
-                target, n, transport, elapsed, rss0, rss1, hold, server, checks,
-            )
-            .await;
+    let w = Window::open(&[server.pid]);
+    let checks = match transport {
+        Transport::Ws => hold_ws(
+            open_many(server.http, n, 0, "idle", "connections").await?,
+            hold + 4,
+        ),
+        Transport::Wt => {
+            let wt_addr = server.wt.context("no webtransport address")?;
+            hold_wt(open_many_wt(server.http, wt_addr, n).await?, hold + 4)
         }
-        Transport::Wt => Vec::new(),
     };
-    drop(alive_check);
-    let wt_addr = server.wt.context("no webtransport address")?;
-    let sessions = open_many_wt(server.http, wt_addr, n).await?;
-    let elapsed = t0.elapsed().as_secs_f64();
-    let rss1 = proc::rss(server.pid);
-    let checks = hold_wt(sessions, hold + 4);
-    finish_conns(
-        target, n, transport, elapsed, rss0, rss1, hold, server, checks,
-    )
-    .await
+    let (elapsed, server_cpu, gen_cpu) = w.close(&[server.pid]);
+    let connect = ConnectPhase {
+        elapsed,
+        server_cpu,
+        gen_cpu,
+        rss0,
+        rss1: proc::rss(server.pid),
+    };
+    finish_conns(target, n, transport, connect, hold, server, checks).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the connect phase of `conns` measured.
+struct ConnectPhase {
+    elapsed: f64,
+    server_cpu: f64,
+    gen_cpu: f64,
+    rss0: u64,
+    rss1: u64,
+}
+
 async fn finish_conns(
     target: &Target,
     n: usize,
     transport: Transport,
-    elapsed: f64,
-    rss0: u64,
-    rss1: u64,
+    c: ConnectPhase,
     hold: u64,
     server: Proc,
     checks: Vec<tokio::task::JoinHandle<bool>>,
@@ -690,17 +692,25 @@ async fn finish_conns(
             alive += 1;
         }
     }
+    // Connects per server CPU-second is the server's cost whoever is the
+    // bottleneck; the generator's core share says whether the wall-clock
+    // rate measured the server or the generator.
     let out = json!({
         "scenario": "conns", "target": label(target), "transport": format!("{transport:?}").to_lowercase(), "n": n,
-        "connects_per_s": n as f64 / elapsed, "rss_before": rss0, "rss_after": rss1,
-        "rss_per_conn": (rss1.saturating_sub(rss0)) as f64 / n as f64,
+        "connects_per_s": n as f64 / c.elapsed, "rss_before": c.rss0, "rss_after": c.rss1,
+        "connects_per_server_cpu_s": n as f64 / c.server_cpu.max(1e-9),
+        "connect_server_busy": c.server_cpu / c.elapsed, "connect_generator_busy": c.gen_cpu / c.elapsed,
+        "rss_per_conn": (c.rss1.saturating_sub(c.rss0)) as f64 / n as f64,
         "cpu_us_per_conn_s": server_cpu / secs / n as f64 * 1e6, "alive_at_end": alive,
     });
     println!(
-        "{:>10} conns {n} {:?}: {:.0} connects/s, RSS {:.0} bytes per connection, {:.3} us CPU per idle connection per second, {alive}/{n} alive at the end",
+        "{:>10} conns {n} {:?}: {:.0} connects/s ({:.0} per server CPU-second; server {:.0} %, generator {:.0} % of a core), RSS {:.0} bytes per connection, {:.3} us CPU per idle connection per second, {alive}/{n} alive at the end",
         label(target),
         transport,
         out["connects_per_s"].as_f64().unwrap_or(0.0),
+        out["connects_per_server_cpu_s"].as_f64().unwrap_or(0.0),
+        100.0 * c.server_cpu / c.elapsed,
+        100.0 * c.gen_cpu / c.elapsed,
         out["rss_per_conn"].as_f64().unwrap_or(0.0),
         out["cpu_us_per_conn_s"].as_f64().unwrap_or(0.0),
     );
