@@ -145,3 +145,43 @@ async fn sqlite_failed_commit_is_an_error_not_an_ack_and_recovers() {
     assert_eq!((ok.seq, ok.duplicate), (2, false));
     assert!(store.check().await.is_ok());
 }
+
+#[tokio::test]
+async fn sqlite_answers_from_memory_match_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sqlite(dir.path()).unwrap();
+    for n in 0..30u64 {
+        let ch = match n % 3 {
+            0 => Channel::Room(id("a")),
+            1 => Channel::Room(id("b")),
+            _ => Channel::Inbox(id("u")),
+        };
+        store.append(request(ch, n, None)).await.unwrap();
+    }
+    store.set_cursor(&id("u"), 4).await.unwrap();
+    // A cursor beyond the inbox is stored clamped, and stays monotonic.
+    store.set_cursor(&id("u"), 99).await.unwrap();
+    store.set_cursor(&id("u"), 2).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+    for ch in ["a", "b"] {
+        let on_disk: i64 = conn
+            .query_row(
+                "SELECT last_seq FROM channels WHERE channel = ?1",
+                [format!("r:{ch}")],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let ch = Channel::Room(id(ch));
+        assert_eq!(store.latest(&ch).await.unwrap(), on_disk as u64);
+        // Nothing after the latest: an empty page, no gap.
+        let page = store.read(&ch, on_disk as u64, 10).await.unwrap();
+        assert_eq!((page.latest, page.messages.len(), page.gap), (10, 0, false));
+    }
+    let cursor: i64 = conn
+        .query_row("SELECT seq FROM cursors WHERE user = 'u'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cursor, 10);
+    assert_eq!(store.cursor(&id("u")).await.unwrap(), 10);
+    assert_eq!(store.cursor(&id("nobody")).await.unwrap(), 0);
+    assert_eq!(store.latest(&Channel::Room(id("never"))).await.unwrap(), 0);
+}

@@ -2,10 +2,14 @@
 //! One writer thread takes appends from a queue and commits them in groups
 //! (one transaction and one fsync for many messages); an ack is sent only
 //! after its group's commit (`writer.rs`); retention runs on the same
-//! thread between groups (`retention.rs`). Reads use their own connections.
+//! thread between groups (`retention.rs`). Reads use their own connections;
+//! what a login reads most is mirrored in memory (`index.rs`).
 
+mod index;
 mod retention;
 mod writer;
+
+use index::SeqIndex;
 
 use writer::Writer;
 
@@ -95,6 +99,8 @@ pub struct SqliteStore {
     next_reader: std::sync::atomic::AtomicUsize,
     /// Set while the last commit failed; cleared by the next good one.
     failing: Arc<Mutex<Option<String>>>,
+    /// Latest seqs and cursors in memory, kept by the writer.
+    index: Arc<SeqIndex>,
     /// Keeps the data folder's lock for the life of the store.
     _lock: File,
 }
@@ -144,9 +150,13 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_conn(&path, false).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let index = Arc::new(
+            SeqIndex::load(&writer, index::CAP).map_err(|e| corrupt_or_unavailable(&path, e))?,
+        );
         let (queue, rx) = sync_channel(QUEUE);
         let failing = Arc::new(Mutex::new(None));
         let writer = Writer {
+            index: index.clone(),
             conn: writer,
             sink,
             retention,
@@ -166,6 +176,7 @@ impl SqliteStore {
             readers: Arc::new(readers),
             next_reader: Default::default(),
             failing,
+            index,
             _lock: lock,
         })
     }
@@ -251,6 +262,16 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> BoxFuture<'static, Result<Page, StoreError>> {
         let key = channel_key(channel);
+        if let Some(latest) = self.index.latest(&key)
+            && since >= latest
+        {
+            return ready(Ok(Page {
+                latest,
+                last: since,
+                ..Page::default()
+            }))
+            .boxed();
+        }
         self.read_with(move |conn| {
             let latest = last_seq(conn, &key)?;
             let mut page = Page { latest, last: since, ..Page::default() };
@@ -282,12 +303,18 @@ impl Store for SqliteStore {
 
     fn latest(&self, channel: &Channel) -> BoxFuture<'static, Result<u64, StoreError>> {
         let key = channel_key(channel);
+        if let Some(latest) = self.index.latest(&key) {
+            return ready(Ok(latest)).boxed();
+        }
         self.read_with(move |conn| last_seq(conn, &key))
     }
 
     fn cursor(&self, user: &Id) -> BoxFuture<'static, Result<u64, StoreError>> {
         let user = user.clone();
         let inbox = channel_key(&Channel::Inbox(user.clone()));
+        if let Some(seq) = self.index.cursor(user.as_str(), &inbox) {
+            return ready(Ok(seq)).boxed();
+        }
         self.read_with(move |conn| {
             conn.prepare_cached(
                 "SELECT max(0, min(seq, coalesce((SELECT last_seq FROM channels WHERE channel = ?2), 0)))

@@ -42,18 +42,26 @@ impl Writer {
         let mut total = 0;
         loop {
             let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
-                let n = self.conn.execute(
-                    "DELETE FROM channels WHERE channel IN
-                     (SELECT c.channel FROM channels c
-                      WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.channel = c.channel)
-                      LIMIT ?1)",
-                    params![TRIM_STEP as i64],
-                )?;
+                let gone = self
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM channels WHERE channel IN
+                         (SELECT c.channel FROM channels c
+                          WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.channel = c.channel)
+                          LIMIT ?1)
+                         RETURNING channel",
+                    )?
+                    .query_map(params![TRIM_STEP as i64], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
                 self.conn.execute_batch("COMMIT")?;
-                Ok(n)
+                Ok(gone)
             });
             match result {
-                Ok(n) => {
+                Ok(gone) => {
+                    let n = gone.len();
+                    for key in &gone {
+                        self.index.forgotten(key);
+                    }
                     total += n;
                     if n < TRIM_STEP || started.elapsed() >= TRIM_BUDGET {
                         break;

@@ -11,8 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::retention::TRIM_EVERY;
-use super::{Request, channel_key};
+use super::{Request, SeqIndex, channel_key};
 use crate::model::{Channel, now_ms};
+use crate::protocol::Id;
 use crate::store::{AppendRequest, Appended, CommitSink, Committed, Retention, StoreError};
 
 /// Channels whose last seq the writer keeps in memory.
@@ -33,6 +34,8 @@ pub(super) struct Writer {
     pub(super) dirty: bool,
     /// When idle channels were last forgotten.
     pub(super) last_forget: Instant,
+    /// The in-memory mirror of latest seqs and cursors, kept here.
+    pub(super) index: Arc<SeqIndex>,
 }
 
 /// One append of a batch, between its insert and its commit.
@@ -72,11 +75,22 @@ impl Writer {
         let snapshot = self.last_seq.clone();
         let mut staged = Vec::with_capacity(batch.len());
         let mut cursor_replies = Vec::new();
-        let result = self.apply(batch, &mut staged, &mut cursor_replies);
+        let mut cursors_stored = Vec::new();
+        let result = self.apply(batch, &mut staged, &mut cursor_replies, &mut cursors_stored);
         match result {
             Ok(()) => {
                 crate::telemetry::store_commit(started.elapsed(), size);
                 *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                // The mirror first, then the sessions: a login that reads
+                // the mirror before this sees these messages arrive live.
+                for c in staged.iter().filter_map(|s| s.committed.as_ref()) {
+                    if let Some(seq) = c.message.seq {
+                        self.index.appended(&channel_key(&c.channel), seq);
+                    }
+                }
+                for (user, seq) in cursors_stored {
+                    self.index.cursor_stored(user.as_str(), seq);
+                }
                 for s in staged {
                     if let Some(c) = s.committed {
                         self.sink.committed(c);
@@ -114,6 +128,7 @@ impl Writer {
         batch: Vec<Request>,
         staged: &mut Vec<Staged>,
         cursors: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+        cursors_stored: &mut Vec<(Id, u64)>,
     ) -> rusqlite::Result<()> {
         // Take every reply first: whatever fails below, each is answered.
         let mut work = Vec::with_capacity(batch.len());
@@ -147,13 +162,16 @@ impl Writer {
                     // Clamped to the inbox's latest seq in the same
                     // transaction: a cursor never runs ahead of the inbox.
                     let inbox = channel_key(&Channel::Inbox(user.clone()));
-                    self.conn
+                    let stored: i64 = self
+                        .conn
                         .prepare_cached(
                             "INSERT INTO cursors (user, seq) VALUES (?1,
                                min(?2, coalesce((SELECT last_seq FROM channels WHERE channel = ?3), 0)))
-                             ON CONFLICT(user) DO UPDATE SET seq = max(seq, excluded.seq)",
+                             ON CONFLICT(user) DO UPDATE SET seq = max(seq, excluded.seq)
+                             RETURNING seq",
                         )?
-                        .execute(params![user.as_str(), seq as i64, inbox])?;
+                        .query_row(params![user.as_str(), seq as i64, inbox], |r| r.get(0))?;
+                    cursors_stored.push((user, stored as u64));
                 }
             }
         }
