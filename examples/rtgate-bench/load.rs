@@ -178,7 +178,11 @@ fn sent_at(text: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-async fn ws_login(http: SocketAddr, user: &str, room: Option<&str>) -> anyhow::Result<Ws> {
+pub(crate) async fn ws_login(
+    http: SocketAddr,
+    user: &str,
+    room: Option<&str>,
+) -> anyhow::Result<Ws> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await?;
     let mut login = json!({"msgType": 2, "sendUserId": user});
     if let Some(r) = room {
@@ -197,7 +201,7 @@ async fn ws_login(http: SocketAddr, user: &str, room: Option<&str>) -> anyhow::R
     }
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed}")
@@ -209,7 +213,7 @@ fn progress(len: u64, what: &str) -> ProgressBar {
 }
 
 /// Opens `n` WebSocket logins, `parallel` at a time.
-async fn open_many(
+pub(crate) async fn open_many(
     http: SocketAddr,
     n: usize,
     rooms: usize,
@@ -239,14 +243,14 @@ async fn open_many(
     Ok(out)
 }
 
-struct Window {
+pub(crate) struct Window {
     t0: Instant,
     server_cpu: Duration,
     gen_cpu: Duration,
 }
 
 impl Window {
-    fn open(pids: &[u32]) -> Self {
+    pub(crate) fn open(pids: &[u32]) -> Self {
         Self {
             t0: Instant::now(),
             server_cpu: pids.iter().map(|p| proc::cpu(*p)).sum(),
@@ -255,7 +259,7 @@ impl Window {
     }
 
     /// (elapsed s, server CPU s, generator CPU s)
-    fn close(&self, pids: &[u32]) -> (f64, f64, f64) {
+    pub(crate) fn close(&self, pids: &[u32]) -> (f64, f64, f64) {
         let server: Duration = pids.iter().map(|p| proc::cpu(*p)).sum();
         (
             self.t0.elapsed().as_secs_f64(),
@@ -468,7 +472,7 @@ async fn run_fanout(
     Ok(out)
 }
 
-fn label(target: &Target) -> &'static str {
+pub(crate) fn label(target: &Target) -> &'static str {
     match target {
         Target::Rtgate(_) => "rtgate",
         Target::Baseline => "floor",

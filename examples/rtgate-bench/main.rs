@@ -6,6 +6,7 @@
 //!     ./target/release/examples/rtgate-bench suite          # every target of BENCHMARKS.md
 //!     ./target/release/examples/rtgate-bench fanout --subs 1000 --rate 50
 //!     ./target/release/examples/rtgate-bench conns --n 19000
+//!     ./target/release/examples/rtgate-bench storm --n 10000   # everyone reconnects at once
 //!     ./target/release/examples/rtgate-bench cluster        # one node vs two through Redis
 //!
 //! The server under test runs on core 0 and the generator on core 1
@@ -20,6 +21,7 @@ mod netlab;
 mod proc;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
+mod storm;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// A reconnect storm: N clients drop at once, messages go to their
+    /// rooms, and all come back together with `since`.
+    Storm {
+        /// Clients.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Rooms the clients are spread over.
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Messages each room gets while its clients are away.
+        #[arg(long, default_value_t = 20)]
+        missed: usize,
+        /// Run against the baseline (which replays nothing).
+        #[arg(long)]
+        baseline: bool,
+    },
     /// N subscribers in K rooms, P publishers.
     Fanout {
         #[command(flatten)]
@@ -242,6 +260,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pin = !cli.no_pin;
     let server = cli.server.clone();
     let out: Value = match cli.cmd {
+        Cmd::Storm {
+            n,
+            rooms,
+            missed,
+            baseline,
+        } => {
+            let target = if baseline {
+                Target::Baseline
+            } else {
+                Target::Rtgate(server)
+            };
+            storm::storm(&target, n, rooms, missed, pin).await?
+        }
         Cmd::Fanout { opts, baseline } => {
             let target = if baseline {
                 Target::Baseline
