@@ -185,6 +185,14 @@ async fn client(i: usize, wt: bool, rate: f64, shared: Arc<Shared>) -> Seen {
     let mut resumed_at_end = false;
     let mut ever_logged_in = false;
     let mut rng = fastrand::Rng::with_seed(i as u64);
+    // Exponential back-off with full jitter (a uniform wait up to a cap
+    // that doubles per failed attempt, 250 ms to 2 s): a fleet that lost its
+    // node at once comes back spread out instead of in lockstep.
+    let mut cap_ms = 250u64;
+    let mut back_off = move |rng: &mut fastrand::Rng, ok: bool| {
+        cap_ms = if ok { 250 } else { (cap_ms * 2).min(2_000) };
+        Duration::from_millis(rng.u64(..=cap_ms))
+    };
     loop {
         let final_round = shared.final_resume.load(Ordering::Relaxed);
         let nodes = shared.nodes.lock().unwrap().clone();
@@ -199,7 +207,7 @@ async fn client(i: usize, wt: bool, rate: f64, shared: Arc<Shared>) -> Seen {
             ws_link(http).await
         };
         let Ok(mut link) = link else {
-            tokio::time::sleep(Duration::from_millis(100 + rng.u64(..400))).await;
+            tokio::time::sleep(back_off(&mut rng, false)).await;
             continue;
         };
         // The room's position always travels (0 before anything arrived),
@@ -319,7 +327,7 @@ async fn client(i: usize, wt: bool, rate: f64, shared: Arc<Shared>) -> Seen {
         if !final_round {
             shared.tally.reconnects.fetch_add(1, Ordering::Relaxed);
         }
-        tokio::time::sleep(Duration::from_millis(50 + rng.u64(..300))).await;
+        tokio::time::sleep(back_off(&mut rng, logged_in)).await;
     }
 }
 
