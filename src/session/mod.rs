@@ -70,12 +70,12 @@ pub(crate) fn run<T: Transport>(transport: T, gw: Gateway) -> impl Future<Output
         cancel,
         t: transport,
         gw,
-        url,
+        url: Some(Box::new(url)),
         active: None,
         closer: None,
         limit,
         last_inbound: Instant::now(),
-        acks: FuturesUnordered::new(),
+        acks: None,
         writable: true,
     };
     async move {
@@ -119,7 +119,8 @@ struct Driver<T> {
     cancel: CancellationToken,
     t: T,
     gw: Gateway,
-    url: UrlCredentials,
+    /// What the request said about the user, until a login succeeds.
+    url: Option<Box<UrlCredentials>>,
     /// Set by a successful login.
     active: Option<LoggedIn>,
     /// The hub's way to close this session (set at login), kept apart from
@@ -127,8 +128,9 @@ struct Driver<T> {
     closer: Option<Arc<Closer>>,
     limit: RateLimit,
     last_inbound: Instant,
-    /// Stores in flight whose ack is still to be sent, in any order.
-    acks: FuturesUnordered<AckFuture>,
+    /// Stores in flight whose ack is still to be sent, in any order;
+    /// allocated by the first durable message, not by every connection.
+    acks: Option<FuturesUnordered<AckFuture>>,
     /// False once the peer can no longer be written to: what it sent
     /// before closing is still handled, its answers are skipped.
     writable: bool,
@@ -144,6 +146,20 @@ fn instant_of(unix_secs: u64) -> Instant {
 fn notice_at(exp: u64) -> Instant {
     let left = Duration::from_millis((exp * 1000).saturating_sub(now_ms()));
     instant_of(exp) - EXPIRY_NOTICE.min(left / 2)
+}
+
+/// The next finished store, `None` when none is in flight.
+async fn next_ack(
+    acks: &mut Option<FuturesUnordered<AckFuture>>,
+) -> Option<(Option<String>, Result<Appended, StoreError>)> {
+    match acks {
+        Some(a) => a.next().await,
+        None => None,
+    }
+}
+
+fn has_acks(acks: &Option<FuturesUnordered<AckFuture>>) -> bool {
+    acks.as_ref().is_some_and(|a| !a.is_empty())
 }
 
 async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
@@ -212,7 +228,7 @@ impl<T: Transport> Driver<T> {
                     }
                 },
                 _ = heartbeat.tick() => self.on_heartbeat_tick(every).await,
-                Some((cmid, result)) = self.acks.next(), if !self.acks.is_empty() => {
+                Some((cmid, result)) = next_ack(&mut self.acks), if has_acks(&self.acks) => {
                     Box::pin(self.on_ack(cmid, result)).await
                 }
                 Some(frame) = next_out(&mut self.active) => self.write_out(frame).await,
@@ -248,7 +264,7 @@ impl<T: Transport> Driver<T> {
         // Messages already handed to the store get their acks before the
         // close, so the client need not resend them.
         let drain = async {
-            while let Some((cmid, result)) = self.acks.next().await {
+            while let Some((cmid, result)) = next_ack(&mut self.acks).await {
                 if !matches!(self.on_ack(cmid, result).await, Flow::Continue) {
                     break;
                 }
@@ -380,7 +396,9 @@ impl<T: Transport> Driver<T> {
             close,
         } = commands::handle(state, &self.gw, cmd).await;
         if let Some(ack) = ack {
-            self.acks.push(ack);
+            self.acks
+                .get_or_insert_with(FuturesUnordered::new)
+                .push(ack);
         }
         for r in replies {
             if let Err(e) = self.reply(r).await {
@@ -397,7 +415,11 @@ impl<T: Transport> Driver<T> {
         if login.single_stream {
             self.t.single_stream();
         }
-        let started = match login::login(&self.gw, &self.cancel, login, &self.url).await {
+        let Some(url) = self.url.as_deref() else {
+            // Logins come here only before one succeeded, while `url` is set.
+            return Flow::Continue;
+        };
+        let started = match login::login(&self.gw, &self.cancel, login, url).await {
             Ok(s) => s,
             Err(Refused::Bad(e)) => return self.error(e, None).await.into(),
             Err(Refused::Close(e, code)) => {
@@ -414,6 +436,7 @@ impl<T: Transport> Driver<T> {
                 };
             }
         };
+        self.url = None;
         self.closer = Some(started.state.handle.closer.clone());
         self.active = Some(started.state);
         if let Err(e) = self.reply(started.reply).await {
