@@ -62,12 +62,15 @@ fn upgrade(
         }
     };
     // Frames up to 4x the limit are read whole so they can be answered with
-    // 413; beyond that the transport cuts the connection itself.
+    // 413; beyond that the transport cuts the connection itself. tungstenite
+    // keeps its read buffer for the connection's life: 512 bytes hold a
+    // typical chat frame in one read, and a larger frame grows the buffer
+    // while it is read.
     let hard_limit = gw.config().limits.max_frame.saturating_mul(4);
     let tasks = gw.tasks().clone();
     ws.max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .on_upgrade(move |socket| {
             tasks.track_future(crate::session::run(
                 WebSocketTransport::new(socket, peer),
