@@ -62,32 +62,50 @@ pub(crate) struct SessionMetrics {
     pub frames_out: metrics::Counter,
     /// Outbound queue depth when the writer wakes.
     pub queue_depth: metrics::Histogram,
+    /// Open connections.
+    connections: metrics::Gauge,
+    /// Connections ever opened.
+    connections_total: metrics::Counter,
 }
 
-/// The handles for a session on `kind`.
-pub(crate) fn session_metrics(kind: TransportKind) -> SessionMetrics {
-    SessionMetrics {
-        frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
-        frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
-        queue_depth: histogram!("rtgate_outbound_queue_depth"),
+impl SessionMetrics {
+    /// A connection opened on this transport.
+    pub(crate) fn opened(&self) {
+        self.connections.increment(1.0);
+        self.connections_total.increment(1);
+    }
+
+    /// A connection closed.
+    pub(crate) fn closed(&self) {
+        self.connections.decrement(1.0);
     }
 }
 
-/// A connection opened on a transport.
-pub(crate) fn connection_opened(kind: TransportKind) {
-    gauge!("rtgate_connections", "transport" => kind.as_str()).increment(1.0);
-    counter!("rtgate_connections_total", "transport" => kind.as_str()).increment(1);
+/// The handles for sessions on `kind`: resolved once per process (after the
+/// recorder is installed), shared by every session, so a connection costs
+/// neither a registry lookup nor a handle allocation.
+pub(crate) fn session_metrics(kind: TransportKind) -> &'static SessionMetrics {
+    static BY_KIND: [OnceLock<SessionMetrics>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = match kind {
+        TransportKind::WebSocket => &BY_KIND[0],
+        TransportKind::WebTransport => &BY_KIND[1],
+    };
+    slot.get_or_init(|| {
+        install();
+        SessionMetrics {
+            frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
+            frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
+            queue_depth: histogram!("rtgate_outbound_queue_depth"),
+            connections: gauge!("rtgate_connections", "transport" => kind.as_str()),
+            connections_total: counter!("rtgate_connections_total", "transport" => kind.as_str()),
+        }
+    })
 }
 
 /// A connection refused at accept by a connection cap (`global`, `per_ip`).
 pub(crate) fn connection_refused(kind: TransportKind, cap: &'static str) {
     counter!("rtgate_connections_refused_total", "transport" => kind.as_str(), "cap" => cap)
         .increment(1);
-}
-
-/// A connection ended.
-pub(crate) fn connection_closed(kind: TransportKind) {
-    gauge!("rtgate_connections", "transport" => kind.as_str()).decrement(1.0);
 }
 
 /// A WebTransport datagram received (`in`) or sent (`out`).

@@ -65,8 +65,9 @@ pub(crate) fn run<T: Transport>(transport: T, gw: Gateway) -> impl Future<Output
     let limit = RateLimit::new(gw.config().limits.rate_limit);
     let kind = peer.kind;
     let cancel = gw.shutdown().child_token();
+    let m = telemetry::session_metrics(kind);
     let mut driver = Driver {
-        m: telemetry::session_metrics(kind),
+        m,
         cancel,
         t: transport,
         gw,
@@ -79,9 +80,9 @@ pub(crate) fn run<T: Transport>(transport: T, gw: Gateway) -> impl Future<Output
         writable: true,
     };
     async move {
-        telemetry::connection_opened(kind);
+        m.opened();
         driver.run().instrument(span).await;
-        telemetry::connection_closed(kind);
+        m.closed();
     }
 }
 
@@ -113,7 +114,7 @@ impl From<Result<(), TransportError>> for Flow {
 /// in flight.
 struct Driver<T> {
     /// Metric handles for the hot path.
-    m: telemetry::SessionMetrics,
+    m: &'static telemetry::SessionMetrics,
     /// Cancelled to end the session: a child of the node's shutdown token,
     /// and the token the hub's [`Closer`] cancels.
     cancel: CancellationToken,
