@@ -162,14 +162,14 @@ pub(crate) async fn start(target: &Target, extra: &[&str], pin: bool) -> anyhow:
     })
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The send time a message carries as `"t":<micros>` in its body.
-fn sent_at(text: &str) -> Option<u64> {
+pub(crate) fn sent_at(text: &str) -> Option<u64> {
     let i = text.find("\"t\":")? + 4;
     let digits: &str = &text[i..];
     let end = digits
@@ -362,18 +362,14 @@ fn publisher(
     })
 }
 
+/// Subscribers connect to `subs_at` (HTTP address, WebTransport address).
 async fn run_fanout(
     label: &str,
     pids: &[u32],
-    subs_at: &[SocketAddr],
+    subs_at: &[(SocketAddr, Option<SocketAddr>)],
     pub_at: SocketAddr,
     o: &FanoutOpts,
 ) -> anyhow::Result<Value> {
-    if o.transport == Transport::Wt {
-        bail!(
-            "fan-out over WebTransport subscribers is not implemented in this tool yet; use --transport ws"
-        );
-    }
     let measuring = Arc::new(AtomicBool::new(false));
     let done = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -382,8 +378,26 @@ async fn run_fanout(
     let mut sub_tasks = Vec::new();
     let mut keep = Vec::new();
     let per_node = o.subs.div_ceil(subs_at.len());
-    for (k, http) in subs_at.iter().enumerate() {
+    for (k, (http, wt)) in subs_at.iter().enumerate() {
         let n = per_node.min(o.subs - k * per_node);
+        if o.transport == Transport::Wt {
+            let wt = wt.context("the server has no WebTransport address")?;
+            sub_tasks.extend(
+                crate::wtsub::subscribers(
+                    (*http, wt),
+                    n,
+                    o.rooms,
+                    &format!("sub{k}-"),
+                    crate::wtsub::Counting {
+                        measuring: measuring.clone(),
+                        count: count.clone(),
+                        done: done.clone(),
+                    },
+                )
+                .await?,
+            );
+            continue;
+        }
         for ws in open_many(*http, n, o.rooms, &format!("sub{k}-"), "subscribers").await? {
             let (tx, rx) = ws.split();
             keep.push(tx); // the write half stays open for the run, closed at its end
@@ -440,7 +454,7 @@ async fn run_fanout(
     drop(keep);
     let rate = delivered as f64 / secs;
     let mut out = json!({
-        "scenario": "fanout", "target": label, "subs": o.subs, "rooms": o.rooms, "pubs": o.pubs,
+        "scenario": "fanout", "target": label, "transport": format!("{:?}", o.transport).to_lowercase(), "subs": o.subs, "rooms": o.rooms, "pubs": o.pubs,
         "durable": o.durable, "published_per_s": sent as f64 / secs,
         "expected_deliveries_per_s": sent as f64 / secs * (o.subs as f64 / o.rooms.max(1) as f64),
         "deliveries_per_s": rate, "server_cpu": server_cpu / secs, "generator_cpu": gen_cpu / secs,
@@ -451,8 +465,9 @@ async fn run_fanout(
         out[k] = v.clone();
     }
     println!(
-        "{label:>10} fanout {} subs/{} rooms, {} pub(s), {}: {:.0} deliveries/s ({:.0}% server core, {:.0}% generator core), {:.0} per server CPU-s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        "{label:>10} fanout {} {:?} subs/{} rooms, {} pub(s), {}: {:.0} deliveries/s ({:.0}% server core, {:.0}% generator core), {:.0} per server CPU-s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         o.subs,
+        o.transport,
         o.rooms,
         o.pubs,
         if o.durable { "durable" } else { "volatile" },
@@ -479,10 +494,31 @@ pub(crate) fn label(target: &Target) -> &'static str {
     }
 }
 
-/// Room fan-out against one server.
+/// Room fan-out against one server. With WebTransport subscribers, the same
+/// load runs first with WebSocket subscribers (a fresh server each), and the
+/// result carries both and their ratio per server CPU-second.
 pub(crate) async fn fanout(target: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<Value> {
-    let server = start(target, &["--outbound-queue", "8192"], pin).await?;
-    run_fanout(label(target), &[server.pid], &[server.http], server.http, o).await
+    let run = |o: FanoutOpts| async move {
+        let server = start(target, &["--outbound-queue", "8192"], pin).await?;
+        let at = [(server.http, server.wt)];
+        run_fanout(label(target), &[server.pid], &at, server.http, &o).await
+    };
+    if o.transport == Transport::Ws {
+        return run(o.clone()).await;
+    }
+    if matches!(target, Target::Baseline) {
+        bail!("the floor speaks WebSocket only");
+    }
+    let ws = run(FanoutOpts {
+        transport: Transport::Ws,
+        ..o.clone()
+    })
+    .await?;
+    let wt = run(o.clone()).await?;
+    let key = "deliveries_per_server_cpu_s";
+    let ratio = wt[key].as_f64().unwrap_or(0.0) / ws[key].as_f64().unwrap_or(1.0).max(1e-9);
+    println!("    WebTransport / WebSocket deliveries per server CPU-second: {ratio:.2}");
+    Ok(json!({"scenario": "fanout-transports", "ws": ws, "wt": wt, "wt_over_ws": ratio}))
 }
 
 /// Direct messages between pairs (durable, acked). With `sample_every`,
@@ -866,7 +902,8 @@ pub(crate) async fn cluster(
 ) -> anyhow::Result<Value> {
     let target = Target::Rtgate(bin.to_path_buf());
     let single = start(&target, &["--outbound-queue", "8192"], pin).await?;
-    let one = run_fanout("1 node", &[single.pid], &[single.http], single.http, o).await?;
+    let at = [(single.http, single.wt)];
+    let one = run_fanout("1 node", &[single.pid], &at, single.http, o).await?;
     drop(single);
     let wrapper = if pin {
         vec!["taskset".to_string(), "-c".into(), "0".into()]
@@ -886,7 +923,7 @@ pub(crate) async fn cluster(
     let two = run_fanout(
         "2 nodes",
         &[a.pid, b.pid, redis_pid],
-        &[a.http, b.http],
+        &[(a.http, a.wt), (b.http, b.wt)],
         a.http,
         o,
     )

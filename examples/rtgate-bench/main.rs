@@ -22,6 +22,7 @@ mod proc;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
 mod storm;
+mod wtsub;
 
 use std::path::PathBuf;
 
