@@ -110,7 +110,15 @@ pub(crate) fn connection_refused(kind: TransportKind, cap: &'static str) {
 
 /// A WebTransport datagram received (`in`) or sent (`out`).
 pub(crate) fn datagram(direction: &'static str) {
-    counter!("rtgate_datagrams_total", "direction" => direction).increment(1);
+    // Once per datagram per recipient: the handles are resolved once.
+    static IN: OnceLock<metrics::Counter> = OnceLock::new();
+    static OUT: OnceLock<metrics::Counter> = OnceLock::new();
+    let slot = if direction == "in" { &IN } else { &OUT };
+    slot.get_or_init(|| {
+        install();
+        counter!("rtgate_datagrams_total", "direction" => direction)
+    })
+    .increment(1);
 }
 
 /// A login attempt and its outcome (`ok`, `unauthorized`, `forbidden`, `timeout`).
