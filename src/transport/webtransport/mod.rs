@@ -8,6 +8,7 @@
 //! [`Transport`]: crate::transport::Transport
 
 mod handshake;
+mod inbound;
 mod session;
 mod wire;
 

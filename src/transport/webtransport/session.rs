@@ -11,14 +11,15 @@
 //! HTTP/3 handshake stays with `h3`.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info};
 
+use super::inbound::{Event, Inbound};
 use super::wire;
 use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
@@ -60,8 +61,8 @@ pub(crate) struct WebTransportTransport {
     conn: quinn::Connection,
     /// The CONNECT stream's id, which names the session.
     session: u64,
-    /// Frames from the client's stream.
-    reader: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
+    /// What the client sends: its stream, datagrams, streams, capsules.
+    inbound: Inbound,
     /// The server's side of that stream: frames go straight to quinn's send
     /// buffer (no buffer of our own to keep while idle).
     writer: quinn::SendStream,
@@ -100,9 +101,12 @@ impl WebTransportTransport {
         let session = connect.id().into_inner();
         WebTransportTransport {
             peer,
+            inbound: Inbound::new(
+                conn.clone(),
+                FramedRead::with_capacity(recv, codec, READ_BUFFER),
+            ),
             conn,
             session,
-            reader: FramedRead::with_capacity(recv, codec, READ_BUFFER),
             writer: send,
             connect,
             _h3: h3,
@@ -220,56 +224,51 @@ impl Transport for WebTransportTransport {
 
     async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
         loop {
-            // Every branch is cancel-safe: FramedRead keeps partial frames in
-            // its buffer, and quinn keeps datagrams and new streams queued
-            // until a later call takes them.
-            tokio::select! {
-                frame = self.reader.next() => return match frame {
-                    Some(Ok(b)) => Some(Ok(Incoming::Frame(b.freeze()))),
-                    Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Some(Ok(Incoming::TooLarge(usize::MAX))),
-                    Some(Err(e)) => Some(Err(TransportError::Closed(e.to_string()))),
-                    None => None,
-                },
-                d = self.conn.read_datagram() => match d {
-                    Ok(d) => {
-                        if let Some(p) = wire::datagram_payload(self.session, d) {
-                            telemetry::datagram("in");
-                            return Some(Ok(Incoming::Datagram(p)));
+            // Cancel-safe: an event leaves its source only when it is
+            // returned here, and each is handled before the next await.
+            let event = poll_fn(|cx| self.inbound.poll_next(&mut self.connect, cx)).await;
+            match event {
+                Event::Frame(frame) => {
+                    return match frame {
+                        Some(Ok(b)) => Some(Ok(Incoming::Frame(b.freeze()))),
+                        Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                            Some(Ok(Incoming::TooLarge(usize::MAX)))
                         }
+                        Some(Err(e)) => Some(Err(TransportError::Closed(e.to_string()))),
+                        None => None,
+                    };
+                }
+                Event::Datagram(Ok(d)) => {
+                    if let Some(p) = wire::datagram_payload(self.session, d) {
+                        telemetry::datagram("in");
+                        return Some(Ok(Incoming::Datagram(p)));
                     }
-                    Err(e) => return Some(Err(TransportError::Closed(e.to_string()))),
-                },
-                s = self.conn.accept_bi() => match s {
-                    // The protocol has one client stream; more are refused
-                    // before they can buffer anything.
-                    Ok((mut send, mut recv)) => {
-                        let _ = recv.stop(wire::STREAM_CREATION_ERROR.into());
-                        let _ = send.reset(wire::STREAM_CREATION_ERROR.into());
-                        if let Err(e) = self.refuse_one() {
-                            return Some(Err(e));
-                        }
+                }
+                // The protocol has one client stream; more are refused
+                // before they can buffer anything.
+                Event::Bi(Ok((mut send, mut recv))) => {
+                    let _ = recv.stop(wire::STREAM_CREATION_ERROR.into());
+                    let _ = send.reset(wire::STREAM_CREATION_ERROR.into());
+                    if let Err(e) = self.refuse_one() {
+                        return Some(Err(e));
                     }
-                    Err(e) => return Some(Err(TransportError::Closed(e.to_string()))),
-                },
-                s = self.conn.accept_uni() => match s {
-                    Ok(recv) => {
-                        if let Err(e) = self.client_uni(recv).await {
-                            return Some(Err(e));
-                        }
+                }
+                Event::Uni(Ok(recv)) => {
+                    if let Err(e) = self.client_uni(recv).await {
+                        return Some(Err(e));
                     }
-                    Err(e) => return Some(Err(TransportError::Closed(e.to_string()))),
-                },
-                c = self.connect.recv_data() => match c {
-                    Ok(Some(mut data)) => {
-                        let bytes = data.copy_to_bytes(data.remaining());
-                        if let Some((code, reason)) = wire::parse_close(&bytes) {
-                            debug!(code, reason, "the client closed the session");
-                            return None;
-                        }
+                }
+                Event::Datagram(Err(e)) | Event::Bi(Err(e)) | Event::Uni(Err(e)) => {
+                    return Some(Err(TransportError::Closed(e.to_string())));
+                }
+                Event::Connect(Some(bytes)) => {
+                    if let Some((code, reason)) = wire::parse_close(&bytes) {
+                        debug!(code, reason, "the client closed the session");
+                        return None;
                     }
-                    // The client ended the session.
-                    Ok(None) | Err(_) => return None,
-                },
+                }
+                // The client ended the session.
+                Event::Connect(None) => return None,
             }
         }
     }
