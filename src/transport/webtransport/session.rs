@@ -317,15 +317,20 @@ impl Transport for WebTransportTransport {
 
     async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
         if how == Delivery::Volatile {
-            let d = wire::datagram(self.session, &frame);
-            if self
+            // quinn refuses a datagram that does not fit (or a peer that
+            // takes none) without sending it: then the frame goes reliable.
+            match self
                 .conn
-                .max_datagram_size()
-                .is_some_and(|max| d.len() <= max)
-                && self.conn.send_datagram(d).is_ok()
+                .send_datagram(wire::datagram(self.session, &frame))
             {
-                telemetry::datagram("out");
-                return Ok(());
+                Ok(()) => {
+                    telemetry::datagram("out");
+                    return Ok(());
+                }
+                Err(quinn::SendDatagramError::ConnectionLost(e)) => {
+                    return Err(TransportError::Closed(e.to_string()));
+                }
+                Err(_) => {}
             }
         }
         write_frame(&mut self.writer, frame).await
