@@ -427,6 +427,15 @@ async fn run_fanout(
         ));
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // warm-up
+    // Datagrams the server sent, to tell its work from what the generator
+    // managed to receive (a datagram a busy receiver misses is not resent).
+    const SENT: &str = "rtgate_datagrams_total{direction=\"out\"}";
+    let datagrams = o.transport == Transport::Wt && !o.durable;
+    let sent0 = if datagrams {
+        metric(pub_at, SENT).await?
+    } else {
+        0.0
+    };
     let w = Window::open(pids);
     let p0 = published.load(Ordering::Relaxed);
     measuring.store(true, Ordering::Relaxed);
@@ -439,6 +448,11 @@ async fn run_fanout(
     pb.finish_and_clear();
     let (secs, server_cpu, gen_cpu) = w.close(pids);
     let delivered = count.load(Ordering::Relaxed);
+    let server_sent = if datagrams {
+        metric(pub_at, SENT).await? - sent0
+    } else {
+        0.0
+    };
     let sent = published.load(Ordering::Relaxed) - p0;
     stop.store(true, Ordering::Relaxed);
     for p in pubs {
@@ -460,6 +474,10 @@ async fn run_fanout(
         "deliveries_per_s": rate, "server_cpu": server_cpu / secs, "generator_cpu": gen_cpu / secs,
         "deliveries_per_server_cpu_s": delivered as f64 / server_cpu.max(1e-9),
     });
+    if datagrams {
+        out["datagrams_sent_per_s"] = json!(server_sent / secs);
+        out["datagrams_sent_per_server_cpu_s"] = json!(server_sent / server_cpu.max(1e-9));
+    }
     let lat = latency_json(&hist);
     for (k, v) in lat.as_object().unwrap() {
         out[k] = v.clone();
@@ -479,6 +497,14 @@ async fn run_fanout(
         out["p99_ms"].as_f64().unwrap_or(0.0),
         out["max_ms"].as_f64().unwrap_or(0.0),
     );
+    if datagrams {
+        println!(
+            "           datagrams sent by the server: {:.0}/s, {:.0} per server CPU-s ({:.0} % received)",
+            server_sent / secs,
+            server_sent / server_cpu.max(1e-9),
+            100.0 * delivered as f64 / server_sent.max(1.0),
+        );
+    }
     if gen_cpu / secs > 0.9 {
         println!(
             "           note: the generator used over 90% of its core; compare per server CPU-second"
@@ -872,6 +898,22 @@ fn hold_wt(all: Vec<WtSession>, secs: u64) -> Vec<tokio::task::JoinHandle<bool>>
             })
         })
         .collect()
+}
+
+/// One sample of a metric from the server's `/metrics` (0 when absent).
+pub(crate) async fn metric(http: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let mut tcp = TcpStream::connect(http).await?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut body = String::new();
+    tcp.read_to_string(&mut body).await?;
+    Ok(body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0))
 }
 
 pub(crate) async fn cert_hash(http: SocketAddr) -> anyhow::Result<[u8; 32]> {

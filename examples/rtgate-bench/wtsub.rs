@@ -34,19 +34,27 @@ pub(crate) async fn subscribers(
     c: Counting,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<Histogram<u64>>>> {
     let hash = cert_hash(http).await?;
-    let config = wtransport::ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-        .keep_alive_interval(Some(Duration::from_secs(5)))
-        .build();
-    let endpoint = Arc::new(wtransport::Endpoint::client(config)?);
+    // An endpoint (one UDP socket) per 50 subscribers: one socket for all
+    // would overflow its kernel receive buffer when a message's datagrams
+    // to every subscriber arrive at once, and the loss would be the
+    // generator's, not the server's.
+    let endpoints = (0..n.div_ceil(50))
+        .map(|_| {
+            let config = wtransport::ClientConfig::builder()
+                .with_bind_default()
+                .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+                .keep_alive_interval(Some(Duration::from_secs(5)))
+                .build();
+            wtransport::Endpoint::client(config).map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let url = format!("https://127.0.0.1:{}/wt", wt.port());
     let pb = progress(n as u64, "wt subscribers");
     let sem = Arc::new(Semaphore::new(64));
     let mut opening = Vec::with_capacity(n);
     for i in 0..n {
         let permit = sem.clone().acquire_owned().await?;
-        let (endpoint, url, pb) = (endpoint.clone(), url.clone(), pb.clone());
+        let (endpoint, url, pb) = (endpoints[i / 50].clone(), url.clone(), pb.clone());
         let user = format!("{prefix}{i}");
         let room = format!("room{}", i % rooms.max(1));
         opening.push(tokio::spawn(async move {
@@ -71,12 +79,12 @@ pub(crate) async fn subscribers(
         tasks.push(tokio::spawn(count_frames(conn, send, recv, c.clone())));
     }
     pb.finish_and_clear();
-    // The endpoint lives as long as its connections.
+    // The endpoints live as long as their connections.
     tokio::spawn({
         let done = c.done.clone();
         async move {
             done.cancelled().await;
-            drop(endpoint);
+            drop(endpoints);
         }
     });
     Ok(tasks)
