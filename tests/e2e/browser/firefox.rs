@@ -8,7 +8,7 @@ use std::process::Command;
 use fantoccini::Client as Browser;
 use serde_json::json;
 
-use super::{Driver, Gecko, click, close_codes_reach, fill, open_and_login, wait_for};
+use super::{Driver, Gecko, WT_ONLY, click, close_codes_reach, fill, open_and_login, wait_for};
 use crate::common::{Client, Server};
 
 async fn datagrams(s: &Server, direction: &str) -> f64 {
@@ -28,8 +28,8 @@ async fn firefox_chats_over_webtransport_with_chromium_and_websocket_users() {
     let fiona = gecko.browser().await;
     let chromium = Driver::start();
     let chris = chromium.browser("chris").await;
-    open_and_login(&fiona, &server, "", "fiona", "webtransport").await;
-    open_and_login(&chris, &server, "", "chris", "webtransport").await;
+    open_and_login(&fiona, &server, WT_ONLY, "fiona", "webtransport").await;
+    open_and_login(&chris, &server, WT_ONLY, "chris", "webtransport").await;
     let (mut carol, _) = Client::login(&server, "carol").await;
 
     // Direct messages, Firefox to Chromium and back, and with WebSocket.
@@ -172,7 +172,7 @@ async fn firefox_trusts_an_operator_certificate_from_a_ca_in_its_profile() {
     // = false (set by `Gecko::browser`), Firefox refuses HTTP/3, and so
     // WebTransport, once a root of the user's own is installed: client.js
     // then falls back to WebSocket ("WebTransport connection rejected").
-    open_and_login(&fiona, &server, "", "fiona", "webtransport").await;
+    open_and_login(&fiona, &server, WT_ONLY, "fiona", "webtransport").await;
     let (mut carol, _) = Client::login(&server, "carol").await;
     carol
         .send(&json!({"msgType": 3, "receivedUserId": "fiona", "msgBody": {"text": "over a CA certificate"}}))

@@ -225,6 +225,11 @@ pub(crate) async fn wait_for(b: &Browser, id: &str, needle: &str) {
     }
 }
 
+/// The demo page's query that skips the WebTransport/WebSocket race: tests
+/// about WebTransport itself use it, since on a loaded machine the race may
+/// rightly pick WebSocket (the race has tests of its own).
+pub(crate) const WT_ONLY: &str = "?transport=webtransport";
+
 pub(crate) async fn open_and_login(
     b: &Browser,
     server: &Server,

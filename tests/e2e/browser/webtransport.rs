@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Driver, close_codes_reach, open_and_login, page_result, text, wait_for};
+use super::{Driver, WT_ONLY, close_codes_reach, open_and_login, page_result, text, wait_for};
 use crate::common::{Client, Server};
 
 #[tokio::test]
@@ -134,7 +134,7 @@ async fn a_rotated_dev_certificate_keeps_open_sessions_and_reconnects_take_the_n
     let old = cert_hex(&server).await;
     let driver = Driver::start();
     let alice = driver.browser("rotation").await;
-    open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    open_and_login(&alice, &server, WT_ONLY, "alice", "webtransport").await;
     let (mut carol, _) = Client::login(&server, "carol").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let new = loop {
@@ -188,7 +188,7 @@ async fn client_js_keeps_only_the_latest_value_of_an_update() {
     let server = Server::start(&[]);
     let driver = Driver::start();
     let alice = driver.browser("latest").await;
-    open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    open_and_login(&alice, &server, WT_ONLY, "alice", "webtransport").await;
     alice
         .execute(
             r#"window.latest = []; client.on("message", (m) => { if (m.latest) window.latest.push(m); });"#,
