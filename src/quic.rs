@@ -96,8 +96,8 @@ async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
             return Err(EdgeError::Refused { path, status });
         }
     };
-    let transport = req.accept(peer, gw.config().limits.max_frame).await?;
-    crate::session::run(transport, gw).await;
+    let transport = req.accept(gw.config().limits.max_frame).await?;
+    crate::session::run(transport, peer, gw).await;
     Ok(())
 }
 

@@ -73,7 +73,8 @@ fn upgrade(
         .read_buffer_size(512)
         .on_upgrade(move |socket| {
             tasks.track_future(crate::session::run(
-                WebSocketTransport::new(socket, peer),
+                WebSocketTransport::new(socket),
+                peer,
                 gw,
             ))
         })

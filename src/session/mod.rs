@@ -29,7 +29,7 @@ use crate::protocol::{
 };
 use crate::store::{Appended, StoreError};
 use crate::telemetry;
-use crate::transport::{Incoming, Transport, TransportError};
+use crate::transport::{Incoming, PeerInfo, Transport, TransportError};
 use commands::{AckFuture, Effects};
 use limits::{RateLimit, Verdict};
 use login::Refused;
@@ -52,15 +52,18 @@ const ACK_DRAIN: Duration = Duration::from_secs(2);
 ///
 /// The driver is built before the future, so the future holds one copy of
 /// it: an idle session's task is the driver and the select loop's state.
-pub(crate) fn run<T: Transport>(transport: T, gw: Gateway) -> impl Future<Output = ()> + Send {
-    let peer = transport.peer();
+pub(crate) fn run<T: Transport>(
+    transport: T,
+    peer: PeerInfo,
+    gw: Gateway,
+) -> impl Future<Output = ()> + Send {
     let span =
         info_span!("session", transport = %peer.kind, peer = %peer.addr, user = field::Empty);
     let url = UrlCredentials {
         client: peer.addr.ip(),
-        path_user: peer.path_user.clone(),
-        query_user: peer.query_user.clone(),
-        query_token: peer.query_token.clone(),
+        path_user: peer.path_user,
+        query_user: peer.query_user,
+        query_token: peer.query_token,
     };
     let limit = RateLimit::new(gw.config().limits.rate_limit);
     let kind = peer.kind;
@@ -183,19 +186,18 @@ impl<T: Transport> Driver<T> {
         // cancellation token or a timer is not free.
         let cancelled = self.cancel.clone().cancelled_owned();
         tokio::pin!(cancelled);
-        let login_timer = sleep_until(login_deadline);
-        tokio::pin!(login_timer);
-        // Credentials that expire: announced ahead (msgType 10), then the
+        // One timer: the login deadline until a login, then the expiry of
+        // credentials that expire: announced ahead (msgType 10), then the
         // session is closed 4401 unless a refresh moved the expiry.
-        let expiry_timer = sleep_until(login_deadline);
-        tokio::pin!(expiry_timer);
+        let deadline = sleep_until(login_deadline);
+        tokio::pin!(deadline);
         let mut expiry: Option<(u64, bool)> = None;
         let flow = loop {
             let exp = self.active.as_ref().and_then(|a| a.identity.expires);
             if exp != expiry.map(|(e, _)| e) {
                 expiry = exp.map(|e| (e, false));
                 if let Some(e) = exp {
-                    expiry_timer.as_mut().reset(notice_at(e));
+                    deadline.as_mut().reset(notice_at(e));
                 }
             }
             let flow = tokio::select! {
@@ -205,15 +207,15 @@ impl<T: Transport> Driver<T> {
                     let code = self.closer.as_ref().and_then(|c| c.requested_code());
                     Flow::Close(code.unwrap_or(CloseCode::GoingAway))
                 }
-                _ = &mut login_timer, if self.active.is_none() => {
-                    info!("no login in time");
-                    telemetry::login("timeout");
-                    Flow::Close(CloseCode::Timeout)
-                }
-                _ = &mut expiry_timer, if expiry.is_some() => match expiry {
+                _ = &mut deadline, if self.active.is_none() || expiry.is_some() => match expiry {
+                    _ if self.active.is_none() => {
+                        info!("no login in time");
+                        telemetry::login("timeout");
+                        Flow::Close(CloseCode::Timeout)
+                    }
                     Some((exp, false)) => {
                         expiry = Some((exp, true));
-                        expiry_timer.as_mut().reset(instant_of(exp + EXP_LEEWAY_SECS));
+                        deadline.as_mut().reset(instant_of(exp + EXP_LEEWAY_SECS));
                         match Box::pin(self.reply(Reply::expires(exp))).await {
                             Ok(()) => self.flush().await,
                             Err(e) => e.into(),

@@ -15,7 +15,8 @@ use bytes::Bytes;
 pub(crate) use crate::model::{Channel, Delivery, TransportKind};
 use crate::protocol::CloseCode;
 
-/// What the transport knows about the peer and the request that opened it.
+/// What the edge knows about the peer and the request that opened a
+/// session; the session driver takes it (the transport does not keep it).
 #[derive(Debug, Clone)]
 pub(crate) struct PeerInfo {
     /// The transport.
@@ -63,9 +64,6 @@ pub(crate) enum TransportError {
 ///
 /// [`recv`]: Transport::recv
 pub(crate) trait Transport: Send + 'static {
-    /// The peer and the request that opened this session.
-    fn peer(&self) -> &PeerInfo;
-
     /// The next frame, `None` when the peer is gone. Cancel-safe.
     fn recv(&mut self) -> impl Future<Output = Option<Result<Incoming, TransportError>>> + Send;
 

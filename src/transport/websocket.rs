@@ -7,7 +7,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 
-use super::{Delivery, Incoming, PeerInfo, Transport, TransportError};
+use super::{Delivery, Incoming, Transport, TransportError};
 use crate::protocol::CloseCode;
 
 /// How long a closing session waits for the peer's close reply.
@@ -20,13 +20,12 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// [`Transport::recv`] asks.
 pub(crate) struct WebSocketTransport {
     ws: WebSocket,
-    peer: PeerInfo,
 }
 
 impl WebSocketTransport {
     /// Wraps an upgraded socket.
-    pub(crate) fn new(ws: WebSocket, peer: PeerInfo) -> Self {
-        Self { ws, peer }
+    pub(crate) fn new(ws: WebSocket) -> Self {
+        Self { ws }
     }
 }
 
@@ -61,10 +60,6 @@ fn io(e: axum::Error) -> TransportError {
 }
 
 impl Transport for WebSocketTransport {
-    fn peer(&self) -> &PeerInfo {
-        &self.peer
-    }
-
     async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
         next_incoming(&mut self.ws).await
     }

@@ -12,7 +12,6 @@ use http::{Method, Response, StatusCode};
 
 use super::session::WebTransportTransport;
 use super::{H3Connection, H3RequestStream, WtError, handshake, wire};
-use crate::transport::PeerInfo;
 
 /// How long a refused request's answer may take to reach the client before
 /// the connection is closed.
@@ -119,11 +118,7 @@ impl WtRequest {
 
     /// Accepts the session, waits for the client's bidirectional stream and
     /// wraps both as a [`WebTransportTransport`].
-    pub(crate) async fn accept(
-        self,
-        peer: PeerInfo,
-        max_frame: usize,
-    ) -> Result<WebTransportTransport, WtError> {
+    pub(crate) async fn accept(self, max_frame: usize) -> Result<WebTransportTransport, WtError> {
         let WtRequest {
             conn,
             mut h3,
@@ -157,7 +152,7 @@ impl WtRequest {
             .await
             .map_err(|_| handshake("the client opened no stream in time"))??;
         Ok(WebTransportTransport::new(
-            peer, conn, h3, stream, data, max_frame,
+            conn, h3, stream, data, max_frame,
         ))
     }
 }

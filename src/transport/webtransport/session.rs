@@ -24,7 +24,7 @@ use super::wire;
 use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
 use crate::telemetry;
-use crate::transport::{Channel, Delivery, Incoming, PeerInfo, Transport, TransportError};
+use crate::transport::{Channel, Delivery, Incoming, Transport, TransportError};
 
 /// How long a closing session lets queued data reach the peer.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
@@ -57,7 +57,6 @@ const READ_BUFFER: usize = 256;
 
 /// A WebTransport session.
 pub(crate) struct WebTransportTransport {
-    peer: PeerInfo,
     conn: quinn::Connection,
     /// The CONNECT stream's id, which names the session.
     session: u64,
@@ -86,7 +85,6 @@ pub(crate) struct WebTransportTransport {
 
 impl WebTransportTransport {
     pub(super) fn new(
-        peer: PeerInfo,
         conn: quinn::Connection,
         h3: H3Connection,
         connect: H3RequestStream,
@@ -100,7 +98,6 @@ impl WebTransportTransport {
             .new_codec();
         let session = connect.id().into_inner();
         WebTransportTransport {
-            peer,
             inbound: Inbound::new(
                 conn.clone(),
                 FramedRead::with_capacity(recv, codec, READ_BUFFER),
@@ -212,10 +209,6 @@ async fn write_frame(s: &mut quinn::SendStream, frame: Bytes) -> Result<(), Tran
 }
 
 impl Transport for WebTransportTransport {
-    fn peer(&self) -> &PeerInfo {
-        &self.peer
-    }
-
     fn detects_dead_peers(&self) -> bool {
         // QUIC keep-alive and idle timeout notice a dead peer; the session
         // need not close quiet but live clients.
