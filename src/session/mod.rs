@@ -7,14 +7,13 @@ mod commands;
 pub(crate) mod limits;
 mod login;
 mod output;
+mod sources;
 mod state;
 
-use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,7 @@ use tracing::{Instrument, debug, field, info, info_span, warn};
 use crate::auth::{EXP_LEEWAY_SECS, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hub::Closer;
-use crate::model::{Delivery, OutFrame, now_ms};
+use crate::model::Delivery;
 use crate::protocol::{
     CloseCode, Command, DecodeError, Id, Inbound, Login, PONG, ProtoError, Reply, decode,
 };
@@ -33,15 +32,13 @@ use crate::transport::{Incoming, PeerInfo, Transport, TransportError};
 use commands::{AckFuture, Effects};
 use limits::{RateLimit, Verdict};
 use login::Refused;
+use sources::{has_acks, instant_of, next_ack, next_out, notice_at};
 use state::LoggedIn;
 
 /// Frames written per flush when the outbound queue has a backlog.
 const WRITE_BATCH: usize = 64;
 /// Messages per replay page.
 const REPLAY_PAGE: usize = 100;
-/// How long before its credentials expire a session is told (at most; a
-/// short-lived token is announced halfway through its life).
-const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
 /// After the peer closed, how long to wait for each frame it sent before.
 const INBOUND_DRAIN: Duration = Duration::from_millis(200);
 /// How long a closing session waits for its in-flight acks.
@@ -138,39 +135,6 @@ struct Driver<T> {
     /// False once the peer can no longer be written to: what it sent
     /// before closing is still handled, its answers are skipped.
     writable: bool,
-}
-
-/// The instant a Unix time (seconds) falls on.
-fn instant_of(unix_secs: u64) -> Instant {
-    let left = (unix_secs * 1000).saturating_sub(now_ms());
-    Instant::now() + Duration::from_millis(left)
-}
-
-/// When to announce credentials that expire at `exp`.
-fn notice_at(exp: u64) -> Instant {
-    let left = Duration::from_millis((exp * 1000).saturating_sub(now_ms()));
-    instant_of(exp) - EXPIRY_NOTICE.min(left / 2)
-}
-
-/// The next finished store, `None` when none is in flight.
-async fn next_ack(
-    acks: &mut Option<FuturesUnordered<AckFuture>>,
-) -> Option<(Option<String>, Result<Appended, StoreError>)> {
-    match acks {
-        Some(a) => a.next().await,
-        None => None,
-    }
-}
-
-fn has_acks(acks: &Option<FuturesUnordered<AckFuture>>) -> bool {
-    acks.as_ref().is_some_and(|a| !a.is_empty())
-}
-
-async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
-    match active {
-        Some(a) => a.rx.recv().await,
-        None => pending().await,
-    }
 }
 
 impl<T: Transport> Driver<T> {
