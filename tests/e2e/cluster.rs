@@ -738,7 +738,10 @@ async fn send_answered(a: &Server, alice: &mut Client, body: &str) -> Value {
         let t = std::time::Instant::now();
         loop {
             match alice.next_json_or_end().await {
-                Ok(r) if r["msgType"] == 4 || r["msgType"] == 9 => {
+                // The answer to this send carries its clientMsgId; an error
+                // without one (a re-login's "replay incomplete" while the
+                // cluster fails over) is not it.
+                Ok(r) if (r["msgType"] == 4 || r["msgType"] == 9) && r["clientMsgId"] == body => {
                     assert!(
                         t.elapsed() < Duration::from_secs(2),
                         "an answer took {:?}",
