@@ -41,7 +41,8 @@ pub(super) struct Writer {
 /// One append of a batch, between its insert and its commit.
 struct Staged {
     ack: Option<Appended>,
-    committed: Option<Committed>,
+    /// The committed message and its channel's key.
+    committed: Option<(Committed, String)>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -83,16 +84,16 @@ impl Writer {
                 *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 // The mirror first, then the sessions: a login that reads
                 // the mirror before this sees these messages arrive live.
-                for c in staged.iter().filter_map(|s| s.committed.as_ref()) {
+                for (c, key) in staged.iter().filter_map(|s| s.committed.as_ref()) {
                     if let Some(seq) = c.message.seq {
-                        self.index.appended(&channel_key(&c.channel), seq);
+                        self.index.appended(key, seq);
                     }
                 }
                 for (user, seq) in cursors_stored {
                     self.index.cursor_stored(user.as_str(), seq);
                 }
                 for s in staged {
-                    if let Some(c) = s.committed {
+                    if let Some((c, _)) = s.committed {
                         self.sink.committed(c);
                     }
                     let _ = s
@@ -178,11 +179,12 @@ impl Writer {
         self.conn.execute_batch("COMMIT")
     }
 
-    /// Inserts one message inside the open transaction.
+    /// Inserts one message inside the open transaction; a new message comes
+    /// back committed-to-be, with its channel's key.
     fn append(
         &mut self,
         mut req: AppendRequest,
-    ) -> rusqlite::Result<(Appended, Option<Committed>)> {
+    ) -> rusqlite::Result<(Appended, Option<(Committed, String)>)> {
         let now = now_ms();
         let key = channel_key(&req.channel);
         if let Some(d) = &req.dedupe {
@@ -278,6 +280,6 @@ impl Writer {
             payload,
             origin: req.origin,
         };
-        Ok((ack, Some(committed)))
+        Ok((ack, Some((committed, key))))
     }
 }
