@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::load::{Target, cert_hash, start, wt_frame, wt_read};
+use crate::load::{Target, cert_hash, start, wt_endpoint, wt_frame, wt_read};
 use crate::redis_server::RedisServer;
 
 /// Rooms the clients are spread over.
@@ -110,12 +110,7 @@ async fn ws_link(http: SocketAddr) -> anyhow::Result<Link> {
 
 async fn wt_link(http: SocketAddr, wt: SocketAddr) -> anyhow::Result<Link> {
     let hash = cert_hash(http).await?;
-    let config = wtransport::ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-        .keep_alive_interval(Some(Duration::from_secs(3)))
-        .build();
-    let endpoint = wtransport::Endpoint::client(config)?;
+    let endpoint = wt_endpoint(hash, Some(Duration::from_secs(3)))?;
     let conn = endpoint
         .connect(format!("https://127.0.0.1:{}/wt", wt.port()))
         .await?;

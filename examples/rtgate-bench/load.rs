@@ -35,6 +35,17 @@ pub(crate) enum Target {
     Baseline,
 }
 
+impl Target {
+    /// The floor when `baseline`, else rtgate at `server`.
+    pub(crate) fn pick(baseline: bool, server: PathBuf) -> Self {
+        if baseline {
+            Self::Baseline
+        } else {
+            Self::Rtgate(server)
+        }
+    }
+}
+
 /// The clients' transport.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Transport {
@@ -715,7 +726,10 @@ pub(crate) async fn conns(
         ),
         Transport::Wt => {
             let wt_addr = server.wt.context("no webtransport address")?;
-            hold_wt(open_many_wt(server.http, wt_addr, n).await?, hold + 4)
+            hold_wt(
+                open_many_wt((server.http, wt_addr), n, 0, "wt").await?,
+                hold + 4,
+            )
         }
     };
     let (elapsed, server_cpu, gen_cpu) = w.close(&[server.pid]);
@@ -815,10 +829,10 @@ fn hold_ws(all: Vec<Ws>, secs: u64) -> Vec<tokio::task::JoinHandle<bool>> {
         .collect()
 }
 
-struct WtSession {
-    conn: wtransport::Connection,
-    send: wtransport::SendStream,
-    recv: wtransport::RecvStream,
+pub(crate) struct WtSession {
+    pub(crate) conn: wtransport::Connection,
+    pub(crate) send: wtransport::SendStream,
+    pub(crate) recv: wtransport::RecvStream,
 }
 
 pub(crate) async fn wt_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::Result<()> {
@@ -836,36 +850,54 @@ pub(crate) async fn wt_read(recv: &mut wtransport::RecvStream) -> anyhow::Result
     Ok(body)
 }
 
-async fn open_many_wt(
-    http: SocketAddr,
-    wt: SocketAddr,
-    n: usize,
-) -> anyhow::Result<Vec<WtSession>> {
-    let hash = cert_hash(http).await?;
+/// A WebTransport client endpoint (one UDP socket) that trusts the server's
+/// dev certificate by its hash.
+pub(crate) fn wt_endpoint(
+    hash: [u8; 32],
+    keep_alive: Option<Duration>,
+) -> anyhow::Result<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>> {
     let config = wtransport::ClientConfig::builder()
         .with_bind_default()
         .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .keep_alive_interval(keep_alive)
         .build();
-    let endpoint = Arc::new(wtransport::Endpoint::client(config)?);
+    Ok(wtransport::Endpoint::client(config)?)
+}
+
+/// Sessions that share a UDP socket: one socket for thousands overflows its
+/// kernel receive buffer when a message's datagrams to all of them arrive
+/// at once, and that loss would be the generator's, not the server's.
+const WT_PER_SOCKET: usize = 50;
+
+/// Opens `n` WebTransport logins (`{prefix}{i}`, in `room{i % rooms}` when
+/// `rooms` > 0), 64 at a time.
+pub(crate) async fn open_many_wt(
+    (http, wt): (SocketAddr, SocketAddr),
+    n: usize,
+    rooms: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<WtSession>> {
+    let hash = cert_hash(http).await?;
+    let endpoints = (0..n.div_ceil(WT_PER_SOCKET))
+        .map(|_| wt_endpoint(hash, Some(Duration::from_secs(5))).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let url = format!("https://127.0.0.1:{}/wt", wt.port());
     let pb = progress(n as u64, "wt sessions");
     let sem = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::new();
     for i in 0..n {
         let permit = sem.clone().acquire_owned().await?;
-        let (endpoint, url, pb) = (endpoint.clone(), url.clone(), pb.clone());
+        let endpoint = endpoints[i / WT_PER_SOCKET].clone();
+        let (url, pb) = (url.clone(), pb.clone());
+        let mut login = json!({"msgType": 2, "sendUserId": format!("{prefix}{i}")});
+        if rooms > 0 {
+            login["roomId"] = json!(format!("room{}", i % rooms));
+        }
         tasks.push(tokio::spawn(async move {
             let r = async {
                 let conn = endpoint.connect(&url).await?;
                 let (mut send, mut recv) = conn.open_bi().await?.await?;
-                wt_frame(
-                    &mut send,
-                    json!({"msgType": 2, "sendUserId": format!("wt{i}")})
-                        .to_string()
-                        .as_bytes(),
-                )
-                .await?;
+                wt_frame(&mut send, login.to_string().as_bytes()).await?;
                 let reply = wt_read(&mut recv).await?;
                 anyhow::ensure!(reply.starts_with(b"{\"msgType\":2"), "login failed");
                 anyhow::Ok(WtSession { conn, send, recv })

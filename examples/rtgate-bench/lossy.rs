@@ -257,11 +257,7 @@ pub(crate) async fn phone(
         for (i, b) in h.iter_mut().enumerate() {
             *b = u8::from_str_radix(&hash[2 * i..2 * i + 2], 16)?;
         }
-        let config = wtransport::ClientConfig::builder()
-            .with_bind_default()
-            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(h)])
-            .build();
-        let endpoint = wtransport::Endpoint::client(config)?;
+        let endpoint = crate::load::wt_endpoint(h, None)?;
         let conn = endpoint.connect(wt).await?;
         let (mut send, mut recv) = conn.open_bi().await?.await?;
         wt_frame(&mut send, login.to_string().as_bytes()).await?;

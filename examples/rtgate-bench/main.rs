@@ -267,19 +267,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             missed,
             baseline,
         } => {
-            let target = if baseline {
-                Target::Baseline
-            } else {
-                Target::Rtgate(server)
-            };
+            let target = Target::pick(baseline, server);
             storm::storm(&target, n, rooms, missed, pin).await?
         }
         Cmd::Fanout { opts, baseline } => {
-            let target = if baseline {
-                Target::Baseline
-            } else {
-                Target::Rtgate(server)
-            };
+            let target = Target::pick(baseline, server);
             load::fanout(&target, &opts.opts(), pin).await?
         }
         Cmd::Direct {
@@ -327,11 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hold,
             baseline,
         } => {
-            let target = if baseline {
-                Target::Baseline
-            } else {
-                Target::Rtgate(server)
-            };
+            let target = Target::pick(baseline, server);
             load::conns(&target, n, Transport::parse(&transport), hold, pin).await?
         }
         Cmd::Cluster { opts } => load::cluster(&server, &opts.opts(), pin).await?,
