@@ -37,6 +37,9 @@ pub struct Identity {
     /// When the credentials expire (Unix seconds); `None` for identities
     /// that do not (dev mode).
     pub expires: Option<u64>,
+    /// Opaque data about the user from the connect hook, carried by
+    /// presence answers and events.
+    pub info: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// How long past its `exp` a token is still accepted, at login and in a
@@ -68,6 +71,8 @@ impl AuthError {
 /// who is asking.
 #[derive(Debug, Clone)]
 pub struct UrlCredentials {
+    /// The transport the client came on.
+    pub transport: crate::model::TransportKind,
     /// The client's address (through trusted proxies): dev-mode identities
     /// are only for loopback clients.
     pub client: std::net::IpAddr,
@@ -77,6 +82,10 @@ pub struct UrlCredentials {
     pub query_user: Option<String>,
     /// The `token` query parameter.
     pub query_token: Option<String>,
+    /// The request's `Cookie` header, kept only for a connect hook.
+    pub cookie: Option<String>,
+    /// The request's `Authorization` header, kept only for a connect hook.
+    pub authorization: Option<String>,
 }
 
 /// Checks logins. Cheap to share behind an `Arc`.
@@ -95,13 +104,15 @@ struct Claims {
 }
 
 /// A claim that is present, even as `null`.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(d).map(Some)
 }
 
 /// The rooms a `rooms` claim grants: an array of room ids, or `"*"`;
 /// anything else (`null`, a number, one id as a string) is refused.
-fn grant(claim: Option<serde_json::Value>) -> Result<RoomGrant, AuthError> {
+pub(crate) fn grant(claim: Option<serde_json::Value>) -> Result<RoomGrant, AuthError> {
     use serde_json::Value;
     let bad =
         || AuthError::Unauthorized("rooms claim must be an array of room ids or \"*\"".into());
@@ -178,6 +189,7 @@ impl Authenticator {
             rooms: grant(claims.rooms)?,
             user: claims.sub,
             expires: Some(claims.exp),
+            info: None,
         })
     }
 
@@ -202,6 +214,7 @@ impl Authenticator {
             user,
             rooms: RoomGrant::All,
             expires: None,
+            info: None,
         })
     }
 }
@@ -238,10 +251,13 @@ mod tests {
 
     fn none() -> UrlCredentials {
         UrlCredentials {
+            transport: crate::model::TransportKind::WebSocket,
             client: LOCAL,
             path_user: None,
             query_user: None,
             query_token: None,
+            cookie: None,
+            authorization: None,
         }
     }
 
@@ -257,10 +273,13 @@ mod tests {
     fn dev_identity_order() {
         let a = Authenticator::new(None);
         let url = UrlCredentials {
+            transport: crate::model::TransportKind::WebSocket,
             client: LOCAL,
             path_user: Some("p".into()),
             query_user: Some("q".into()),
             query_token: None,
+            cookie: None,
+            authorization: None,
         };
         assert_eq!(
             a.login(&login(Some("s"), None), &url)

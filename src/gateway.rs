@@ -13,6 +13,7 @@ use crate::budgets::UserBudgets;
 use crate::caps::ConnLimiter;
 use crate::certs::CurrentCertificate;
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::hub::Hub;
 use crate::routing::Publisher;
 use crate::store::Store;
@@ -49,6 +50,8 @@ struct Shared {
     conns: Arc<ConnLimiter>,
     /// Per-user budgets across a user's sessions.
     budgets: UserBudgets,
+    /// The backend's hooks.
+    hooks: Arc<Hooks>,
     /// Set once the WebTransport endpoint is up.
     wt: OnceLock<WtInfo>,
 }
@@ -70,6 +73,7 @@ impl Gateway {
             config.limits.max_recipients_per_min,
         );
         let conns = ConnLimiter::new(config.limits.max_conns, config.limits.max_conns_per_ip);
+        let hooks = Arc::new(Hooks::new(&config.hooks, config.limits.max_frame));
         let inner = Shared {
             config,
             node_id,
@@ -80,6 +84,7 @@ impl Gateway {
             tasks: TaskTracker::new(),
             conns,
             budgets,
+            hooks,
             wt: OnceLock::new(),
         };
         Self {
@@ -135,6 +140,11 @@ impl Gateway {
     /// Records the WebTransport endpoint (once).
     pub fn set_wt(&self, info: WtInfo) {
         let _ = self.inner.wt.set(info);
+    }
+
+    /// The backend's hooks.
+    pub(crate) fn hooks(&self) -> &Arc<Hooks> {
+        &self.inner.hooks
     }
 
     /// The per-user budgets.

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("caps", 2),
     ("budgets", 2),
     ("transport", 3),
+    ("hooks", 3),
     ("hub", 4),
     ("redis_io", 5),
     ("store", 6),

@@ -7,6 +7,7 @@
 //! - [`model`]: shared domain types, the clock and the one fan-out plan;
 //! - `transport`: the session trait and its WebSocket and WebTransport
 //!   implementations;
+//! - `hooks`: calls to the backend's connect, publish and join hooks;
 //! - [`hub`]: this node's sessions by user and room, non-blocking delivery;
 //! - [`store`] and `broker`: message logs, acks, dedupe, replay; moving
 //!   envelopes between nodes and cluster presence (both over `redis_io` in
@@ -29,6 +30,7 @@ pub(crate) mod caps;
 pub mod certs;
 pub mod config;
 pub(crate) mod gateway;
+pub(crate) mod hooks;
 pub mod hub;
 #[cfg(test)]
 mod layers;

@@ -86,6 +86,8 @@ async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
             origin: req.origin(),
             path_user,
             query,
+            cookie: req.header("cookie"),
+            authorization: req.header("authorization"),
         };
         admit(&gw, arrival).map_err(|r| r.status)
     };

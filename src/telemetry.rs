@@ -185,3 +185,40 @@ pub(crate) fn broker_reconnect() {
 pub(crate) fn replayed(channel_kind: &'static str, n: usize) {
     counter!("rtgate_replayed_messages_total", "channel" => channel_kind).increment(n as u64);
 }
+
+/// A backend hook call: how long it took and how it ended (`answered`, or
+/// the kind of failure: `busy`, `timeout`, `unreachable`, `status`, `answer`).
+pub(crate) fn hook_call(hook: &'static str, took: Duration, result: &'static str) {
+    histogram!("rtgate_hook_seconds", "hook" => hook).record(took.as_secs_f64());
+    counter!("rtgate_hook_calls_total", "hook" => hook, "result" => result).increment(1);
+}
+
+/// What a hook's answer (or its failure policy) decided: `accept`,
+/// `rewrite`, `refuse`, `allowed_on_failure` or `refused_on_failure`.
+pub(crate) fn hook_decision(hook: &'static str, decision: &'static str) {
+    counter!("rtgate_hook_decisions_total", "hook" => hook, "decision" => decision).increment(1);
+}
+
+/// A configured hook's series, at zero before its first call, so
+/// dashboards and `rate()` see them from the first scrape.
+pub(crate) fn hook_registered(hook: &'static str) {
+    for result in [
+        "answered",
+        "busy",
+        "timeout",
+        "unreachable",
+        "status",
+        "answer",
+    ] {
+        counter!("rtgate_hook_calls_total", "hook" => hook, "result" => result).absolute(0);
+    }
+    for decision in [
+        "accept",
+        "rewrite",
+        "refuse",
+        "allowed_on_failure",
+        "refused_on_failure",
+    ] {
+        counter!("rtgate_hook_decisions_total", "hook" => hook, "decision" => decision).absolute(0);
+    }
+}

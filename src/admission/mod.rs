@@ -53,6 +53,10 @@ pub(crate) struct Arrival<'a> {
     pub path_user: Option<String>,
     /// The query string's parameters.
     pub query: HashMap<String, String>,
+    /// The request's `Cookie` header.
+    pub cookie: Option<&'a str>,
+    /// The request's `Authorization` header.
+    pub authorization: Option<&'a str>,
 }
 
 /// Why a connection was refused, as an HTTP status and a reason.
@@ -87,11 +91,17 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         None => a.peer,
     };
     let mut query = a.query;
+    // Request headers are credentials for a connect hook only; without one
+    // nothing reads them, so they are not kept.
+    let hooked = gw.hooks().has_connect();
+    let keep = |h: Option<&str>| h.filter(|_| hooked).map(str::to_owned);
     Ok(PeerInfo {
         kind: a.kind,
         addr,
         path_user: a.path_user,
         query_user: query.remove("userId"),
         query_token: query.remove("token"),
+        cookie: keep(a.cookie),
+        authorization: keep(a.authorization),
     })
 }

@@ -45,14 +45,16 @@ fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let arrival = Arrival {
         kind: TransportKind::WebSocket,
         peer: addr,
         headers: Some(&headers),
-        origin,
+        origin: text(header::ORIGIN),
         path_user,
         query,
+        cookie: text(header::COOKIE),
+        authorization: text(header::AUTHORIZATION),
     };
     let peer = match admit(&gw, arrival) {
         Ok(peer) => peer,

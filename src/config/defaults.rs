@@ -59,3 +59,7 @@ pub const REDIS_WAIT_MS: u64 = 500;
 pub const PRESENCE_TTL_SEC: u64 = 20;
 /// `--log-format`.
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+/// `--hook-timeout-ms`: one backend hook call, queueing for a slot included.
+pub const HOOK_TIMEOUT_MS: u64 = 1000;
+/// `--hook-max-in-flight`: calls to one hook at once.
+pub const HOOK_MAX_IN_FLIGHT: usize = 256;

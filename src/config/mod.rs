@@ -13,13 +13,13 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 pub use resolved::{
-    AuthConfig, ClusterConfig, Config, LimitsConfig, ListenConfig, OpsConfig, QuicConfig, Secret,
-    StoreConfig, TlsConfig,
+    AuthConfig, ClusterConfig, Config, HooksConfig, LimitsConfig, ListenConfig, OpsConfig,
+    QuicConfig, Secret, StoreConfig, TlsConfig,
 };
 
 pub use options::{
-    AuthOptions, ClusterOptions, LimitsOptions, ListenOptions, OpsOptions, QuicOptions,
-    StoreOptions, TlsOptions,
+    AuthOptions, ClusterOptions, HooksOptions, LimitsOptions, ListenOptions, OpsOptions,
+    QuicOptions, StoreOptions, TlsOptions,
 };
 
 /// Why the configuration cannot be used.
@@ -116,6 +116,18 @@ pub enum StoreKind {
     Memory,
 }
 
+/// A backend hook (protocol §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookName {
+    /// At login: who the user is.
+    Connect,
+    /// Before a non-volatile message is stored.
+    Publish,
+    /// Before a session joins a room.
+    Join,
+}
+
 /// An option value as the flag takes it (`cubic`, `json`, `sqlite`).
 macro_rules! display_as_flag_value {
     ($($t:ty),*) => {$(
@@ -127,7 +139,7 @@ macro_rules! display_as_flag_value {
         }
     )*};
 }
-display_as_flag_value!(LogFormat, Congestion, StoreKind);
+display_as_flag_value!(LogFormat, Congestion, StoreKind, HookName);
 
 /// Every server option, as flags (with env twins) and as config-file keys,
 /// grouped by concern. All optional here; defaults apply when resolving.
@@ -165,6 +177,10 @@ pub struct Options {
     #[command(flatten)]
     #[serde(flatten)]
     pub ops: OpsOptions,
+    /// Backend hooks.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub hooks: HooksOptions,
 }
 
 impl Options {
@@ -179,6 +195,7 @@ impl Options {
             cluster: self.cluster.over(file.cluster),
             quic: self.quic.over(file.quic),
             ops: self.ops.over(file.ops),
+            hooks: self.hooks.over(file.hooks),
         }
     }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use super::defaults;
-use super::{Congestion, LogFormat, StoreKind};
+use super::{Congestion, HookName, LogFormat, StoreKind};
 
 /// `help` followed by the default, as `--help` shows it.
 fn with_default(help: &str, default: &dyn Display) -> String {
@@ -244,6 +244,36 @@ options_group! {
                 [env = "RTGATE_DRAIN_SEC", value_name = "N"];
             log_format: LogFormat = defaults::LOG_FORMAT, "Log format; the filter comes from RUST_LOG",
                 [env = "RTGATE_LOG_FORMAT", value_name = "FORMAT"];
+        }
+    }
+}
+
+options_group! {
+    /// Backend hooks: the backend decides logins, messages and joins.
+    HooksOptions, "Backend hooks" {
+        defaulted {
+            hook_timeout_ms: u64 = defaults::HOOK_TIMEOUT_MS, "Milliseconds a hook call may take, waiting for a free slot included",
+                [env = "RTGATE_HOOK_TIMEOUT_MS", value_name = "MS"];
+            hook_max_in_flight: usize = defaults::HOOK_MAX_IN_FLIGHT, "Calls to one hook at once; more wait for a slot within the timeout",
+                [env = "RTGATE_HOOK_MAX_IN_FLIGHT", value_name = "N"];
+        }
+        plain {
+            connect_hook: String, "URL the backend decides logins at (replaces JWT and dev identities)",
+                [env = "RTGATE_CONNECT_HOOK", value_name = "URL"];
+            publish_hook: String, "URL the backend accepts, rejects or rewrites messages at before they are stored",
+                [env = "RTGATE_PUBLISH_HOOK", value_name = "URL"];
+            join_hook: String, "URL the backend allows or refuses room joins at",
+                [env = "RTGATE_JOIN_HOOK", value_name = "URL"];
+            hook_secret: String, "Secret for the X-Rtgate-Signature (HMAC-SHA256 of the body) of every hook call",
+                [env = "RTGATE_HOOK_SECRET", value_name = "S", hide_env_values = true];
+        }
+        lists {
+            publish_hook_biz_type: i64, "Only messages of these bizTypes go to the publish hook (none set: all)",
+                [env = "RTGATE_PUBLISH_HOOK_BIZ_TYPE", value_name = "BIZTYPE"];
+            publish_hook_room: String, "Only messages to these rooms go to the publish hook (none set: rooms and users alike)",
+                [env = "RTGATE_PUBLISH_HOOK_ROOM", value_name = "ROOM"];
+            hook_allow_on_failure: HookName, "Hooks whose failure (timeout, backend down, bad answer) lets the request through instead of refusing it; for connect, the built-in JWT or dev identities then decide",
+                [env = "RTGATE_HOOK_ALLOW_ON_FAILURE", value_name = "HOOK"];
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use super::{ConfigError, Congestion, LogFormat, Options, StoreKind};
+use super::{ConfigError, Congestion, HookName, LogFormat, Options, StoreKind};
 
 /// A secret from the configuration. Its `Debug` shows a short hash, never
 /// the value, so configurations can be printed and compared.
@@ -53,6 +53,8 @@ pub struct Config {
     pub quic: QuicConfig,
     /// Running the node.
     pub ops: OpsConfig,
+    /// Backend hooks.
+    pub hooks: HooksConfig,
 }
 
 /// Where the node listens.
@@ -175,6 +177,53 @@ pub struct OpsConfig {
     pub log_format: LogFormat,
 }
 
+/// Backend hooks (protocol §11).
+#[derive(Debug, Clone)]
+pub struct HooksConfig {
+    /// The connect hook's URL.
+    pub connect: Option<http::Uri>,
+    /// The publish hook's URL.
+    pub publish: Option<http::Uri>,
+    /// The join hook's URL.
+    pub join: Option<http::Uri>,
+    /// The signing secret.
+    pub secret: Option<Secret>,
+    /// One call's deadline, waiting for a slot included.
+    pub timeout: Duration,
+    /// Calls to one hook at once.
+    pub max_in_flight: usize,
+    /// bizTypes the publish hook sees (empty: all).
+    pub publish_biz_types: Vec<i64>,
+    /// Rooms the publish hook sees (empty: every destination).
+    pub publish_rooms: Vec<String>,
+    /// Hooks whose failure lets the request through.
+    pub allow_on_failure: Vec<HookName>,
+}
+
+impl HooksConfig {
+    /// Whether `hook`'s failure lets the request through.
+    pub fn allows_on_failure(&self, hook: HookName) -> bool {
+        self.allow_on_failure.contains(&hook)
+    }
+}
+
+/// A hook URL: plain `http://` with a host (a backend on the node's
+/// network; put TLS in a sidecar if it must cross one).
+fn hook_url(url: Option<String>, what: &str) -> Result<Option<http::Uri>, ConfigError> {
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ConfigError::Invalid(format!("{what} {url:?}: {why}"));
+    let uri: http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad("only http:// URLs are supported"));
+    }
+    if uri.host().is_none() {
+        return Err(bad("no host"));
+    }
+    Ok(Some(uri))
+}
+
 impl Default for Config {
     fn default() -> Self {
         Options::default().resolve().expect("defaults are valid")
@@ -203,6 +252,7 @@ impl Options {
             cluster,
             quic,
             ops,
+            hooks,
         } = self;
         let secret = |s: Option<String>| s.filter(|s| !s.is_empty()).map(Secret);
         let cfg = Config {
@@ -262,6 +312,17 @@ impl Options {
                 drain: secs(ops.drain_sec(), "drain-sec")?,
                 log_format: ops.log_format(),
             },
+            hooks: HooksConfig {
+                connect: hook_url(hooks.connect_hook.clone(), "connect-hook")?,
+                publish: hook_url(hooks.publish_hook.clone(), "publish-hook")?,
+                join: hook_url(hooks.join_hook.clone(), "join-hook")?,
+                secret: secret(hooks.hook_secret.clone()),
+                timeout: Duration::from_millis(hooks.hook_timeout_ms()),
+                max_in_flight: hooks.hook_max_in_flight(),
+                publish_biz_types: hooks.publish_hook_biz_type,
+                publish_rooms: hooks.publish_hook_room,
+                allow_on_failure: hooks.hook_allow_on_failure,
+            },
         };
         cfg.check()?;
         Ok(cfg)
@@ -269,9 +330,12 @@ impl Options {
 }
 
 impl Config {
-    /// True without a JWT secret: identities are taken on the client's word.
+    /// True when identities may be taken on the client's word: no JWT
+    /// secret, and no connect hook (or one whose failure falls back to
+    /// them).
     pub fn dev_mode(&self) -> bool {
         self.auth.jwt_secret.is_none()
+            && (self.hooks.connect.is_none() || self.hooks.allows_on_failure(HookName::Connect))
     }
 
     /// Refuses out-of-range values and unsafe combinations.
@@ -300,6 +364,9 @@ impl Config {
         }
         if self.quic.keepalive >= self.quic.idle_timeout {
             return invalid("wt-keepalive-sec must be below wt-idle-timeout-sec");
+        }
+        if self.hooks.timeout.is_zero() || self.hooks.max_in_flight == 0 {
+            return invalid("hook-timeout-ms and hook-max-in-flight must be at least 1");
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("--tls-cert and --tls-key go together");

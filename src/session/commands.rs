@@ -5,17 +5,21 @@
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use serde_json::value::RawValue;
 
 use super::state::LoggedIn;
+use crate::auth::{AuthError, Identity};
 use crate::gateway::Gateway;
+use crate::hooks::{ConnectOutcome, ConnectRequest};
 use crate::model::{Channel, now_ms};
 use crate::protocol::message::HISTORY;
 use crate::protocol::{CloseCode, Command, Destination, Id, ProtoError, Publish, Reply};
 use crate::routing::Sent;
-use crate::store::{Appended, StoreError};
+use crate::store::Appended;
 
-/// A store append whose ack is still to be sent, with its `clientMsgId`.
-pub(crate) type AckFuture = BoxFuture<'static, (Option<String>, Result<Appended, StoreError>)>;
+/// A message on its way to the store (through the publish hook, if one
+/// applies) whose ack or error is still to be sent, with its `clientMsgId`.
+pub(crate) type AckFuture = BoxFuture<'static, (Option<String>, Result<Appended, ProtoError>)>;
 
 /// What a command asks the driver to do.
 #[derive(Default)]
@@ -81,7 +85,7 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
             };
             Effects::answer(result.map(|users| Reply::presence(Some(room), users)))
         }
-        Command::Refresh { token } => refresh(s, gw, &token),
+        Command::Refresh { token } => refresh(s, gw, &token).await,
         Command::PresenceUsers(users) => Effects::answer(
             gw.broker()
                 .online(users)
@@ -93,8 +97,10 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
 }
 
 /// A business message: a room message needs membership; the ack follows
-/// the store.
-fn publish(s: &LoggedIn, gw: &Gateway, p: Publish) -> Effects {
+/// the store. A message the publish hook must see goes to the store after
+/// the hook's answer, and so does every later message of the session until
+/// it has: the store receives a session's messages in the order sent.
+fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     let cmid = p.client_msg_id.clone();
     let recipient = match &p.to {
         Destination::Room(room) if !s.rooms.contains(room) => {
@@ -107,22 +113,58 @@ fn publish(s: &LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     if let Err(e) = gw.budgets().message(s.user(), recipient) {
         return Effects::error(e, cmid);
     }
+    let hooked = gw.hooks().publish_applies(&p);
+    if !p.volatile && (hooked || s.turns.busy()) {
+        return Effects {
+            ack: Some(publish_after_hook(s, gw, p, hooked)),
+            ..Effects::default()
+        };
+    }
     match gw.publisher().send(s.user().clone(), Some(s.id), p) {
         Sent::Volatile => Effects::default(),
         Sent::Stored(fut) => Effects {
-            ack: Some(fut.map(move |r| (cmid, r)).boxed()),
+            ack: Some(fut.map(move |r| (cmid, r.map_err(Into::into))).boxed()),
             ..Effects::default()
         },
     }
 }
 
+/// The publish hook's answer (if `hooked`), then the store, in the
+/// session's order: the message waits for the one sent before it to reach
+/// the store (or be refused) before it is handed over itself.
+fn publish_after_hook(s: &mut LoggedIn, gw: &Gateway, mut p: Publish, hooked: bool) -> AckFuture {
+    let (turn, previous) = s.turns.next();
+    let hooks = gw.hooks().clone();
+    let publisher = gw.publisher().clone();
+    let user = s.user().clone();
+    let origin = s.id;
+    async move {
+        let cmid = p.client_msg_id.clone();
+        let verdict = match hooked {
+            true => hooks.publish(Some(&user), &mut p).await,
+            false => Ok(()),
+        };
+        previous.wait().await;
+        let sent = verdict.map(|()| publisher.send(user, Some(origin), p));
+        // Handed to the store (or refused): the next message may go.
+        drop(turn);
+        match sent {
+            Ok(Sent::Stored(fut)) => (cmid, fut.await.map_err(Into::into)),
+            Ok(Sent::Volatile) => unreachable!("volatile messages skip the hook"),
+            Err(e) => (cmid, Err(e)),
+        }
+    }
+    .boxed()
+}
+
 /// New credentials for the session (msgType 10): rooms the new token no
 /// longer allows are left (with a msgType 6 notice each), and the answer
-/// is the new expiry. A bad token closes 4401, another user's 4403.
-fn refresh(s: &mut LoggedIn, gw: &Gateway, token: &str) -> Effects {
-    let identity = match gw.auth().refresh(token, s.user()) {
-        Ok(id) => id,
-        Err(e) => {
+/// is the new expiry. A bad token closes 4401, another user's 4403; a
+/// connect hook that cannot answer is a 503 and the old expiry stands.
+async fn refresh(s: &mut LoggedIn, gw: &Gateway, token: &str) -> Effects {
+    let identity = match renewed(s, gw, token).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => {
             let (err, code) = e.to_protocol();
             return Effects {
                 replies: vec![Reply::error(&err, None)],
@@ -130,6 +172,7 @@ fn refresh(s: &mut LoggedIn, gw: &Gateway, token: &str) -> Effects {
                 ..Effects::default()
             };
         }
+        Err(e) => return Effects::error(e, None),
     };
     let lost: Vec<Id> = s
         .rooms
@@ -150,10 +193,58 @@ fn refresh(s: &mut LoggedIn, gw: &Gateway, token: &str) -> Effects {
     }
 }
 
-/// Joins a room (in the hub, and in the broker's interest when it is this
-/// node's first member); answers the room's current seq.
+/// The identity a refresh token gives: from the connect hook when one is
+/// configured (it must answer the same user), else from the authenticator.
+async fn renewed(
+    s: &LoggedIn,
+    gw: &Gateway,
+    token: &str,
+) -> Result<Result<Identity, AuthError>, ProtoError> {
+    if gw.hooks().has_connect() {
+        let frame = serde_json::json!({ "msgType": 10, "token": token }).to_string();
+        let login: &RawValue = serde_json::from_str(&frame).expect("JSON we just wrote");
+        let req = ConnectRequest {
+            transport: None,
+            client_addr: None,
+            login,
+            token: Some(token),
+            cookie: None,
+            authorization: None,
+            path_user_id: None,
+            user_id: Some(s.user()),
+            refresh: true,
+        };
+        match gw.hooks().connect(&req).await {
+            ConnectOutcome::Accepted(c) if c.identity.user == *s.user() => {
+                return Ok(Ok(c.identity));
+            }
+            ConnectOutcome::Accepted(_) => {
+                return Ok(Err(AuthError::Forbidden(
+                    "the connect hook answered another user".into(),
+                )));
+            }
+            ConnectOutcome::Refused(e) => return Ok(Err(e)),
+            ConnectOutcome::Unavailable(reason) => return Err(ProtoError::Unavailable(reason)),
+            ConnectOutcome::Builtin => {}
+        }
+    }
+    Ok(gw.auth().refresh(token, s.user()))
+}
+
+/// Joins a room the client asked for: the credentials must allow it and
+/// the join hook, if any, must agree. Answers the room's current seq.
 pub(crate) async fn join(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u64, ProtoError> {
     s.may_use(&room)?;
+    if !s.rooms.contains(&room) {
+        gw.hooks().join(s.user(), &room).await?;
+    }
+    enter(s, gw, room).await
+}
+
+/// Joins a room (in the hub, and in the broker's interest when it is this
+/// node's first member) without asking: rooms the backend chose, or the
+/// client's once checked. Answers the room's current seq.
+pub(crate) async fn enter(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u64, ProtoError> {
     if !s.rooms.contains(&room) {
         let max_rooms = gw.config().limits.max_rooms;
         if s.rooms.len() >= max_rooms {

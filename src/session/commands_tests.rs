@@ -62,11 +62,13 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
             user: id(user),
             rooms,
             expires: None,
+            info: None,
         },
         handle,
         rx,
         rooms: HashSet::new(),
         replayed: HashMap::new(),
+        turns: Default::default(),
     }
 }
 

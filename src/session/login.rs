@@ -9,14 +9,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{field, info};
 
-use super::commands::join;
+use super::commands::{enter, join};
 use super::state::{LoggedIn, may_use};
-use crate::auth::{AuthError, UrlCredentials};
+use serde_json::value::RawValue;
+
+use crate::auth::{AuthError, Identity, UrlCredentials};
 use crate::gateway::Gateway;
+use crate::hooks::{ConnectOutcome, ConnectRequest};
 use crate::hub::{Closer, SessionHandle};
 use crate::model::{Channel, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
-use crate::protocol::{CloseCode, Login, ProtoError, Reply};
+use crate::protocol::{CloseCode, Id, Login, ProtoError, Reply};
 use crate::telemetry;
 
 /// A session that has just logged in, and what it is owed before anything
@@ -26,7 +29,10 @@ pub(crate) struct Started {
     pub(crate) state: LoggedIn,
     /// The login reply.
     pub(crate) reply: Reply,
-    /// Errors sent right after the reply (a room refused, replay incomplete).
+    /// msgType 5 notices of the rooms the backend joined it to, sent right
+    /// after the reply.
+    pub(crate) joined: Vec<Reply>,
+    /// Errors sent after those (a room refused, replay incomplete).
     pub(crate) errors: Vec<ProtoError>,
     /// Channels to replay, each from its position, one after the other.
     pub(crate) replay: Vec<(Channel, u64)>,
@@ -50,6 +56,7 @@ pub(crate) async fn login(
     cancel: &CancellationToken,
     login: Login,
     url: &UrlCredentials,
+    frame: &[u8],
 ) -> Result<Started, Refused> {
     // Checked before any work: each replayed room costs store reads.
     let max_rooms = gw.config().limits.max_rooms;
@@ -58,18 +65,7 @@ pub(crate) async fn login(
             "since.rooms: at most {max_rooms} rooms"
         ))));
     }
-    let identity = gw
-        .auth()
-        .login(&login, url)
-        .map_err(Refused::Auth)
-        .inspect_err(|e| {
-            let Refused::Auth(e) = e else { return };
-            info!(reason = %e, "login refused");
-            telemetry::login(match e {
-                AuthError::Unauthorized(_) => "unauthorized",
-                AuthError::Forbidden(_) => "forbidden",
-            });
-        })?;
+    let (identity, backend_rooms) = authenticate(gw, &login, url, frame).await?;
     let user = identity.user.clone();
     tracing::Span::current().record("user", field::display(&user));
     if !gw.broker().connected() {
@@ -121,11 +117,21 @@ pub(crate) async fn login(
         rx,
         rooms: HashSet::new(),
         replayed: HashMap::new(),
+        turns: Default::default(),
     };
     info!(session = %id, "logged in");
     telemetry::login("ok");
 
     let mut errors = Vec::new();
+    // Rooms the backend chose need no join hook (the client's own do), and
+    // the client is told of them.
+    let mut joined = Vec::new();
+    for room in backend_rooms {
+        match enter(&mut state, gw, room.clone()).await {
+            Ok(seq) => joined.push(Reply::joined(room, seq)),
+            Err(e) => errors.push(e),
+        }
+    }
     for room in login.rooms {
         if let Err(e) = join(&mut state, gw, room).await {
             errors.push(e);
@@ -209,7 +215,74 @@ pub(crate) async fn login(
     Ok(Started {
         state,
         reply,
+        joined,
         errors,
         replay,
     })
+}
+
+/// Who the client is: the connect hook's answer when one is configured
+/// (with the rooms the backend joins it to), the built-in authenticator
+/// (JWT or dev identities) otherwise. A refusal is counted.
+async fn authenticate(
+    gw: &Gateway,
+    login: &Login,
+    url: &UrlCredentials,
+    frame: &[u8],
+) -> Result<(Identity, Vec<Id>), Refused> {
+    let refused = |e: AuthError| {
+        info!(reason = %e, "login refused");
+        telemetry::login(match e {
+            AuthError::Unauthorized(_) => "unauthorized",
+            AuthError::Forbidden(_) => "forbidden",
+        });
+        Refused::Auth(e)
+    };
+    if gw.hooks().has_connect() {
+        let raw = std::str::from_utf8(frame)
+            .ok()
+            .and_then(|t| serde_json::from_str::<&RawValue>(t.trim()).ok());
+        let Some(raw) = raw else {
+            return Err(Refused::Bad(ProtoError::bad(
+                "the login frame is not a JSON object",
+            )));
+        };
+        let client_addr = url.client.to_string();
+        let req = ConnectRequest {
+            transport: Some(url.transport.as_str()),
+            client_addr: Some(client_addr),
+            login: raw,
+            token: login.token.as_deref().or(url.query_token.as_deref()),
+            cookie: url.cookie.as_deref(),
+            authorization: url.authorization.as_deref(),
+            path_user_id: url.path_user.as_deref(),
+            user_id: None,
+            refresh: false,
+        };
+        match gw.hooks().connect(&req).await {
+            ConnectOutcome::Accepted(c) => {
+                if let Some(claimed) = &login.user
+                    && *claimed != c.identity.user
+                {
+                    return Err(refused(AuthError::Forbidden(
+                        "sendUserId does not match the connect hook's user".into(),
+                    )));
+                }
+                return Ok((c.identity, c.join));
+            }
+            ConnectOutcome::Refused(e) => return Err(refused(e)),
+            ConnectOutcome::Unavailable(reason) => {
+                telemetry::login("unavailable");
+                return Err(Refused::Close(
+                    ProtoError::Unavailable(reason),
+                    CloseCode::GoingAway,
+                ));
+            }
+            ConnectOutcome::Builtin => {}
+        }
+    }
+    gw.auth()
+        .login(login, url)
+        .map(|identity| (identity, Vec::new()))
+        .map_err(refused)
 }

@@ -26,7 +26,7 @@ use crate::model::Delivery;
 use crate::protocol::{
     CloseCode, Command, DecodeError, Id, Inbound, Login, PONG, ProtoError, Reply, decode,
 };
-use crate::store::{Appended, StoreError};
+use crate::store::Appended;
 use crate::telemetry;
 use crate::transport::{Incoming, PeerInfo, Transport, TransportError};
 use commands::{AckFuture, Effects};
@@ -57,10 +57,13 @@ pub(crate) fn run<T: Transport>(
     let span =
         info_span!("session", transport = %peer.kind, peer = %peer.addr, user = field::Empty);
     let url = UrlCredentials {
+        transport: peer.kind,
         client: peer.addr.ip(),
         path_user: peer.path_user,
         query_user: peer.query_user,
         query_token: peer.query_token,
+        cookie: peer.cookie,
+        authorization: peer.authorization,
     };
     let limit = RateLimit::new(gw.config().limits.rate_limit);
     let kind = peer.kind;
@@ -273,12 +276,15 @@ impl<T: Transport> Driver<T> {
         self.t.keepalive().await.into()
     }
 
-    async fn on_ack(&mut self, cmid: Option<String>, result: Result<Appended, StoreError>) -> Flow {
+    async fn on_ack(&mut self, cmid: Option<String>, result: Result<Appended, ProtoError>) -> Flow {
         let reply = match result {
             Ok(a) => Reply::ack(cmid, a.msg_id, a.seq, a.ts),
             Err(e) => {
-                warn!(error = %e, "store append failed");
-                Reply::error(&e.into(), cmid)
+                match e.code() {
+                    503 => warn!(error = %e, "message not stored"),
+                    _ => debug!(error = %e, "message refused"),
+                }
+                Reply::error(&e, cmid)
             }
         };
         if let Err(e) = self.reply(reply).await {
@@ -332,6 +338,9 @@ impl<T: Transport> Driver<T> {
                     .await
                     .into()
             }
+            Ok(Inbound::Command(Command::Login(login))) if self.active.is_none() => {
+                self.login(login, &frame).await
+            }
             Ok(Inbound::Command(cmd)) => self.dispatch(cmd).await,
             Err(DecodeError {
                 error,
@@ -349,13 +358,8 @@ impl<T: Transport> Driver<T> {
 
     async fn dispatch(&mut self, cmd: Command) -> Flow {
         let Some(state) = &mut self.active else {
-            return match cmd {
-                Command::Login(login) => self.login(login).await,
-                _ => {
-                    let e = ProtoError::Unauthorized("log in first (msgType 2)".into());
-                    self.error(e, None).await.into()
-                }
-            };
+            let e = ProtoError::Unauthorized("log in first (msgType 2)".into());
+            return self.error(e, None).await.into();
         };
         let Effects {
             replies,
@@ -378,7 +382,7 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    async fn login(&mut self, login: Login) -> Flow {
+    async fn login(&mut self, login: Login, frame: &[u8]) -> Flow {
         if login.single_stream {
             self.t.single_stream();
         }
@@ -386,7 +390,7 @@ impl<T: Transport> Driver<T> {
             // Logins come here only before one succeeded, while `url` is set.
             return Flow::Continue;
         };
-        let started = match login::login(&self.gw, &self.cancel, login, url).await {
+        let started = match login::login(&self.gw, &self.cancel, login, url, frame).await {
             Ok(s) => s,
             Err(Refused::Bad(e)) => return self.error(e, None).await.into(),
             Err(Refused::Close(e, code)) => {
@@ -408,6 +412,11 @@ impl<T: Transport> Driver<T> {
         self.active = Some(started.state);
         if let Err(e) = self.reply(started.reply).await {
             return e.into();
+        }
+        for notice in started.joined {
+            if let Err(e) = self.reply(notice).await {
+                return e.into();
+            }
         }
         for err in started.errors {
             if let Err(e) = self.error(err, None).await {

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use super::commands::AckFuture;
 use super::state::LoggedIn;
 use crate::model::{OutFrame, now_ms};
-use crate::store::{Appended, StoreError};
+use crate::protocol::ProtoError;
+use crate::store::Appended;
 
 /// How long before its credentials expire a session is told (at most; a
 /// short-lived token is announced halfway through its life).
@@ -33,7 +34,7 @@ pub(super) fn notice_at(exp: u64) -> Instant {
 /// The next finished store, `None` when none is in flight.
 pub(super) async fn next_ack(
     acks: &mut Option<FuturesUnordered<AckFuture>>,
-) -> Option<(Option<String>, Result<Appended, StoreError>)> {
+) -> Option<(Option<String>, Result<Appended, ProtoError>)> {
     match acks {
         Some(a) => a.next().await,
         None => None,

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Identity;
 use crate::hub::SessionHandle;
@@ -25,6 +25,56 @@ pub(crate) struct LoggedIn {
     /// Per replayed channel, the last seq the replay sent: live frames up to
     /// it were already delivered and are dropped.
     pub(crate) replayed: HashMap<Channel, u64>,
+    /// The order of its messages on their way to the store.
+    pub(crate) turns: Turns,
+}
+
+/// Keeps a session's messages in order on their way to the store when some
+/// wait for the publish hook: each waits for the one before it to be
+/// handed to the store (or refused) before it goes itself.
+#[derive(Default)]
+pub(crate) struct Turns {
+    /// Resolves (its sender dropped) when the last message that waits has
+    /// gone to the store.
+    last: Option<oneshot::Receiver<()>>,
+}
+
+/// A message's place in [`Turns`]: dropped once it has gone to the store.
+pub(crate) struct Turn {
+    _done: oneshot::Sender<()>,
+}
+
+/// The turn of the message before.
+pub(crate) struct Previous(Option<oneshot::Receiver<()>>);
+
+impl Previous {
+    /// Waits until the message before has gone to the store.
+    pub(crate) async fn wait(self) {
+        if let Some(rx) = self.0 {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl Turns {
+    /// True while a message that waits has not yet gone to the store: a new
+    /// message must then wait too.
+    pub(crate) fn busy(&mut self) -> bool {
+        let busy = self
+            .last
+            .as_mut()
+            .is_some_and(|rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        if !busy {
+            self.last = None;
+        }
+        busy
+    }
+
+    /// A new message's turn, and the turn it waits for.
+    pub(crate) fn next(&mut self) -> (Turn, Previous) {
+        let (tx, rx) = oneshot::channel();
+        (Turn { _done: tx }, Previous(self.last.replace(rx)))
+    }
 }
 
 impl LoggedIn {

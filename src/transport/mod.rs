@@ -29,6 +29,10 @@ pub(crate) struct PeerInfo {
     pub query_user: Option<String>,
     /// `token` from the query string.
     pub query_token: Option<String>,
+    /// The `Cookie` header, for a connect hook (none without one).
+    pub cookie: Option<String>,
+    /// The `Authorization` header, for a connect hook (none without one).
+    pub authorization: Option<String>,
 }
 
 /// One frame received from the peer.

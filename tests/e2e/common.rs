@@ -532,3 +532,15 @@ pub(crate) async fn reset_is_reported_and_replayed(server: &Server, alice: &mut 
         (Some(1), Some("new"))
     );
 }
+
+/// Path of an example binary built next to this test binary
+/// (`cargo build --examples`, which scripts/test.sh runs first).
+pub(crate) fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}

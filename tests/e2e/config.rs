@@ -153,6 +153,27 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("wt-max-connections", "321", "321"),
     ("drain-sec", "2", "2"),
     ("log-format", "json", "\"json\""),
+    ("hook-timeout-ms", "250", "250"),
+    ("hook-max-in-flight", "8", "8"),
+    (
+        "connect-hook",
+        "http://127.0.0.1:9/c",
+        "\"http://127.0.0.1:9/c\"",
+    ),
+    (
+        "publish-hook",
+        "http://127.0.0.1:9/p",
+        "\"http://127.0.0.1:9/p\"",
+    ),
+    (
+        "join-hook",
+        "http://127.0.0.1:9/j",
+        "\"http://127.0.0.1:9/j\"",
+    ),
+    ("hook-secret", "h00k", "\"h00k\""),
+    ("publish-hook-biz-type", "7", "[7]"),
+    ("publish-hook-room", "lobby", "[\"lobby\"]"),
+    ("hook-allow-on-failure", "publish", "[\"publish\"]"),
 ];
 
 /// The environment twin of an option: `RTGATE_` + upper snake case.

@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod durability;
 mod hardening;
+mod hooks;
 mod lab;
 mod legacy;
 mod limits;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, Server};
+use crate::common::{Client, Server, example};
 use crate::wt_client::{WtClient, wt_url};
 
 #[tokio::test]
@@ -213,17 +213,6 @@ async fn an_idle_quic_peer_is_closed_and_a_quiet_live_one_is_not() {
     // The quiet peer sent nothing for 5 s (more than 3 heartbeats) and is still served.
     quiet.send(&json!({"msgType": 1})).await;
     assert_eq!(quiet.recv().await["msgType"], 1);
-}
-
-/// Path of an example binary built next to this test binary.
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
 }
 
 #[tokio::test]

@@ -92,10 +92,12 @@ impl WtRequest {
 
     /// The `Origin` header, if any.
     pub(crate) fn origin(&self) -> Option<&str> {
-        self.req
-            .headers()
-            .get("origin")
-            .and_then(|v| v.to_str().ok())
+        self.header("origin")
+    }
+
+    /// A request header, if present and text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The client's address.
