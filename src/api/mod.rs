@@ -1,27 +1,21 @@
 //! The HTTP side of a node: its routes (the WebSocket endpoints, the demo
 //! page and browser client, health and readiness, metrics) and the server
-//! API for backends.
+//! API for backends (`backend`).
 
+mod backend;
 pub(crate) mod https;
 pub(crate) mod serve;
 pub(crate) mod upgrade;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::json;
 
-use crate::admission::forwarded::client_addr;
 use crate::gateway::Gateway;
-use crate::protocol::{Id, ProtoError, decode_publish};
-use crate::routing::Sent;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../web/client.js");
@@ -54,8 +48,7 @@ pub(crate) fn routes(gw: Gateway) -> Router {
         .route("/readyz", get(readyz))
         .route("/websocket/{user_id}", get(upgrade::legacy_upgrade))
         .route("/ws", get(upgrade::ws_upgrade))
-        .route("/api/publish", post(publish))
-        .route("/api/presence", get(presence));
+        .merge(backend::router());
     let router = if metrics_here {
         router.route("/metrics", get(metrics))
     } else {
@@ -116,86 +109,6 @@ async fn metrics(State(gw): State<Gateway>) -> Response {
         .into_response()
 }
 
-/// An error answered by the server API, as `{"code","reason"}`.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ApiError {
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The API key is missing or wrong.
-    #[error("missing or wrong API key")]
-    Unauthorized,
-    /// The API is not enabled for this caller.
-    #[error("{0}")]
-    Forbidden(&'static str),
-    /// The request body is not `application/json`.
-    #[error("the body must be application/json")]
-    UnsupportedMediaType,
-    /// The store or broker cannot serve now.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl From<ProtoError> for ApiError {
-    fn from(e: ProtoError) -> Self {
-        match e {
-            ProtoError::Unavailable(r) => Self::Unavailable(r),
-            other => Self::BadRequest(other.to_string()),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        (
-            status,
-            Json(json!({ "code": status.as_u16(), "reason": self.to_string() })),
-        )
-            .into_response()
-    }
-}
-
-/// Checks `Authorization: apikey <key>`. Without a configured key the API is
-/// open only in dev mode to loopback callers (the caller as seen through
-/// trusted proxies: a reverse proxy on this host does not make the world
-/// local).
-fn authorize(gw: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    let cfg = gw.config();
-    let Some(key) = &cfg.auth.api_key else {
-        let client = client_addr(peer, headers, &cfg.auth.trusted_proxies);
-        if cfg.dev_mode() && client.ip().is_loopback() {
-            return Ok(());
-        }
-        return Err(ApiError::Forbidden("the server API needs --api-key"));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("apikey "))
-        .map(str::trim);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), key.expose().as_bytes()) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// `/readyz` answers within this, whatever the store or broker do.
 const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(900);
 
@@ -235,68 +148,4 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// Requests with a body must say it is JSON: a page on another site can
-/// post `text/plain` without asking first, but not `application/json`.
-fn json_body(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let essence = ct.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType)
-    }
-}
-
-async fn publish(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    json_body(&headers)?;
-    authorize(&gw, peer, &headers)?;
-    if body.len() > gw.config().limits.max_frame {
-        return Err(ApiError::BadRequest(format!(
-            "body exceeds {} bytes",
-            gw.config().limits.max_frame
-        )));
-    }
-    let (sender, send) = decode_publish(&body)?;
-    let sender = sender.unwrap_or_else(|| Id::parse("system").expect("valid id"));
-    match gw.publisher().send(sender, None, send) {
-        Sent::Volatile => {
-            Ok((StatusCode::ACCEPTED, Json(json!({ "volatile": true }))).into_response())
-        }
-        Sent::Stored(fut) => {
-            let a = fut
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            Ok(Json(json!({ "msgId": a.msg_id, "seq": a.seq, "ts": a.ts })).into_response())
-        }
-    }
-}
-
-async fn presence(
-    State(gw): State<Gateway>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    authorize(&gw, peer, &headers)?;
-    let parse = |s: &str| Id::parse(s).map_err(|e| ApiError::BadRequest(format!("{s:?}: {e}")));
-    let users = if let Some(room) = q.get("roomId") {
-        gw.broker().room_presence(parse(room)?).await
-    } else if let Some(ids) = q.get("userId") {
-        let ids = ids.split(',').map(parse).collect::<Result<Vec<_>, _>>()?;
-        gw.broker().online(ids).await
-    } else {
-        return Err(ApiError::BadRequest("give roomId or userId".into()));
-    };
-    let users = users.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(json!({ "userIds": users })).into_response())
 }

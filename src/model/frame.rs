@@ -17,6 +17,9 @@ pub enum Delivery {
     Reliable,
     /// As a datagram when the transport has one and it fits; else reliable.
     Volatile,
+    /// Not sent: an instruction for the session itself ([`super::Control`]),
+    /// queued behind the frames before it.
+    Control,
 }
 
 /// Where a frame sits in its channel, so a session can drop live frames that

@@ -3,6 +3,7 @@
 //! fan-out plan. Nothing here does I/O; everybody may import it.
 
 pub mod clock;
+pub mod control;
 pub mod fanout;
 pub mod frame;
 
@@ -11,6 +12,7 @@ use std::fmt;
 use crate::protocol::Id;
 
 pub use clock::now_ms;
+pub use control::Control;
 pub use fanout::plan;
 pub use frame::{Delivery, Envelope, OutFrame, Position, Target};
 

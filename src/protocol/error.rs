@@ -23,9 +23,32 @@ pub enum CloseCode {
     TooLarge,
     /// 4429: the session kept exceeding its rate limit.
     RateLimited,
+    /// A code the backend chose (`POST /api/disconnect`): 1000, 1001 or
+    /// 3000 to 4999.
+    Other(u16),
 }
 
 impl CloseCode {
+    /// The close code `n` as the server API takes it: a code of the
+    /// protocol, or one of the ranges applications may use.
+    pub fn from_api(n: u16) -> Option<Self> {
+        let known = [
+            Self::Normal,
+            Self::GoingAway,
+            Self::SlowConsumer,
+            Self::Unauthorized,
+            Self::Forbidden,
+            Self::Timeout,
+            Self::TooLarge,
+            Self::RateLimited,
+        ];
+        match known.into_iter().find(|c| c.code() == n) {
+            Some(c) => Some(c),
+            None if (3000..=4999).contains(&n) => Some(Self::Other(n)),
+            None => None,
+        }
+    }
+
     /// The numeric close code.
     pub fn code(self) -> u16 {
         match self {
@@ -37,6 +60,7 @@ impl CloseCode {
             Self::Timeout => 4408,
             Self::TooLarge => 4413,
             Self::RateLimited => 4429,
+            Self::Other(n) => n,
         }
     }
 
@@ -51,6 +75,7 @@ impl CloseCode {
             Self::Timeout => "timeout",
             Self::TooLarge => "frame too large",
             Self::RateLimited => "rate limited",
+            Self::Other(_) => "disconnected by the server",
         }
     }
 
@@ -65,6 +90,7 @@ impl CloseCode {
             Self::Timeout => "timeout",
             Self::TooLarge => "too_large",
             Self::RateLimited => "rate_limited",
+            Self::Other(_) => "server_api",
         }
     }
 }

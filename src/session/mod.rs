@@ -4,6 +4,7 @@
 //! what [`login`] and [`commands`] decide. One task per session.
 
 mod commands;
+mod control;
 pub(crate) mod limits;
 mod login;
 mod output;
@@ -93,6 +94,8 @@ pub(crate) fn run<T: Transport>(
 enum Flow {
     Continue,
     Close(CloseCode),
+    /// Close with a reason of the server API's, not the code's own.
+    CloseWith(CloseCode, String),
     /// The transport failed: nothing more can be sent.
     Gone,
 }
@@ -221,14 +224,16 @@ impl<T: Transport> Driver<T> {
         if let Flow::Gone = flow {
             Box::pin(self.drain_inbound()).await;
         }
-        if let Flow::Close(code) = flow {
-            Box::pin(self.close(code)).await;
+        match flow {
+            Flow::Close(code) => Box::pin(self.close(code, code.reason())).await,
+            Flow::CloseWith(code, reason) => Box::pin(self.close(code, &reason)).await,
+            _ => {}
         }
         self.finish();
     }
 
     /// Sends the acks of what is already stored, then closes with `code`.
-    async fn close(&mut self, code: CloseCode) {
+    async fn close(&mut self, code: CloseCode, reason: &str) {
         info!(code = code.code(), reason = code.label(), "closing session");
         telemetry::closed(code);
         // Messages already handed to the store get their acks before the
@@ -241,7 +246,7 @@ impl<T: Transport> Driver<T> {
             }
         };
         let _ = tokio::time::timeout(ACK_DRAIN, drain).await;
-        self.t.close(code, code.reason()).await;
+        self.t.close(code, reason).await;
     }
 
     /// Leaves the hub and tells the broker what this node no longer holds.

@@ -86,6 +86,14 @@ impl<T: Transport> Driver<T> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
+            if frame.how == Delivery::Control {
+                match Box::pin(self.on_control(&frame.payload)).await {
+                    Flow::Continue => {}
+                    other => return other,
+                }
+                next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
+                continue;
+            }
             let Some(active) = &mut self.active else {
                 break;
             };

@@ -47,7 +47,7 @@ async fn publish_and_presence_in_dev_mode_on_loopback() {
         .await;
     assert_eq!(
         (status, serde_json::from_str::<Value>(&body).unwrap()),
-        (200, json!({"userIds": ["bob"]}))
+        (200, json!({"userIds": ["bob"], "count": 1}))
     );
     let (status, body) = s
         .http("POST", "/api/publish", &[], r#"{"msgBody":1}"#)
@@ -102,7 +102,7 @@ async fn api_key_is_required_when_configured() {
         .await;
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
-        json!({"userIds": ["r"]})
+        json!({"userIds": ["r"], "count": 1})
     );
 }
 

@@ -544,3 +544,19 @@ pub(crate) fn example(name: &str) -> std::path::PathBuf {
         .join("examples")
         .join(name)
 }
+
+impl Client {
+    /// Reads until the server's close frame; its code and reason.
+    pub(crate) async fn expect_close_frame(&mut self) -> (u16, String) {
+        loop {
+            match tokio::time::timeout(WAIT * 2, self.ws.next())
+                .await
+                .expect("connection ends in time")
+            {
+                Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+}

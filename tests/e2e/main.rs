@@ -5,6 +5,7 @@ mod browser;
 mod cluster;
 mod common;
 mod config;
+mod control;
 mod durability;
 mod hardening;
 mod hooks;
