@@ -535,11 +535,7 @@ pub(crate) fn label(target: &Target) -> &'static str {
 /// load runs first with WebSocket subscribers (a fresh server each), and the
 /// result carries both and their ratio per server CPU-second.
 pub(crate) async fn fanout(target: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<Value> {
-    let run = |o: FanoutOpts| async move {
-        let server = start(target, &["--outbound-queue", "8192"], pin).await?;
-        let at = [(server.http, server.wt)];
-        run_fanout(label(target), &[server.pid], &at, server.http, &o).await
-    };
+    let run = |o: FanoutOpts| async move { fanout_with(target, &o, &[], pin).await };
     if o.transport == Transport::Ws {
         return run(o.clone()).await;
     }
@@ -556,6 +552,20 @@ pub(crate) async fn fanout(target: &Target, o: &FanoutOpts, pin: bool) -> anyhow
     let ratio = wt[key].as_f64().unwrap_or(0.0) / ws[key].as_f64().unwrap_or(1.0).max(1e-9);
     println!("    WebTransport / WebSocket deliveries per server CPU-second: {ratio:.2}");
     Ok(json!({"scenario": "fanout-transports", "ws": ws, "wt": wt, "wt_over_ws": ratio}))
+}
+
+/// Room fan-out against one fresh server started with `extra` options.
+pub(crate) async fn fanout_with(
+    target: &Target,
+    o: &FanoutOpts,
+    extra: &[&str],
+    pin: bool,
+) -> anyhow::Result<Value> {
+    let mut args = vec!["--outbound-queue", "8192"];
+    args.extend_from_slice(extra);
+    let server = start(target, &args, pin).await?;
+    let at = [(server.http, server.wt)];
+    run_fanout(label(target), &[server.pid], &at, server.http, o).await
 }
 
 /// Direct messages between pairs (durable, acked). With `sample_every`,

@@ -14,6 +14,7 @@
 
 mod baseline;
 mod chaos;
+mod hooks;
 mod load;
 mod lossy;
 #[path = "../../tests/support/netlab.rs"]
@@ -120,6 +121,18 @@ enum Cmd {
         /// Run against the baseline (WebSocket only).
         #[arg(long)]
         baseline: bool,
+    },
+    /// The publish hook's cost: durable room fan-out and direct messages,
+    /// without and with the example backend's publish hook.
+    Hooks {
+        #[command(flatten)]
+        opts: FanoutArgs,
+        /// Pairs for the direct-message run.
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Messages in flight per direct sender.
+        #[arg(long, default_value_t = 8)]
+        pair_window: usize,
     },
     /// Room fan-out on one node compared with two nodes through Redis.
     Cluster {
@@ -323,6 +336,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             load::conns(&target, n, Transport::parse(&transport), hold, pin).await?
         }
         Cmd::Cluster { opts } => load::cluster(&server, &opts.opts(), pin).await?,
+        Cmd::Hooks {
+            opts,
+            pairs,
+            pair_window,
+        } => hooks::hooks(&server, &opts.opts(), pairs, pair_window, pin).await?,
         Cmd::Suite { ws_conns, wt_conns } => suite(&server, ws_conns, wt_conns, pin).await?,
         Cmd::Lossy {
             loss,
