@@ -3,9 +3,12 @@
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, ready};
 
+use serde_json::value::RawValue;
+
 use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::Envelope;
+use crate::model::presence::{Change, event};
 use crate::protocol::Id;
 use crate::telemetry;
 
@@ -40,6 +43,18 @@ impl Broker for LocalBroker {
     }
 
     fn user_offline(&self, _user: &Id) {}
+
+    fn room_joined(&self, room: &Id, user: &Id, info: Option<&RawValue>) {
+        if self.hub.sessions_in(room, user) == 1 {
+            self.publish(event(room, user, Change::Join, info));
+        }
+    }
+
+    fn room_left(&self, room: &Id, user: &Id, info: Option<&RawValue>) {
+        if !self.hub.in_room(room, user) {
+            self.publish(event(room, user, Change::Leave, info));
+        }
+    }
 
     fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
         ready(Ok(self.hub.online(&users))).boxed()

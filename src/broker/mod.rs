@@ -6,6 +6,7 @@ pub(crate) mod local;
 pub(crate) mod redis;
 
 use futures_util::future::BoxFuture;
+use serde_json::value::RawValue;
 
 use crate::model::Envelope;
 use crate::protocol::Id;
@@ -45,12 +46,16 @@ pub trait Broker: Send + Sync + 'static {
     /// This node no longer has a session of `user`.
     fn user_offline(&self, user: &Id);
 
-    /// A user joined a room on this node (for cluster presence).
-    fn room_joined(&self, _room: &Id, _user: &Id) {}
+    /// A session of `user` joined `room` on this node (already in the
+    /// hub): cluster presence, and the room's presence event (msgType 11,
+    /// with the user's `info`) when it is the user's first session there
+    /// anywhere.
+    fn room_joined(&self, room: &Id, user: &Id, info: Option<&RawValue>);
 
-    /// A session of a user left a room on this node; the broker checks
-    /// whether the user still has a session in it here.
-    fn room_left(&self, _room: &Id, _user: &Id) {}
+    /// A session of `user` left `room` on this node (already out of the
+    /// hub): when the user has no session left in it here, cluster presence
+    /// and, when none anywhere, the room's presence event.
+    fn room_left(&self, room: &Id, user: &Id, info: Option<&RawValue>);
 
     /// Which of these users are online anywhere.
     fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>>;

@@ -211,6 +211,22 @@ impl Hub {
         self.inner.users.get(user).map_or(0, |m| m.len())
     }
 
+    /// Whether `user` has a session in `room` on this node.
+    pub fn in_room(&self, room: &Id, user: &Id) -> bool {
+        self.inner
+            .rooms
+            .get(room)
+            .is_some_and(|m| m.values().any(|h| h.user == *user))
+    }
+
+    /// How many of `user`'s sessions on this node are in `room`.
+    pub fn sessions_in(&self, room: &Id, user: &Id) -> usize {
+        self.inner
+            .rooms
+            .get(room)
+            .map_or(0, |m| m.values().filter(|h| h.user == *user).count())
+    }
+
     /// The distinct users with a session in the room on this node, sorted.
     pub fn room_users(&self, room: &Id) -> Vec<Id> {
         let mut users: Vec<Id> = match self.inner.rooms.get(room) {

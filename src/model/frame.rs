@@ -20,6 +20,9 @@ pub enum Delivery {
     /// Not sent: an instruction for the session itself ([`super::Control`]),
     /// queued behind the frames before it.
     Control,
+    /// A presence event of a room (msgType 11), sent reliably to the
+    /// sessions that asked for its room's events and dropped by the others.
+    Presence,
 }
 
 /// Where a frame sits in its channel, so a session can drop live frames that

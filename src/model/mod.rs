@@ -6,6 +6,7 @@ pub mod clock;
 pub mod control;
 pub mod fanout;
 pub mod frame;
+pub mod presence;
 
 use std::fmt;
 

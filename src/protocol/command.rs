@@ -40,7 +40,12 @@ pub enum Command {
         seq: u64,
     },
     /// msgType 5.
-    Join(Id),
+    Join {
+        /// The room.
+        room: Id,
+        /// `"presenceEvents":true`: the session gets msgType 11 events.
+        presence_events: bool,
+    },
     /// msgType 6.
     Leave(Id),
     /// msgType 7.
@@ -63,6 +68,16 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// A join without presence events.
+    pub fn join(room: Id) -> Self {
+        Self::Join {
+            room,
+            presence_events: false,
+        }
+    }
+}
+
 /// Longest "latest value wins" key, in characters.
 pub const MAX_LATEST_KEY: usize = 64;
 
@@ -80,6 +95,8 @@ pub struct Login {
     /// The client reads only its one stream (`"streams":"single"`): no
     /// stream per channel over WebTransport.
     pub single_stream: bool,
+    /// `"presenceEvents":true`: msgType 11 events of the login's rooms.
+    pub presence_events: bool,
 }
 
 /// Where a business message goes.
@@ -239,6 +256,7 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 rooms,
                 since,
                 single_stream,
+                presence_events: w.presence_events.unwrap_or(false),
             }))
         }
         message::ACK => {
@@ -247,7 +265,10 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 .ok_or_else(|| ProtoError::bad("msgType 4 needs seq"))?;
             Ok(Command::Cursor { seq })
         }
-        message::JOIN => Ok(Command::Join(need_room(w.room_id, "join")?)),
+        message::JOIN => Ok(Command::Join {
+            room: need_room(w.room_id, "join")?,
+            presence_events: w.presence_events.unwrap_or(false),
+        }),
         message::LEAVE => Ok(Command::Leave(need_room(w.room_id, "leave")?)),
         message::HISTORY => {
             let since = match w.since {

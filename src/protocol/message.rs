@@ -79,6 +79,8 @@ pub struct Wire {
     /// A volatile update's key ("typing", "cursor"): receivers keep only
     /// the newest per sender, destination and key.
     pub latest: Option<String>,
+    /// At a join (or login): send msgType 11 presence events of the rooms.
+    pub presence_events: Option<bool>,
 }
 
 /// `since`: a plain position for history, an object of positions at login.

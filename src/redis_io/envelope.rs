@@ -1,5 +1,5 @@
 //! Envelopes on Redis Pub/Sub: which channel a target listens on, and the
-//! bytes of an envelope, `<seq|-> <u|r> <target> <exclude|-> <v|s|c>\n<payload>`.
+//! bytes of an envelope, `<seq|-> <u|r> <target> <exclude|-> <v|s|c|p>\n<payload>`.
 //! Channels carry the hash tag of their keys, so that in a Redis Cluster
 //! the store's script can `SPUBLISH` to them in the slot it runs in.
 
@@ -51,6 +51,7 @@ pub(crate) fn encode(env: &Envelope) -> (String, Vec<u8>) {
         Delivery::Volatile => "v",
         Delivery::Reliable => "s",
         Delivery::Control => "c",
+        Delivery::Presence => "p",
     };
     let mut msg = format!("{seq} {kind} {id} {exclude} {how}\n").into_bytes();
     msg.extend_from_slice(&env.frame.payload);
@@ -74,6 +75,7 @@ pub(crate) fn decode(msg: &[u8]) -> Option<Envelope> {
         "v" => Delivery::Volatile,
         "s" => Delivery::Reliable,
         "c" => Delivery::Control,
+        "p" => Delivery::Presence,
         _ => return None,
     };
     let (target, channel) = match kind {

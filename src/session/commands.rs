@@ -62,11 +62,16 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
             Ok(()) => Effects::default(),
             Err(e) => Effects::error(e.into(), None),
         },
-        Command::Join(room) => Effects::answer(
-            join(s, gw, room.clone())
-                .await
-                .map(|seq| Reply::joined(room, seq)),
-        ),
+        Command::Join {
+            room,
+            presence_events,
+        } => {
+            let joined = join(s, gw, room.clone()).await;
+            if joined.is_ok() && presence_events {
+                s.want_presence(&room);
+            }
+            Effects::answer(joined.map(|seq| Reply::joined(room, seq)))
+        }
         Command::Leave(room) => {
             leave(s, gw, &room);
             Effects::reply(Reply::left(room))
@@ -254,7 +259,6 @@ pub(crate) async fn enter(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u6
         }
         s.rooms.insert(room.clone());
         gw.hub().join(&room, s.handle.clone());
-        gw.broker().room_joined(&room, s.user());
         // Every joiner waits until the room's messages reach this node, not
         // only the first: a join that reads the room before that could miss
         // messages, so it fails instead.
@@ -264,6 +268,10 @@ pub(crate) async fn enter(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u6
                 "could not subscribe to room {room}; retry"
             )));
         }
+        // Announced once the room's envelopes reach this node, so that its
+        // own presence event does too.
+        gw.broker()
+            .room_joined(&room, s.user(), s.identity.info.as_deref());
     }
     Ok(gw.store().latest(&Channel::Room(room)).await?)
 }
@@ -275,7 +283,9 @@ pub(crate) fn leave(s: &mut LoggedIn, gw: &Gateway, room: &Id) {
         if gw.hub().leave(room, s.id) {
             gw.broker().unwatch_room(room);
         }
-        gw.broker().room_left(room, s.user());
+        gw.broker()
+            .room_left(room, s.user(), s.identity.info.as_deref());
+        s.presence_rooms.retain(|r| r != room);
     }
 }
 

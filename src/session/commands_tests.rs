@@ -69,6 +69,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         rooms: HashSet::new(),
         replayed: HashMap::new(),
         turns: Default::default(),
+        presence_rooms: Vec::new(),
     }
 }
 
@@ -111,13 +112,13 @@ async fn heartbeat_and_a_second_login() {
 async fn join_answers_the_rooms_seq_and_registers_the_member() {
     let gw = gateway();
     let mut s = session(&gw, "alice", RoomGrant::All);
-    let r = one(handle(&mut s, &gw, Command::Join(id("r1"))).await);
+    let r = one(handle(&mut s, &gw, Command::join(id("r1"))).await);
     assert_eq!((r.msg_type, r.seq), (JOIN, Some(0)));
     assert_eq!(r.room_id, Some(id("r1")));
     assert!(s.rooms.contains(&id("r1")));
     assert_eq!(gw.hub().room_users(&id("r1")), vec![id("alice")]);
     // Joining again changes nothing and answers again.
-    let r = one(handle(&mut s, &gw, Command::Join(id("r1"))).await);
+    let r = one(handle(&mut s, &gw, Command::join(id("r1"))).await);
     assert_eq!(r.msg_type, JOIN);
     assert_eq!(s.rooms.len(), 1);
 }
@@ -130,14 +131,14 @@ async fn join_outside_the_token_is_403_and_beyond_the_limit_409() {
         .unwrap();
     let gw = gateway_with(cfg);
     let mut s = session(&gw, "alice", only(&["a", "b"]));
-    let r = one(handle(&mut s, &gw, Command::Join(id("x"))).await);
+    let r = one(handle(&mut s, &gw, Command::join(id("x"))).await);
     assert_eq!(r.code, Some(403));
     assert!(r.reason.unwrap().contains("room x is not in your token"));
     assert_eq!(
-        one(handle(&mut s, &gw, Command::Join(id("a"))).await).msg_type,
+        one(handle(&mut s, &gw, Command::join(id("a"))).await).msg_type,
         JOIN
     );
-    let r = one(handle(&mut s, &gw, Command::Join(id("b"))).await);
+    let r = one(handle(&mut s, &gw, Command::join(id("b"))).await);
     assert_eq!(r.code, Some(409));
     assert!(gw.hub().room_users(&id("b")).is_empty());
 }
@@ -146,7 +147,7 @@ async fn join_outside_the_token_is_403_and_beyond_the_limit_409() {
 async fn leave_answers_in_kind_and_drops_the_membership() {
     let gw = gateway();
     let mut s = session(&gw, "alice", RoomGrant::All);
-    handle(&mut s, &gw, Command::Join(id("r1"))).await;
+    handle(&mut s, &gw, Command::join(id("r1"))).await;
     let r = one(handle(&mut s, &gw, Command::Leave(id("r1"))).await);
     assert_eq!((r.msg_type, r.room_id), (LEAVE, Some(id("r1"))));
     assert!(s.rooms.is_empty());
@@ -167,29 +168,37 @@ async fn publishing_needs_membership_and_is_acked_after_the_store() {
     assert_eq!(r.code, Some(403));
     assert_eq!(r.client_msg_id.as_deref(), Some("c1"));
 
-    handle(&mut alice, &gw, Command::Join(id("r1"))).await;
-    handle(&mut bob, &gw, Command::Join(id("r1"))).await;
+    handle(&mut alice, &gw, Command::join(id("r1"))).await;
+    handle(&mut bob, &gw, Command::join(id("r1"))).await;
     let e = handle(&mut alice, &gw, publish_to_room("r1", "c2")).await;
     assert!(e.replies.is_empty());
     let (cmid, acked) = e.ack.expect("a stored message is acked").await;
     assert_eq!(cmid.as_deref(), Some("c2"));
     let acked = acked.unwrap();
     assert_eq!(acked.seq, 1);
-    // The other member got it, with its seq; the sender's session did not.
-    let frame = bob.rx.try_recv().unwrap();
+    // The other member got it, with its seq; the sender's session did not
+    // (the rooms' presence events are in the queues too, for sessions that
+    // want them).
+    let next = |s: &mut LoggedIn| loop {
+        match s.rx.try_recv() {
+            Ok(f) if f.how == crate::model::Delivery::Presence => continue,
+            other => return other,
+        }
+    };
+    let frame = next(&mut bob).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&frame.payload).unwrap();
     assert_eq!(
         (v["seq"].as_u64(), v["sendUserId"].as_str()),
         (Some(1), Some("alice"))
     );
-    assert!(alice.rx.try_recv().is_err());
+    assert!(next(&mut alice).is_err());
 }
 
 #[tokio::test]
 async fn history_reads_the_room_or_the_inbox_in_seq_order() {
     let gw = gateway();
     let mut s = session(&gw, "alice", only(&["r1"]));
-    handle(&mut s, &gw, Command::Join(id("r1"))).await;
+    handle(&mut s, &gw, Command::join(id("r1"))).await;
     for c in ["c1", "c2", "c3"] {
         let e = handle(&mut s, &gw, publish_to_room("r1", c)).await;
         e.ack.unwrap().await.1.unwrap();
@@ -223,8 +232,8 @@ async fn presence_by_room_and_by_users() {
     let gw = gateway();
     let mut alice = session(&gw, "alice", only(&["r1"]));
     let mut bob = session(&gw, "bob", RoomGrant::All);
-    handle(&mut alice, &gw, Command::Join(id("r1"))).await;
-    handle(&mut bob, &gw, Command::Join(id("r1"))).await;
+    handle(&mut alice, &gw, Command::join(id("r1"))).await;
+    handle(&mut bob, &gw, Command::join(id("r1"))).await;
     let r = one(handle(&mut alice, &gw, Command::PresenceRoom(id("r1"))).await);
     assert_eq!(r.msg_type, PRESENCE);
     assert_eq!(r.user_ids, Some(vec![id("alice"), id("bob")]));

@@ -118,6 +118,7 @@ pub(crate) async fn login(
         rooms: HashSet::new(),
         replayed: HashMap::new(),
         turns: Default::default(),
+        presence_rooms: Vec::new(),
     };
     info!(session = %id, "logged in");
     telemetry::login("ok");
@@ -126,15 +127,23 @@ pub(crate) async fn login(
     // Rooms the backend chose need no join hook (the client's own do), and
     // the client is told of them.
     let mut joined = Vec::new();
+    let presence = login.presence_events;
     for room in backend_rooms {
         match enter(&mut state, gw, room.clone()).await {
-            Ok(seq) => joined.push(Reply::joined(room, seq)),
+            Ok(seq) => {
+                if presence {
+                    state.want_presence(&room);
+                }
+                joined.push(Reply::joined(room, seq));
+            }
             Err(e) => errors.push(e),
         }
     }
     for room in login.rooms {
-        if let Err(e) = join(&mut state, gw, room).await {
-            errors.push(e);
+        match join(&mut state, gw, room.clone()).await {
+            Ok(_) if presence => state.want_presence(&room),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
         }
     }
     // Registered first, read second: anything committed from now on is in

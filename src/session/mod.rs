@@ -259,7 +259,7 @@ impl<T: Transport> Driver<T> {
                 .unregister(a.id, &a.identity.user, rooms.iter().cloned());
         let broker = self.gw.broker();
         for room in &rooms {
-            broker.room_left(room, &a.identity.user);
+            broker.room_left(room, &a.identity.user, a.identity.info.as_deref());
         }
         for room in &last_rooms {
             broker.unwatch_room(room);

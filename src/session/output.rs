@@ -86,6 +86,19 @@ impl<T: Transport> Driver<T> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
+            if frame.how == Delivery::Presence {
+                let wanted = self.active.as_ref().is_some_and(|a| {
+                    matches!(&frame.position, Some(p) if matches!(&p.channel, Channel::Room(r) if a.presence_rooms.contains(r)))
+                });
+                if wanted {
+                    if let Err(e) = self.send(frame.payload.clone(), Delivery::Reliable).await {
+                        return e.into();
+                    }
+                    written += 1;
+                }
+                next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
+                continue;
+            }
             if frame.how == Delivery::Control {
                 match Box::pin(self.on_control(&frame.payload)).await {
                     Flow::Continue => {}

@@ -27,6 +27,8 @@ pub(crate) struct LoggedIn {
     pub(crate) replayed: HashMap<Channel, u64>,
     /// The order of its messages on their way to the store.
     pub(crate) turns: Turns,
+    /// Rooms whose presence events (msgType 11) it asked for.
+    pub(crate) presence_rooms: Vec<Id>,
 }
 
 /// Keeps a session's messages in order on their way to the store when some
@@ -81,6 +83,13 @@ impl LoggedIn {
     /// The user.
     pub(crate) fn user(&self) -> &Id {
         &self.identity.user
+    }
+
+    /// Sends `room`'s presence events on from now.
+    pub(crate) fn want_presence(&mut self, room: &Id) {
+        if !self.presence_rooms.contains(room) {
+            self.presence_rooms.push(room.clone());
+        }
     }
 
     /// Whether the credentials allow `room`: the one room-permission check.

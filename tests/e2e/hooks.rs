@@ -179,6 +179,21 @@ async fn the_connect_hook_decides_who_logs_in_by_cookie_bearer_or_token() {
     assert_eq!(liar.recv_type(9).await["code"], 403);
     assert_eq!(liar.expect_end().await, End::Closed(4403));
 
+    // The backend's info about a user travels with presence events.
+    let mut watcher = connect_as(&s, &[("cookie", "session=wendy")], "").await;
+    watcher
+        .login_as(json!({"msgType": 2, "presenceEvents": true}))
+        .await;
+    assert_eq!(watcher.recv_type(5).await["roomId"], "lobby");
+    let own = watcher.recv_type(11).await;
+    assert_eq!(own["info"], json!({"name": "WENDY"}), "{own}");
+    let (_bob2, _) = with_cookie(&s, "zed").await;
+    let zed = watcher.recv_type(11).await;
+    assert_eq!(
+        (zed["userId"].as_str(), &zed["info"]),
+        (Some("zed"), &json!({"name": "ZED"}))
+    );
+
     // A guest may use only the rooms the backend granted.
     let (mut guest, _) = with_cookie(&s, "guest1").await;
     guest.recv_type(5).await;

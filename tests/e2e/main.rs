@@ -18,6 +18,7 @@ mod messaging;
 mod netlab;
 mod nginx;
 mod ops;
+mod presence;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 mod wt;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::{AsyncCommands, PushInfo, PushKind, Value};
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -46,8 +47,9 @@ enum Control {
     Unsubscribe(String),
     UserOnline(Id),
     UserOffline(Id),
-    Joined(Id, Id),
-    Left(Id, Id),
+    /// A room, a user, and the user's info for the presence event.
+    Joined(Id, Id, Option<Box<RawValue>>),
+    Left(Id, Id, Option<Box<RawValue>>),
 }
 
 /// The Redis broker. Cheap to share behind an `Arc`.
@@ -73,6 +75,12 @@ fn online_key(u: &Id) -> String {
 
 fn members_key(room: &Id) -> String {
     format!("rtgate:members:{room}")
+}
+
+/// The nodes where `user` has a session in `room` (field: node, value: the
+/// entry's expiry), for the room's presence events: in the room's hash slot.
+fn room_user_key(room: &Id, user: &Id) -> String {
+    format!("rtgate:{{r:{room}}}:u:{user}")
 }
 
 impl RedisBroker {
@@ -267,13 +275,17 @@ impl Broker for RedisBroker {
         self.send(Control::UserOffline(user.clone()));
     }
 
-    fn room_joined(&self, room: &Id, user: &Id) {
-        self.send(Control::Joined(room.clone(), user.clone()));
+    fn room_joined(&self, room: &Id, user: &Id, info: Option<&RawValue>) {
+        if self.hub.sessions_in(room, user) == 1 {
+            let info = info.map(ToOwned::to_owned);
+            self.send(Control::Joined(room.clone(), user.clone(), info));
+        }
     }
 
-    fn room_left(&self, room: &Id, user: &Id) {
-        if !self.hub.room_users(room).contains(user) {
-            self.send(Control::Left(room.clone(), user.clone()));
+    fn room_left(&self, room: &Id, user: &Id, info: Option<&RawValue>) {
+        if !self.hub.in_room(room, user) {
+            let info = info.map(ToOwned::to_owned);
+            self.send(Control::Left(room.clone(), user.clone(), info));
         }
     }
 
@@ -337,6 +349,12 @@ impl Broker for RedisBroker {
                         redis::cmd("HDEL")
                             .arg(members_key(&room))
                             .arg(format!("{node}\t{user}"))
+                            .to_owned(),
+                    );
+                    cmds.push(
+                        redis::cmd("HDEL")
+                            .arg(room_user_key(&room, &user))
+                            .arg(&node)
                             .to_owned(),
                     );
                 }

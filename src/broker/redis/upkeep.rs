@@ -2,9 +2,42 @@
 //! subscriptions and presence changes, refreshing this node's presence
 //! entries, and resubscribing after Redis lost its state.
 
-use super::{Control, RedisBroker, members_key, online_key, room_channel, user_channel};
+use std::sync::LazyLock;
+
+use super::{
+    Control, RedisBroker, members_key, online_key, room_channel, room_user_key, user_channel,
+};
+use crate::broker::Broker;
 use crate::model::now_ms;
+use crate::model::presence::{Change, event};
 use crate::redis_io::RedisConn;
+
+/// A user's node entry in a room joins or leaves; answers 1 when that makes
+/// the user's first (join) or last (leave) presence in the room anywhere:
+/// no other node holds a live entry. KEYS[1]: the (room, user) hash.
+/// ARGV: node, expiry, key lifetime, now, `join` or `leave`.
+static PRESENCE_CHANGE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local others = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] and tonumber(all[i + 1]) > tonumber(ARGV[4]) then
+    others = others + 1
+  end
+end
+local changed
+if ARGV[5] == 'join' then
+  changed = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  changed = redis.call('HDEL', KEYS[1], ARGV[1])
+end
+if changed == 1 and others == 0 then return 1 end
+return 0
+",
+    )
+});
 
 impl RedisBroker {
     pub(super) fn expires(&self) -> i64 {
@@ -43,7 +76,9 @@ impl RedisBroker {
                     .arg(&self.node)
                     .to_owned(),
             ),
-            Control::Joined(room, user) => {
+            Control::Joined(room, user, info) => {
+                self.presence_change(conn, &room, &user, Change::Join, info.as_deref())
+                    .await?;
                 let key = members_key(&room);
                 let field = format!("{}\t{user}", self.node);
                 cmds.push(
@@ -55,7 +90,9 @@ impl RedisBroker {
                 );
                 cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(self.keep()).to_owned());
             }
-            Control::Left(room, user) => {
+            Control::Left(room, user, info) => {
+                self.presence_change(conn, &room, &user, Change::Leave, info.as_deref())
+                    .await?;
                 cmds.push(
                     redis::cmd("HDEL")
                         .arg(members_key(&room))
@@ -65,6 +102,36 @@ impl RedisBroker {
             }
         }
         conn.run_all(cmds).await.map(|_| ())
+    }
+
+    /// Records this node's entry for `user` in `room` (or removes it) and,
+    /// when that is the user's first or last presence there anywhere,
+    /// publishes the room's presence event.
+    async fn presence_change(
+        &self,
+        conn: &mut RedisConn,
+        room: &crate::protocol::Id,
+        user: &crate::protocol::Id,
+        change: Change,
+        info: Option<&serde_json::value::RawValue>,
+    ) -> redis::RedisResult<()> {
+        let op = match change {
+            Change::Join => "join",
+            Change::Leave => "leave",
+        };
+        let edge: i64 = PRESENCE_CHANGE
+            .key(room_user_key(room, user))
+            .arg(&self.node)
+            .arg(self.expires())
+            .arg(self.keep())
+            .arg(now_ms())
+            .arg(op)
+            .invoke_async(conn)
+            .await?;
+        if edge == 1 {
+            self.publish(event(room, user, change, info));
+        }
+        Ok(())
     }
 
     /// This node's presence entries, as commands (with a fresh expiry).
@@ -92,6 +159,15 @@ impl RedisBroker {
                         .arg(expires)
                         .to_owned(),
                 );
+                let per_user = room_user_key(&room, &user);
+                cmds.push(
+                    redis::cmd("HSET")
+                        .arg(&per_user)
+                        .arg(&self.node)
+                        .arg(expires)
+                        .to_owned(),
+                );
+                cmds.push(redis::cmd("PEXPIRE").arg(per_user).arg(keep).to_owned());
             }
             cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(keep).to_owned());
         }
