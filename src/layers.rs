@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 6),
     ("broker", 6),
     ("routing", 7),
+    ("webhook", 7),
     ("gateway", 8),
     ("session", 9),
     ("admission", 10),

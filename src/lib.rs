@@ -12,7 +12,8 @@
 //! - [`store`] and `broker`: message logs, acks, dedupe, replay; moving
 //!   envelopes between nodes and cluster presence (both over `redis_io` in
 //!   cluster mode);
-//! - `routing`: the publish path;
+//! - `routing`: the publish path; `webhook`: events to the backend from
+//!   the store's outbox;
 //! - `session`: the per-connection driver (login, commands, heartbeat);
 //! - `admission`, `api` and `quic`: the edges that accept connections;
 //! - [`server`]: wiring and drain; `main.rs` on top.
@@ -44,3 +45,4 @@ pub(crate) mod session;
 pub mod store;
 pub(crate) mod telemetry;
 pub(crate) mod transport;
+pub(crate) mod webhook;

@@ -136,10 +136,20 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         config.clone(),
         node_id.clone(),
         hub,
-        store,
-        broker,
+        store.clone(),
+        broker.clone(),
         shutdown,
     );
+    if gw.hooks().has_events() {
+        store.record_stored_events();
+        broker.set_edges(Arc::new(crate::webhook::EdgeRecorder::new(store.clone())));
+        crate::telemetry::events_registered();
+        tokio::spawn(crate::webhook::deliver(
+            store,
+            gw.hooks().clone(),
+            gw.shutdown().clone(),
+        ));
+    }
 
     let listener = TcpListener::bind(config.listen.http)
         .await

@@ -222,3 +222,25 @@ pub(crate) fn hook_registered(hook: &'static str) {
         counter!("rtgate_hook_decisions_total", "hook" => hook, "decision" => decision).absolute(0);
     }
 }
+
+/// Events the event webhook took (a 2xx answer).
+pub(crate) fn events_delivered(n: usize) {
+    counter!("rtgate_events_delivered_total").increment(n as u64);
+}
+
+/// A batch of events the webhook did not take; it is sent again.
+pub(crate) fn event_batch_failed() {
+    counter!("rtgate_event_batches_failed_total").increment(1);
+}
+
+/// An event that could not be put in the outbox (the store refused it).
+pub(crate) fn event_lost() {
+    counter!("rtgate_events_lost_total").increment(1);
+}
+
+/// The event webhook's series, at zero from the first scrape.
+pub(crate) fn events_registered() {
+    counter!("rtgate_events_delivered_total").absolute(0);
+    counter!("rtgate_event_batches_failed_total").absolute(0);
+    counter!("rtgate_events_lost_total").absolute(0);
+}

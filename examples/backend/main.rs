@@ -90,30 +90,31 @@ async fn hook(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|sig| app.secret.as_ref().is_some_and(|s| valid(s, &body, sig)));
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    app.calls
-        .lock()
-        .unwrap()
-        .push(json!({"hook": name, "signed": signed, "body": request}));
     let (delay, status) = {
         let b = app.behaviour.lock().unwrap();
         let jitter = b.jitter.mul_f64(fastrand::f64());
         (b.delay + jitter, b.status)
     };
     tokio::time::sleep(delay).await;
-    if app.secret.is_some() && !signed {
-        return refuse(StatusCode::UNAUTHORIZED, "bad signature");
-    }
-    if let Some(status) = status {
+    let response = if app.secret.is_some() && !signed {
+        refuse(StatusCode::UNAUTHORIZED, "bad signature")
+    } else if let Some(status) = status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, "told to fail").into_response();
-    }
-    match name.as_str() {
-        "connect" => connect(&request),
-        "publish" => publish(&request),
-        "join" => join(&request),
-        "events" => Json(json!({})).into_response(),
-        _ => StatusCode::NOT_FOUND.into_response(),
-    }
+        (status, "told to fail").into_response()
+    } else {
+        match name.as_str() {
+            "connect" => connect(&request),
+            "publish" => publish(&request),
+            "join" => join(&request),
+            // Events: a real backend dedupes them by id and acts on them.
+            "events" => StatusCode::NO_CONTENT.into_response(),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        }
+    };
+    app.calls.lock().unwrap().push(json!({
+        "hook": name, "signed": signed, "status": response.status().as_u16(), "body": request,
+    }));
+    response
 }
 
 /// Who connects: the web session cookie, else a bearer token, else the

@@ -3,25 +3,37 @@
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, ready};
 
+use std::sync::{Arc, OnceLock};
+
 use serde_json::value::RawValue;
 
 use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::Envelope;
+use crate::model::event::{Edge, EdgeSink};
 use crate::model::presence::{Change, event};
 use crate::protocol::Id;
 use crate::telemetry;
 
 /// Delivers straight into the local hub; presence is the hub's.
-#[derive(Debug, Clone)]
 pub(crate) struct LocalBroker {
     hub: Hub,
+    edges: OnceLock<Arc<dyn EdgeSink>>,
 }
 
 impl LocalBroker {
     /// A broker for one node.
     pub(crate) fn new(hub: Hub) -> Self {
-        Self { hub }
+        Self {
+            hub,
+            edges: OnceLock::new(),
+        }
+    }
+
+    fn edge(&self, edge: Edge<'_>, info: Option<&RawValue>) {
+        if let Some(sink) = self.edges.get() {
+            sink.edge(edge, info);
+        }
     }
 }
 
@@ -38,21 +50,48 @@ impl Broker for LocalBroker {
 
     fn unwatch_room(&self, _room: &Id) {}
 
-    fn user_online(&self, _user: &Id) -> BoxFuture<'static, bool> {
+    fn user_online(&self, user: &Id, info: Option<&RawValue>) -> BoxFuture<'static, bool> {
+        if self.hub.user_sessions(user) == 1 {
+            self.edge(Edge::User { user, online: true }, info);
+        }
         ready(true).boxed()
     }
 
-    fn user_offline(&self, _user: &Id) {}
+    fn user_offline(&self, user: &Id, info: Option<&RawValue>) {
+        self.edge(
+            Edge::User {
+                user,
+                online: false,
+            },
+            info,
+        );
+    }
+
+    fn set_edges(&self, sink: Arc<dyn EdgeSink>) {
+        let _ = self.edges.set(sink);
+    }
 
     fn room_joined(&self, room: &Id, user: &Id, info: Option<&RawValue>) {
         if self.hub.sessions_in(room, user) == 1 {
             self.publish(event(room, user, Change::Join, info));
+            let edge = Edge::Room {
+                room,
+                user,
+                joined: true,
+            };
+            self.edge(edge, info);
         }
     }
 
     fn room_left(&self, room: &Id, user: &Id, info: Option<&RawValue>) {
         if !self.hub.in_room(room, user) {
             self.publish(event(room, user, Change::Leave, info));
+            let edge = Edge::Room {
+                room,
+                user,
+                joined: false,
+            };
+            self.edge(edge, info);
         }
     }
 

@@ -8,7 +8,10 @@ pub(crate) mod redis;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
 use crate::model::Envelope;
+use crate::model::event::EdgeSink;
 use crate::protocol::Id;
 
 pub(crate) use local::LocalBroker;
@@ -40,11 +43,16 @@ pub trait Broker: Send + Sync + 'static {
 
     /// A session of `user` logs in on this node. Resolves to true once
     /// envelopes for the user reach this node, false if that could not be
-    /// confirmed in time (the login must then fail).
-    fn user_online(&self, user: &Id) -> BoxFuture<'static, bool>;
+    /// confirmed in time (the login must then fail). The user's first
+    /// session anywhere is an edge for the [`EdgeSink`].
+    fn user_online(&self, user: &Id, info: Option<&RawValue>) -> BoxFuture<'static, bool>;
 
-    /// This node no longer has a session of `user`.
-    fn user_offline(&self, user: &Id);
+    /// This node no longer has a session of `user` (when none is left
+    /// anywhere, an edge for the [`EdgeSink`]).
+    fn user_offline(&self, user: &Id, info: Option<&RawValue>);
+
+    /// Where presence edges go from now on (the event webhook's outbox).
+    fn set_edges(&self, sink: Arc<dyn EdgeSink>);
 
     /// A session of `user` joined `room` on this node (already in the
     /// hub): cluster presence, and the room's presence event (msgType 11,

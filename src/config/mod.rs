@@ -126,6 +126,10 @@ pub enum HookName {
     Publish,
     /// Before a session joins a room.
     Join,
+    /// The event webhook (always retried, never let through).
+    #[value(skip)]
+    #[serde(skip)]
+    Event,
 }
 
 /// An option value as the flag takes it (`cubic`, `json`, `sqlite`).

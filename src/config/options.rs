@@ -264,6 +264,8 @@ options_group! {
                 [env = "RTGATE_PUBLISH_HOOK", value_name = "URL"];
             join_hook: String, "URL the backend allows or refuses room joins at",
                 [env = "RTGATE_JOIN_HOOK", value_name = "URL"];
+            event_hook: String, "URL that receives batches of events (message.stored, user.online/offline, room.join/leave) from a durable outbox",
+                [env = "RTGATE_EVENT_HOOK", value_name = "URL"];
             hook_secret: String, "Secret for the X-Rtgate-Signature (HMAC-SHA256 of the body) of every hook call",
                 [env = "RTGATE_HOOK_SECRET", value_name = "S", hide_env_values = true];
         }

@@ -186,6 +186,8 @@ pub struct HooksConfig {
     pub publish: Option<http::Uri>,
     /// The join hook's URL.
     pub join: Option<http::Uri>,
+    /// The event webhook's URL.
+    pub event: Option<http::Uri>,
     /// The signing secret.
     pub secret: Option<Secret>,
     /// One call's deadline, waiting for a slot included.
@@ -316,6 +318,7 @@ impl Options {
                 connect: hook_url(hooks.connect_hook.clone(), "connect-hook")?,
                 publish: hook_url(hooks.publish_hook.clone(), "publish-hook")?,
                 join: hook_url(hooks.join_hook.clone(), "join-hook")?,
+                event: hook_url(hooks.event_hook.clone(), "event-hook")?,
                 secret: secret(hooks.hook_secret.clone()),
                 timeout: Duration::from_millis(hooks.hook_timeout_ms()),
                 max_in_flight: hooks.hook_max_in_flight(),

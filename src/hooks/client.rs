@@ -84,6 +84,7 @@ impl Endpoint {
             HookName::Connect => "connect",
             HookName::Publish => "publish",
             HookName::Join => "join",
+            HookName::Event => "event",
         };
         telemetry::hook_registered(label);
         Self {

@@ -42,6 +42,7 @@ pub(crate) struct Hooks {
     connect: Option<Endpoint>,
     publish: Option<(Endpoint, Filter)>,
     join: Option<Endpoint>,
+    event: Option<Endpoint>,
     max_body: usize,
 }
 
@@ -62,6 +63,7 @@ impl Hooks {
             connect: endpoint(HookName::Connect, &cfg.connect),
             publish: endpoint(HookName::Publish, &cfg.publish).map(|e| (e, filter)),
             join: endpoint(HookName::Join, &cfg.join),
+            event: endpoint(HookName::Event, &cfg.event),
             max_body: max_frame,
         }
     }
@@ -162,6 +164,27 @@ impl Hooks {
             }
             Err(e) => failed(ep, &e),
         }
+    }
+}
+
+impl Hooks {
+    /// Whether an event webhook is configured.
+    pub(crate) fn has_events(&self) -> bool {
+        self.event.is_some()
+    }
+
+    /// POSTs a batch of events (a JSON array) to the event webhook; any 2xx
+    /// answer means the backend has them.
+    pub(crate) async fn events(&self, batch: Vec<u8>) -> Result<(), HookError> {
+        let Some(ep) = &self.event else {
+            return Ok(());
+        };
+        self.client
+            .call(ep, batch, |answer| match answer.status {
+                200..=299 => Ok(()),
+                status => Err(HookError::Status(status)),
+            })
+            .await
     }
 }
 

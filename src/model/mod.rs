@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod event;
 pub mod fanout;
 pub mod frame;
 pub mod presence;

@@ -98,10 +98,11 @@ pub(crate) async fn login(
     gw.hub().register(handle.clone());
     // Subscribed before the replay reads the store: no gap between what the
     // replay covers and what arrives live. Unconfirmed, the login fails.
-    if !gw.broker().user_online(&user).await {
+    let info = identity.info.as_deref();
+    if !gw.broker().user_online(&user, info).await {
         let (last, _) = gw.hub().unregister(id, &user, []);
         if last {
-            gw.broker().user_offline(&user);
+            gw.broker().user_offline(&user, info);
         }
         info!("login refused: no subscription for the user");
         telemetry::login("unavailable");

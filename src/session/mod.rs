@@ -265,7 +265,7 @@ impl<T: Transport> Driver<T> {
             broker.unwatch_room(room);
         }
         if last_user {
-            broker.user_offline(&a.identity.user);
+            broker.user_offline(&a.identity.user, a.identity.info.as_deref());
         }
         debug!("session unregistered");
     }

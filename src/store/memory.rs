@@ -11,7 +11,8 @@ use futures_util::future::{BoxFuture, ready};
 use serde_json::value::RawValue;
 
 use super::{
-    AppendRequest, Appended, CommitSink, Committed, DedupeKey, Page, Retention, Store, StoreError,
+    AppendRequest, Appended, CommitSink, Committed, DedupeKey, OutboxEntry, Page, Retention, Store,
+    StoreError,
 };
 use crate::model::Channel;
 use crate::protocol::Id;
@@ -33,6 +34,19 @@ struct State {
     /// Dedupe keys in insertion order, for expiry.
     dedupe_order: VecDeque<(Instant, (Channel, DedupeKey))>,
     cursors: HashMap<Id, u64>,
+    /// Whether stored messages leave events.
+    events: bool,
+    /// Events not yet acked: (number, body, claimed).
+    outbox: VecDeque<(u64, String, bool)>,
+    /// The next event's number.
+    next_event: u64,
+}
+
+impl State {
+    fn push_event(&mut self, body: String) {
+        self.next_event += 1;
+        self.outbox.push_back((self.next_event, body, false));
+    }
 }
 
 impl State {
@@ -112,6 +126,9 @@ impl Store for MemoryStore {
             st.dedupe.insert(key.clone(), (ack.clone(), now));
             st.dedupe_order.push_back((now, key));
         }
+        if st.events {
+            st.push_event(crate::model::event::message_stored(&payload));
+        }
         self.sink.committed(Committed {
             channel: req.channel,
             message: req.message,
@@ -182,6 +199,45 @@ impl Store for MemoryStore {
     }
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        ready(Ok(())).boxed()
+    }
+
+    fn record_stored_events(&self) {
+        self.lock().events = true;
+    }
+
+    fn push_events(&self, events: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut st = self.lock();
+        for e in events {
+            st.push_event(e);
+        }
+        ready(Ok(())).boxed()
+    }
+
+    fn claim_events(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<OutboxEntry>, StoreError>> {
+        let mut st = self.lock();
+        let claimed = st
+            .outbox
+            .iter_mut()
+            .filter(|(_, _, claimed)| !*claimed)
+            .take(limit)
+            .map(|(n, body, claimed)| {
+                *claimed = true;
+                OutboxEntry {
+                    key: n.to_string(),
+                    body: body.clone(),
+                }
+            })
+            .collect();
+        ready(Ok(claimed)).boxed()
+    }
+
+    fn ack_events(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut st = self.lock();
+        st.outbox.retain(|(n, _, _)| !keys.contains(&n.to_string()));
         ready(Ok(())).boxed()
     }
 }

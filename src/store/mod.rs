@@ -95,6 +95,15 @@ pub trait CommitSink: Send + Sync + 'static {
     fn committed(&self, c: Committed);
 }
 
+/// One event waiting in the outbox for the event webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The store's handle on it, for [`Store::ack_events`].
+    pub key: String,
+    /// The event, as JSON.
+    pub body: String,
+}
+
 /// A page of a channel's history.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -156,6 +165,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store can take writes now (for `/readyz`).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// From now on, every newly stored message also leaves a
+    /// `message.stored` event in the outbox (in the same write where the
+    /// store allows it).
+    fn record_stored_events(&self);
+
+    /// Keeps events for the event webhook until they are acked; resolves
+    /// once they are durable.
+    fn push_events(&self, events: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Up to `limit` events not yet acked, oldest first. In a cluster each
+    /// node gets its share; an event claimed by a node that died is handed
+    /// out again.
+    fn claim_events(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<OutboxEntry>, StoreError>>;
+
+    /// Removes delivered events.
+    fn ack_events(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>>;
 }
 
 impl From<StoreError> for crate::protocol::ProtoError {

@@ -171,6 +171,11 @@ const SAMPLES: &[(&str, &str, &str)] = &[
         "\"http://127.0.0.1:9/j\"",
     ),
     ("hook-secret", "h00k", "\"h00k\""),
+    (
+        "event-hook",
+        "http://127.0.0.1:9/e",
+        "\"http://127.0.0.1:9/e\"",
+    ),
     ("publish-hook-biz-type", "7", "[7]"),
     ("publish-hook-room", "lobby", "[\"lobby\"]"),
     ("hook-allow-on-failure", "publish", "[\"publish\"]"),

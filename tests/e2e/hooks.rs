@@ -14,18 +14,23 @@ use serde_json::{Value, json};
 use crate::common::{Client, End, Server, example, http_request};
 use crate::wt_client::{WtClient, wt_url};
 
-const HOOK_SECRET: &str = "hook-s3cret";
+pub(crate) const HOOK_SECRET: &str = "hook-s3cret";
 
 /// The example backend, killed on drop.
-struct Backend {
+pub(crate) struct Backend {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Backend {
-    fn start() -> Backend {
+    pub(crate) fn start() -> Backend {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// On a given address (to come back on the same one after a kill).
+    pub(crate) fn start_on(listen: &str) -> Backend {
         let mut child = Command::new(example("backend"))
-            .args(["--listen", "127.0.0.1:0", "--secret", HOOK_SECRET])
+            .args(["--listen", listen, "--secret", HOOK_SECRET])
             .stdout(Stdio::piped())
             .spawn()
             .expect("the example backend runs (cargo build --examples)");
@@ -42,12 +47,12 @@ impl Backend {
         Backend { child, addr }
     }
 
-    fn url(&self, hook: &str) -> String {
+    pub(crate) fn url(&self, hook: &str) -> String {
         format!("http://{}/hooks/{hook}", self.addr)
     }
 
     /// What the backend received, oldest first.
-    async fn calls(&self, hook: &str) -> Vec<Value> {
+    pub(crate) async fn calls(&self, hook: &str) -> Vec<Value> {
         let (status, body) = http_request(self.addr, "GET", "/calls", &[], "").await;
         assert_eq!(status, 200);
         let all: Vec<Value> = serde_json::from_str(&body).unwrap();
@@ -55,7 +60,7 @@ impl Backend {
     }
 
     /// Makes the backend slow (`delay_ms`) or answer `status` to everything.
-    async fn behave(&self, delay_ms: u64, status: Option<u16>) {
+    pub(crate) async fn behave(&self, delay_ms: u64, status: Option<u16>) {
         self.behave_jittered(delay_ms, 0, status).await;
     }
 
@@ -67,7 +72,7 @@ impl Backend {
         assert_eq!(code, 204);
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -327,8 +332,12 @@ async fn the_publish_hook_accepts_rewrites_and_refuses_in_the_senders_order() {
     let calls = b.calls("publish").await;
     assert_eq!(calls.len(), 11);
     assert!(calls.iter().all(|c| c["signed"] == true));
-    assert_eq!(calls[0]["body"]["userId"], "ann");
-    assert_eq!(calls[0]["body"]["message"]["clientMsgId"], "m1");
+    let m1 = calls
+        .iter()
+        .find(|c| c["body"]["message"]["clientMsgId"] == "m1")
+        .expect("m1 went to the hook");
+    assert_eq!(m1["body"]["userId"], "ann");
+    assert_eq!(m1["body"]["message"]["msgBody"], json!({"t": "hello"}));
     // Volatile messages do not go to the hook.
     ann.send(&json!({"msgType": 3, "roomId": "lobby", "volatile": true, "msgBody": "typing"}))
         .await;

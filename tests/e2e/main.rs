@@ -21,6 +21,7 @@ mod ops;
 mod presence;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+mod webhook;
 mod wt;
 mod wt_client;
 mod wt_migration;

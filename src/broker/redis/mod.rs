@@ -22,6 +22,7 @@ mod upkeep;
 
 use super::{Broker, BrokerError};
 use crate::hub::Hub;
+use crate::model::event::EdgeSink;
 use crate::model::{Envelope, Target, now_ms};
 use crate::protocol::CloseCode;
 use crate::protocol::Id;
@@ -45,8 +46,9 @@ enum Control {
     /// Subscribe, then tell the waiter.
     Subscribe(String, Option<oneshot::Sender<bool>>),
     Unsubscribe(String),
-    UserOnline(Id),
-    UserOffline(Id),
+    /// A user, and its info for the `user.online` event.
+    UserOnline(Id, Option<Box<RawValue>>),
+    UserOffline(Id, Option<Box<RawValue>>),
     /// A room, a user, and the user's info for the presence event.
     Joined(Id, Id, Option<Box<RawValue>>),
     Left(Id, Id, Option<Box<RawValue>>),
@@ -62,6 +64,8 @@ pub(crate) struct RedisBroker {
     publish: mpsc::Sender<(String, Vec<u8>)>,
     control: mpsc::UnboundedSender<Control>,
     connected: Arc<AtomicBool>,
+    /// Where presence edges go (the event webhook's outbox), once set.
+    edges: std::sync::OnceLock<Arc<dyn EdgeSink>>,
 }
 
 /// Why the broker could not connect.
@@ -112,6 +116,7 @@ impl RedisBroker {
             publish,
             control,
             connected,
+            edges: std::sync::OnceLock::new(),
         });
 
         // Received envelopes into the local hub.
@@ -264,15 +269,25 @@ impl Broker for RedisBroker {
         self.send(Control::Unsubscribe(room_channel(room)));
     }
 
-    fn user_online(&self, user: &Id) -> BoxFuture<'static, bool> {
+    fn user_online(&self, user: &Id, info: Option<&RawValue>) -> BoxFuture<'static, bool> {
         let subscribed = self.subscribe(user_channel(user));
-        self.send(Control::UserOnline(user.clone()));
+        self.send(Control::UserOnline(
+            user.clone(),
+            info.map(ToOwned::to_owned),
+        ));
         subscribed
     }
 
-    fn user_offline(&self, user: &Id) {
+    fn set_edges(&self, sink: Arc<dyn EdgeSink>) {
+        let _ = self.edges.set(sink);
+    }
+
+    fn user_offline(&self, user: &Id, info: Option<&RawValue>) {
         self.send(Control::Unsubscribe(user_channel(user)));
-        self.send(Control::UserOffline(user.clone()));
+        self.send(Control::UserOffline(
+            user.clone(),
+            info.map(ToOwned::to_owned),
+        ));
     }
 
     fn room_joined(&self, room: &Id, user: &Id, info: Option<&RawValue>) {

@@ -8,9 +8,12 @@ use super::{
     Control, RedisBroker, members_key, online_key, room_channel, room_user_key, user_channel,
 };
 use crate::broker::Broker;
+use crate::model::event::Edge;
 use crate::model::now_ms;
 use crate::model::presence::{Change, event};
+use crate::protocol::Id;
 use crate::redis_io::RedisConn;
+use serde_json::value::RawValue;
 
 /// A user's node entry in a room joins or leaves; answers 1 when that makes
 /// the user's first (join) or last (leave) presence in the room anywhere:
@@ -59,23 +62,30 @@ impl RedisBroker {
                 return r;
             }
             Control::Unsubscribe(ch) => return conn.unsubscribe(ch).await,
-            Control::UserOnline(u) => {
-                let key = online_key(&u);
-                cmds.push(
-                    redis::cmd("HSET")
-                        .arg(&key)
-                        .arg(&self.node)
-                        .arg(self.expires())
-                        .to_owned(),
-                );
-                cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(self.keep()).to_owned());
+            Control::UserOnline(u, info) => {
+                let edge = self.node_entry(conn, &online_key(&u), true).await?;
+                if edge {
+                    self.edge(
+                        Edge::User {
+                            user: &u,
+                            online: true,
+                        },
+                        info.as_deref(),
+                    );
+                }
             }
-            Control::UserOffline(u) => cmds.push(
-                redis::cmd("HDEL")
-                    .arg(online_key(&u))
-                    .arg(&self.node)
-                    .to_owned(),
-            ),
+            Control::UserOffline(u, info) => {
+                let edge = self.node_entry(conn, &online_key(&u), false).await?;
+                if edge {
+                    self.edge(
+                        Edge::User {
+                            user: &u,
+                            online: false,
+                        },
+                        info.as_deref(),
+                    );
+                }
+            }
             Control::Joined(room, user, info) => {
                 self.presence_change(conn, &room, &user, Change::Join, info.as_deref())
                     .await?;
@@ -106,32 +116,50 @@ impl RedisBroker {
 
     /// Records this node's entry for `user` in `room` (or removes it) and,
     /// when that is the user's first or last presence there anywhere,
-    /// publishes the room's presence event.
+    /// publishes the room's presence event and reports the edge.
     async fn presence_change(
         &self,
         conn: &mut RedisConn,
-        room: &crate::protocol::Id,
-        user: &crate::protocol::Id,
+        room: &Id,
+        user: &Id,
         change: Change,
-        info: Option<&serde_json::value::RawValue>,
+        info: Option<&RawValue>,
     ) -> redis::RedisResult<()> {
-        let op = match change {
-            Change::Join => "join",
-            Change::Leave => "leave",
-        };
+        let joined = change == Change::Join;
+        if self
+            .node_entry(conn, &room_user_key(room, user), joined)
+            .await?
+        {
+            self.publish(event(room, user, change, info));
+            self.edge(Edge::Room { room, user, joined }, info);
+        }
+        Ok(())
+    }
+
+    /// Sets (or removes) this node's entry in a hash of node entries;
+    /// true when no other node holds a live one: a first or last presence.
+    async fn node_entry(
+        &self,
+        conn: &mut RedisConn,
+        key: &str,
+        set: bool,
+    ) -> redis::RedisResult<bool> {
         let edge: i64 = PRESENCE_CHANGE
-            .key(room_user_key(room, user))
+            .key(key)
             .arg(&self.node)
             .arg(self.expires())
             .arg(self.keep())
             .arg(now_ms())
-            .arg(op)
+            .arg(if set { "join" } else { "leave" })
             .invoke_async(conn)
             .await?;
-        if edge == 1 {
-            self.publish(event(room, user, change, info));
+        Ok(edge == 1)
+    }
+
+    fn edge(&self, edge: Edge<'_>, info: Option<&RawValue>) {
+        if let Some(sink) = self.edges.get() {
+            sink.edge(edge, info);
         }
-        Ok(())
     }
 
     /// This node's presence entries, as commands (with a fresh expiry).

@@ -316,6 +316,38 @@ async fn reading_past_the_end_finds_nothing(make: Make) {
     }
 }
 
+async fn the_outbox_keeps_events_until_acked(make: Make) {
+    let f = make(Arc::new(Recorder::default()), Retention::default()).await;
+    let s = f.store.clone();
+    let ev = |n: u32| format!(r#"{{"id":"{n}","type":"user.online"}}"#);
+    // Stored messages leave no event until asked to.
+    s.append(request(Channel::Room(id("r")), 1, None))
+        .await
+        .unwrap();
+    s.push_events(vec![ev(1), ev(2), ev(3)]).await.unwrap();
+    s.record_stored_events();
+    let stored = s
+        .append(request(Channel::Room(id("r")), 2, None))
+        .await
+        .unwrap();
+    let first = s.claim_events(2).await.unwrap();
+    let bodies: Vec<&str> = first.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(bodies, [ev(1), ev(2)], "oldest first");
+    s.ack_events(first.iter().map(|e| e.key.clone()).collect())
+        .await
+        .unwrap();
+    let rest = s.claim_events(10).await.unwrap();
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert_eq!(rest[0].body, ev(3));
+    let m: serde_json::Value = serde_json::from_str(&rest[1].body).unwrap();
+    assert_eq!(m["type"], "message.stored");
+    assert_eq!(m["message"]["seq"], stored.seq);
+    s.ack_events(rest.iter().map(|e| e.key.clone()).collect())
+        .await
+        .unwrap();
+    assert!(s.claim_events(10).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),*) => {
         mod memory_store {
@@ -343,5 +375,6 @@ conformance!(
     cursors_stay_within_the_inbox,
     reading_past_the_end_finds_nothing,
     dedupe_is_per_user_and_channel_and_keys_never_collide,
-    retention_by_age_removes_old_messages
+    retention_by_age_removes_old_messages,
+    the_outbox_keeps_events_until_acked
 );

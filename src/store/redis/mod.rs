@@ -8,6 +8,8 @@
 //! it), answering the current seq so the writer plans again. Because Redis runs the script as one step,
 //! publication order is seq order on every node, whichever node appended.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -16,11 +18,12 @@ use redis::AsyncCommands;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+mod outbox;
 mod writer;
 
 use writer::Job;
 
-use super::{AppendRequest, Appended, Page, Retention, Store, StoreError};
+use super::{AppendRequest, Appended, OutboxEntry, Page, Retention, Store, StoreError};
 use crate::model::Channel;
 use crate::protocol::Id;
 use crate::redis_io::RedisConn;
@@ -67,6 +70,10 @@ pub struct Replication {
 pub struct RedisStore {
     conn: RedisConn,
     jobs: mpsc::Sender<Job>,
+    /// Set when stored messages leave `message.stored` events.
+    events: Arc<AtomicBool>,
+    /// This node's name in the outbox's consumer group.
+    consumer: String,
 }
 
 impl RedisStore {
@@ -81,8 +88,20 @@ impl RedisStore {
         let conn = RedisConn::connect(url, cluster, None)
             .await
             .map_err(unavailable)?;
-        let jobs = writer::start(conn.clone(), retention, dedupe_window, replication);
-        Ok(Self { conn, jobs })
+        let events = Arc::new(AtomicBool::new(false));
+        let jobs = writer::start(
+            conn.clone(),
+            retention,
+            dedupe_window,
+            replication,
+            events.clone(),
+        );
+        Ok(Self {
+            conn,
+            jobs,
+            events,
+            consumer: uuid::Uuid::now_v7().to_string(),
+        })
     }
 }
 
@@ -208,5 +227,31 @@ impl Store for RedisStore {
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut conn = self.conn.clone();
         async move { conn.ping().await.map_err(unavailable) }.boxed()
+    }
+
+    fn record_stored_events(&self) {
+        self.events.store(true, Ordering::Release);
+    }
+
+    fn push_events(&self, events: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut conn = self.conn.clone();
+        async move {
+            let cmds = events.iter().map(|e| outbox::add(e)).collect();
+            conn.run_all(cmds).await.map(|_| ()).map_err(unavailable)
+        }
+        .boxed()
+    }
+
+    fn claim_events(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<OutboxEntry>, StoreError>> {
+        let (mut conn, consumer) = (self.conn.clone(), self.consumer.clone());
+        async move { outbox::claim(&mut conn, &consumer, limit).await }.boxed()
+    }
+
+    fn ack_events(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut conn = self.conn.clone();
+        async move { outbox::ack(&mut conn, keys).await }.boxed()
     }
 }

@@ -3,6 +3,8 @@
 //! script says the channel moved; acks after the replicas asked for.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::Value;
@@ -10,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Replication, log_key, seq_key, unavailable};
+use super::{Replication, log_key, outbox, seq_key, unavailable};
+use crate::model::event::message_stored;
 use crate::model::{Channel, now_ms, plan};
 use crate::redis_io::RedisConn;
 use crate::redis_io::envelope::{self, same_slot, tag};
@@ -80,6 +83,8 @@ pub(super) struct Job {
 /// another hash slot, published after the script succeeded.
 struct Planned {
     cmd: redis::Cmd,
+    /// The message as stored, for its `message.stored` event.
+    payload: bytes::Bytes,
     /// The channel it appends to.
     channel: Channel,
     after: Vec<Publication>,
@@ -99,6 +104,8 @@ struct Writer {
     down_until: Option<Instant>,
     /// Replicas an append must reach before its ack.
     replication: Replication,
+    /// Set when stored messages leave `message.stored` events.
+    events: Arc<AtomicBool>,
 }
 
 /// Starts the writer task; appends are queued on the answer.
@@ -107,6 +114,7 @@ pub(super) fn start(
     retention: Retention,
     dedupe_window: Duration,
     replication: Replication,
+    events: Arc<AtomicBool>,
 ) -> mpsc::Sender<Job> {
     let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
     let writer = Writer {
@@ -117,6 +125,7 @@ pub(super) fn start(
         retry: VecDeque::new(),
         down_until: None,
         replication,
+        events,
     };
     tokio::spawn(writer.run(rx));
     jobs
@@ -194,12 +203,16 @@ impl Writer {
         };
         let mut after = Vec::new();
         let mut answered = Vec::new();
+        let mut stored_events = Vec::new();
         for ((mut job, p), v) in jobs.into_iter().zip(planned).zip(results) {
             let t = tag(&job.req.channel);
             match parse_answer(v) {
                 Ok(Answer::Stored(ack)) => {
                     self.remember(t, p.seq);
                     after.extend(p.after);
+                    if self.events.load(Ordering::Acquire) {
+                        stored_events.push(outbox::add(&message_stored(&p.payload)));
+                    }
                     answered.push((job, seq_key(&p.channel), ack));
                 }
                 Ok(Answer::Duplicate(ack)) => {
@@ -220,6 +233,12 @@ impl Writer {
                     let _ = job.reply.send(Err(e));
                 }
             }
+        }
+        // Their events before their acks: after a crash here the sender
+        // resends, and the resend (a duplicate) leaves no second event; an
+        // outbox Redis cannot take loses these events, logged.
+        if let Err(e) = self.conn.run_all(stored_events).await {
+            warn!(error = %e, "redis: message.stored events were not recorded");
         }
         // Acks only once the appends reached their replicas (a failover to
         // one of them then keeps every acked message).
@@ -282,6 +301,7 @@ impl Writer {
         req.message.seq = Some(seq);
         let age_ms = self.retention.max_age.as_millis() as u64;
         let payload = req.message.to_bytes();
+        let payload_kept = payload.clone();
         let mut keys = vec![seq_key(&req.channel), log_key(&req.channel)];
         if let Some(d) = &req.dedupe {
             // The user's length first: no two (user, id) pairs share a key.
@@ -317,6 +337,7 @@ impl Writer {
         }
         Ok(Planned {
             cmd,
+            payload: payload_kept,
             after,
             seq,
             channel: req.channel.clone(),

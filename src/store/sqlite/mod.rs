@@ -16,6 +16,7 @@ use writer::Writer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use super::{AppendRequest, Appended, CommitSink, Page, Retention, Store, StoreError};
+use super::{AppendRequest, Appended, CommitSink, OutboxEntry, Page, Retention, Store, StoreError};
 use crate::model::Channel;
 use crate::protocol::Id;
 
@@ -64,6 +65,10 @@ CREATE TABLE IF NOT EXISTS cursors (
     user TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL
+);
 PRAGMA user_version = 2;
 ";
 
@@ -88,6 +93,10 @@ enum Request {
         oneshot::Sender<Result<Appended, StoreError>>,
     ),
     Cursor(Id, u64, oneshot::Sender<Result<(), StoreError>>),
+    /// Events into the outbox.
+    Events(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
+    /// Delivered events out of it.
+    EventsDone(Vec<i64>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The SQLite store.
@@ -101,6 +110,9 @@ pub struct SqliteStore {
     failing: Arc<Mutex<Option<String>>>,
     /// Latest seqs and cursors in memory, kept by the writer.
     index: Arc<SeqIndex>,
+    /// Set when stored messages leave `message.stored` events (read by the
+    /// writer, which writes them in the message's transaction).
+    events: Arc<AtomicBool>,
     /// Keeps the data folder's lock for the life of the store.
     _lock: File,
 }
@@ -155,7 +167,9 @@ impl SqliteStore {
         );
         let (queue, rx) = sync_channel(QUEUE);
         let failing = Arc::new(Mutex::new(None));
+        let events = Arc::new(AtomicBool::new(false));
         let writer = Writer {
+            events: events.clone(),
             index: index.clone(),
             conn: writer,
             sink,
@@ -177,6 +191,7 @@ impl SqliteStore {
             next_reader: Default::default(),
             failing,
             index,
+            events,
             _lock: lock,
         })
     }
@@ -347,6 +362,42 @@ impl Store for SqliteStore {
             conn.query_row("SELECT count(*) FROM channels", [], |_| Ok(()))
                 .map_err(db_err)
         })
+    }
+
+    fn record_stored_events(&self) {
+        self.events.store(true, Ordering::Release);
+    }
+
+    fn push_events(&self, events: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Request::Events(events, tx), rx)
+    }
+
+    fn claim_events(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<OutboxEntry>, StoreError>> {
+        // One node, one dispatcher: the oldest events, until acked.
+        self.read_with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, body FROM outbox ORDER BY id LIMIT ?1")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok(OutboxEntry {
+                        key: r.get::<_, i64>(0)?.to_string(),
+                        body: r.get(1)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+    }
+
+    fn ack_events(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let ids = keys.iter().filter_map(|k| k.parse().ok()).collect();
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Request::EventsDone(ids, tx), rx)
     }
 }
 

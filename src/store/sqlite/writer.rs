@@ -3,6 +3,7 @@
 //! hands them to the commit sink, in seq order per channel.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +37,16 @@ pub(super) struct Writer {
     pub(super) last_forget: Instant,
     /// The in-memory mirror of latest seqs and cursors, kept here.
     pub(super) index: Arc<SeqIndex>,
+    /// Set when a stored message also leaves a `message.stored` event.
+    pub(super) events: Arc<AtomicBool>,
+}
+
+/// One request of a batch, its reply taken aside.
+enum Work {
+    Append(Box<AppendRequest>),
+    Cursor(Id, u64),
+    Events(Vec<String>),
+    EventsDone(Vec<i64>),
 }
 
 /// One append of a batch, between its insert and its commit.
@@ -141,11 +152,19 @@ impl Writer {
                         committed: None,
                         reply,
                     });
-                    work.push(Ok(req));
+                    work.push(Work::Append(req));
                 }
                 Request::Cursor(user, seq, reply) => {
                     cursors.push(reply);
-                    work.push(Err((user, seq)));
+                    work.push(Work::Cursor(user, seq));
+                }
+                Request::Events(events, reply) => {
+                    cursors.push(reply);
+                    work.push(Work::Events(events));
+                }
+                Request::EventsDone(ids, reply) => {
+                    cursors.push(reply);
+                    work.push(Work::EventsDone(ids));
                 }
             }
         }
@@ -153,13 +172,13 @@ impl Writer {
         let mut next = staged.iter_mut();
         for w in work {
             match w {
-                Ok(req) => {
+                Work::Append(req) => {
                     let (ack, committed) = self.append(*req)?;
                     let slot = next.next().expect("one slot per append");
                     slot.ack = Some(ack);
                     slot.committed = committed;
                 }
-                Err((user, seq)) => {
+                Work::Cursor(user, seq) => {
                     // Clamped to the inbox's latest seq in the same
                     // transaction: a cursor never runs ahead of the inbox.
                     let inbox = channel_key(&Channel::Inbox(user.clone()));
@@ -174,13 +193,35 @@ impl Writer {
                         .query_row(params![user.as_str(), seq as i64, inbox], |r| r.get(0))?;
                     cursors_stored.push((user, stored as u64));
                 }
+                Work::Events(events) => {
+                    for body in events {
+                        self.event(&body)?;
+                    }
+                }
+                Work::EventsDone(ids) => {
+                    let mut del = self
+                        .conn
+                        .prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                    for id in ids {
+                        del.execute([id])?;
+                    }
+                }
             }
         }
         self.conn.execute_batch("COMMIT")
     }
 
+    /// Puts one event in the outbox, inside the open transaction.
+    fn event(&self, body: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO outbox (body) VALUES (?1)")?
+            .execute([body])
+            .map(|_| ())
+    }
+
     /// Inserts one message inside the open transaction; a new message comes
-    /// back committed-to-be, with its channel's key.
+    /// back committed-to-be, with its channel's key (and, when events are
+    /// on, its `message.stored` event in the same transaction).
     fn append(
         &mut self,
         mut req: AppendRequest,
@@ -273,6 +314,9 @@ impl Writer {
                     ack.ts as i64,
                     expires as i64
                 ])?;
+        }
+        if self.events.load(Ordering::Acquire) {
+            self.event(&crate::model::event::message_stored(&payload))?;
         }
         let committed = Committed {
             channel: req.channel,
