@@ -114,7 +114,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             (broker, Arc::new(store))
         }
         None => {
-            let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
+            let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone(), node_id.clone()));
             let sink = Arc::new(Dispatcher::new(broker.clone()));
             let store: Arc<dyn Store> = match config.store.kind {
                 StoreKind::Sqlite => Arc::new(SqliteStore::open(

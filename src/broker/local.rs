@@ -11,21 +11,23 @@ use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::Envelope;
 use crate::model::event::{Edge, EdgeSink};
-use crate::model::presence::{Change, event};
+use crate::model::presence::{Change, SessionInfo, event};
 use crate::protocol::Id;
 use crate::telemetry;
 
 /// Delivers straight into the local hub; presence is the hub's.
 pub(crate) struct LocalBroker {
     hub: Hub,
+    node: String,
     edges: OnceLock<Arc<dyn EdgeSink>>,
 }
 
 impl LocalBroker {
-    /// A broker for one node.
-    pub(crate) fn new(hub: Hub) -> Self {
+    /// A broker for node `node`, alone.
+    pub(crate) fn new(hub: Hub, node: String) -> Self {
         Self {
             hub,
+            node,
             edges: OnceLock::new(),
         }
     }
@@ -69,6 +71,17 @@ impl Broker for LocalBroker {
 
     fn set_edges(&self, sink: Arc<dyn EdgeSink>) {
         let _ = self.edges.set(sink);
+    }
+
+    fn sessions(
+        &self,
+        users: Vec<Id>,
+    ) -> BoxFuture<'static, Result<Vec<SessionInfo>, BrokerError>> {
+        let all = users
+            .iter()
+            .flat_map(|u| self.hub.sessions_of(u, &self.node))
+            .collect();
+        ready(Ok(all)).boxed()
     }
 
     fn room_joined(&self, room: &Id, user: &Id, info: Option<&RawValue>) {

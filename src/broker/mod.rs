@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::model::Envelope;
 use crate::model::event::EdgeSink;
+use crate::model::presence::SessionInfo;
 use crate::protocol::Id;
 
 pub(crate) use local::LocalBroker;
@@ -53,6 +54,16 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Where presence edges go from now on (the event webhook's outbox).
     fn set_edges(&self, sink: Arc<dyn EdgeSink>);
+
+    /// A session logged in on this node (it is in the hub).
+    fn session_opened(&self, _session: SessionInfo) {}
+
+    /// A session of `user` on this node ended.
+    fn session_closed(&self, _user: &Id, _session: &str) {}
+
+    /// The live sessions of these users, on every node.
+    fn sessions(&self, users: Vec<Id>)
+    -> BoxFuture<'static, Result<Vec<SessionInfo>, BrokerError>>;
 
     /// A session of `user` joined `room` on this node (already in the
     /// hub): cluster presence, and the room's presence event (msgType 11,

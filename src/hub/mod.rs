@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::model::presence::{SessionInfo, SessionMeta};
 use crate::model::{Envelope, OutFrame, SessionId, Target};
 use crate::protocol::{CloseCode, Id};
 
@@ -19,15 +20,23 @@ use crate::protocol::{CloseCode, Id};
 pub struct Closer {
     token: CancellationToken,
     code: AtomicU16,
+    /// What presence answers tell about the session.
+    pub meta: SessionMeta,
 }
 
 impl Closer {
     /// A closer that cancels `token` (the session's own token, a child of
     /// the node's shutdown token).
     pub fn new(token: CancellationToken) -> Self {
+        Self::described(token, SessionMeta::default())
+    }
+
+    /// A closer that also carries what presence tells about the session.
+    pub fn described(token: CancellationToken, meta: SessionMeta) -> Self {
         Self {
             token,
             code: AtomicU16::new(0),
+            meta,
         }
     }
 
@@ -246,6 +255,28 @@ impl Hub {
     /// Users with at least one local session.
     pub fn local_users(&self) -> Vec<Id> {
         self.inner.users.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// `user`'s sessions on this node, as presence answers describe them.
+    pub fn sessions_of(&self, user: &Id, node: &str) -> Vec<SessionInfo> {
+        let Some(members) = self.inner.users.get(user) else {
+            return Vec::new();
+        };
+        members
+            .values()
+            .map(|h| SessionInfo {
+                user_id: h.user.clone(),
+                session_id: h.id.to_string(),
+                node_id: node.to_string(),
+                transport: h
+                    .closer
+                    .meta
+                    .transport
+                    .map_or("unknown", |t| t.as_str())
+                    .to_string(),
+                info: h.closer.meta.info.clone(),
+            })
+            .collect()
     }
 
     /// Number of local sessions.

@@ -4,12 +4,38 @@
 //! on.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{Channel, Delivery, Envelope, OutFrame, Position, Target};
 use crate::protocol::Id;
 use crate::protocol::message::PRESENCE_EVENT;
+
+/// One live session as presence answers describe it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// Its user.
+    pub user_id: Id,
+    /// The session's id.
+    pub session_id: String,
+    /// The node that holds it.
+    pub node_id: String,
+    /// `websocket` or `webtransport`.
+    pub transport: String,
+    /// The connect hook's opaque info about the user, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub info: Option<Box<RawValue>>,
+}
+
+/// What presence tells about a session besides its user, kept with it.
+#[derive(Debug, Default)]
+pub struct SessionMeta {
+    /// The transport it came on.
+    pub transport: Option<super::TransportKind>,
+    /// The connect hook's info.
+    pub info: Option<Box<RawValue>>,
+}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

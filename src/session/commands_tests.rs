@@ -25,7 +25,7 @@ fn id(s: &str) -> Id {
 
 fn gateway_with(config: Config) -> Gateway {
     let hub = Hub::new();
-    let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone()));
+    let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone(), "test".into()));
     let sink = Arc::new(Dispatcher::new(broker.clone()));
     let store = Arc::new(MemoryStore::new(
         sink,

@@ -17,6 +17,7 @@ use crate::auth::{AuthError, Identity, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hooks::{ConnectOutcome, ConnectRequest};
 use crate::hub::{Closer, SessionHandle};
+use crate::model::presence::{SessionInfo, SessionMeta};
 use crate::model::{Channel, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
 use crate::protocol::{CloseCode, Id, Login, ProtoError, Reply};
@@ -93,14 +94,28 @@ pub(crate) async fn login(
         id,
         user: user.clone(),
         tx,
-        closer: Arc::new(Closer::new(cancel.clone())),
+        closer: Arc::new(Closer::described(
+            cancel.clone(),
+            SessionMeta {
+                transport: Some(url.transport),
+                info: identity.info.clone(),
+            },
+        )),
     };
     gw.hub().register(handle.clone());
+    gw.broker().session_opened(SessionInfo {
+        user_id: user.clone(),
+        session_id: id.to_string(),
+        node_id: gw.node_id().to_string(),
+        transport: url.transport.as_str().to_string(),
+        info: identity.info.clone(),
+    });
     // Subscribed before the replay reads the store: no gap between what the
     // replay covers and what arrives live. Unconfirmed, the login fails.
     let info = identity.info.as_deref();
     if !gw.broker().user_online(&user, info).await {
         let (last, _) = gw.hub().unregister(id, &user, []);
+        gw.broker().session_closed(&user, &id.to_string());
         if last {
             gw.broker().user_offline(&user, info);
         }

@@ -31,6 +31,31 @@ async fn disconnect_closes_every_session_of_the_user_on_both_transports_with_the
     let (mut ws, _) = Client::login(&s, "ann").await;
     let (mut wt, _) = WtClient::login(&s, "ann").await;
     let (mut bob, _) = Client::login(&s, "bob").await;
+    let (_, p) = api(
+        &s,
+        "GET",
+        "/api/presence?userId=ann,bob&sessions=true",
+        Value::Null,
+    )
+    .await;
+    let mut transports: Vec<String> = p["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["userId"].as_str().unwrap(),
+                s["transport"].as_str().unwrap()
+            )
+        })
+        .collect();
+    transports.sort();
+    assert_eq!(
+        transports,
+        ["ann websocket", "ann webtransport", "bob websocket"],
+        "{p}"
+    );
     // A message queued before the disconnect still arrives before the close.
     let (status, _) = api(
         &s,
@@ -154,7 +179,7 @@ async fn control_reaches_a_user_on_another_node() {
     let url = redis.url();
     let a = Server::start(&["--redis", &url, "--api-key", KEY]);
     let b = Server::start(&["--redis", &url, "--api-key", KEY]);
-    let (mut ann, _) = Client::login(&b, "ann").await;
+    let (mut ann, ann_login) = Client::login(&b, "ann").await;
     let (status, answer) = api(
         &a,
         "POST",
@@ -174,6 +199,19 @@ async fn control_reaches_a_user_on_another_node() {
     assert_eq!(ann.recv_type(3).await["msgBody"], "from a");
     let (_, p) = api(&a, "GET", "/api/presence?roomId=ops", Value::Null).await;
     assert_eq!(p, json!({"userIds": ["ann"], "count": 1}));
+    // Each session, wherever it is.
+    let (_, p) = api(
+        &a,
+        "GET",
+        "/api/presence?roomId=ops&sessions=true",
+        Value::Null,
+    )
+    .await;
+    let sessions = p["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{p}");
+    assert_eq!(sessions[0]["nodeId"], ann_login["nodeId"], "{p}");
+    assert_eq!(sessions[0]["sessionId"], ann_login["sessionId"]);
+    assert_eq!(sessions[0]["transport"], "websocket");
     api(
         &a,
         "POST",

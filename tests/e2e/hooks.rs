@@ -579,6 +579,30 @@ async fn with_an_allow_policy_a_dead_backend_lets_requests_through() {
 }
 
 #[tokio::test]
+async fn presence_answers_carry_the_backends_info_for_each_session() {
+    let b = Backend::start();
+    let s = hooked(&b, &["--api-key", "k"]);
+    let (_ann, _) = with_cookie(&s, "ann").await;
+    let (_ann2, _) = with_cookie(&s, "ann").await;
+    let (status, body) = s
+        .http(
+            "GET",
+            "/api/presence?roomId=lobby&sessions=true",
+            &[("authorization", "apikey k")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let p: Value = serde_json::from_str(&body).unwrap();
+    let sessions = p["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{p}");
+    assert!(
+        sessions.iter().all(|s| s["info"] == json!({"name": "ANN"})),
+        "{p}"
+    );
+}
+
+#[tokio::test]
 async fn hook_urls_are_checked_at_start() {
     let err = crate::common::refuses_to_start(&["--publish-hook", "https://backend/hook"]);
     assert!(err.contains("only http:// URLs"), "{err}");

@@ -177,6 +177,27 @@ pub(crate) struct PresenceQuery {
     room_id: Option<String>,
     /// ...or which of these (comma-separated) are online.
     user_id: Option<String>,
+    /// Also list each live session (node, transport, the connect hook's info).
+    sessions: Option<bool>,
+}
+
+/// One live session.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Session {
+    /// Its user.
+    #[schema(value_type = String)]
+    user_id: Id,
+    /// The session's id.
+    session_id: String,
+    /// The node that holds it.
+    node_id: String,
+    /// `websocket` or `webtransport`.
+    transport: String,
+    /// The connect hook's opaque info about the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    info: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// Users online, across every node.
@@ -188,6 +209,9 @@ pub(crate) struct Presence {
     user_ids: Vec<Id>,
     /// How many.
     count: usize,
+    /// With `sessions=true`: every live session of those users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sessions: Option<Vec<Session>>,
 }
 
 /// Who is online in a room, or which of some users are online.
@@ -222,8 +246,31 @@ pub(crate) async fn presence(
     let mut user_ids = users.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     user_ids.sort();
     user_ids.dedup();
+    let sessions = match q.sessions {
+        Some(true) => {
+            let mut all = gw
+                .broker()
+                .sessions(user_ids.clone())
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            all.sort_by(|a, b| (&a.user_id, &a.session_id).cmp(&(&b.user_id, &b.session_id)));
+            Some(
+                all.into_iter()
+                    .map(|s| Session {
+                        user_id: s.user_id,
+                        session_id: s.session_id,
+                        node_id: s.node_id,
+                        transport: s.transport,
+                        info: s.info,
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
     Ok(Json(Presence {
         count: user_ids.len(),
         user_ids,
+        sessions,
     }))
 }

@@ -23,6 +23,7 @@ mod upkeep;
 use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::event::EdgeSink;
+use crate::model::presence::SessionInfo;
 use crate::model::{Envelope, Target, now_ms};
 use crate::protocol::CloseCode;
 use crate::protocol::Id;
@@ -46,6 +47,9 @@ enum Control {
     /// Subscribe, then tell the waiter.
     Subscribe(String, Option<oneshot::Sender<bool>>),
     Unsubscribe(String),
+    /// A session's presence entry (user, session id, its description).
+    SessionOpened(Id, String, String),
+    SessionClosed(Id, String),
     /// A user, and its info for the `user.online` event.
     UserOnline(Id, Option<Box<RawValue>>),
     UserOffline(Id, Option<Box<RawValue>>),
@@ -75,6 +79,11 @@ pub(crate) struct BrokerConnectError(String);
 
 fn online_key(u: &Id) -> String {
     format!("rtgate:online:{u}")
+}
+
+/// A user's live sessions: field session id, value `<expiry>\t<json>`.
+fn sessions_key(u: &Id) -> String {
+    format!("rtgate:sessions:{u}")
 }
 
 fn members_key(room: &Id) -> String {
@@ -270,16 +279,61 @@ impl Broker for RedisBroker {
     }
 
     fn user_online(&self, user: &Id, info: Option<&RawValue>) -> BoxFuture<'static, bool> {
-        let subscribed = self.subscribe(user_channel(user));
+        // Presence first: once the login is answered (after the
+        // subscription), every node sees the user online.
         self.send(Control::UserOnline(
             user.clone(),
             info.map(ToOwned::to_owned),
         ));
-        subscribed
+        self.subscribe(user_channel(user))
     }
 
     fn set_edges(&self, sink: Arc<dyn EdgeSink>) {
         let _ = self.edges.set(sink);
+    }
+
+    fn session_opened(&self, session: SessionInfo) {
+        let json = serde_json::to_string(&session).expect("a session serializes");
+        self.send(Control::SessionOpened(
+            session.user_id,
+            session.session_id,
+            json,
+        ));
+    }
+
+    fn session_closed(&self, user: &Id, session: &str) {
+        self.send(Control::SessionClosed(user.clone(), session.to_string()));
+    }
+
+    fn sessions(
+        &self,
+        users: Vec<Id>,
+    ) -> BoxFuture<'static, Result<Vec<SessionInfo>, BrokerError>> {
+        let mut conn = self.conn.clone();
+        async move {
+            let cmds = users
+                .iter()
+                .map(|u| redis::cmd("HVALS").arg(sessions_key(u)).to_owned())
+                .collect();
+            let values = conn.run_all(cmds).await.map_err(unavailable)?;
+            let now = now_ms();
+            let mut out = Vec::new();
+            for v in values {
+                let entries: Vec<String> = redis::from_redis_value(v).unwrap_or_default();
+                for e in entries {
+                    let Some((exp, json)) = e.split_once('\t') else {
+                        continue;
+                    };
+                    if exp.parse::<u64>().is_ok_and(|x| x > now)
+                        && let Ok(s) = serde_json::from_str::<SessionInfo>(json)
+                    {
+                        out.push(s);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
     }
 
     fn user_offline(&self, user: &Id, info: Option<&RawValue>) {
@@ -357,6 +411,14 @@ impl Broker for RedisBroker {
             let mut cmds = Vec::new();
             for u in hub.local_users() {
                 cmds.push(redis::cmd("HDEL").arg(online_key(&u)).arg(&node).to_owned());
+                for s in hub.sessions_of(&u, &node) {
+                    cmds.push(
+                        redis::cmd("HDEL")
+                            .arg(sessions_key(&u))
+                            .arg(s.session_id)
+                            .to_owned(),
+                    );
+                }
             }
             for room in hub.local_rooms() {
                 for user in hub.room_users(&room) {

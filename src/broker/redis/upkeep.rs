@@ -5,7 +5,8 @@
 use std::sync::LazyLock;
 
 use super::{
-    Control, RedisBroker, members_key, online_key, room_channel, room_user_key, user_channel,
+    Control, RedisBroker, members_key, online_key, room_channel, room_user_key, sessions_key,
+    user_channel,
 };
 use crate::broker::Broker;
 use crate::model::event::Edge;
@@ -62,6 +63,26 @@ impl RedisBroker {
                 return r;
             }
             Control::Unsubscribe(ch) => return conn.unsubscribe(ch).await,
+            Control::SessionOpened(u, session, json) => {
+                let key = sessions_key(&u);
+                let value = format!("{}\t{json}", self.expires());
+                cmds.push(
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(session)
+                        .arg(value)
+                        .to_owned(),
+                );
+                cmds.push(redis::cmd("PEXPIRE").arg(&key).arg(self.keep()).to_owned());
+            }
+            Control::SessionClosed(u, session) => {
+                cmds.push(
+                    redis::cmd("HDEL")
+                        .arg(sessions_key(&u))
+                        .arg(session)
+                        .to_owned(),
+                );
+            }
             Control::UserOnline(u, info) => {
                 let edge = self.node_entry(conn, &online_key(&u), true).await?;
                 if edge {
@@ -167,6 +188,18 @@ impl RedisBroker {
         let (expires, keep) = (self.expires(), self.keep());
         let mut cmds = Vec::new();
         for u in self.hub.local_users() {
+            let sessions = sessions_key(&u);
+            for s in self.hub.sessions_of(&u, &self.node) {
+                let json = serde_json::to_string(&s).expect("a session serializes");
+                cmds.push(
+                    redis::cmd("HSET")
+                        .arg(&sessions)
+                        .arg(&s.session_id)
+                        .arg(format!("{expires}\t{json}"))
+                        .to_owned(),
+                );
+            }
+            cmds.push(redis::cmd("PEXPIRE").arg(sessions).arg(keep).to_owned());
             let key = online_key(&u);
             cmds.push(
                 redis::cmd("HSET")
