@@ -137,8 +137,11 @@ macro_rules! display_as_flag_value {
     ($($t:ty),*) => {$(
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let v = self.to_possible_value().expect("no variant is skipped");
-                f.write_str(v.get_name())
+                match self.to_possible_value() {
+                    Some(v) => f.write_str(v.get_name()),
+                    // A variant the flag does not take (HookName::Event).
+                    None => write!(f, "{}", format!("{self:?}").to_lowercase()),
+                }
             }
         }
     )*};

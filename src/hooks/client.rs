@@ -69,7 +69,6 @@ pub(crate) struct Answer {
 
 /// One configured hook: where it is and how many calls it may have at once.
 pub(crate) struct Endpoint {
-    name: HookName,
     label: &'static str,
     url: Uri,
     slots: Semaphore,
@@ -88,7 +87,6 @@ impl Endpoint {
         };
         telemetry::hook_registered(label);
         Self {
-            name,
             label,
             url,
             slots: Semaphore::new(cfg.max_in_flight),
@@ -107,10 +105,6 @@ impl Endpoint {
         self.allow_on_failure
     }
 
-    /// The hook.
-    pub(crate) fn name(&self) -> HookName {
-        self.name
-    }
 }
 
 /// The pooled client every hook call goes through.

@@ -199,7 +199,7 @@ fn failed(ep: &Endpoint, e: &HookError) -> Result<(), ProtoError> {
         telemetry::hook_decision(ep.label(), "refused_on_failure");
         Err(ProtoError::Unavailable(format!(
             "the {} hook failed: {e}; retry",
-            ep.name()
+            ep.label()
         )))
     }
 }
