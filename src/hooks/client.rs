@@ -104,7 +104,6 @@ impl Endpoint {
     pub(crate) fn allows_on_failure(&self) -> bool {
         self.allow_on_failure
     }
-
 }
 
 /// The pooled client every hook call goes through.
