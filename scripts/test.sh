@@ -2,6 +2,7 @@
 # Runs every test: installs what a fresh Debian machine lacks for them
 # (Chromium and chromedriver, Firefox ESR, NSS's certutil and geckodriver
 # for the browser tests, redis-server and nginx for the cluster tests,
+# Prometheus's promtool for the alert rules,
 # aioquic for the WebTransport tests), then `cargo test`. Every service a test needs is started by that test, on
 # loopback ports it picks.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
@@ -16,6 +17,7 @@ command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2

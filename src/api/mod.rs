@@ -98,6 +98,8 @@ pub(crate) fn metrics_routes(gw: Gateway) -> Router {
 async fn metrics(State(gw): State<Gateway>) -> Response {
     metrics::gauge!("rtgate_sessions").set(gw.hub().session_count() as f64);
     metrics::gauge!("rtgate_connections_held").set(gw.conns().current() as f64);
+    let ready = readiness(&gw).await.is_ok();
+    metrics::gauge!("rtgate_ready").set(if ready { 1.0 } else { 0.0 });
     let body = crate::telemetry::install().render();
     (
         [(
@@ -112,40 +114,41 @@ async fn metrics(State(gw): State<Gateway>) -> Response {
 /// `/readyz` answers within this, whatever the store or broker do.
 const READY_DEADLINE: std::time::Duration = std::time::Duration::from_millis(900);
 
-async fn readyz(State(gw): State<Gateway>) -> Response {
+/// Whether the node can serve: the store and broker answer and it is not
+/// draining; otherwise why not.
+async fn readiness(gw: &Gateway) -> Result<(), Vec<String>> {
     let (store, broker) = tokio::join!(
         tokio::time::timeout(READY_DEADLINE, gw.store().check()),
         tokio::time::timeout(READY_DEADLINE, gw.broker().check()),
     );
-    let store = store.unwrap_or_else(|_| {
-        Err(crate::store::StoreError::Unavailable(
-            "store check timed out".into(),
-        ))
-    });
-    let broker = broker.unwrap_or_else(|_| {
-        Err(crate::broker::BrokerError::Unavailable(
-            "broker check timed out".into(),
-        ))
-    });
-    let draining = gw.shutdown().is_cancelled();
-    match (store, broker) {
-        (Ok(()), Ok(())) if !draining => (StatusCode::OK, "ready\n").into_response(),
-        (s, b) => {
-            let mut reasons = Vec::new();
-            if let Err(e) = s {
-                reasons.push(e.to_string());
-            }
-            if let Err(e) = b {
-                reasons.push(e.to_string());
-            }
-            if draining {
-                reasons.push("shutting down".into());
-            }
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {}\n", reasons.join("; ")),
-            )
-                .into_response()
-        }
+    let mut reasons = Vec::new();
+    match store {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => reasons.push(e.to_string()),
+        Err(_) => reasons.push("store check timed out".into()),
+    }
+    match broker {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => reasons.push(e.to_string()),
+        Err(_) => reasons.push("broker check timed out".into()),
+    }
+    if gw.shutdown().is_cancelled() {
+        reasons.push("shutting down".into());
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
+}
+
+async fn readyz(State(gw): State<Gateway>) -> Response {
+    match readiness(&gw).await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", reasons.join("; ")),
+        )
+            .into_response(),
     }
 }

@@ -14,6 +14,7 @@ mod legacy;
 mod limits;
 mod login;
 mod messaging;
+mod monitoring;
 #[path = "../support/netlab.rs"]
 mod netlab;
 mod nginx;

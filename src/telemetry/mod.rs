@@ -1,5 +1,8 @@
 //! Prometheus metrics: every metric name lives here, behind small functions
-//! the rest of the code calls, and `/metrics` renders them.
+//! the rest of the code calls, and `/metrics` renders them (`catalog`
+//! describes each and registers it at zero).
+
+mod catalog;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -14,6 +17,17 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle.
 pub(crate) fn install() -> PrometheusHandle {
+    static REGISTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let handle = recorder();
+    // Once the recorder is in place (registering reaches `install` again,
+    // which then finds the flag set).
+    if !REGISTERED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        catalog::register();
+    }
+    handle
+}
+
+fn recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let seconds = [
@@ -202,6 +216,7 @@ pub(crate) fn hook_decision(hook: &'static str, decision: &'static str) {
 /// A configured hook's series, at zero before its first call, so
 /// dashboards and `rate()` see them from the first scrape.
 pub(crate) fn hook_registered(hook: &'static str) {
+    let _ = histogram!("rtgate_hook_seconds", "hook" => hook);
     for result in [
         "answered",
         "busy",

@@ -1,0 +1,186 @@
+//! Every metric rtgate exports, described once (the `# HELP` lines), and
+//! present from the first scrape: each series a dashboard or an alert names
+//! is registered at zero when the recorder is installed, not on its first
+//! event, so `rate()` and "absent" checks see it on a fresh node.
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+
+use crate::model::TransportKind;
+use crate::protocol::CloseCode;
+
+/// Describes every metric and registers its known series at zero.
+pub(super) fn register() {
+    describe();
+    for kind in [TransportKind::WebSocket, TransportKind::WebTransport] {
+        // The session handles register connections, frames and queue depth.
+        let _ = super::session_metrics(kind);
+        for cap in ["global", "per_ip"] {
+            counter!("rtgate_connections_refused_total", "transport" => kind.as_str(), "cap" => cap)
+                .absolute(0);
+        }
+    }
+    for direction in ["in", "out"] {
+        counter!("rtgate_datagrams_total", "direction" => direction).absolute(0);
+    }
+    for result in [
+        "ok",
+        "unauthorized",
+        "forbidden",
+        "timeout",
+        "unavailable",
+        "too_many_sessions",
+    ] {
+        counter!("rtgate_logins_total", "result" => result).absolute(0);
+    }
+    for code in [
+        CloseCode::Normal,
+        CloseCode::GoingAway,
+        CloseCode::SlowConsumer,
+        CloseCode::Unauthorized,
+        CloseCode::Forbidden,
+        CloseCode::Timeout,
+        CloseCode::TooLarge,
+        CloseCode::RateLimited,
+        CloseCode::Other(4000),
+    ] {
+        counter!("rtgate_closes_total", "reason" => code.label()).absolute(0);
+    }
+    for code in ["400", "401", "403", "409", "413", "429", "503"] {
+        counter!("rtgate_client_errors_total", "code" => code).absolute(0);
+    }
+    for channel in ["inbox", "room"] {
+        counter!("rtgate_replayed_messages_total", "channel" => channel).absolute(0);
+    }
+    for name in [
+        "rtgate_deliveries_total",
+        "rtgate_drops_total",
+        "rtgate_store_errors_total",
+        "rtgate_broker_published_total",
+        "rtgate_broker_received_total",
+        "rtgate_broker_dropped_total",
+        "rtgate_broker_resyncs_total",
+        "rtgate_broker_reconnects_total",
+    ] {
+        counter!(name).absolute(0);
+    }
+    gauge!("rtgate_sessions").set(0.0);
+    gauge!("rtgate_ready").set(0.0);
+    gauge!("rtgate_connections_held").set(0.0);
+    let _ = histogram!("rtgate_store_write_seconds");
+    let _ = histogram!("rtgate_store_batch_size");
+}
+
+fn describe() {
+    describe_gauge!("rtgate_sessions", "Logged-in sessions on this node");
+    describe_gauge!(
+        "rtgate_ready",
+        "1 when the node serves (store and broker answer, not draining), as /readyz; set at each scrape"
+    );
+    describe_gauge!(
+        "rtgate_connections",
+        "Open connections on this node, by transport"
+    );
+    describe_gauge!(
+        "rtgate_connections_held",
+        "Connections counted against --max-conns, both transports"
+    );
+    describe_counter!(
+        "rtgate_connections_total",
+        "Connections opened, by transport"
+    );
+    describe_counter!(
+        "rtgate_connections_refused_total",
+        "Connections refused at accept by a connection cap (global or per_ip), by transport"
+    );
+    describe_counter!("rtgate_frames_in_total", "Frames received from clients");
+    describe_counter!("rtgate_frames_out_total", "Frames written to clients");
+    describe_counter!(
+        "rtgate_datagrams_total",
+        "WebTransport datagrams received (in) and sent (out)"
+    );
+    describe_histogram!(
+        "rtgate_outbound_queue_depth",
+        "A session's outbound queue depth when its writer wakes"
+    );
+    describe_counter!(
+        "rtgate_logins_total",
+        "Login attempts by result (ok, unauthorized, forbidden, timeout, unavailable, too_many_sessions)"
+    );
+    describe_counter!(
+        "rtgate_closes_total",
+        "Sessions closed by the server, by reason (slow_consumer is close 4008)"
+    );
+    describe_counter!(
+        "rtgate_client_errors_total",
+        "Error frames (msgType 9) sent to clients, by code"
+    );
+    describe_counter!(
+        "rtgate_deliveries_total",
+        "Frames queued to local sessions by fan-out"
+    );
+    describe_counter!(
+        "rtgate_drops_total",
+        "Frames dropped on full session queues (the session is closed 4008)"
+    );
+    describe_counter!(
+        "rtgate_replayed_messages_total",
+        "Messages replayed at login, by channel kind"
+    );
+    describe_histogram!(
+        "rtgate_store_write_seconds",
+        Unit::Seconds,
+        "Duration of one store commit (a batch of appends, one fsync)"
+    );
+    describe_histogram!(
+        "rtgate_store_batch_size",
+        "Requests carried by one store commit"
+    );
+    describe_counter!("rtgate_store_errors_total", "Failed store commits");
+    describe_counter!(
+        "rtgate_broker_published_total",
+        "Envelopes handed to the broker"
+    );
+    describe_counter!(
+        "rtgate_broker_received_total",
+        "Envelopes received from the broker for local delivery"
+    );
+    describe_counter!(
+        "rtgate_broker_dropped_total",
+        "Envelopes dropped because the broker's queue was full"
+    );
+    describe_counter!(
+        "rtgate_broker_resyncs_total",
+        "Times local sessions were told to resync (close 1001) after a broker fault"
+    );
+    describe_counter!(
+        "rtgate_broker_reconnects_total",
+        "Times the broker got Redis back after an outage"
+    );
+    describe_histogram!(
+        "rtgate_hook_seconds",
+        Unit::Seconds,
+        "Duration of one backend hook call, waiting for a slot included, by hook"
+    );
+    describe_counter!(
+        "rtgate_hook_calls_total",
+        "Backend hook calls by hook and result (answered, busy, timeout, unreachable, status, answer)"
+    );
+    describe_counter!(
+        "rtgate_hook_decisions_total",
+        "What hook answers or failure policies decided, by hook and decision"
+    );
+    describe_counter!(
+        "rtgate_events_delivered_total",
+        "Events the event webhook took"
+    );
+    describe_counter!(
+        "rtgate_event_batches_failed_total",
+        "Event batches the webhook did not take (sent again)"
+    );
+    describe_counter!(
+        "rtgate_events_lost_total",
+        "Events that could not be put in the outbox"
+    );
+}
