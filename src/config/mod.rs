@@ -74,7 +74,7 @@ pub enum Cmd {
     /// Write a development certificate (ECDSA P-256 for localhost,
     /// 127.0.0.1 and ::1, valid 13 days) and print its SHA-256.
     GenCert {
-        /// Folder for dev-cert.pem and dev-key.pem [default: <data>/certs]
+        /// Folder for dev-cert.pem and dev-key.pem (default: certs/ in the data folder)
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
