@@ -19,6 +19,9 @@ use crate::gateway::Gateway;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../web/client.js");
+/// The operator's page: a shell without data; everything it shows comes from
+/// `/metrics` and the API, with the key the operator enters.
+const ADMIN_HTML: &str = include_str!("../../web/admin.html");
 
 /// Every route of the HTTP listener; `/metrics` too unless it has its own
 /// listener.
@@ -40,6 +43,18 @@ pub(crate) fn routes(gw: Gateway) -> Router {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     CLIENT_JS,
+                )
+            }),
+        )
+        .route(
+            "/admin",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    ADMIN_HTML,
                 )
             }),
         )

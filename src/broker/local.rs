@@ -73,6 +73,10 @@ impl Broker for LocalBroker {
         let _ = self.edges.set(sink);
     }
 
+    fn nodes(&self) -> BoxFuture<'static, Result<Vec<String>, BrokerError>> {
+        ready(Ok(vec![self.node.clone()])).boxed()
+    }
+
     fn sessions(
         &self,
         users: Vec<Id>,

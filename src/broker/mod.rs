@@ -61,6 +61,9 @@ pub trait Broker: Send + Sync + 'static {
     /// A session of `user` on this node ended.
     fn session_closed(&self, _user: &Id, _session: &str) {}
 
+    /// The nodes of the cluster that are alive (this one included), sorted.
+    fn nodes(&self) -> BoxFuture<'static, Result<Vec<String>, BrokerError>>;
+
     /// The live sessions of these users, on every node.
     fn sessions(&self, users: Vec<Id>)
     -> BoxFuture<'static, Result<Vec<SessionInfo>, BrokerError>>;

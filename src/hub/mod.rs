@@ -252,6 +252,15 @@ impl Hub {
         self.inner.rooms.iter().map(|e| e.key().clone()).collect()
     }
 
+    /// Each local room with its member sessions here.
+    pub fn room_sizes(&self) -> Vec<(Id, usize)> {
+        self.inner
+            .rooms
+            .iter()
+            .map(|e| (e.key().clone(), e.value().len()))
+            .collect()
+    }
+
     /// Users with at least one local session.
     pub fn local_users(&self) -> Vec<Id> {
         self.inner.users.iter().map(|e| e.key().clone()).collect()

@@ -306,7 +306,9 @@ async fn the_openapi_document_matches_the_real_routes() {
         documented,
         [
             "GET /api/history",
+            "GET /api/nodes",
             "GET /api/presence",
+            "GET /api/rooms",
             "POST /api/broadcast",
             "POST /api/disconnect",
             "POST /api/join",

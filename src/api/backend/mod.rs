@@ -2,11 +2,13 @@
 //! batch), broadcasts, history and presence, and control of users' live
 //! sessions (disconnect, join, leave) on every node. Every route needs the
 //! API key; its OpenAPI 3 document is generated from these handlers and
-//! their types, and served at `/api/openapi.json`.
+//! their types, and served at `/api/openapi.json`. The nodes and rooms
+//! routes feed the operator's page (`/admin`).
 
 mod access;
 mod control;
 mod messages;
+mod stats;
 
 use axum::Router;
 use axum::http::header;
@@ -57,6 +59,8 @@ pub(crate) fn router() -> Router<Gateway> {
         .routes(routes!(control::disconnect))
         .routes(routes!(control::join))
         .routes(routes!(control::leave))
+        .routes(routes!(stats::nodes))
+        .routes(routes!(stats::rooms))
         .split_for_parts();
     let doc = api
         .to_pretty_json()

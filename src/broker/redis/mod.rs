@@ -81,6 +81,9 @@ fn online_key(u: &Id) -> String {
     format!("rtgate:online:{u}")
 }
 
+/// The cluster's nodes: field node id, value the entry's expiry.
+const NODES_KEY: &str = "rtgate:nodes";
+
 /// A user's live sessions: field session id, value `<expiry>\t<json>`.
 fn sessions_key(u: &Id) -> String {
     format!("rtgate:sessions:{u}")
@@ -305,6 +308,22 @@ impl Broker for RedisBroker {
         self.send(Control::SessionClosed(user.clone(), session.to_string()));
     }
 
+    fn nodes(&self) -> BoxFuture<'static, Result<Vec<String>, BrokerError>> {
+        let mut conn = self.conn.clone();
+        async move {
+            let entries: Vec<(String, u64)> = conn.hgetall(NODES_KEY).await.map_err(unavailable)?;
+            let now = now_ms();
+            let mut nodes: Vec<String> = entries
+                .into_iter()
+                .filter(|(_, exp)| *exp > now)
+                .map(|(n, _)| n)
+                .collect();
+            nodes.sort();
+            Ok(nodes)
+        }
+        .boxed()
+    }
+
     fn sessions(
         &self,
         users: Vec<Id>,
@@ -408,7 +427,7 @@ impl Broker for RedisBroker {
         let (hub, node) = (self.hub.clone(), self.node.clone());
         let mut conn = self.conn.clone();
         async move {
-            let mut cmds = Vec::new();
+            let mut cmds = vec![redis::cmd("HDEL").arg(NODES_KEY).arg(&node).to_owned()];
             for u in hub.local_users() {
                 cmds.push(redis::cmd("HDEL").arg(online_key(&u)).arg(&node).to_owned());
                 for s in hub.sessions_of(&u, &node) {

@@ -186,7 +186,13 @@ impl RedisBroker {
     /// This node's presence entries, as commands (with a fresh expiry).
     pub(super) fn presence_commands(&self) -> Vec<redis::Cmd> {
         let (expires, keep) = (self.expires(), self.keep());
-        let mut cmds = Vec::new();
+        let mut cmds = vec![
+            redis::cmd("HSET")
+                .arg(super::NODES_KEY)
+                .arg(&self.node)
+                .arg(expires)
+                .to_owned(),
+        ];
         for u in self.hub.local_users() {
             let sessions = sessions_key(&u);
             for s in self.hub.sessions_of(&u, &self.node) {

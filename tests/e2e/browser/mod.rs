@@ -4,6 +4,7 @@
 //! certificate rotation (`webtransport`), and the same in Firefox, with
 //! Chromium and WebSocket users in the conversation (`firefox`).
 
+mod admin;
 mod demo;
 mod firefox;
 mod webtransport;
