@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Client as Browser;
 use serde_json::json;
 
-use super::{Driver, click, fill, open_and_login, wait_for};
+use super::{Driver, click, fill, open_and_login, text, wait_for};
 use crate::common::{Client, Server};
 
 #[tokio::test]
@@ -159,4 +159,65 @@ async fn client_js_refreshes_its_token_and_comes_back_after_4401() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_windows_chat_with_no_setup_and_see_replayed_and_live_messages() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let ann = driver.browser("ann").await;
+    let ben = driver.browser("ben").await;
+    // A person opens the page and presses Connect: a name is made up and
+    // the page joins the lobby by itself.
+    ann.goto(&format!("http://{}/", server.http)).await.unwrap();
+    click(&ann, "connect").await;
+    wait_for(&ann, "state", "connected").await;
+    wait_for(&ann, "log", "joined lobby").await;
+    let ann_name = ann
+        .find(fantoccini::Locator::Id("user"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ann_name.starts_with("user-"), "{ann_name}");
+    open_and_login(&ben, &server, "?transport=websocket", "ben", "websocket").await;
+    wait_for(&ben, "log", "joined lobby").await;
+    wait_for(&ben, "log", "connection: connected via websocket").await;
+    // Enter sends to the room; the other window shows it live with its latency.
+    fill(&ann, "text", "hi all\n").await;
+    wait_for(&ben, "log", &format!("[room lobby] {ann_name}: hi all (")).await;
+    // Ben away: direct messages wait for him and come back as replayed.
+    click(&ben, "disconnect").await;
+    wait_for(&ben, "log", "connection: closed").await;
+    fill(&ann, "to", "ben").await;
+    for text in ["while away 1\n", "while away 2\n"] {
+        fill(&ann, "text", text).await;
+    }
+    wait_for(&ann, "log", "[direct to ben] while away 2").await;
+    click(&ben, "connect").await;
+    wait_for(
+        &ben,
+        "log",
+        &format!("replayed [direct] {ann_name}: while away 2 (sent "),
+    )
+    .await;
+    assert_eq!(text(&ben, "replay-count").await, "2");
+    fill(&ann, "text", "welcome back\n").await;
+    wait_for(&ben, "log", &format!("[direct] {ann_name}: welcome back (")).await;
+    assert_eq!(
+        text(&ben, "live-count").await,
+        "2",
+        "hi all and welcome back"
+    );
+    ben.set_window_size(1100, 900).await.unwrap();
+    let png = ben.screenshot().await.unwrap();
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo.png"),
+        &png,
+    )
+    .unwrap();
+    ann.close().await.unwrap();
+    ben.close().await.unwrap();
 }
