@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
 async fn hook(
     State(app): State<Arc<App>>,
     axum::extract::Path(name): axum::extract::Path<String>,
+    version: axum::http::Version,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -113,6 +114,7 @@ async fn hook(
     };
     app.calls.lock().unwrap().push(json!({
         "hook": name, "signed": signed, "status": response.status().as_u16(), "body": request,
+        "http": format!("{version:?}"),
     }));
     response
 }

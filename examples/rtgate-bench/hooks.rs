@@ -72,14 +72,18 @@ pub(crate) async fn hooks(
     pairs: usize,
     window: usize,
     pin: bool,
+    http2: bool,
 ) -> anyhow::Result<Value> {
     let backend = Backend::start().await?;
-    let hook = [
+    let mut hook = vec![
         "--publish-hook",
         backend.url.as_str(),
         "--hook-secret",
         SECRET,
     ];
+    if http2 {
+        hook.push("--hook-http2");
+    }
     let target = Target::Rtgate(server.to_path_buf());
     let fan = FanoutOpts {
         durable: true,

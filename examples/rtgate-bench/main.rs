@@ -133,6 +133,9 @@ enum Cmd {
         /// Messages in flight per direct sender.
         #[arg(long, default_value_t = 8)]
         pair_window: usize,
+        /// Call the hook over HTTP/2 (h2c) instead of HTTP/1.1.
+        #[arg(long)]
+        http2: bool,
     },
     /// Room fan-out on one node compared with two nodes through Redis.
     Cluster {
@@ -340,7 +343,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts,
             pairs,
             pair_window,
-        } => hooks::hooks(&server, &opts.opts(), pairs, pair_window, pin).await?,
+            http2,
+        } => hooks::hooks(&server, &opts.opts(), pairs, pair_window, pin, http2).await?,
         Cmd::Suite { ws_conns, wt_conns } => suite(&server, ws_conns, wt_conns, pin).await?,
         Cmd::Lossy {
             loss,

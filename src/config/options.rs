@@ -269,6 +269,10 @@ options_group! {
             hook_secret: String, "Secret for the X-Rtgate-Signature (HMAC-SHA256 of the body) of every hook call",
                 [env = "RTGATE_HOOK_SECRET", value_name = "S", hide_env_values = true];
         }
+        flags {
+            hook_http2, "Call hooks over HTTP/2 without TLS (prior knowledge): many calls share one connection; the backend must speak h2c",
+                [env = "RTGATE_HOOK_HTTP2"];
+        }
         lists {
             publish_hook_biz_type: i64, "Only messages of these bizTypes go to the publish hook (none set: all)",
                 [env = "RTGATE_PUBLISH_HOOK_BIZ_TYPE", value_name = "BIZTYPE"];

@@ -194,6 +194,8 @@ pub struct HooksConfig {
     pub timeout: Duration,
     /// Calls to one hook at once.
     pub max_in_flight: usize,
+    /// HTTP/2 (h2c) instead of HTTP/1.1.
+    pub http2: bool,
     /// bizTypes the publish hook sees (empty: all).
     pub publish_biz_types: Vec<i64>,
     /// Rooms the publish hook sees (empty: every destination).
@@ -322,6 +324,7 @@ impl Options {
                 secret: secret(hooks.hook_secret.clone()),
                 timeout: Duration::from_millis(hooks.hook_timeout_ms()),
                 max_in_flight: hooks.hook_max_in_flight(),
+                http2: hooks.hook_http2,
                 publish_biz_types: hooks.publish_hook_biz_type,
                 publish_rooms: hooks.publish_hook_room,
                 allow_on_failure: hooks.hook_allow_on_failure,

@@ -120,10 +120,16 @@ impl HookClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.timeout));
-        let http = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(cfg.max_in_flight)
-            .build(connector);
+            .pool_max_idle_per_host(cfg.max_in_flight);
+        if cfg.http2 {
+            // One connection carries every call (streams), so a burst of
+            // calls shares its writes and reads.
+            builder.http2_only(true);
+        }
+        let http = builder.build(connector);
         Self {
             http,
             secret: cfg.secret.clone(),

@@ -171,6 +171,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
         "\"http://127.0.0.1:9/j\"",
     ),
     ("hook-secret", "h00k", "\"h00k\""),
+    ("hook-http2", "", "true"),
     (
         "event-hook",
         "http://127.0.0.1:9/e",

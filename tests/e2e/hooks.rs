@@ -603,6 +603,25 @@ async fn presence_answers_carry_the_backends_info_for_each_session() {
 }
 
 #[tokio::test]
+async fn hooks_speak_http2_to_a_backend_that_does() {
+    let b = Backend::start();
+    let s = hooked(&b, &["--hook-http2"]);
+    let (mut ann, reply) = with_cookie(&s, "ann").await;
+    assert_eq!(reply["sendUserId"], "ann");
+    ann.recv_type(5).await;
+    ann.send(&json!({"msgType": 3, "roomId": "lobby", "clientMsgId": "d", "msgBody": "darn"}))
+        .await;
+    assert_eq!(ann.recv_type(4).await["clientMsgId"], "d");
+    let calls: Vec<Value> = [b.calls("connect").await, b.calls("publish").await].concat();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c["http"] == "HTTP/2.0"), "{calls:?}");
+    // Without the flag: HTTP/1.1.
+    let s1 = hooked(&b, &[]);
+    let _ = with_cookie(&s1, "bob").await;
+    assert_eq!(b.calls("connect").await.last().unwrap()["http"], "HTTP/1.1");
+}
+
+#[tokio::test]
 async fn hook_urls_are_checked_at_start() {
     let err = crate::common::refuses_to_start(&["--publish-hook", "https://backend/hook"]);
     assert!(err.contains("only http:// URLs"), "{err}");
