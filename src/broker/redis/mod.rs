@@ -5,26 +5,26 @@
 //! node, so a dead node's users age out. The Redis connection reconnects with
 //! backoff and resubscribes by itself.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::{AsyncCommands, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+mod presence;
 mod upkeep;
 
 use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::event::EdgeSink;
 use crate::model::presence::SessionInfo;
-use crate::model::{Envelope, Target, now_ms};
+use crate::model::{Envelope, Target};
 use crate::protocol::CloseCode;
 use crate::protocol::Id;
 use crate::redis_io::envelope::{self, pubsub_channel};
@@ -309,50 +309,14 @@ impl Broker for RedisBroker {
     }
 
     fn nodes(&self) -> BoxFuture<'static, Result<Vec<String>, BrokerError>> {
-        let mut conn = self.conn.clone();
-        async move {
-            let entries: Vec<(String, u64)> = conn.hgetall(NODES_KEY).await.map_err(unavailable)?;
-            let now = now_ms();
-            let mut nodes: Vec<String> = entries
-                .into_iter()
-                .filter(|(_, exp)| *exp > now)
-                .map(|(n, _)| n)
-                .collect();
-            nodes.sort();
-            Ok(nodes)
-        }
-        .boxed()
+        presence::nodes(self.conn.clone()).boxed()
     }
 
     fn sessions(
         &self,
         users: Vec<Id>,
     ) -> BoxFuture<'static, Result<Vec<SessionInfo>, BrokerError>> {
-        let mut conn = self.conn.clone();
-        async move {
-            let cmds = users
-                .iter()
-                .map(|u| redis::cmd("HVALS").arg(sessions_key(u)).to_owned())
-                .collect();
-            let values = conn.run_all(cmds).await.map_err(unavailable)?;
-            let now = now_ms();
-            let mut out = Vec::new();
-            for v in values {
-                let entries: Vec<String> = redis::from_redis_value(v).unwrap_or_default();
-                for e in entries {
-                    let Some((exp, json)) = e.split_once('\t') else {
-                        continue;
-                    };
-                    if exp.parse::<u64>().is_ok_and(|x| x > now)
-                        && let Ok(s) = serde_json::from_str::<SessionInfo>(json)
-                    {
-                        out.push(s);
-                    }
-                }
-            }
-            Ok(out)
-        }
-        .boxed()
+        presence::sessions(self.conn.clone(), users).boxed()
     }
 
     fn user_offline(&self, user: &Id, info: Option<&RawValue>) {
@@ -378,49 +342,11 @@ impl Broker for RedisBroker {
     }
 
     fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
-        let mut conn = self.conn.clone();
-        async move {
-            let cmds = users
-                .iter()
-                .map(|u| redis::cmd("HVALS").arg(online_key(u)).to_owned())
-                .collect();
-            let values = conn.run_all(cmds).await.map_err(unavailable)?;
-            let all: Vec<Vec<i64>> = values
-                .into_iter()
-                .map(|v| redis::from_redis_value(v).unwrap_or_default())
-                .collect();
-            let now = now_ms() as i64;
-            Ok(users
-                .into_iter()
-                .zip(all)
-                .filter(|(_, exp)| exp.iter().any(|e| *e > now))
-                .map(|(u, _)| u)
-                .collect())
-        }
-        .boxed()
+        presence::online(self.conn.clone(), users).boxed()
     }
 
     fn room_presence(&self, room: Id) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
-        let mut conn = self.conn.clone();
-        async move {
-            let entries: Vec<(String, i64)> = conn
-                .hgetall(members_key(&room))
-                .await
-                .map_err(unavailable)?;
-            let now = now_ms() as i64;
-            let mut users: Vec<Id> = entries
-                .into_iter()
-                .filter(|(_, exp)| *exp > now)
-                .filter_map(|(field, _)| {
-                    field.split_once('\t').and_then(|(_, u)| Id::parse(u).ok())
-                })
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            users.sort();
-            Ok(users)
-        }
-        .boxed()
+        presence::room(self.conn.clone(), room).boxed()
     }
 
     fn leave(&self) -> BoxFuture<'static, ()> {
