@@ -165,9 +165,7 @@ impl Hooks {
             Err(e) => failed(ep, &e),
         }
     }
-}
 
-impl Hooks {
     /// Whether an event webhook is configured.
     pub(crate) fn has_events(&self) -> bool {
         self.event.is_some()
