@@ -10,9 +10,9 @@ use serde_json::value::RawValue;
 
 use std::sync::Arc;
 
-use crate::model::Envelope;
 use crate::model::event::EdgeSink;
 use crate::model::presence::SessionInfo;
+use crate::model::{Envelope, SessionId};
 use crate::protocol::Id;
 
 pub(crate) use local::LocalBroker;
@@ -55,11 +55,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Where presence edges go from now on (the event webhook's outbox).
     fn set_edges(&self, sink: Arc<dyn EdgeSink>);
 
-    /// A session logged in on this node (it is in the hub).
-    fn session_opened(&self, _session: SessionInfo) {}
+    /// A session of `user` logged in on this node (it is in the hub, which
+    /// describes it).
+    fn session_opened(&self, _user: &Id, _session: SessionId) {}
 
     /// A session of `user` on this node ended.
-    fn session_closed(&self, _user: &Id, _session: &str) {}
+    fn session_closed(&self, _user: &Id, _session: SessionId) {}
 
     /// The nodes of the cluster that are alive (this one included), sorted.
     fn nodes(&self) -> BoxFuture<'static, Result<Vec<String>, BrokerError>>;

@@ -50,8 +50,6 @@ struct Event<'a> {
     user_id: Option<&'a Id>,
     #[serde(skip_serializing_if = "Option::is_none")]
     info: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a RawValue>,
 }
 
 fn event(kind: &'static str) -> Event<'static> {
@@ -62,20 +60,20 @@ fn event(kind: &'static str) -> Event<'static> {
         room_id: None,
         user_id: None,
         info: None,
-        message: None,
     }
 }
 
-/// `message.stored`, carrying the message as recipients get it.
+/// `message.stored`, carrying the message as recipients get it. The
+/// message is JSON this node serialized (on the store's commit path):
+/// spliced in, not parsed again.
 pub fn message_stored(message: &[u8]) -> String {
-    let raw: Option<&RawValue> = std::str::from_utf8(message)
-        .ok()
-        .and_then(|t| serde_json::from_str(t).ok());
-    let e = Event {
-        message: raw,
-        ..event("message.stored")
-    };
-    serde_json::to_string(&e).expect("an event serializes")
+    let head = serde_json::to_string(&event("message.stored")).expect("an event serializes");
+    let mut out = String::with_capacity(head.len() + message.len() + 12);
+    out.push_str(&head[..head.len() - 1]);
+    out.push_str(",\"message\":");
+    out.push_str(&String::from_utf8_lossy(message));
+    out.push('}');
+    out
 }
 
 /// The event of a presence edge.

@@ -17,7 +17,7 @@ use crate::auth::{AuthError, Identity, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hooks::{ConnectOutcome, ConnectRequest};
 use crate::hub::{Closer, SessionHandle};
-use crate::model::presence::{SessionInfo, SessionMeta};
+use crate::model::presence::SessionMeta;
 use crate::model::{Channel, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
 use crate::protocol::{CloseCode, Id, Login, ProtoError, Reply};
@@ -103,19 +103,13 @@ pub(crate) async fn login(
         )),
     };
     gw.hub().register(handle.clone());
-    gw.broker().session_opened(SessionInfo {
-        user_id: user.clone(),
-        session_id: id.to_string(),
-        node_id: gw.node_id().to_string(),
-        transport: url.transport.as_str().to_string(),
-        info: identity.info.clone(),
-    });
+    gw.broker().session_opened(&user, id);
     // Subscribed before the replay reads the store: no gap between what the
     // replay covers and what arrives live. Unconfirmed, the login fails.
     let info = identity.info.as_deref();
     if !gw.broker().user_online(&user, info).await {
         let (last, _) = gw.hub().unregister(id, &user, []);
-        gw.broker().session_closed(&user, &id.to_string());
+        gw.broker().session_closed(&user, id);
         if last {
             gw.broker().user_offline(&user, info);
         }

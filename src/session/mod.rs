@@ -258,7 +258,7 @@ impl<T: Transport> Driver<T> {
                 .hub()
                 .unregister(a.id, &a.identity.user, rooms.iter().cloned());
         let broker = self.gw.broker();
-        broker.session_closed(&a.identity.user, &a.id.to_string());
+        broker.session_closed(&a.identity.user, a.id);
         for room in &rooms {
             broker.room_left(room, &a.identity.user, a.identity.info.as_deref());
         }

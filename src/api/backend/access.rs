@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::admission::forwarded::client_addr;
 use crate::gateway::Gateway;
-use crate::protocol::ProtoError;
+use crate::protocol::{Id, ProtoError};
 
 /// An error answered by the server API, as `{"code","reason"}`.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,11 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
+}
+
+/// `s` as an id, or a 400 that names the field `what`.
+pub(crate) fn parse_id(s: &str, what: &str) -> Result<Id, ApiError> {
+    Id::parse(s).map_err(|e| ApiError::BadRequest(format!("{what}: {s:?}: {e}")))
 }
 
 /// A caller that passed the API key check. Without a configured key the

@@ -10,17 +10,13 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{ApiError, ApiJson, Authorized};
+use super::access::{ApiError, ApiJson, Authorized, parse_id as id};
 use crate::gateway::Gateway;
 use crate::model::Control;
 use crate::protocol::{CloseCode, Id};
 
 /// The longest close reason (a WebSocket close frame holds 123 bytes).
 const MAX_REASON: usize = 123;
-
-fn id(s: &str, what: &str) -> Result<Id, ApiError> {
-    Id::parse(s).map_err(|e| ApiError::BadRequest(format!("{what}: {s:?}: {e}")))
-}
 
 /// Whether `user` has a live session anywhere.
 async fn online(gw: &Gateway, user: &Id) -> Result<bool, ApiError> {

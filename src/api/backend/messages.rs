@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{ApiError, ApiJson, Authorized, JsonBytes};
+use super::access::{ApiError, ApiJson, Authorized, JsonBytes, parse_id};
 use crate::gateway::Gateway;
 use crate::model::Channel;
 use crate::protocol::command::MAX_HISTORY_LIMIT;
@@ -267,10 +267,15 @@ pub(crate) async fn history(
     _: Authorized,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<History>, ApiError> {
-    let id = |s: &str| Id::parse(s).map_err(|e| ApiError::BadRequest(format!("{s:?}: {e}")));
     let (room_id, user_id, channel) = match (&q.room_id, &q.user_id) {
-        (Some(r), None) => (Some(id(r)?), None, Channel::Room(id(r)?)),
-        (None, Some(u)) => (None, Some(id(u)?), Channel::Inbox(id(u)?)),
+        (Some(r), None) => {
+            let r = parse_id(r, "roomId")?;
+            (Some(r.clone()), None, Channel::Room(r))
+        }
+        (None, Some(u)) => {
+            let u = parse_id(u, "userId")?;
+            (None, Some(u.clone()), Channel::Inbox(u))
+        }
         _ => return Err(ApiError::BadRequest("give roomId or userId".into())),
     };
     let limit = q.limit.unwrap_or(MAX_HISTORY_LIMIT);

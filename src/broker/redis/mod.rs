@@ -24,7 +24,7 @@ use super::{Broker, BrokerError};
 use crate::hub::Hub;
 use crate::model::event::EdgeSink;
 use crate::model::presence::SessionInfo;
-use crate::model::{Envelope, Target};
+use crate::model::{Envelope, SessionId, Target};
 use crate::protocol::CloseCode;
 use crate::protocol::Id;
 use crate::redis_io::envelope::{self, pubsub_channel};
@@ -295,16 +295,21 @@ impl Broker for RedisBroker {
         let _ = self.edges.set(sink);
     }
 
-    fn session_opened(&self, session: SessionInfo) {
-        let json = serde_json::to_string(&session).expect("a session serializes");
-        self.send(Control::SessionOpened(
-            session.user_id,
-            session.session_id,
-            json,
-        ));
+    fn session_opened(&self, user: &Id, session: SessionId) {
+        let id = session.to_string();
+        let Some(info) = self
+            .hub
+            .sessions_of(user, &self.node)
+            .into_iter()
+            .find(|s| s.session_id == id)
+        else {
+            return;
+        };
+        let json = serde_json::to_string(&info).expect("a session serializes");
+        self.send(Control::SessionOpened(user.clone(), id, json));
     }
 
-    fn session_closed(&self, user: &Id, session: &str) {
+    fn session_closed(&self, user: &Id, session: SessionId) {
         self.send(Control::SessionClosed(user.clone(), session.to_string()));
     }
 
