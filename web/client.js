@@ -1,540 +1,1028 @@
-// rtgate browser client: one API whichever transport carries it. It races
-// WebTransport (HTTP/3: a bidirectional stream of length-prefixed JSON
-// frames, datagrams for volatile messages) against WebSocket, prefers
-// WebTransport when both connect, and remembers per origin when
-// WebTransport fails, so nobody waits for a UDP timeout. Login, heartbeats,
-// acks, automatic reconnect with backoff and resume from the last seen
-// positions (so nothing stored is missed across a reconnect).
-//
-//   const c = new RtgateClient({ url: location.origin, userId: "alice" });
-//   c.on("message", m => ...); c.on("state", s => ...);
-//   await c.connect(); await c.join("lobby"); await c.sendToRoom("lobby", {text: "hi"});
+// rtgate browser client, built from clients/js (npm run build); do not edit.
+// Source, types and docs: clients/js. License: MIT OR Apache-2.0.
 "use strict";
+(() => {
+  var __defProp = Object.defineProperty;
+  var __export = (target, all) => {
+    for (var name in all)
+      __defProp(target, name, { get: all[name], enumerable: true });
+  };
 
-class RtgateClient {
-  /**
-   * @param {object} opts
-   * @param {string} [opts.url]    server base URL (http[s]://host:port); default: this page's origin
-   * @param {string} opts.userId   dev-mode identity (ignored by the server when a token is given)
-   * @param {string} [opts.token]  JWT, when the server requires one
-   * @param {() => Promise<string>} [opts.getToken] fetches a fresh JWT: called before every
-   *   (re)connect, when the server says the token expires soon (msgType 10), and after a 4401
-   *   close (the client then reconnects instead of giving up)
-   * @param {string[]} [opts.rooms] rooms to join at every login
-   * @param {string} [opts.transport] "auto" (default: WebTransport, then WebSocket), "webtransport" or "websocket"
-   * @param {string} [opts.wtUrl]  WebTransport URL; default: the one `/cert-hash` names
-   * @param {number} [opts.wtTimeoutMs] how long a WebTransport attempt may take (default 3000)
-   * @param {number} [opts.wtGraceMs] how long "auto" waits for WebTransport once the WebSocket is up
-   *   (default 250; 4x when WebTransport worked here before)
-   * @param {number} [opts.wtMemoryMs] how long this origin remembers which transport won (default 10 min)
-   */
-  constructor(opts) {
-    this.opts = Object.assign(
-      { url: location.origin, rooms: [], transport: "auto", wtTimeoutMs: 3000, wtGraceMs: 250, wtMemoryMs: 600000 },
-      opts);
-    this.state = "idle";
-    this.transport = null;
-    this.listeners = {};
-    this.pending = new Map(); // clientMsgId -> {resolve, reject}
-    this.waiters = []; // replies awaited by msgType
-    this.rooms = new Set(this.opts.rooms);
-    this.inboxSeq = null; // last inbox seq seen; null until the first login
-    this.roomSeqs = {}; // room -> last seq seen
-    this.seen = new Set(); // msgIds already delivered to the page
-    this.latestSeen = new Map(); // sender|room|user|key -> newest msgId of a "latest" update
-    this.backoffMs = 500;
-    this.closedByUser = false;
-    this.hbTimer = null;
-    this.lastInbound = 0;
-    this.refreshing = false; // a msgType 10 refresh is in flight
-    this.authFailures = 0; // 4401 closes since the last good login
-  }
+  // src/index.ts
+  var index_exports = {};
+  __export(index_exports, {
+    Backoff: () => Backoff,
+    DeliveryFilter: () => DeliveryFilter,
+    FrameDecoder: () => FrameDecoder,
+    IndexedDbStore: () => IndexedDbStore,
+    MemoryStore: () => MemoryStore,
+    Outbox: () => Outbox,
+    PositionTracker: () => PositionTracker,
+    RtgateClient: () => RtgateClient,
+    RtgateError: () => RtgateError,
+    TransportMemory: () => TransportMemory,
+    encodeFrame: () => encodeFrame,
+    tokenSubject: () => tokenSubject
+  });
 
-  on(event, fn) {
-    (this.listeners[event] = this.listeners[event] || []).push(fn);
-    return this;
-  }
-
-  emit(event, arg) {
-    for (const fn of this.listeners[event] || []) {
-      try { fn(arg); } catch (e) { console.error(e); }
+  // src/backoff.ts
+  var Backoff = class {
+    constructor(firstMs = 500, maxMs = 15e3, random = Math.random) {
+      this.firstMs = firstMs;
+      this.maxMs = maxMs;
+      this.random = random;
+      this.attempt = 0;
     }
-  }
-
-  setState(state, detail) {
-    this.state = state;
-    this.emit("state", { state, detail, transport: this.transport });
-  }
-
-  /** Connects and logs in; resolves with the login reply. Reconnects on its own afterwards. */
-  connect() {
-    this.closedByUser = false;
-    return new Promise((resolve, reject) => {
-      this.onFirstLogin = { resolve, reject };
-      this.open();
-    });
-  }
-
-  /** Closes for good (no reconnect). */
-  close() {
-    this.closedByUser = true;
-    clearInterval(this.hbTimer);
-    if (this.link) this.link.close(1000, "bye");
-    this.setState("closed");
-  }
-
-  wsUrl() {
-    const u = new URL(this.opts.url);
-    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
-    u.pathname = "/ws";
-    if (this.opts.token) u.searchParams.set("token", this.opts.token);
-    return u.toString();
-  }
-
-  /** A fresh token from the page's callback, when it gave one. */
-  async freshToken() {
-    if (!this.opts.getToken) return;
-    try { this.opts.token = await this.opts.getToken(); } catch (e) { this.emit("error", { code: 0, reason: `getToken: ${e}` }); }
-  }
-
-  /** Answers the server's "credentials expire soon" with new ones (msgType 10). */
-  async refresh() {
-    if (this.refreshing || !this.opts.getToken || !this.link || !this.link.open) return;
-    this.refreshing = true;
-    await this.freshToken();
-    if (this.link && this.link.open) this.link.send(JSON.stringify({ msgType: 10, token: this.opts.token }));
-  }
-
-  async open() {
-    this.setState("connecting");
-    await this.freshToken();
-    const link = await this.openLink();
-    if (!link || !link.open) return; // closed meanwhile; onClose decides what next
-    this.link = link;
-    this.lastErrorCode = null;
-    this.transport = link.kind;
-    this.lastInbound = Date.now();
-    this.setState("logging-in");
-    const login = { msgType: 2, sendUserId: this.opts.userId, rooms: [...this.rooms] };
-    if (this.opts.token) login.token = this.opts.token;
-    // Resume: replay what arrived while we were away.
-    if (this.inboxSeq !== null) {
-      login.since = { inbox: this.inboxSeq, rooms: Object.assign({}, this.roomSeqs) };
+    /** The next delay: uniform in [0, min(max, first * 2^attempt)], at least 50 ms. */
+    next() {
+      const ceiling = Math.min(this.maxMs, this.firstMs * 2 ** Math.min(this.attempt, 30));
+      this.attempt += 1;
+      return Math.max(50, Math.round(this.random() * ceiling));
     }
-    link.send(JSON.stringify(login));
-  }
+    /** After a good login. */
+    reset() {
+      this.attempt = 0;
+    }
+    get attempts() {
+      return this.attempt;
+    }
+  };
 
-  /**
-   * The link for this connection. "auto" races WebTransport against
-   * WebSocket: WebTransport wins if it is ready first, or within
-   * `wtGraceMs` of the WebSocket; otherwise the WebSocket is used at once
-   * and the WebTransport attempt is dropped. A WebTransport failure is
-   * remembered for this origin (`wtMemoryMs`), so a returning user on a
-   * network that blocks UDP goes straight to WebSocket.
-   */
-  async openLink() {
-    const mode = this.opts.transport;
-    const canWt = mode !== "websocket" && typeof WebTransport !== "undefined";
-    if (!canWt) return this.choose(await this.openWs());
-    if (mode === "webtransport") {
-      try {
-        return this.choose(await WtLink.open(this.opts, this.opts.wtTimeoutMs, this.handlers()));
-      } catch (e) {
-        this.emit("fallback", String((e && e.message) || e));
-        this.onClose(0, String(e));
-        return null;
+  // src/dedupe.ts
+  var BoundedSet = class {
+    constructor(limit) {
+      this.limit = limit;
+      this.items = /* @__PURE__ */ new Set();
+    }
+    has(v) {
+      return this.items.has(v);
+    }
+    add(v) {
+      this.items.add(v);
+      if (this.items.size > this.limit) this.items.delete(this.items.values().next().value);
+    }
+    get size() {
+      return this.items.size;
+    }
+  };
+  var DeliveryFilter = class {
+    constructor() {
+      this.seen = new BoundedSet(5e3);
+      this.latest = /* @__PURE__ */ new Map();
+    }
+    check(m) {
+      if (m.msgId && this.seen.has(m.msgId)) return "duplicate";
+      if (m.volatile && m.latest && m.msgId) {
+        const k = [m.sendUserId, m.roomId ?? "", m.receivedUserId ?? "", m.latest].join("\0");
+        const newest = this.latest.get(k);
+        if (newest !== void 0 && m.msgId <= newest) return "stale";
+        this.latest.delete(k);
+        this.latest.set(k, m.msgId);
+        if (this.latest.size > 1e3) this.latest.delete(this.latest.keys().next().value);
       }
+      if (m.msgId) this.seen.add(m.msgId);
+      return "new";
     }
-    const memory = TransportMemory.get(this.opts.url);
-    if (memory === "websocket") {
-      this.emit("fallback", "it failed here recently");
-      return this.choose(await this.openWs());
-    }
-    const wtP = WtLink.open(this.opts, this.opts.wtTimeoutMs, this.handlers()).then(
-      (link) => { TransportMemory.set(this.opts.url, "webtransport", this.opts.wtMemoryMs); return link; },
-      (e) => {
-        TransportMemory.set(this.opts.url, "websocket", this.opts.wtMemoryMs);
-        this.emit("fallback", String((e && e.message) || e));
-        return null;
-      });
-    const wsP = this.openWs();
-    // WebTransport, unless the WebSocket is up and the grace has passed
-    // (undefined); a failed WebSocket leaves it to WebTransport.
-    const grace = memory === "webtransport" ? 4 * this.opts.wtGraceMs : this.opts.wtGraceMs;
-    const wt = await Promise.race([
-      wtP,
-      wsP.then((ws) => (ws ? new Promise((r) => setTimeout(() => r(undefined), grace)) : wtP)),
-    ]);
-    if (wt) {
-      wsP.then((ws) => ws && ws.close(1000, "webtransport preferred"));
-      return this.choose(wt);
-    }
-    wtP.then((late) => late && late.close(1000, "websocket chosen"));
-    const ws = await wsP;
-    if (!ws) { this.onClose(1006, "no transport connected"); return null; }
-    return this.choose(ws);
-  }
+  };
 
-  /** A WebSocket link, or null when it did not open. */
-  async openWs() {
-    const link = await WsLink.open(this.opts, this.handlers());
-    return link.open ? link : null;
-  }
-
-  /**
-   * Handlers for one link: its frames and its close reach the client only
-   * once it is the chosen link (a raced loser closes silently).
-   */
-  handlers() {
-    const h = { link: null };
-    h.onmessage = (text) => { if (this.link === h.link) this.onFrame(text); };
-    h.onclose = (code, reason) => { if (this.link === h.link) this.onClose(code, reason); };
-    return h;
-  }
-
-  choose(link) {
-    if (!link) { this.onClose(1006, "no transport connected"); return null; }
-    if (this.closedByUser) { link.close(1000, "bye"); return null; }
-    this.link = link;
-    return link;
-  }
-
-  onClose(code, reason) {
-    clearInterval(this.hbTimer);
-    for (const [, p] of this.pending) p.reject(new Error(`connection closed (${code})`));
-    this.pending.clear();
-    if (this.closedByUser) return;
-    // 4401 with a token source: the token expired or was revoked; fetch a
-    // fresh one and come back (twice in a row means it is not the token's age).
-    if (code === 4401 && this.opts.getToken && this.authFailures < 2) {
-      this.authFailures += 1;
-      this.setState("reconnecting", "credentials expired; fetching a fresh token");
-      setTimeout(() => this.open(), 100 + Math.random() * 400);
-      return;
+  // src/emitter.ts
+  var Emitter = class {
+    constructor() {
+      this.listeners = {};
     }
-    // 4401/4403: credentials are wrong, retrying cannot help.
-    if (code === 4401 || code === 4403) {
-      this.setState("refused", `${code} ${reason}`);
-      if (this.onFirstLogin) this.onFirstLogin.reject(new Error(`login refused: ${code} ${reason}`));
-      return;
+    /** Adds a listener; returns a function that removes it. */
+    on(event, fn) {
+      (this.listeners[event] ??= []).push(fn);
+      return () => this.off(event, fn);
     }
-    const delay = Math.min(this.backoffMs, 15000) * (0.5 + Math.random());
-    this.backoffMs = Math.min(this.backoffMs * 2, 15000);
-    // A login refused over WebTransport arrives as error 401/403 before the close.
-    if (this.state === "logging-in" && (this.lastErrorCode === 401 || this.lastErrorCode === 403)) {
-      this.setState("refused", `${this.lastErrorCode}`);
-      if (this.onFirstLogin) this.onFirstLogin.reject(new Error(`login refused: ${this.lastErrorCode}`));
-      return;
+    off(event, fn) {
+      const list = this.listeners[event];
+      if (list) this.listeners[event] = list.filter((f) => f !== fn);
     }
-    this.setState("reconnecting", `closed ${code}${reason ? " " + reason : ""}; retry in ${Math.round(delay)} ms`);
-    setTimeout(() => this.open(), delay);
-  }
-
-  onFrame(data) {
-    this.lastInbound = Date.now();
-    if (data === "pong") return;
-    let m;
-    try { m = JSON.parse(data); } catch (e) { return; }
-    switch (m.msgType) {
-      case 1: return;
-      case 2: return this.onLogin(m);
-      case 4: return this.settle(m.clientMsgId, m, null);
-      case 9:
-        this.lastErrorCode = m.code;
-        if (m.clientMsgId && this.pending.has(m.clientMsgId)) return this.settle(m.clientMsgId, null, m);
-        this.emit("error", m);
-        return this.wake(9, m);
-      case 10:
-        // Either the server's notice that the token expires at m.exp, or
-        // the answer to our refresh with the new expiry.
-        if (this.refreshing) { this.refreshing = false; return this.emit("refreshed", m); }
-        this.emit("expiring", m);
-        return this.refresh();
-      case 5: case 6: case 7: case 8:
-        if (m.msgType === 5 && m.roomId && this.roomSeqs[m.roomId] === undefined) this.roomSeqs[m.roomId] = m.seq;
-        // A leave we did not ask for: a refreshed token no longer allows the room.
-        if (m.msgType === 6 && !this.waiters.some((w) => w.msgType === 6)) {
-          this.rooms.delete(m.roomId);
-          return this.emit("left", m);
+    /** Calls every listener; one that throws is reported and does not stop the others. */
+    emit(event, arg) {
+      for (const fn of this.listeners[event] ?? []) {
+        try {
+          fn(arg);
+        } catch (e) {
+          console.error(e);
         }
-        return this.wake(m.msgType, m);
-      default: return this.onMessage(m);
-    }
-  }
-
-  onLogin(m) {
-    this.backoffMs = 500;
-    this.authFailures = 0;
-    this.refreshing = false;
-    if (this.inboxSeq === null) this.inboxSeq = m.inboxSeq;
-    this.heartbeatSec = m.heartbeatSec || 25;
-    clearInterval(this.hbTimer);
-    this.hbTimer = setInterval(() => this.heartbeat(), this.heartbeatSec * 1000);
-    this.setState("connected", `${m.sendUserId} on ${m.nodeId}`);
-    this.emit("login", m);
-    if (this.onFirstLogin) { this.onFirstLogin.resolve(m); this.onFirstLogin = null; }
-  }
-
-  onMessage(m) {
-    if (m.msgId && this.seen.has(m.msgId)) return; // at-least-once: drop replays we already have
-    // "Latest value wins": msgIds are time-ordered, so an update older than
-    // the newest shown for this sender, destination and key is stale (a
-    // datagram overtaken by a newer one) and is dropped.
-    if (m.volatile && m.latest) {
-      const k = [m.sendUserId, m.roomId || "", m.receivedUserId || "", m.latest].join("\u0000");
-      const newest = this.latestSeen.get(k);
-      if (newest !== undefined && m.msgId <= newest) return this.emit("stale", m);
-      this.latestSeen.delete(k);
-      this.latestSeen.set(k, m.msgId);
-      if (this.latestSeen.size > 1000) this.latestSeen.delete(this.latestSeen.keys().next().value);
-    }
-    if (m.msgId) {
-      this.seen.add(m.msgId);
-      if (this.seen.size > 5000) this.seen.delete(this.seen.values().next().value);
-    }
-    if (m.seq !== undefined) {
-      // A seq is a position in our inbox (direct messages) or in a room.
-      if (m.receivedUserId !== undefined) {
-        this.inboxSeq = Math.max(this.inboxSeq || 0, m.seq);
-        this.scheduleCursor();
-      } else if (m.roomId !== undefined) {
-        this.roomSeqs[m.roomId] = Math.max(this.roomSeqs[m.roomId] || 0, m.seq);
       }
     }
-    this.emit("message", m);
-  }
-
-  /** Tells the server, at most once a second, how far we hold our inbox. */
-  scheduleCursor() {
-    if (this.cursorTimer) return;
-    this.cursorTimer = setTimeout(() => {
-      this.cursorTimer = null;
-      if (this.link && this.link.open) this.link.send(JSON.stringify({ msgType: 4, seq: this.inboxSeq }));
-    }, 1000);
-  }
-
-  heartbeat() {
-    if (!this.link || !this.link.open) return;
-    // Three silent heartbeat periods: the link is dead even if it says open.
-    if (Date.now() - this.lastInbound > 3 * this.heartbeatSec * 1000) {
-      this.link.close(4408, "heartbeat timeout");
-      return;
+    removeAll() {
+      this.listeners = {};
     }
-    this.link.send(JSON.stringify({ msgType: 1 }));
-  }
+  };
 
-  settle(id, ok, err) {
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
-    if (err) p.reject(Object.assign(new Error(err.reason), { code: err.code })); else p.resolve(ok);
-  }
-
-  wake(msgType, m) {
-    const i = this.waiters.findIndex((w) => w.msgType === msgType || msgType === 9);
-    if (i >= 0) {
-      const [w] = this.waiters.splice(i, 1);
-      if (msgType === 9 && w.msgType !== 9) w.reject(Object.assign(new Error(m.reason), { code: m.code }));
-      else w.resolve(m);
+  // src/errors.ts
+  var RtgateError = class extends Error {
+    constructor(code, reason, clientMsgId) {
+      super(reason);
+      this.name = "RtgateError";
+      this.code = code;
+      this.clientMsgId = clientMsgId;
     }
-  }
+  };
 
-  request(frame) {
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ msgType: frame.msgType, resolve, reject });
-      this.link.send(JSON.stringify(frame));
-    });
-  }
-
-  /** Sends a business message; resolves with the ack (msgId, seq) once stored. */
-  send(msg) {
-    const frame = Object.assign({ msgType: 3 }, msg);
-    if (frame.volatile) { this.link.sendVolatile(JSON.stringify(frame)); return Promise.resolve(null); }
-    frame.clientMsgId = frame.clientMsgId || `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
-    return new Promise((resolve, reject) => {
-      this.pending.set(frame.clientMsgId, { resolve, reject });
-      this.link.send(JSON.stringify(frame));
-    });
-  }
-
-  /**
-   * A volatile "latest value wins" update (typing, cursor, location): receivers drop one older than
-   * the newest they have for this sender, destination and `key`.
-   */
-  sendLatest(dest, key, body) {
-    return this.send(Object.assign({}, dest, { msgBody: body, volatile: true, latest: key }));
-  }
-
-  sendToUser(userId, body, extra) { return this.send(Object.assign({ receivedUserId: userId, msgBody: body }, extra)); }
-  sendToRoom(roomId, body, extra) { return this.send(Object.assign({ roomId, msgBody: body }, extra)); }
-
-  async join(roomId) {
-    const r = await this.request({ msgType: 5, roomId });
-    this.rooms.add(roomId);
-    return r;
-  }
-
-  async leave(roomId) {
-    this.rooms.delete(roomId);
-    return this.request({ msgType: 6, roomId });
-  }
-
-  history(roomId, since = 0, limit = 50) { return this.request({ msgType: 7, roomId, since, limit }); }
-  presence(roomId) { return this.request({ msgType: 8, roomId }); }
-}
-
-/** WebSocket: each text message is one frame. */
-class WsLink {
-  static open(opts, h) {
-    return new Promise((resolve) => {
-      const u = new URL(opts.url);
-      u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
-      u.pathname = "/ws";
-      if (opts.token) u.searchParams.set("token", opts.token);
-      const ws = new WebSocket(u.toString());
-      const link = new WsLink(ws);
-      h.link = link;
-      ws.onopen = () => resolve(link);
-      ws.onmessage = (ev) => h.onmessage(ev.data);
-      // A socket that never opened also ends here; the client reconnects.
-      ws.onclose = (ev) => { link.open = false; resolve(link); h.onclose(ev.code, ev.reason); };
-      ws.onerror = () => {};
-    });
-  }
-
-  constructor(ws) { this.ws = ws; this.kind = "websocket"; this.open = true; }
-  send(text) { if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text); }
-  sendVolatile(text) { this.send(text); }
-  close(code, reason) { this.open = false; this.ws.close(code, reason); }
-}
-
-/**
- * WebTransport: one bidirectional stream of 4-byte big-endian length-prefixed frames (login, acks,
- * replies, our sends), a server-opened stream per channel for stored messages, plus datagrams.
- */
-class WtLink {
-  static async open(opts, timeoutMs, h) {
-    const base = new URL(opts.url);
-    let url = opts.wtUrl;
-    const wtOpts = {};
-    const info = await (await fetch(new URL("/cert-hash", base))).json();
-    if (!url) url = info.url;
-    if (info.dev) {
-      const bytes = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
-      wtOpts.serverCertificateHashes = [{ algorithm: "sha-256", value: bytes }];
-    }
-    const u = new URL(url);
-    if (opts.token) u.searchParams.set("token", opts.token);
-    const wt = new WebTransport(u.toString(), wtOpts);
-    let timer;
-    const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("webtransport timed out")), timeoutMs); });
-    try {
-      await Promise.race([wt.ready, timeout]);
-    } catch (e) {
-      try { wt.close(); } catch (_) { /* already failed */ }
-      wt.closed.catch(() => {});
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-    const stream = await wt.createBidirectionalStream();
-    const link = new WtLink(wt, stream.writable.getWriter());
-    h.link = link;
-    link.readFrames(stream.readable.getReader(), h);
-    link.readChannelStreams(h);
-    link.readDatagrams(h);
-    wt.closed.then((info) => h.onclose(info.closeCode || 1006, info.reason || ""), () => h.onclose(1006, "webtransport closed"))
-      .finally(() => { link.open = false; });
-    return link;
-  }
-
-  constructor(wt, writer) {
-    this.wt = wt;
-    this.writer = writer;
-    this.kind = "webtransport";
-    this.open = true;
-    this.encoder = new TextEncoder();
-    this.decoder = new TextDecoder();
-    try { this.dgWriter = wt.datagrams.writable.getWriter(); } catch (_) { this.dgWriter = null; }
-  }
-
-  send(text) {
-    const body = this.encoder.encode(text);
+  // src/framing.ts
+  var encoder = new TextEncoder();
+  function encodeFrame(text) {
+    const body = encoder.encode(text);
     const frame = new Uint8Array(4 + body.length);
     new DataView(frame.buffer).setUint32(0, body.length);
     frame.set(body, 4);
-    this.writer.write(frame).catch(() => {});
+    return frame;
   }
+  var FrameDecoder = class {
+    constructor() {
+      this.buf = new Uint8Array(0);
+      this.decoder = new TextDecoder();
+    }
+    /** Takes a chunk; returns the frames it completed, in order. */
+    push(chunk) {
+      if (this.buf.length === 0) {
+        this.buf = chunk;
+      } else {
+        const next = new Uint8Array(this.buf.length + chunk.length);
+        next.set(this.buf);
+        next.set(chunk, this.buf.length);
+        this.buf = next;
+      }
+      const frames = [];
+      let at = 0;
+      while (this.buf.length - at >= 4) {
+        const n = new DataView(this.buf.buffer, this.buf.byteOffset + at).getUint32(0);
+        if (this.buf.length - at < 4 + n) break;
+        frames.push(this.decoder.decode(this.buf.subarray(at + 4, at + 4 + n)));
+        at += 4 + n;
+      }
+      this.buf = at === 0 ? this.buf : this.buf.slice(at);
+      return frames;
+    }
+    /** Bytes of an unfinished frame held. */
+    get pending() {
+      return this.buf.length;
+    }
+  };
 
-  /** Volatile messages go as datagrams when they fit. */
-  sendVolatile(text) {
-    const body = this.encoder.encode(text);
-    const max = this.wt.datagrams.maxDatagramSize || 1000;
-    if (this.dgWriter && body.length <= max) this.dgWriter.write(body).catch(() => {});
-    else this.send(text);
-  }
+  // src/links.ts
+  var WsLink = class _WsLink {
+    constructor(ws) {
+      this.ws = ws;
+      this.kind = "websocket";
+      this.open = true;
+    }
+    /** Resolves with the link once open, or with a closed link when it never opened. */
+    static open(opts, h) {
+      return new Promise((resolve) => {
+        const u = new URL(opts.url);
+        u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+        u.pathname = "/ws";
+        if (opts.token) u.searchParams.set("token", opts.token);
+        const ws = new WebSocket(u.toString());
+        const link = new _WsLink(ws);
+        h.link = link;
+        ws.onopen = () => resolve(link);
+        ws.onmessage = (ev) => h.onmessage(ev.data);
+        ws.onclose = (ev) => {
+          link.open = false;
+          resolve(link);
+          h.onclose(ev.code, ev.reason);
+        };
+        ws.onerror = () => {
+        };
+      });
+    }
+    send(text) {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    }
+    sendVolatile(text) {
+      this.send(text);
+    }
+    close(code, reason) {
+      this.open = false;
+      this.ws.close(code, reason);
+    }
+  };
+  var WtLink = class _WtLink {
+    constructor(wt, writer) {
+      this.wt = wt;
+      this.writer = writer;
+      this.kind = "webtransport";
+      this.open = true;
+      this.encoder = new TextEncoder();
+      this.decoder = new TextDecoder();
+      let dg = null;
+      try {
+        dg = wt.datagrams.writable.getWriter();
+      } catch {
+        dg = null;
+      }
+      this.dgWriter = dg;
+    }
+    /**
+     * Opens a session (trusting the dev certificate's hash when `/cert-hash`
+     * says the server runs on one) and its data stream; rejects after `timeoutMs`.
+     */
+    static async open(opts, timeoutMs, h) {
+      const base = new URL(opts.url);
+      const info = await (await fetch(new URL("/cert-hash", base))).json();
+      const wtOpts = {};
+      if (info.dev) {
+        const bytes = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
+        wtOpts.serverCertificateHashes = [{ algorithm: "sha-256", value: bytes }];
+      }
+      const u = new URL(opts.wtUrl || info.url);
+      if (opts.token) u.searchParams.set("token", opts.token);
+      const wt = new WebTransport(u.toString(), wtOpts);
+      let timer;
+      const timeout = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error("webtransport timed out")), timeoutMs);
+      });
+      try {
+        await Promise.race([wt.ready, timeout]);
+      } catch (e) {
+        try {
+          wt.close();
+        } catch {
+        }
+        wt.closed.catch(() => {
+        });
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+      const stream = await wt.createBidirectionalStream();
+      const link = new _WtLink(wt, stream.writable.getWriter());
+      h.link = link;
+      void link.readFrames(stream.readable.getReader(), h);
+      void link.readChannelStreams(h);
+      void link.readDatagrams(h);
+      wt.closed.then(
+        (c) => h.onclose(c.closeCode || 1006, c.reason || ""),
+        () => h.onclose(1006, "webtransport closed")
+      ).finally(() => {
+        link.open = false;
+      });
+      return link;
+    }
+    send(text) {
+      this.writer.write(encodeFrame(text)).catch(() => {
+      });
+    }
+    sendVolatile(text) {
+      const body = this.encoder.encode(text);
+      const max = this.wt.datagrams.maxDatagramSize || 1e3;
+      if (this.dgWriter && body.length <= max) this.dgWriter.write(body).catch(() => {
+      });
+      else this.send(text);
+    }
+    async readFrames(reader, h) {
+      const frames = new FrameDecoder();
+      try {
+        for (; ; ) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          for (const f of frames.push(value)) h.onmessage(f);
+        }
+      } catch {
+      }
+    }
+    /** The server sends each channel's messages (inbox, each room) on a stream it opens for it. */
+    async readChannelStreams(h) {
+      try {
+        const streams = this.wt.incomingUnidirectionalStreams.getReader();
+        for (; ; ) {
+          const { value, done } = await streams.read();
+          if (done) break;
+          void this.readFrames(value.getReader(), h);
+        }
+      } catch {
+      }
+    }
+    async readDatagrams(h) {
+      try {
+        const reader = this.wt.datagrams.readable.getReader();
+        for (; ; ) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          h.onmessage(this.decoder.decode(value));
+        }
+      } catch {
+      }
+    }
+    close(code, reason) {
+      this.open = false;
+      try {
+        this.wt.close({ closeCode: code, reason });
+      } catch {
+      }
+    }
+  };
 
-  async readFrames(reader, h) {
-    let buf = new Uint8Array(0);
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        const next = new Uint8Array(buf.length + value.length);
-        next.set(buf);
-        next.set(value, buf.length);
-        buf = next;
-        while (buf.length >= 4) {
-          const n = new DataView(buf.buffer, buf.byteOffset).getUint32(0);
-          if (buf.length < 4 + n) break;
-          h.onmessage(this.decoder.decode(buf.subarray(4, 4 + n)));
-          buf = buf.slice(4 + n);
+  // src/memory.ts
+  var TransportMemory = class _TransportMemory {
+    constructor(storage, now = Date.now) {
+      this.storage = storage;
+      this.now = now;
+    }
+    /** The page's localStorage, or none (private mode, workers, Node). */
+    static local() {
+      let storage = null;
+      try {
+        storage = globalThis.localStorage ?? null;
+      } catch {
+        storage = null;
+      }
+      return new _TransportMemory(storage);
+    }
+    key(url) {
+      return "rtgate.transport:" + new URL(url).origin;
+    }
+    get(url) {
+      try {
+        const v = JSON.parse(this.storage?.getItem(this.key(url)) ?? "null");
+        return v && v.until > this.now() ? v.kind : null;
+      } catch {
+        return null;
+      }
+    }
+    set(url, kind, forMs) {
+      try {
+        this.storage?.setItem(this.key(url), JSON.stringify({ kind, until: this.now() + forMs }));
+      } catch {
+      }
+    }
+  };
+
+  // src/outbox.ts
+  var Outbox = class {
+    constructor(onChange = () => {
+    }) {
+      this.onChange = onChange;
+      this.entries = /* @__PURE__ */ new Map();
+    }
+    /** Queues a frame; settles with its ack, or rejects after `timeoutMs`. */
+    add(frame, timeoutMs) {
+      if (this.entries.has(frame.clientMsgId)) {
+        return Promise.reject(new RtgateError(400, "clientMsgId already pending", frame.clientMsgId));
+      }
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => this.fail(frame.clientMsgId, new RtgateError(408, `no ack within ${timeoutMs} ms`, frame.clientMsgId)),
+          timeoutMs
+        );
+        this.entries.set(frame.clientMsgId, { frame, resolve, reject, timer, writtenOn: -1 });
+        this.onChange(this.entries.size);
+      });
+    }
+    /**
+     * The frames to write on connection `conn`, oldest first: those never
+     * written on it. They count as written once returned.
+     */
+    due(conn) {
+      const out = [];
+      for (const e of this.entries.values()) {
+        if (e.writtenOn !== conn) {
+          e.writtenOn = conn;
+          out.push(e.frame);
         }
       }
-    } catch (_) { /* the session closed; wt.closed reports it */ }
+      return out;
+    }
+    /** Writes a frame again on the next flush (the server could not store it: 503). */
+    retry(id) {
+      const e = this.entries.get(id);
+      if (e) e.writtenOn = -1;
+      return e !== void 0;
+    }
+    /** The ack arrived. */
+    settle(id, ack) {
+      const e = this.take(id);
+      e?.resolve(ack);
+      return e !== void 0;
+    }
+    /** The server refused it, or its time ran out. */
+    fail(id, err) {
+      const e = this.take(id);
+      e?.reject(err);
+      return e !== void 0;
+    }
+    /** Rejects everything (the client closed, or login was refused for good). */
+    failAll(err) {
+      for (const id of [...this.entries.keys()]) this.fail(id, err(id));
+    }
+    has(id) {
+      return this.entries.has(id);
+    }
+    get size() {
+      return this.entries.size;
+    }
+    take(id) {
+      const e = this.entries.get(id);
+      if (!e) return void 0;
+      clearTimeout(e.timer);
+      this.entries.delete(id);
+      this.onChange(this.entries.size);
+      return e;
+    }
+  };
+  function newClientMsgId() {
+    const rand = typeof crypto !== "undefined" && "randomUUID" in crypto ? crypto.randomUUID().replace(/-/g, "").slice(0, 16) : Math.random().toString(36).slice(2, 12);
+    return `${Date.now().toString(36)}-${rand}`;
   }
 
-  /** The server sends each channel's messages (inbox, each room) on a stream it opens for it. */
-  async readChannelStreams(h) {
-    try {
-      const streams = this.wt.incomingUnidirectionalStreams.getReader();
-      for (;;) {
-        const { value, done } = await streams.read();
-        if (done) break;
-        this.readFrames(value.getReader(), h);
+  // src/positions.ts
+  var MemoryStore = class {
+    constructor() {
+      this.map = /* @__PURE__ */ new Map();
+    }
+    async load(key) {
+      const p = this.map.get(key);
+      return p ? structuredClone(p) : null;
+    }
+    async save(key, p) {
+      this.map.set(key, structuredClone(p));
+    }
+  };
+  var IndexedDbStore = class {
+    constructor(dbName = "rtgate") {
+      this.dbName = dbName;
+      this.db = null;
+    }
+    static available() {
+      try {
+        return typeof indexedDB !== "undefined" && indexedDB !== null;
+      } catch {
+        return false;
       }
-    } catch (_) { /* the session closed */ }
-  }
-
-  async readDatagrams(h) {
-    try {
-      const reader = this.wt.datagrams.readable.getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        h.onmessage(this.decoder.decode(value));
+    }
+    open() {
+      this.db ??= new Promise((resolve, reject) => {
+        const req = indexedDB.open(this.dbName, 1);
+        req.onupgradeneeded = () => req.result.createObjectStore("positions");
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      return this.db;
+    }
+    async run(mode, op) {
+      const db = await this.open();
+      return new Promise((resolve, reject) => {
+        const tx = db.transaction("positions", mode);
+        const req = op(tx.objectStore("positions"));
+        tx.oncomplete = () => resolve(req.result);
+        tx.onerror = () => reject(tx.error);
+        tx.onabort = () => reject(tx.error);
+      });
+    }
+    async load(key) {
+      return await this.run("readonly", (s) => s.get(key)) ?? null;
+    }
+    async save(key, p) {
+      await this.run("readwrite", (s) => s.put(p, key));
+    }
+  };
+  var PositionTracker = class {
+    constructor(rooms = []) {
+      this.user = null;
+      this.inbox = null;
+      this.rooms = /* @__PURE__ */ new Map();
+      this.joined = /* @__PURE__ */ new Set();
+      for (const r of rooms) this.joined.add(r);
+    }
+    /** Takes saved positions (those of a page before a reload); the rooms asked for now stay. */
+    restore(p) {
+      this.user = p.user;
+      this.inbox = p.inbox;
+      for (const r of p.joined) this.joined.add(r);
+      for (const [r, seq] of Object.entries(p.rooms)) if (this.joined.has(r)) this.rooms.set(r, seq);
+    }
+    /** A delivered message moves its channel's position; true when one moved. */
+    observe(m) {
+      if (m.seq === void 0) return false;
+      if (m.receivedUserId !== void 0) {
+        if (this.inbox !== null && m.seq <= this.inbox) return false;
+        this.inbox = m.seq;
+        return true;
       }
-    } catch (_) { /* closed */ }
-  }
+      if (m.roomId !== void 0 && this.joined.has(m.roomId)) {
+        const at = this.rooms.get(m.roomId);
+        if (at !== void 0 && m.seq <= at) return false;
+        this.rooms.set(m.roomId, m.seq);
+        return true;
+      }
+      return false;
+    }
+    /** A login reply: the inbox position when none is known yet. */
+    loggedIn(user, inboxSeq) {
+      if (this.user !== null && this.user !== user) {
+        this.inbox = null;
+        this.rooms.clear();
+      }
+      this.user = user;
+      if (this.inbox === null) this.inbox = inboxSeq;
+    }
+    /** A join answer: the room's position when none is known yet. */
+    joinedRoom(room, seq) {
+      this.joined.add(room);
+      if (!this.rooms.has(room) && seq !== void 0) this.rooms.set(room, seq);
+    }
+    leftRoom(room) {
+      this.joined.delete(room);
+      this.rooms.delete(room);
+    }
+    /** The login's `since`, once there is something to resume from. */
+    since() {
+      if (this.inbox === null && this.rooms.size === 0) return void 0;
+      const since = { rooms: Object.fromEntries(this.rooms) };
+      if (this.inbox !== null) since.inbox = this.inbox;
+      return since;
+    }
+    snapshot() {
+      return { user: this.user, inbox: this.inbox, rooms: Object.fromEntries(this.rooms), joined: [...this.joined] };
+    }
+  };
 
-  close(code, reason) {
-    this.open = false;
-    try { this.wt.close({ closeCode: code, reason }); } catch (_) { /* already closed */ }
+  // src/client.ts
+  var RtgateClient = class {
+    constructor(opts = {}) {
+      this.state = "idle";
+      this.transport = null;
+      /** The current connection; null between connections. */
+      this.link = null;
+      this.events = new Emitter();
+      this.filter = new DeliveryFilter();
+      this.memory = TransportMemory.local();
+      this.waiters = [];
+      /** Calls made while disconnected, run after the next login. */
+      this.afterLogin = [];
+      this.firstLogin = null;
+      this.loaded = null;
+      this.closedByUser = false;
+      /** Counts logins: the outbox writes each frame once per connection. */
+      this.conn = 0;
+      this.heartbeatSec = 25;
+      this.lastInbound = 0;
+      this.lastErrorCode = null;
+      this.refreshing = false;
+      this.authFailures = 0;
+      this.onPageHide = () => void this.savePositions();
+      const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1";
+      this.opts = {
+        url: origin,
+        transport: "auto",
+        wtTimeoutMs: 3e3,
+        wtGraceMs: 250,
+        wtMemoryMs: 6e5,
+        sendTimeoutMs: 3e4,
+        requestTimeoutMs: 1e4,
+        ...opts
+      };
+      this.outbox = new Outbox((pending) => this.events.emit("outbox", { pending }));
+      this.positions = new PositionTracker(this.opts.rooms ?? []);
+      this.backoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15e3);
+      const persist = opts.persist ?? true;
+      this.store = typeof persist === "object" ? persist : persist && IndexedDbStore.available() ? new IndexedDbStore() : new MemoryStore();
+      this.storeKey = `${new URL(this.opts.url).origin}|${this.opts.userId ?? tokenSubject(this.opts.token) ?? "-"}`;
+    }
+    /** Rooms joined at every login. */
+    get rooms() {
+      return this.positions.joined;
+    }
+    /** Adds a listener (typed by event name). */
+    on(event, fn) {
+      this.events.on(event, fn);
+      return this;
+    }
+    off(event, fn) {
+      this.events.off(event, fn);
+      return this;
+    }
+    /** Sends waiting for their ack (queued while disconnected, or written and not yet acked). */
+    get pendingSends() {
+      return this.outbox.size;
+    }
+    /** Connects and logs in; resolves with the first login reply. Reconnects on its own afterwards. */
+    async connect() {
+      this.closedByUser = false;
+      await this.loadPositions();
+      return new Promise((resolve, reject) => {
+        this.firstLogin = { resolve, reject };
+        void this.open();
+      });
+    }
+    /**
+     * Closes for good: no reconnect, every pending send and request rejected
+     * (code 410), timers stopped, positions saved.
+     */
+    async close() {
+      this.closedByUser = true;
+      this.stopTimers();
+      if (typeof removeEventListener !== "undefined") removeEventListener("pagehide", this.onPageHide);
+      this.outbox.failAll((id) => new RtgateError(410, "client closed", id));
+      this.rejectWaiters(410, "client closed");
+      this.afterLogin = [];
+      this.link?.close(1e3, "bye");
+      this.link = null;
+      this.setState("closed");
+      await this.savePositions();
+    }
+    /** Sends a business message; resolves with its ack once stored (after a reconnect if need be). */
+    send(msg) {
+      const frame = { msgType: 3, ...msg };
+      if (frame.volatile) {
+        if (this.connected) this.link.sendVolatile(JSON.stringify(frame));
+        return Promise.resolve(null);
+      }
+      const out = { ...frame, clientMsgId: frame.clientMsgId || newClientMsgId() };
+      const acked = this.outbox.add(out, this.opts.sendTimeoutMs);
+      this.flush();
+      return acked;
+    }
+    sendToUser(userId, body, extra = {}) {
+      return this.send({ receivedUserId: userId, msgBody: body, ...extra });
+    }
+    sendToRoom(roomId, body, extra = {}) {
+      return this.send({ roomId, msgBody: body, ...extra });
+    }
+    /**
+     * A volatile "latest value wins" update (typing, cursor, location):
+     * receivers drop one older than the newest they have for this sender,
+     * destination and `key`.
+     */
+    sendLatest(dest, key, body) {
+      return this.send({ ...dest, msgBody: body, volatile: true, latest: key });
+    }
+    async join(roomId) {
+      const frame = { msgType: 5, roomId };
+      if (this.opts.presenceEvents) frame.presenceEvents = true;
+      const r = await this.request(frame);
+      this.positions.joinedRoom(r.roomId, r.seq);
+      this.scheduleSave();
+      return r;
+    }
+    async leave(roomId) {
+      this.positions.leftRoom(String(roomId));
+      this.scheduleSave();
+      return this.request({ msgType: 6, roomId });
+    }
+    history(roomId, since = 0, limit = 50) {
+      return this.request({ msgType: 7, roomId, since, limit });
+    }
+    presence(roomId) {
+      return this.request({ msgType: 8, roomId });
+    }
+    /** Delivers a message to the page unless it is a duplicate or a stale "latest" update. */
+    onMessage(m) {
+      const verdict = this.filter.check(m);
+      if (verdict === "duplicate") return;
+      if (verdict === "stale") return this.events.emit("stale", m);
+      if (this.positions.observe(m)) {
+        if (m.receivedUserId !== void 0) this.scheduleCursor();
+        this.scheduleSave();
+      }
+      this.events.emit("message", m);
+    }
+    // --- connection -------------------------------------------------------
+    get connected() {
+      return this.state === "connected" && this.link !== null && this.link.open;
+    }
+    setState(state, detail) {
+      this.state = state;
+      this.events.emit("state", { state, detail, transport: this.transport });
+    }
+    loadPositions() {
+      this.loaded ??= (async () => {
+        if (typeof addEventListener !== "undefined") addEventListener("pagehide", this.onPageHide);
+        try {
+          const saved = await this.store.load(this.storeKey);
+          if (saved) this.positions.restore(saved);
+        } catch (e) {
+          this.events.emit("error", { msgType: 9, code: 0, reason: `positions not loaded: ${e}` });
+        }
+      })();
+      return this.loaded;
+    }
+    async freshToken() {
+      if (!this.opts.getToken) return;
+      try {
+        this.opts.token = await this.opts.getToken();
+      } catch (e) {
+        this.events.emit("error", { msgType: 9, code: 0, reason: `getToken: ${e}` });
+      }
+    }
+    /** Answers the server's "credentials expire soon" with new ones (msgType 10). */
+    async refresh() {
+      if (this.refreshing || !this.opts.getToken || !this.link?.open) return;
+      this.refreshing = true;
+      await this.freshToken();
+      if (this.link?.open) this.link.send(JSON.stringify({ msgType: 10, token: this.opts.token }));
+    }
+    async open() {
+      this.reconnectTimer = void 0;
+      if (this.closedByUser) return;
+      this.setState("connecting");
+      await this.freshToken();
+      const link = await this.openLink();
+      if (!link || !link.open || this.closedByUser) return;
+      this.link = link;
+      this.lastErrorCode = null;
+      this.transport = link.kind;
+      this.lastInbound = Date.now();
+      this.setState("logging-in");
+      const login = { msgType: 2, rooms: [...this.positions.joined] };
+      if (this.opts.userId !== void 0) login.sendUserId = this.opts.userId;
+      if (this.opts.token) login.token = this.opts.token;
+      if (this.opts.presenceEvents) login.presenceEvents = true;
+      const since = this.positions.since();
+      if (since) login.since = since;
+      link.send(JSON.stringify(login));
+    }
+    /**
+     * "auto" races WebTransport against WebSocket: WebTransport wins if it is
+     * ready first, or within `wtGraceMs` of the WebSocket; otherwise the
+     * WebSocket is used at once and the WebTransport attempt dropped. The
+     * winner is remembered for this origin (`wtMemoryMs`), so a returning user
+     * on a network that blocks UDP goes straight to WebSocket.
+     */
+    async openLink() {
+      const o = this.opts;
+      const mode = o.transport;
+      const canWt = mode !== "websocket" && typeof WebTransport !== "undefined";
+      if (!canWt) return this.choose(await this.openWs());
+      if (mode === "webtransport") {
+        try {
+          return this.choose(await WtLink.open(o, o.wtTimeoutMs, this.handlers()));
+        } catch (e) {
+          this.events.emit("fallback", errorText(e));
+          this.onClose(0, errorText(e));
+          return null;
+        }
+      }
+      const memory = this.memory.get(o.url);
+      if (memory === "websocket") {
+        this.events.emit("fallback", "it failed here recently");
+        return this.choose(await this.openWs());
+      }
+      const wtP = WtLink.open(o, o.wtTimeoutMs, this.handlers()).then(
+        (link) => {
+          this.memory.set(o.url, "webtransport", o.wtMemoryMs);
+          return link;
+        },
+        (e) => {
+          this.memory.set(o.url, "websocket", o.wtMemoryMs);
+          this.events.emit("fallback", errorText(e));
+          return null;
+        }
+      );
+      const wsP = this.openWs();
+      const grace = memory === "webtransport" ? 4 * o.wtGraceMs : o.wtGraceMs;
+      const wt = await Promise.race([
+        wtP,
+        wsP.then((ws2) => ws2 ? new Promise((r) => setTimeout(() => r(void 0), grace)) : wtP)
+      ]);
+      if (wt) {
+        void wsP.then((ws2) => ws2?.close(1e3, "webtransport preferred"));
+        return this.choose(wt);
+      }
+      void wtP.then((late) => late?.close(1e3, "websocket chosen"));
+      const ws = await wsP;
+      if (!ws) {
+        this.onClose(1006, "no transport connected");
+        return null;
+      }
+      return this.choose(ws);
+    }
+    async openWs() {
+      const link = await WsLink.open(this.opts, this.handlers());
+      return link.open ? link : null;
+    }
+    /** Handlers for one link: its frames and close reach the client only while it is the chosen link. */
+    handlers() {
+      const h = {
+        link: null,
+        onmessage: (text) => {
+          if (this.link === h.link) this.onFrame(text);
+        },
+        onclose: (code, reason) => {
+          if (this.link === h.link) this.onClose(code, reason);
+        }
+      };
+      return h;
+    }
+    choose(link) {
+      if (!link) {
+        this.onClose(1006, "no transport connected");
+        return null;
+      }
+      if (this.closedByUser) {
+        link.close(1e3, "bye");
+        return null;
+      }
+      this.link = link;
+      return link;
+    }
+    onClose(code, reason) {
+      clearInterval(this.hbTimer);
+      this.rejectWaiters(code, `connection closed (${code})`);
+      if (this.closedByUser) return;
+      if (code === 4401 && this.opts.getToken && this.authFailures < 2) {
+        this.authFailures += 1;
+        this.setState("reconnecting", "credentials expired; fetching a fresh token");
+        this.reconnectTimer = setTimeout(() => void this.open(), 100 + Math.random() * 400);
+        return;
+      }
+      const refused = code === 4401 || code === 4403 ? `${code} ${reason}` : this.state === "logging-in" && (this.lastErrorCode === 401 || this.lastErrorCode === 403) ? `${this.lastErrorCode}` : null;
+      if (refused !== null) {
+        this.setState("refused", refused);
+        const err = new RtgateError(code || this.lastErrorCode || 0, `login refused: ${refused}`);
+        this.outbox.failAll((id) => new RtgateError(err.code, err.message, id));
+        this.firstLogin?.reject(err);
+        this.firstLogin = null;
+        return;
+      }
+      const delay = this.backoff.next();
+      this.setState("reconnecting", `closed ${code}${reason ? " " + reason : ""}; retry in ${delay} ms`);
+      this.reconnectTimer = setTimeout(() => void this.open(), delay);
+    }
+    onFrame(data) {
+      this.lastInbound = Date.now();
+      if (data === "pong") return;
+      let m;
+      try {
+        m = JSON.parse(data);
+      } catch {
+        return;
+      }
+      switch (m.msgType) {
+        case 1:
+          return;
+        case 2:
+          return this.onLogin(m);
+        case 4:
+          this.outbox.settle(m.clientMsgId, m);
+          return;
+        case 9:
+          return this.onError(m);
+        case 10:
+          if (this.refreshing) {
+            this.refreshing = false;
+            return this.events.emit("refreshed", m);
+          }
+          this.events.emit("expiring", m);
+          void this.refresh();
+          return;
+        case 11:
+          return this.events.emit("presence", m);
+        case 5:
+        case 6:
+        case 7:
+        case 8:
+          if (m.msgType === 6 && !this.waiters.some((w) => w.msgType === 6)) {
+            this.positions.leftRoom(m.roomId);
+            this.scheduleSave();
+            return this.events.emit("left", m);
+          }
+          if (m.msgType === 5 && !this.waiters.some((w) => w.msgType === 5)) {
+            this.positions.joinedRoom(m.roomId, m.seq);
+            this.scheduleSave();
+          }
+          return this.wake(m.msgType, m);
+        default:
+          return this.onMessage(m);
+      }
+    }
+    onLogin(m) {
+      this.backoff.reset();
+      this.authFailures = 0;
+      this.refreshing = false;
+      this.conn += 1;
+      this.positions.loggedIn(m.sendUserId, m.inboxSeq);
+      this.scheduleSave();
+      this.heartbeatSec = m.heartbeatSec || 25;
+      clearInterval(this.hbTimer);
+      this.hbTimer = setInterval(() => this.heartbeat(), this.heartbeatSec * 1e3);
+      this.setState("connected", `${m.sendUserId} on ${m.nodeId}`);
+      this.events.emit("login", m);
+      this.firstLogin?.resolve(m);
+      this.firstLogin = null;
+      const deferred = this.afterLogin;
+      this.afterLogin = [];
+      for (const run of deferred) run();
+      this.flush();
+    }
+    onError(m) {
+      this.lastErrorCode = m.code;
+      if (m.clientMsgId && this.outbox.has(m.clientMsgId)) {
+        if (m.code === 503 && this.outbox.retry(m.clientMsgId)) {
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => this.flush(), 1e3);
+          return;
+        }
+        this.outbox.fail(m.clientMsgId, new RtgateError(m.code, m.reason, m.clientMsgId));
+        return;
+      }
+      this.events.emit("error", m);
+      this.wake(9, m);
+    }
+    /** Writes what the outbox has not yet written on this connection. */
+    flush() {
+      if (!this.connected) return;
+      for (const frame of this.outbox.due(this.conn)) this.link.send(JSON.stringify(frame));
+    }
+    /** Tells the server, at most once a second, how far we hold our inbox. */
+    scheduleCursor() {
+      if (this.cursorTimer) return;
+      this.cursorTimer = setTimeout(() => {
+        this.cursorTimer = void 0;
+        if (this.connected && this.positions.inbox !== null) {
+          this.link.send(JSON.stringify({ msgType: 4, seq: this.positions.inbox }));
+        }
+      }, 1e3);
+    }
+    scheduleSave() {
+      if (this.saveTimer) return;
+      this.saveTimer = setTimeout(() => void this.savePositions(), 200);
+    }
+    async savePositions() {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = void 0;
+      try {
+        await this.store.save(this.storeKey, this.positions.snapshot());
+      } catch (e) {
+        this.events.emit("error", { msgType: 9, code: 0, reason: `positions not saved: ${e}` });
+      }
+    }
+    heartbeat() {
+      if (!this.link?.open) return;
+      if (Date.now() - this.lastInbound > 3 * this.heartbeatSec * 1e3) {
+        this.link.close(4408, "heartbeat timeout");
+        return;
+      }
+      this.link.send(JSON.stringify({ msgType: 1 }));
+    }
+    /** A request answered by a reply of the same msgType (or an error); waits for a login when offline. */
+    request(frame) {
+      return new Promise((resolve, reject) => {
+        const timeoutMs = this.opts.requestTimeoutMs;
+        const w = {
+          msgType: frame.msgType,
+          resolve,
+          reject,
+          timer: setTimeout(() => {
+            this.waiters = this.waiters.filter((x) => x !== w);
+            this.afterLogin = this.afterLogin.filter((x) => x !== write);
+            reject(new RtgateError(408, `no answer within ${timeoutMs} ms`));
+          }, timeoutMs)
+        };
+        const write = () => {
+          this.waiters.push(w);
+          this.link.send(JSON.stringify(frame));
+        };
+        if (this.closedByUser) {
+          clearTimeout(w.timer);
+          reject(new RtgateError(410, "client closed"));
+        } else if (this.connected) write();
+        else this.afterLogin.push(write);
+      });
+    }
+    wake(msgType, m) {
+      const i = this.waiters.findIndex((w2) => w2.msgType === msgType || msgType === 9);
+      if (i < 0) return;
+      const [w] = this.waiters.splice(i, 1);
+      clearTimeout(w.timer);
+      if (msgType === 9 && w.msgType !== 9) w.reject(new RtgateError(m.code, m.reason));
+      else w.resolve(m);
+    }
+    rejectWaiters(code, reason) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) {
+        clearTimeout(w.timer);
+        w.reject(new RtgateError(code, reason));
+      }
+    }
+    stopTimers() {
+      clearInterval(this.hbTimer);
+      for (const t of [this.cursorTimer, this.reconnectTimer, this.retryTimer]) clearTimeout(t);
+      this.cursorTimer = this.reconnectTimer = this.retryTimer = void 0;
+    }
+  };
+  function errorText(e) {
+    return String(e?.message ?? e);
   }
-}
-
-/** Which transport won for an origin, kept in localStorage for a while. */
-const TransportMemory = {
-  key(url) { return "rtgate.transport:" + new URL(url).origin; },
-  get(url) {
+  function tokenSubject(token) {
+    if (!token) return void 0;
     try {
-      const v = JSON.parse(localStorage.getItem(this.key(url)) || "null");
-      return v && v.until > Date.now() ? v.kind : null;
-    } catch (_) { return null; }
-  },
-  set(url, kind, forMs) {
-    try { localStorage.setItem(this.key(url), JSON.stringify({ kind, until: Date.now() + forMs })); } catch (_) { /* storage off */ }
-  },
-};
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const sub = JSON.parse(atob(part)).sub;
+      return sub === void 0 ? void 0 : String(sub);
+    } catch {
+      return void 0;
+    }
+  }
 
-if (typeof module !== "undefined") module.exports = { RtgateClient };
+  // src/global.ts
+  Object.assign(globalThis, { Rtgate: index_exports, RtgateClient });
+})();

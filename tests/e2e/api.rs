@@ -17,7 +17,9 @@ async fn health_and_static_files() {
     assert!(page.contains("client.js"));
     let (status, js) = s.http("GET", "/client.js", &[], "").await;
     assert_eq!(status, 200);
-    assert!(js.contains("class RtgateClient"));
+    // The bundle built from clients/js, putting the client on the page.
+    assert!(js.starts_with("// rtgate browser client, built from clients/js"));
+    assert!(js.contains("Object.assign(globalThis, {") && js.contains("RtgateClient"));
 }
 
 #[tokio::test]

@@ -1,0 +1,597 @@
+// The rtgate client: one API whichever transport carries it. Login,
+// heartbeats, acks, reconnect with jittered backoff, resume from the last
+// positions (across reloads when persisted), an outbox for sends made while
+// disconnected, token refresh through a callback.
+
+import { Backoff } from "./backoff.js";
+import { DeliveryFilter } from "./dedupe.js";
+import { Emitter, type Listener } from "./emitter.js";
+import { RtgateError } from "./errors.js";
+import { type Link, type LinkHandlers, WsLink, WtLink } from "./links.js";
+import { TransportMemory } from "./memory.js";
+import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
+import { IndexedDbStore, MemoryStore, type PositionStore, PositionTracker } from "./positions.js";
+import type {
+  Ack,
+  ClientEvents,
+  ClientOptions,
+  ConnectionState,
+  ErrorFrame,
+  HistoryReply,
+  Id,
+  LoginReply,
+  Message,
+  Outgoing,
+  PresenceReply,
+  RoomReply,
+  TransportKind,
+} from "./types.js";
+
+type Resolved = Required<
+  Pick<
+    ClientOptions,
+    "url" | "transport" | "wtTimeoutMs" | "wtGraceMs" | "wtMemoryMs" | "sendTimeoutMs" | "requestTimeoutMs"
+  >
+> &
+  ClientOptions;
+
+interface Waiter {
+  msgType: number;
+  resolve: (m: never) => void;
+  reject: (e: RtgateError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class RtgateClient {
+  readonly opts: Resolved;
+  state: ConnectionState = "idle";
+  transport: TransportKind | null = null;
+  /** The current connection; null between connections. */
+  link: Link | null = null;
+  /** Rooms joined at every login. */
+  get rooms(): Set<string> {
+    return this.positions.joined;
+  }
+
+  private readonly events = new Emitter<ClientEvents>();
+  private readonly outbox: Outbox;
+  private readonly positions: PositionTracker;
+  private readonly store: PositionStore;
+  private readonly storeKey: string;
+  private readonly filter = new DeliveryFilter();
+  private readonly backoff: Backoff;
+  private readonly memory = TransportMemory.local();
+  private waiters: Waiter[] = [];
+  /** Calls made while disconnected, run after the next login. */
+  private afterLogin: (() => void)[] = [];
+  private firstLogin: { resolve: (m: LoginReply) => void; reject: (e: Error) => void } | null = null;
+  private loaded: Promise<void> | null = null;
+  private closedByUser = false;
+  /** Counts logins: the outbox writes each frame once per connection. */
+  private conn = 0;
+  private heartbeatSec = 25;
+  private lastInbound = 0;
+  private lastErrorCode: number | null = null;
+  private refreshing = false;
+  private authFailures = 0;
+  private hbTimer: ReturnType<typeof setInterval> | undefined;
+  private cursorTimer: ReturnType<typeof setTimeout> | undefined;
+  private saveTimer: ReturnType<typeof setTimeout> | undefined;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly onPageHide = () => void this.savePositions();
+
+  constructor(opts: ClientOptions = {}) {
+    const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1";
+    this.opts = {
+      url: origin,
+      transport: "auto",
+      wtTimeoutMs: 3000,
+      wtGraceMs: 250,
+      wtMemoryMs: 600_000,
+      sendTimeoutMs: 30_000,
+      requestTimeoutMs: 10_000,
+      ...opts,
+    } as Resolved;
+    this.outbox = new Outbox((pending) => this.events.emit("outbox", { pending }));
+    this.positions = new PositionTracker(this.opts.rooms ?? []);
+    this.backoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15_000);
+    const persist = opts.persist ?? true;
+    this.store =
+      typeof persist === "object"
+        ? persist
+        : persist && IndexedDbStore.available()
+          ? new IndexedDbStore()
+          : new MemoryStore();
+    this.storeKey = `${new URL(this.opts.url).origin}|${this.opts.userId ?? tokenSubject(this.opts.token) ?? "-"}`;
+  }
+
+  /** Adds a listener (typed by event name). */
+  on<K extends keyof ClientEvents>(event: K, fn: Listener<ClientEvents[K]>): this {
+    this.events.on(event, fn);
+    return this;
+  }
+
+  off<K extends keyof ClientEvents>(event: K, fn: Listener<ClientEvents[K]>): this {
+    this.events.off(event, fn);
+    return this;
+  }
+
+  /** Sends waiting for their ack (queued while disconnected, or written and not yet acked). */
+  get pendingSends(): number {
+    return this.outbox.size;
+  }
+
+  /** Connects and logs in; resolves with the first login reply. Reconnects on its own afterwards. */
+  async connect(): Promise<LoginReply> {
+    this.closedByUser = false;
+    await this.loadPositions();
+    return new Promise<LoginReply>((resolve, reject) => {
+      this.firstLogin = { resolve, reject };
+      void this.open();
+    });
+  }
+
+  /**
+   * Closes for good: no reconnect, every pending send and request rejected
+   * (code 410), timers stopped, positions saved.
+   */
+  async close(): Promise<void> {
+    this.closedByUser = true;
+    this.stopTimers();
+    if (typeof removeEventListener !== "undefined") removeEventListener("pagehide", this.onPageHide);
+    this.outbox.failAll((id) => new RtgateError(410, "client closed", id));
+    this.rejectWaiters(410, "client closed");
+    this.afterLogin = [];
+    this.link?.close(1000, "bye");
+    this.link = null;
+    this.setState("closed");
+    await this.savePositions();
+  }
+
+  /** Sends a business message; resolves with its ack once stored (after a reconnect if need be). */
+  send(msg: Outgoing): Promise<Ack | null> {
+    const frame = { msgType: 3, ...msg };
+    if (frame.volatile) {
+      // Volatile: now or never.
+      if (this.connected) this.link!.sendVolatile(JSON.stringify(frame));
+      return Promise.resolve(null);
+    }
+    const out = { ...frame, clientMsgId: frame.clientMsgId || newClientMsgId() } as OutFrame;
+    const acked = this.outbox.add(out, this.opts.sendTimeoutMs);
+    this.flush();
+    return acked;
+  }
+
+  sendToUser(userId: Id, body: unknown, extra: Outgoing = {}): Promise<Ack | null> {
+    return this.send({ receivedUserId: userId, msgBody: body, ...extra });
+  }
+
+  sendToRoom(roomId: Id, body: unknown, extra: Outgoing = {}): Promise<Ack | null> {
+    return this.send({ roomId, msgBody: body, ...extra });
+  }
+
+  /**
+   * A volatile "latest value wins" update (typing, cursor, location):
+   * receivers drop one older than the newest they have for this sender,
+   * destination and `key`.
+   */
+  sendLatest(dest: { roomId?: Id; receivedUserId?: Id }, key: string, body: unknown): Promise<null> {
+    return this.send({ ...dest, msgBody: body, volatile: true, latest: key }) as Promise<null>;
+  }
+
+  async join(roomId: Id): Promise<RoomReply> {
+    const frame: Record<string, unknown> = { msgType: 5, roomId };
+    if (this.opts.presenceEvents) frame.presenceEvents = true;
+    const r = await this.request<RoomReply>(frame);
+    this.positions.joinedRoom(r.roomId, r.seq);
+    this.scheduleSave();
+    return r;
+  }
+
+  async leave(roomId: Id): Promise<RoomReply> {
+    this.positions.leftRoom(String(roomId));
+    this.scheduleSave();
+    return this.request<RoomReply>({ msgType: 6, roomId });
+  }
+
+  history(roomId: Id, since = 0, limit = 50): Promise<HistoryReply> {
+    return this.request<HistoryReply>({ msgType: 7, roomId, since, limit });
+  }
+
+  presence(roomId: Id): Promise<PresenceReply> {
+    return this.request<PresenceReply>({ msgType: 8, roomId });
+  }
+
+  /** Delivers a message to the page unless it is a duplicate or a stale "latest" update. */
+  onMessage(m: Message): void {
+    const verdict = this.filter.check(m);
+    if (verdict === "duplicate") return;
+    if (verdict === "stale") return this.events.emit("stale", m);
+    if (this.positions.observe(m)) {
+      if (m.receivedUserId !== undefined) this.scheduleCursor();
+      this.scheduleSave();
+    }
+    this.events.emit("message", m);
+  }
+
+  // --- connection -------------------------------------------------------
+
+  private get connected(): boolean {
+    return this.state === "connected" && this.link !== null && this.link.open;
+  }
+
+  private setState(state: ConnectionState, detail?: string): void {
+    this.state = state;
+    this.events.emit("state", { state, detail, transport: this.transport });
+  }
+
+  private loadPositions(): Promise<void> {
+    this.loaded ??= (async () => {
+      if (typeof addEventListener !== "undefined") addEventListener("pagehide", this.onPageHide);
+      try {
+        const saved = await this.store.load(this.storeKey);
+        if (saved) this.positions.restore(saved);
+      } catch (e) {
+        this.events.emit("error", { msgType: 9, code: 0, reason: `positions not loaded: ${e}` });
+      }
+    })();
+    return this.loaded;
+  }
+
+  private async freshToken(): Promise<void> {
+    if (!this.opts.getToken) return;
+    try {
+      this.opts.token = await this.opts.getToken();
+    } catch (e) {
+      this.events.emit("error", { msgType: 9, code: 0, reason: `getToken: ${e}` });
+    }
+  }
+
+  /** Answers the server's "credentials expire soon" with new ones (msgType 10). */
+  private async refresh(): Promise<void> {
+    if (this.refreshing || !this.opts.getToken || !this.link?.open) return;
+    this.refreshing = true;
+    await this.freshToken();
+    if (this.link?.open) this.link.send(JSON.stringify({ msgType: 10, token: this.opts.token }));
+  }
+
+  private async open(): Promise<void> {
+    this.reconnectTimer = undefined;
+    if (this.closedByUser) return;
+    this.setState("connecting");
+    await this.freshToken();
+    const link = await this.openLink();
+    if (!link || !link.open || this.closedByUser) return; // onClose decides what next
+    this.link = link;
+    this.lastErrorCode = null;
+    this.transport = link.kind;
+    this.lastInbound = Date.now();
+    this.setState("logging-in");
+    const login: Record<string, unknown> = { msgType: 2, rooms: [...this.positions.joined] };
+    if (this.opts.userId !== undefined) login.sendUserId = this.opts.userId;
+    if (this.opts.token) login.token = this.opts.token;
+    if (this.opts.presenceEvents) login.presenceEvents = true;
+    // Resume: replay what arrived while we were away (or before a reload).
+    const since = this.positions.since();
+    if (since) login.since = since;
+    link.send(JSON.stringify(login));
+  }
+
+  /**
+   * "auto" races WebTransport against WebSocket: WebTransport wins if it is
+   * ready first, or within `wtGraceMs` of the WebSocket; otherwise the
+   * WebSocket is used at once and the WebTransport attempt dropped. The
+   * winner is remembered for this origin (`wtMemoryMs`), so a returning user
+   * on a network that blocks UDP goes straight to WebSocket.
+   */
+  private async openLink(): Promise<Link | null> {
+    const o = this.opts;
+    const mode = o.transport;
+    const canWt = mode !== "websocket" && typeof WebTransport !== "undefined";
+    if (!canWt) return this.choose(await this.openWs());
+    if (mode === "webtransport") {
+      try {
+        return this.choose(await WtLink.open(o, o.wtTimeoutMs, this.handlers()));
+      } catch (e) {
+        this.events.emit("fallback", errorText(e));
+        this.onClose(0, errorText(e));
+        return null;
+      }
+    }
+    const memory = this.memory.get(o.url);
+    if (memory === "websocket") {
+      this.events.emit("fallback", "it failed here recently");
+      return this.choose(await this.openWs());
+    }
+    const wtP: Promise<WtLink | null> = WtLink.open(o, o.wtTimeoutMs, this.handlers()).then(
+      (link) => {
+        this.memory.set(o.url, "webtransport", o.wtMemoryMs);
+        return link;
+      },
+      (e) => {
+        this.memory.set(o.url, "websocket", o.wtMemoryMs);
+        this.events.emit("fallback", errorText(e));
+        return null;
+      },
+    );
+    const wsP = this.openWs();
+    // WebTransport, unless the WebSocket is up and the grace has passed
+    // (undefined); a failed WebSocket leaves it to WebTransport.
+    const grace = memory === "webtransport" ? 4 * o.wtGraceMs : o.wtGraceMs;
+    const wt = await Promise.race([
+      wtP,
+      wsP.then((ws) => (ws ? new Promise<undefined>((r) => setTimeout(() => r(undefined), grace)) : wtP)),
+    ]);
+    if (wt) {
+      void wsP.then((ws) => ws?.close(1000, "webtransport preferred"));
+      return this.choose(wt);
+    }
+    void wtP.then((late) => late?.close(1000, "websocket chosen"));
+    const ws = await wsP;
+    if (!ws) {
+      this.onClose(1006, "no transport connected");
+      return null;
+    }
+    return this.choose(ws);
+  }
+
+  private async openWs(): Promise<WsLink | null> {
+    const link = await WsLink.open(this.opts, this.handlers());
+    return link.open ? link : null;
+  }
+
+  /** Handlers for one link: its frames and close reach the client only while it is the chosen link. */
+  private handlers(): LinkHandlers {
+    const h: LinkHandlers = {
+      link: null,
+      onmessage: (text) => {
+        if (this.link === h.link) this.onFrame(text);
+      },
+      onclose: (code, reason) => {
+        if (this.link === h.link) this.onClose(code, reason);
+      },
+    };
+    return h;
+  }
+
+  private choose(link: Link | null): Link | null {
+    if (!link) {
+      this.onClose(1006, "no transport connected");
+      return null;
+    }
+    if (this.closedByUser) {
+      link.close(1000, "bye");
+      return null;
+    }
+    this.link = link;
+    return link;
+  }
+
+  private onClose(code: number, reason: string): void {
+    clearInterval(this.hbTimer);
+    this.rejectWaiters(code, `connection closed (${code})`);
+    if (this.closedByUser) return;
+    // 4401 with a token source: the token expired or was revoked; fetch a
+    // fresh one and come back (twice in a row means it is not the token's age).
+    if (code === 4401 && this.opts.getToken && this.authFailures < 2) {
+      this.authFailures += 1;
+      this.setState("reconnecting", "credentials expired; fetching a fresh token");
+      this.reconnectTimer = setTimeout(() => void this.open(), 100 + Math.random() * 400);
+      return;
+    }
+    // 4401/4403 (over WebTransport: error 401/403 during login): retrying cannot help.
+    const refused =
+      code === 4401 || code === 4403
+        ? `${code} ${reason}`
+        : this.state === "logging-in" && (this.lastErrorCode === 401 || this.lastErrorCode === 403)
+          ? `${this.lastErrorCode}`
+          : null;
+    if (refused !== null) {
+      this.setState("refused", refused);
+      const err = new RtgateError(code || this.lastErrorCode || 0, `login refused: ${refused}`);
+      this.outbox.failAll((id) => new RtgateError(err.code, err.message, id));
+      this.firstLogin?.reject(err);
+      this.firstLogin = null;
+      return;
+    }
+    const delay = this.backoff.next();
+    this.setState("reconnecting", `closed ${code}${reason ? " " + reason : ""}; retry in ${delay} ms`);
+    this.reconnectTimer = setTimeout(() => void this.open(), delay);
+  }
+
+  private onFrame(data: string): void {
+    this.lastInbound = Date.now();
+    if (data === "pong") return;
+    let m: Record<string, any>;
+    try {
+      m = JSON.parse(data);
+    } catch {
+      return;
+    }
+    switch (m.msgType) {
+      case 1:
+        return;
+      case 2:
+        return this.onLogin(m as LoginReply);
+      case 4:
+        this.outbox.settle(m.clientMsgId, m as Ack);
+        return;
+      case 9:
+        return this.onError(m as ErrorFrame);
+      case 10:
+        // The server's notice that the token expires at m.exp, or the answer to our refresh.
+        if (this.refreshing) {
+          this.refreshing = false;
+          return this.events.emit("refreshed", m as never);
+        }
+        this.events.emit("expiring", m as never);
+        void this.refresh();
+        return;
+      case 11:
+        return this.events.emit("presence", m as never);
+      case 5:
+      case 6:
+      case 7:
+      case 8:
+        // A leave we did not ask for: a refreshed token or the backend took the room away.
+        if (m.msgType === 6 && !this.waiters.some((w) => w.msgType === 6)) {
+          this.positions.leftRoom(m.roomId);
+          this.scheduleSave();
+          return this.events.emit("left", m as RoomReply);
+        }
+        if (m.msgType === 5 && !this.waiters.some((w) => w.msgType === 5)) {
+          // Joined by the server (control API, connect hook): follow the room from here.
+          this.positions.joinedRoom(m.roomId, m.seq);
+          this.scheduleSave();
+        }
+        return this.wake(m.msgType, m);
+      default:
+        return this.onMessage(m as Message);
+    }
+  }
+
+  private onLogin(m: LoginReply): void {
+    this.backoff.reset();
+    this.authFailures = 0;
+    this.refreshing = false;
+    this.conn += 1;
+    this.positions.loggedIn(m.sendUserId, m.inboxSeq);
+    this.scheduleSave();
+    this.heartbeatSec = m.heartbeatSec || 25;
+    clearInterval(this.hbTimer);
+    this.hbTimer = setInterval(() => this.heartbeat(), this.heartbeatSec * 1000);
+    this.setState("connected", `${m.sendUserId} on ${m.nodeId}`);
+    this.events.emit("login", m);
+    this.firstLogin?.resolve(m);
+    this.firstLogin = null;
+    const deferred = this.afterLogin;
+    this.afterLogin = [];
+    for (const run of deferred) run();
+    this.flush();
+  }
+
+  private onError(m: ErrorFrame): void {
+    this.lastErrorCode = m.code;
+    if (m.clientMsgId && this.outbox.has(m.clientMsgId)) {
+      // 503: the store could not take it; the protocol says resend it with the same clientMsgId.
+      if (m.code === 503 && this.outbox.retry(m.clientMsgId)) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.flush(), 1000);
+        return;
+      }
+      this.outbox.fail(m.clientMsgId, new RtgateError(m.code, m.reason, m.clientMsgId));
+      return;
+    }
+    this.events.emit("error", m);
+    this.wake(9, m);
+  }
+
+  /** Writes what the outbox has not yet written on this connection. */
+  private flush(): void {
+    if (!this.connected) return;
+    for (const frame of this.outbox.due(this.conn)) this.link!.send(JSON.stringify(frame));
+  }
+
+  /** Tells the server, at most once a second, how far we hold our inbox. */
+  private scheduleCursor(): void {
+    if (this.cursorTimer) return;
+    this.cursorTimer = setTimeout(() => {
+      this.cursorTimer = undefined;
+      if (this.connected && this.positions.inbox !== null) {
+        this.link!.send(JSON.stringify({ msgType: 4, seq: this.positions.inbox }));
+      }
+    }, 1000);
+  }
+
+  private scheduleSave(): void {
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => void this.savePositions(), 200);
+  }
+
+  private async savePositions(): Promise<void> {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    try {
+      await this.store.save(this.storeKey, this.positions.snapshot());
+    } catch (e) {
+      this.events.emit("error", { msgType: 9, code: 0, reason: `positions not saved: ${e}` });
+    }
+  }
+
+  private heartbeat(): void {
+    if (!this.link?.open) return;
+    // Three silent heartbeat periods: the link is dead even if it says open.
+    if (Date.now() - this.lastInbound > 3 * this.heartbeatSec * 1000) {
+      this.link.close(4408, "heartbeat timeout");
+      return;
+    }
+    this.link.send(JSON.stringify({ msgType: 1 }));
+  }
+
+  /** A request answered by a reply of the same msgType (or an error); waits for a login when offline. */
+  private request<T>(frame: Record<string, unknown>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timeoutMs = this.opts.requestTimeoutMs;
+      const w: Waiter = {
+        msgType: frame.msgType as number,
+        resolve: resolve as (m: never) => void,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          this.afterLogin = this.afterLogin.filter((x) => x !== write);
+          reject(new RtgateError(408, `no answer within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      const write = () => {
+        this.waiters.push(w);
+        this.link!.send(JSON.stringify(frame));
+      };
+      if (this.closedByUser) {
+        clearTimeout(w.timer);
+        reject(new RtgateError(410, "client closed"));
+      } else if (this.connected) write();
+      else this.afterLogin.push(write);
+    });
+  }
+
+  private wake(msgType: number, m: Record<string, any>): void {
+    const i = this.waiters.findIndex((w) => w.msgType === msgType || msgType === 9);
+    if (i < 0) return;
+    const [w] = this.waiters.splice(i, 1);
+    clearTimeout(w.timer);
+    if (msgType === 9 && w.msgType !== 9) w.reject(new RtgateError(m.code, m.reason));
+    else w.resolve(m as never);
+  }
+
+  private rejectWaiters(code: number, reason: string): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.reject(new RtgateError(code, reason));
+    }
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.hbTimer);
+    for (const t of [this.cursorTimer, this.reconnectTimer, this.retryTimer]) clearTimeout(t);
+    this.cursorTimer = this.reconnectTimer = this.retryTimer = undefined;
+  }
+}
+
+function errorText(e: unknown): string {
+  return String((e as Error)?.message ?? e);
+}
+
+/** The `sub` of a JWT, read without verifying (only to key this user's saved positions). */
+export function tokenSubject(token: string | undefined): string | undefined {
+  if (!token) return undefined;
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const sub = JSON.parse(atob(part)).sub;
+    return sub === undefined ? undefined : String(sub);
+  } catch {
+    return undefined;
+  }
+}

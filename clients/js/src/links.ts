@@ -1,0 +1,201 @@
+// The two transports behind one link: WebSocket (one text message per
+// frame) and WebTransport (length-prefixed frames on a bidirectional stream,
+// a server-opened stream per channel, datagrams for volatile messages).
+
+import { encodeFrame, FrameDecoder } from "./framing.js";
+import type { TransportKind } from "./types.js";
+
+/** One connection, whichever transport carries it. */
+export interface Link {
+  readonly kind: TransportKind;
+  /** False once closed by either side. */
+  open: boolean;
+  send(text: string): void;
+  /** A volatile frame: a datagram where the transport has them and it fits. */
+  sendVolatile(text: string): void;
+  close(code: number, reason: string): void;
+}
+
+/** Where a link's frames and its end go. Set `link` before events can fire. */
+export interface LinkHandlers {
+  link: Link | null;
+  onmessage(text: string): void;
+  onclose(code: number, reason: string): void;
+}
+
+export interface LinkOptions {
+  url: string;
+  token?: string;
+  wtUrl?: string;
+}
+
+export class WsLink implements Link {
+  readonly kind = "websocket" as const;
+  open = true;
+
+  constructor(private readonly ws: WebSocket) {}
+
+  /** Resolves with the link once open, or with a closed link when it never opened. */
+  static open(opts: LinkOptions, h: LinkHandlers): Promise<WsLink> {
+    return new Promise((resolve) => {
+      const u = new URL(opts.url);
+      u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+      u.pathname = "/ws";
+      if (opts.token) u.searchParams.set("token", opts.token);
+      const ws = new WebSocket(u.toString());
+      const link = new WsLink(ws);
+      h.link = link;
+      ws.onopen = () => resolve(link);
+      ws.onmessage = (ev) => h.onmessage(ev.data as string);
+      ws.onclose = (ev) => {
+        link.open = false;
+        resolve(link);
+        h.onclose(ev.code, ev.reason);
+      };
+      ws.onerror = () => {};
+    });
+  }
+
+  send(text: string): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+  }
+
+  sendVolatile(text: string): void {
+    this.send(text);
+  }
+
+  close(code: number, reason: string): void {
+    this.open = false;
+    this.ws.close(code, reason);
+  }
+}
+
+export class WtLink implements Link {
+  readonly kind = "webtransport" as const;
+  open = true;
+  private readonly encoder = new TextEncoder();
+  private readonly decoder = new TextDecoder();
+  private readonly dgWriter: WritableStreamDefaultWriter<Uint8Array> | null;
+
+  constructor(
+    readonly wt: WebTransport,
+    private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
+  ) {
+    let dg: WritableStreamDefaultWriter<Uint8Array> | null = null;
+    try {
+      dg = wt.datagrams.writable.getWriter();
+    } catch {
+      dg = null;
+    }
+    this.dgWriter = dg;
+  }
+
+  /**
+   * Opens a session (trusting the dev certificate's hash when `/cert-hash`
+   * says the server runs on one) and its data stream; rejects after `timeoutMs`.
+   */
+  static async open(opts: LinkOptions, timeoutMs: number, h: LinkHandlers): Promise<WtLink> {
+    const base = new URL(opts.url);
+    const info = await (await fetch(new URL("/cert-hash", base))).json();
+    const wtOpts: WebTransportOptions = {};
+    if (info.dev) {
+      const bytes = Uint8Array.from(atob(info.value), (c) => c.charCodeAt(0));
+      wtOpts.serverCertificateHashes = [{ algorithm: "sha-256", value: bytes }];
+    }
+    const u = new URL(opts.wtUrl || info.url);
+    if (opts.token) u.searchParams.set("token", opts.token);
+    const wt = new WebTransport(u.toString(), wtOpts);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("webtransport timed out")), timeoutMs);
+    });
+    try {
+      await Promise.race([wt.ready, timeout]);
+    } catch (e) {
+      try {
+        wt.close();
+      } catch {
+        // already failed
+      }
+      wt.closed.catch(() => {});
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    const stream = await wt.createBidirectionalStream();
+    const link = new WtLink(wt, stream.writable.getWriter());
+    h.link = link;
+    void link.readFrames(stream.readable.getReader(), h);
+    void link.readChannelStreams(h);
+    void link.readDatagrams(h);
+    wt.closed
+      .then(
+        (c) => h.onclose(c.closeCode || 1006, c.reason || ""),
+        () => h.onclose(1006, "webtransport closed"),
+      )
+      .finally(() => {
+        link.open = false;
+      });
+    return link;
+  }
+
+  send(text: string): void {
+    this.writer.write(encodeFrame(text)).catch(() => {});
+  }
+
+  sendVolatile(text: string): void {
+    const body = this.encoder.encode(text);
+    const max = (this.wt.datagrams as { maxDatagramSize?: number }).maxDatagramSize || 1000;
+    if (this.dgWriter && body.length <= max) this.dgWriter.write(body).catch(() => {});
+    else this.send(text);
+  }
+
+  private async readFrames(reader: ReadableStreamDefaultReader<Uint8Array>, h: LinkHandlers): Promise<void> {
+    const frames = new FrameDecoder();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const f of frames.push(value)) h.onmessage(f);
+      }
+    } catch {
+      // the session closed; wt.closed reports it
+    }
+  }
+
+  /** The server sends each channel's messages (inbox, each room) on a stream it opens for it. */
+  private async readChannelStreams(h: LinkHandlers): Promise<void> {
+    try {
+      const streams = this.wt.incomingUnidirectionalStreams.getReader();
+      for (;;) {
+        const { value, done } = await streams.read();
+        if (done) break;
+        void this.readFrames((value as ReadableStream<Uint8Array>).getReader(), h);
+      }
+    } catch {
+      // the session closed
+    }
+  }
+
+  private async readDatagrams(h: LinkHandlers): Promise<void> {
+    try {
+      const reader = this.wt.datagrams.readable.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        h.onmessage(this.decoder.decode(value as Uint8Array));
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  close(code: number, reason: string): void {
+    this.open = false;
+    try {
+      this.wt.close({ closeCode: code, reason });
+    } catch {
+      // already closed
+    }
+  }
+}

@@ -1,0 +1,214 @@
+// The client's state machine against a scripted WebSocket: login, resume,
+// outbox, requests while offline, refusal and teardown. (The real server
+// and browsers are in the Rust suite: tests/e2e/browser/package.rs.)
+
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { RtgateClient } from "../src/client.js";
+import type { RtgateError } from "../src/errors.js";
+
+/** A WebSocket whose server side the test plays. */
+class FakeWebSocket {
+  static readonly OPEN = 1;
+  static all: FakeWebSocket[] = [];
+  readyState = 0;
+  sent: Record<string, any>[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((ev: { data: string }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: (() => void) | null = null;
+
+  constructor(readonly url: string) {
+    FakeWebSocket.all.push(this);
+    setTimeout(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    }, 1);
+  }
+  send(text: string) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code: number, reason: string) {
+    this.drop(code, reason);
+  }
+  /** The server's frame. */
+  reply(frame: object) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  /** The connection ends. */
+  drop(code = 1006, reason = "") {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+}
+(globalThis as any).WebSocket = FakeWebSocket;
+
+const login = (inboxSeq = 0) => ({
+  msgType: 2,
+  sendUserId: "alice",
+  sessionId: "s",
+  nodeId: "n",
+  heartbeatSec: 25,
+  inboxSeq,
+});
+
+/** Waits until `cond` holds (the client works through timers and promises). */
+async function until(cond: () => unknown, what: string): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+async function socket(n: number): Promise<FakeWebSocket> {
+  await until(() => FakeWebSocket.all[n]?.sent.length, `connection ${n} to log in`);
+  return FakeWebSocket.all[n];
+}
+
+const clients: RtgateClient[] = [];
+function client(extra = {}): RtgateClient {
+  const c = new RtgateClient({ url: "http://chat.test", userId: "alice", transport: "websocket", persist: false, backoffMs: 5, ...extra });
+  clients.push(c);
+  return c;
+}
+
+afterEach(async () => {
+  // Teardown stops every timer: a leftover one would keep this process alive.
+  for (const c of clients.splice(0)) await c.close();
+  FakeWebSocket.all = [];
+});
+
+test("a send made while disconnected goes out after the next login and settles with its ack", async () => {
+  const c = client();
+  const first = c.connect();
+  const ws1 = await socket(0);
+  assert.deepEqual(ws1.sent[0], { msgType: 2, rooms: [], sendUserId: "alice" });
+  ws1.reply(login(5));
+  assert.equal((await first).inboxSeq, 5);
+  ws1.reply({ msgType: 3, msgId: "m6", sendUserId: "bob", receivedUserId: "alice", seq: 6, msgBody: "hi" });
+
+  ws1.drop();
+  const sent = c.sendToUser("bob", "while away");
+  assert.equal(c.pendingSends, 1);
+  const ws2 = await socket(1);
+  assert.deepEqual(ws2.sent, [{ msgType: 2, rooms: [], sendUserId: "alice", since: { inbox: 6, rooms: {} } }], "nothing before the login reply");
+  ws2.reply(login(6));
+  await until(() => ws2.sent.length === 2, "the queued send");
+  const out: Record<string, any> = FakeWebSocket.all[1].sent[1];
+  assert.equal(out.msgType, 3);
+  assert.equal(out.receivedUserId, "bob");
+  assert.equal(out.msgBody, "while away");
+  ws2.reply({ msgType: 4, clientMsgId: out.clientMsgId, msgId: "m7", seq: 1 });
+  assert.deepEqual(await sent, { msgType: 4, clientMsgId: out.clientMsgId, msgId: "m7", seq: 1 });
+  assert.equal(c.pendingSends, 0);
+});
+
+test("a send written but not acked when the link dropped is written again with the same clientMsgId", async () => {
+  const c = client();
+  const first = c.connect();
+  const ws1 = await socket(0);
+  ws1.reply(login());
+  await first;
+  const sent = c.sendToRoom("lobby", "once");
+  const id = ws1.sent[1].clientMsgId;
+  ws1.drop();
+  const ws2 = await socket(1);
+  ws2.reply(login());
+  await until(() => ws2.sent.length === 2, "the resend");
+  assert.equal(ws2.sent[1].clientMsgId, id);
+  // The server dedupes and acks the first copy.
+  ws2.reply({ msgType: 4, clientMsgId: id, msgId: "m1", seq: 1 });
+  assert.equal((await sent)?.msgId, "m1");
+});
+
+test("join, history and presence made while offline wait for the login; rooms come back with since", async () => {
+  const c = client({ rooms: ["a"] });
+  const first = c.connect();
+  const ws1 = await socket(0);
+  ws1.reply(login());
+  await first;
+  ws1.reply({ msgType: 3, msgId: "r1", sendUserId: "bob", roomId: "a", seq: 3 });
+  ws1.drop();
+  const joined = c.join("b");
+  const ws2 = await socket(1);
+  assert.deepEqual(ws2.sent[0].rooms, ["a"]);
+  assert.deepEqual(ws2.sent[0].since, { inbox: 0, rooms: { a: 3 } });
+  ws2.reply(login());
+  await until(() => ws2.sent.length === 2, "the join");
+  assert.deepEqual(ws2.sent[1], { msgType: 5, roomId: "b" });
+  ws2.reply({ msgType: 5, roomId: "b", seq: 10 });
+  assert.equal((await joined).seq, 10);
+  ws2.drop();
+  const ws3 = await socket(2);
+  assert.deepEqual(ws3.sent[0].rooms, ["a", "b"]);
+  assert.deepEqual(ws3.sent[0].since.rooms, { a: 3, b: 10 });
+});
+
+test("a refused login rejects the first connect and every queued send; no retry follows", async () => {
+  const c = client();
+  const first = c.connect();
+  const queued = c.sendToUser("bob", "x");
+  const ws1 = await socket(0);
+  ws1.drop(4403, "sendUserId is not the token's subject");
+  await assert.rejects(first, /login refused: 4403/);
+  await assert.rejects(queued, (e: RtgateError) => e.code === 4403);
+  assert.equal(c.state, "refused");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(FakeWebSocket.all.length, 1);
+});
+
+test("an error for a send rejects it with the server's code; 503 is sent again", async () => {
+  const c = client();
+  const first = c.connect();
+  const ws1 = await socket(0);
+  ws1.reply(login());
+  await first;
+  const refused = c.sendToRoom("nope", "x");
+  const busy = c.sendToRoom("lobby", "y");
+  const [r, b] = [ws1.sent[1], ws1.sent[2]];
+  ws1.reply({ msgType: 9, code: 403, reason: "roomId: not joined", clientMsgId: r.clientMsgId });
+  await assert.rejects(refused, (e: RtgateError) => e.code === 403 && e.message === "roomId: not joined");
+  ws1.reply({ msgType: 9, code: 503, reason: "store unavailable", clientMsgId: b.clientMsgId });
+  await until(() => ws1.sent.length === 4, "the resend after 503");
+  assert.equal(ws1.sent[3].clientMsgId, b.clientMsgId);
+  ws1.reply({ msgType: 4, clientMsgId: b.clientMsgId, msgId: "m", seq: 1 });
+  assert.equal((await busy)?.seq, 1);
+});
+
+test("close rejects pending sends and requests with 410, and nothing reconnects", async () => {
+  const c = client({ sendTimeoutMs: 60_000 });
+  const first = c.connect();
+  const ws1 = await socket(0);
+  ws1.reply(login());
+  await first;
+  const pending = c.sendToUser("bob", "never acked");
+  const who = c.presence("lobby");
+  const states: string[] = [];
+  c.on("state", (s) => states.push(s.state));
+  await c.close();
+  await assert.rejects(pending, (e: RtgateError) => e.code === 410);
+  await assert.rejects(who, (e: RtgateError) => e.code === 410);
+  assert.deepEqual(states, ["closed"]);
+  await assert.rejects(c.join("x"), (e: RtgateError) => e.code === 410);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(FakeWebSocket.all.length, 1);
+});
+
+test("events are typed and delivered once; presence events have their own", async () => {
+  const c = client();
+  const got: string[] = [];
+  c.on("message", (m) => got.push(`message ${m.msgId}`));
+  c.on("presence", (p) => got.push(`presence ${p.userId} ${p.event}`));
+  c.on("outbox", (o) => got.push(`outbox ${o.pending}`));
+  const first = c.connect();
+  const ws1 = await socket(0);
+  ws1.reply(login());
+  await first;
+  ws1.reply({ msgType: 3, msgId: "x1", roomId: "r", seq: 1 });
+  ws1.reply({ msgType: 3, msgId: "x1", roomId: "r", seq: 1 });
+  ws1.reply({ msgType: 11, roomId: "r", userId: "bob", event: "join" });
+  void c.sendToRoom("r", "y").catch(() => {});
+  assert.deepEqual(got, ["message x1", "presence bob join", "outbox 1"]);
+});
