@@ -18,6 +18,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for any expected frame.
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
+/// Where a killed server ran: its ports and its data folder.
+pub(crate) struct Place {
+    pub(crate) http: SocketAddr,
+    pub(crate) wt: SocketAddr,
+    pub(crate) data: tempfile::TempDir,
+}
+
 /// A running `rtgate` process, killed on drop.
 pub(crate) struct Server {
     child: Child,
@@ -155,7 +162,24 @@ impl Server {
         std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
     }
 
-    /// Whether the process is still running.
+    /// Kills the process (SIGKILL) and hands back its ports and data, for a
+    /// restart in place ([`Server::start_at`]), as a node that crashed and
+    /// came back.
+    pub(crate) fn kill_keep_place(self) -> Place {
+        let (http, wt) = (self.http, self.wt);
+        Place {
+            http,
+            wt,
+            data: self.kill_keep_data(),
+        }
+    }
+
+    /// Starts the binary on the ports and data a killed one left.
+    pub(crate) fn start_at(place: Place, args: &[&str]) -> Server {
+        let (http, wt) = (place.http.to_string(), place.wt.to_string());
+        Self::launch(&[], &[&http, &wt], place.data, args, &[], None)
+    }
+
     /// The process's resident set size, in bytes (from /proc).
     pub(crate) fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -168,6 +192,7 @@ impl Server {
         kb * 1024
     }
 
+    /// Whether the process is still running.
     pub(crate) fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }

@@ -1,5 +1,6 @@
 //! Real headless browsers: Chromium (driven through chromedriver) and
 //! Firefox ESR (through geckodriver). The demo page and client.js (`demo`),
+//! the client package: reload-resume and the outbox (`package`),
 //! WebTransport's browser-facing behaviour: close codes, fast fallback,
 //! certificate rotation (`webtransport`), and the same in Firefox, with
 //! Chromium and WebSocket users in the conversation (`firefox`).
@@ -7,6 +8,7 @@
 mod admin;
 mod demo;
 mod firefox;
+mod package;
 mod webtransport;
 
 use std::net::TcpListener;

@@ -1,0 +1,168 @@
+//! The client package (clients/js, served at /client.js) in Chromium against
+//! the real server: a reload resumes rooms and inbox from the positions it
+//! saved in IndexedDB, and a send made while the node is down is delivered,
+//! acked once, after the node comes back.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Client as Browser;
+use serde_json::{Value, json};
+
+use super::Driver;
+use crate::common::{Client, Server};
+
+/// A client in the page as `window.c`, with what it delivers in
+/// `window.got` ("<where> <text>") and its states in `window.states`.
+const START: &str = r#"
+const [opts, done] = [arguments[0], arguments[arguments.length - 1]];
+window.got = []; window.states = [];
+window.c = new RtgateClient(Object.assign({ url: location.origin, userId: "alice" }, opts));
+c.on("message", (m) => got.push(`${m.roomId ? "room " + m.roomId : "direct"} ${m.msgBody.text}`));
+c.on("state", (s) => states.push(s.state));
+c.connect().then((m) => done({ inboxSeq: m.inboxSeq, transport: c.transport }), (e) => done({ error: String(e) }));
+"#;
+
+/// Evaluates `expr` in the page until it is truthy (or 20 s pass); returns it.
+async fn until(b: &Browser, expr: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = b.execute(&format!("return {expr}"), vec![]).await.unwrap();
+        if !v.is_null() && v != json!(false) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the page never had {expr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn got(b: &Browser) -> Vec<String> {
+    serde_json::from_value(b.execute("return window.got", vec![]).await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_reload_resumes_rooms_and_inbox_from_saved_positions() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let b = driver.browser("reload").await;
+    let page = format!("http://{}/", server.http);
+    b.goto(&page).await.unwrap();
+    let login = b.execute_async(START, vec![json!({})]).await.unwrap();
+    assert!(login.get("error").is_none(), "{login}");
+    b.execute("return c.join('lobby')", vec![]).await.unwrap();
+
+    let (mut bob, _) = Client::login(&server, "bob").await;
+    bob.send(&json!({"msgType": 5, "roomId": "lobby"})).await;
+    bob.recv_type(5).await;
+    let say = |to: Value, text: &str| {
+        let mut m = json!({"msgType": 3, "msgBody": {"text": text}});
+        m.as_object_mut()
+            .unwrap()
+            .extend(to.as_object().unwrap().clone());
+        m
+    };
+    let room = json!({"roomId": "lobby"});
+    let direct = json!({"receivedUserId": "alice"});
+    for m in [say(room.clone(), "one"), say(direct.clone(), "two")] {
+        bob.send(&m).await;
+        bob.recv_type(4).await;
+    }
+    until(&b, "got.length === 2").await;
+    // The page goes away (positions were saved as messages arrived).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.goto("about:blank").await.unwrap();
+    for m in [
+        say(room.clone(), "three"),
+        say(direct.clone(), "four"),
+        say(room.clone(), "five"),
+    ] {
+        bob.send(&m).await;
+        bob.recv_type(4).await;
+    }
+    // A fresh page and a fresh client that names no room: it is back in the
+    // lobby and gets exactly what it missed, nothing it had.
+    b.goto(&page).await.unwrap();
+    let login = b.execute_async(START, vec![json!({})]).await.unwrap();
+    assert!(login.get("error").is_none(), "{login}");
+    until(&b, "got.length >= 3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut replayed = got(&b).await;
+    replayed.sort();
+    assert_eq!(
+        replayed,
+        ["direct four", "room lobby five", "room lobby three"]
+    );
+    assert_eq!(
+        b.execute("return [...c.rooms]", vec![]).await.unwrap(),
+        json!(["lobby"])
+    );
+    bob.send(&say(room, "six, live")).await;
+    until(&b, "got.includes('room lobby six, live')").await;
+    // The saved positions are in IndexedDB, under this origin and user.
+    let saved = b
+        .execute_async(
+            r#"const done = arguments[0];
+            const req = indexedDB.open("rtgate");
+            req.onsuccess = () => {
+              const get = req.result.transaction("positions").objectStore("positions").get(`${location.origin}|alice`);
+              get.onsuccess = () => done(get.result);
+            };"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved["user"], "alice");
+    assert_eq!(saved["joined"], json!(["lobby"]));
+    assert!(saved["inbox"].as_u64().unwrap() >= 2, "{saved}");
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_made_while_the_node_is_down_is_delivered_once_it_is_back() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let b = driver.browser("outbox").await;
+    b.goto(&format!("http://{}/", server.http)).await.unwrap();
+    let login = b
+        .execute_async(START, vec![json!({"backoffMs": 200, "maxBackoffMs": 1000})])
+        .await
+        .unwrap();
+    assert!(login.get("error").is_none(), "{login}");
+
+    // The node dies; the page sends while it is gone.
+    let place = server.kill_keep_place();
+    until(&b, "c.state === 'reconnecting'").await;
+    let pending = b
+        .execute(
+            r#"window.sent = null;
+            c.sendToUser("bob", { text: "sent while down" }).then(
+              (a) => { window.sent = { msgId: a.msgId, seq: a.seq }; },
+              (e) => { window.sent = { error: e.code + " " + e.message }; });
+            return c.pendingSends"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending, json!(1), "queued, not lost and not failed");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        b.execute("return window.sent", vec![]).await.unwrap(),
+        Value::Null,
+        "still waiting while the node is down"
+    );
+    // It comes back on the same ports and data: the client reconnects and
+    // the outbox sends; the ack settles the page's promise.
+    let server = Server::start_at(place, &[]);
+    let sent = until(&b, "window.sent").await;
+    assert!(sent.get("error").is_none(), "{sent}");
+    assert_eq!(
+        b.execute("return c.pendingSends", vec![]).await.unwrap(),
+        json!(0)
+    );
+    // bob, logging in now, finds it in his inbox, once.
+    let (mut bob, _) = Client::login(&server, "bob").await;
+    let m = bob.recv_type(3).await;
+    assert_eq!(m["msgBody"], json!({"text": "sent while down"}));
+    assert_eq!(m["msgId"], sent["msgId"]);
+    bob.expect_silence(Duration::from_millis(500)).await;
+    b.close().await.unwrap();
+}
