@@ -2,8 +2,8 @@
 # Runs every test: installs what a fresh Debian machine lacks for them
 # (Chromium and chromedriver, Firefox ESR, NSS's certutil and geckodriver
 # for the browser tests, redis-server and nginx for the cluster tests,
-# Prometheus's promtool for the alert rules,
-# aioquic for the WebTransport tests), then `cargo test`. Every service a test needs is started by that test, on
+# Prometheus's promtool for the alert rules, Node.js and npm for the client
+# package in clients/js, aioquic for the WebTransport tests), then `cargo test`. Every service a test needs is started by that test, on
 # loopback ports it picks.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
@@ -18,6 +18,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
@@ -42,12 +44,26 @@ if ! command -v geckodriver >/dev/null 2>&1; then
   cargo install --locked --quiet geckodriver@0.37.1
 fi
 
+# The client package: its unit tests, the check that the bundle the server
+# embeds (web/client.js) is what its sources build, and `npm pack`.
+echo "== clients/js: npm ci, npm test, bundle check, npm pack"
+node_log=$(mktemp)
+(
+  cd clients/js
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test 2>&1 | tee "$node_log" | grep -E '^# (tests|pass|fail)|^not ok'
+  npm run --silent check
+  mkdir -p ../../target/npm
+  tarball=../../target/npm/$(npm pack --silent --pack-destination ../../target/npm | tail -1)
+  ./scripts/consumer.sh "$tarball"
+)
+
 echo "== cargo build --examples (the e2e tests run the example clients)"
 cargo build --examples
 
 echo "== cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$node_log"' EXIT
 # Unit, property and store conformance tests (lib) and the end-to-end suite.
 set +e
 cargo test --lib --test e2e "$@" 2>&1 | tee "$log"
@@ -70,5 +86,6 @@ if [ "$status" -eq 0 ]; then
 fi
 # One closing line over every test binary (and the chaos run).
 awk -v cp="$chaos_passed" -v cf="$chaos_failed" \
-  '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p + cp, f + cf }' "$log"
+  '/^test result:/ { p += $4; f += $6 } /^# pass / { p += $3 } /^# fail / { f += $3 }
+   END { printf "tests: %d passed, %d failed\n", p + cp, f + cf }' "$log" "$node_log"
 exit "$status"
