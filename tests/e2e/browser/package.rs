@@ -1,14 +1,15 @@
-//! The client package (clients/js, served at /client.js) in Chromium against
-//! the real server: a reload resumes rooms and inbox from the positions it
-//! saved in IndexedDB, and a send made while the node is down is delivered,
-//! acked once, after the node comes back.
+//! The client package (clients/js, served at /client.js) against the real
+//! server, in Chromium (transport race) and in Firefox (WebTransport): a
+//! reload resumes rooms and inbox from the positions it saved in IndexedDB,
+//! and a send made while the node is down is delivered, acked once, after
+//! the node comes back.
 
 use std::time::{Duration, Instant};
 
 use fantoccini::Client as Browser;
 use serde_json::{Value, json};
 
-use super::Driver;
+use super::{Driver, Gecko};
 use crate::common::{Client, Server};
 
 /// A client in the page as `window.c`, with what it delivers in
@@ -39,15 +40,46 @@ async fn got(b: &Browser) -> Vec<String> {
     serde_json::from_value(b.execute("return window.got", vec![]).await.unwrap()).unwrap()
 }
 
+/// Starts the page's client with `opts`; asserts it logged in over `transport`.
+async fn start(b: &Browser, opts: &Value, transport: Option<&str>) {
+    let login = b.execute_async(START, vec![opts.clone()]).await.unwrap();
+    assert!(login.get("error").is_none(), "{login}");
+    if let Some(t) = transport {
+        assert_eq!(login["transport"], t);
+    }
+}
+
 #[tokio::test]
 async fn a_reload_resumes_rooms_and_inbox_from_saved_positions() {
-    let server = Server::start(&[]);
     let driver = Driver::start();
     let b = driver.browser("reload").await;
+    reload_resumes(&b, &json!({}), None).await;
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_made_while_the_node_is_down_is_delivered_once_it_is_back() {
+    let driver = Driver::start();
+    let b = driver.browser("outbox").await;
+    outbox_survives_a_restart(&b, &json!({}), None).await;
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn in_firefox_over_webtransport_a_reload_resumes_and_the_outbox_survives_a_restart() {
+    let gecko = Gecko::start();
+    let b = gecko.browser().await;
+    let wt = json!({"transport": "webtransport"});
+    reload_resumes(&b, &wt, Some("webtransport")).await;
+    outbox_survives_a_restart(&b, &wt, Some("webtransport")).await;
+    b.close().await.unwrap();
+}
+
+async fn reload_resumes(b: &Browser, opts: &Value, transport: Option<&str>) {
+    let server = Server::start(&[]);
     let page = format!("http://{}/", server.http);
     b.goto(&page).await.unwrap();
-    let login = b.execute_async(START, vec![json!({})]).await.unwrap();
-    assert!(login.get("error").is_none(), "{login}");
+    start(b, opts, transport).await;
     b.execute("return c.join('lobby')", vec![]).await.unwrap();
 
     let (mut bob, _) = Client::login(&server, "bob").await;
@@ -66,7 +98,7 @@ async fn a_reload_resumes_rooms_and_inbox_from_saved_positions() {
         bob.send(&m).await;
         bob.recv_type(4).await;
     }
-    until(&b, "got.length === 2").await;
+    until(b, "got.length === 2").await;
     // The page goes away (positions were saved as messages arrived).
     tokio::time::sleep(Duration::from_millis(500)).await;
     b.goto("about:blank").await.unwrap();
@@ -81,11 +113,10 @@ async fn a_reload_resumes_rooms_and_inbox_from_saved_positions() {
     // A fresh page and a fresh client that names no room: it is back in the
     // lobby and gets exactly what it missed, nothing it had.
     b.goto(&page).await.unwrap();
-    let login = b.execute_async(START, vec![json!({})]).await.unwrap();
-    assert!(login.get("error").is_none(), "{login}");
-    until(&b, "got.length >= 3").await;
+    start(b, opts, transport).await;
+    until(b, "got.length >= 3").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut replayed = got(&b).await;
+    let mut replayed = got(b).await;
     replayed.sort();
     assert_eq!(
         replayed,
@@ -96,7 +127,7 @@ async fn a_reload_resumes_rooms_and_inbox_from_saved_positions() {
         json!(["lobby"])
     );
     bob.send(&say(room, "six, live")).await;
-    until(&b, "got.includes('room lobby six, live')").await;
+    until(b, "got.includes('room lobby six, live')").await;
     // The saved positions are in IndexedDB, under this origin and user.
     let saved = b
         .execute_async(
@@ -113,24 +144,23 @@ async fn a_reload_resumes_rooms_and_inbox_from_saved_positions() {
     assert_eq!(saved["user"], "alice");
     assert_eq!(saved["joined"], json!(["lobby"]));
     assert!(saved["inbox"].as_u64().unwrap() >= 2, "{saved}");
-    b.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_send_made_while_the_node_is_down_is_delivered_once_it_is_back() {
-    let server = Server::start(&[]);
-    let driver = Driver::start();
-    let b = driver.browser("outbox").await;
+async fn outbox_survives_a_restart(b: &Browser, opts: &Value, transport: Option<&str>) {
+    // A killed node sends nothing more: a WebSocket sees the reset at once,
+    // a QUIC session only when the idle timeout passes, kept short here.
+    let args = ["--wt-idle-timeout-sec", "3", "--wt-keepalive-sec", "1"];
+    let server = Server::start(&args);
     b.goto(&format!("http://{}/", server.http)).await.unwrap();
-    let login = b
-        .execute_async(START, vec![json!({"backoffMs": 200, "maxBackoffMs": 1000})])
-        .await
-        .unwrap();
-    assert!(login.get("error").is_none(), "{login}");
+    let mut opts = opts.clone();
+    opts["backoffMs"] = json!(200);
+    opts["maxBackoffMs"] = json!(1000);
+    opts["userId"] = json!("amy");
+    start(b, &opts, transport).await;
 
     // The node dies; the page sends while it is gone.
     let place = server.kill_keep_place();
-    until(&b, "c.state === 'reconnecting'").await;
+    until(b, "c.state === 'reconnecting'").await;
     let pending = b
         .execute(
             r#"window.sent = null;
@@ -151,8 +181,8 @@ async fn a_send_made_while_the_node_is_down_is_delivered_once_it_is_back() {
     );
     // It comes back on the same ports and data: the client reconnects and
     // the outbox sends; the ack settles the page's promise.
-    let server = Server::start_at(place, &[]);
-    let sent = until(&b, "window.sent").await;
+    let server = Server::start_at(place, &args);
+    let sent = until(b, "window.sent").await;
     assert!(sent.get("error").is_none(), "{sent}");
     assert_eq!(
         b.execute("return c.pendingSends", vec![]).await.unwrap(),
@@ -164,5 +194,7 @@ async fn a_send_made_while_the_node_is_down_is_delivered_once_it_is_back() {
     assert_eq!(m["msgBody"], json!({"text": "sent while down"}));
     assert_eq!(m["msgId"], sent["msgId"]);
     bob.expect_silence(Duration::from_millis(500)).await;
-    b.close().await.unwrap();
+    if let Some(t) = transport {
+        assert_eq!(b.execute("return c.transport", vec![]).await.unwrap(), t);
+    }
 }
