@@ -84,6 +84,7 @@ fn hub_room_fanout(b: Bencher, n: usize) {
             Delivery::Reliable,
             None,
         ),
+        trace: None,
     };
     b.bench_local(|| {
         hub.deliver(&env);
@@ -110,6 +111,7 @@ fn request(i: u64) -> AppendRequest {
         message: m,
         dedupe: None,
         origin: None,
+        trace: None,
     }
 }
 

@@ -46,3 +46,7 @@ pub mod store;
 pub(crate) mod telemetry;
 pub(crate) mod transport;
 pub(crate) mod webhook;
+
+/// OpenTelemetry trace export (`--otlp-endpoint`), set up by the binary
+/// with its logging.
+pub use telemetry::otel::{OtelError, Traces};

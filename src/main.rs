@@ -3,20 +3,27 @@
 
 use anyhow::Context;
 use clap::Parser;
-use rtgate::config::{Cli, Cmd, LogFormat, Options};
-use tracing_subscriber::EnvFilter;
+use rtgate::Traces;
+use rtgate::config::{Cli, Cmd, Config, LogFormat, Options};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, fmt};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let file = match &cli.config {
         Some(path) => Options::from_file(path)?,
         None => Options::default(),
     };
     let config = cli.options.over(file).resolve()?;
-    init_logs(config.ops.log_format);
-    match cli.command.unwrap_or(Cmd::Serve) {
-        Cmd::Serve => serve(config).await,
+    // Before the runtime: the trace exporter's HTTP client is a blocking one
+    // on a thread of its own.
+    let traces = init_logs(&config)?;
+    let result = match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?
+            .block_on(serve(config)),
         Cmd::GenCert { out } => {
             let dir = out.unwrap_or_else(|| config.store.data.join("certs"));
             let id = rtgate::certs::write_dev(&dir, rtgate::certs::DEV_VALIDITY)
@@ -29,7 +36,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
+    };
+    if let Some(t) = traces {
+        t.shutdown();
     }
+    result
 }
 
 async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
@@ -50,15 +61,34 @@ async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Logs to stderr (filtered by `RUST_LOG`), and spans to the OTLP collector
+/// when one is configured. Each has its own filter, so the exported spans
+/// cost nothing when there is no collector, and never reach the log.
+fn init_logs(config: &Config) -> anyhow::Result<Option<Traces>> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("rtgate::otel=off".parse().expect("a valid directive"));
+    let logs = fmt::layer().with_writer(std::io::stderr);
+    let logs = match config.ops.log_format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().boxed(),
+    };
+    let traces = match &config.ops.otlp {
+        Some(o) => Some(
+            Traces::start(
+                &o.endpoint,
+                o.sample_ratio,
+                config.cluster.node_id.as_deref(),
+            )
+            .context("setting up trace export")?,
+        ),
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces.as_ref().map(|t| t.layer()))
+        .init();
+    Ok(traces)
 }
 
 async fn shutdown_signal() {

@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::model::{Channel, SessionId, now_ms, plan};
 use crate::protocol::{Delivered, Destination, Id, Publish};
 use crate::store::{AppendRequest, Appended, CommitSink, Committed, DedupeKey, Store, StoreError};
+use crate::telemetry::otel;
 
 /// Routes committed messages: the store's [`CommitSink`] for stores that do
 /// not publish by themselves (memory, SQLite).
@@ -26,7 +29,7 @@ impl Dispatcher {
 
 impl CommitSink for Dispatcher {
     fn committed(&self, c: Committed) {
-        for env in plan(&c.message, c.payload, &c.channel, c.origin) {
+        for env in plan(&c.message, c.payload, &c.channel, c.origin, c.trace) {
             self.broker.publish(env);
         }
     }
@@ -65,8 +68,10 @@ impl Publisher {
 
     /// Stamps and routes a message from `from`. `origin` is the sending
     /// session (none for the server API). The store append is queued before
-    /// this returns, so sends from one session keep their order.
+    /// this returns, so sends from one session keep their order. The
+    /// current span's trace (see [`otel`]) travels with the message.
     pub fn send(&self, from: Id, origin: Option<SessionId>, p: Publish) -> Sent {
+        let trace = otel::current();
         let (received_user_id, room_id, channel) = match p.to {
             Destination::User { user, context } => {
                 (Some(user.clone()), context, Channel::Inbox(user))
@@ -89,7 +94,7 @@ impl Publisher {
         };
         if p.volatile {
             let payload = message.to_bytes();
-            for env in plan(&message, payload, &channel, origin) {
+            for env in plan(&message, payload, &channel, origin, trace) {
                 self.broker.publish(env);
             }
             return Sent::Volatile;
@@ -98,11 +103,18 @@ impl Publisher {
             user: from,
             client_msg_id,
         });
-        Sent::Stored(self.store.append(AppendRequest {
+        let span =
+            tracing::trace_span!(target: otel::TARGET, "message.store", msg_id = %message.msg_id);
+        let appended = self.store.append(AppendRequest {
             channel,
             message,
             dedupe,
             origin,
-        }))
+            trace,
+        });
+        Sent::Stored(match span.is_disabled() {
+            true => appended,
+            false => appended.instrument(span).boxed(),
+        })
     }
 }

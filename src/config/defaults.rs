@@ -59,6 +59,8 @@ pub const REDIS_WAIT_MS: u64 = 500;
 pub const PRESENCE_TTL_SEC: u64 = 20;
 /// `--log-format`.
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+/// `--otlp-sample-ratio`: every trace.
+pub const OTLP_SAMPLE_RATIO: f64 = 1.0;
 /// `--hook-timeout-ms`: one backend hook call, queueing for a slot included.
 pub const HOOK_TIMEOUT_MS: u64 = 1000;
 /// `--hook-max-in-flight`: calls to one hook at once.

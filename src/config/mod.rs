@@ -289,6 +289,30 @@ mod tests {
     }
 
     #[test]
+    fn trace_export_needs_an_http_collector_and_a_ratio_in_range() {
+        assert!(Config::default().ops.otlp.is_none());
+        let c = args(&["--otlp-endpoint", "http://127.0.0.1:4318"])
+            .resolve()
+            .unwrap();
+        let o = c.ops.otlp.unwrap();
+        assert_eq!(
+            (o.endpoint.as_str(), o.sample_ratio),
+            ("http://127.0.0.1:4318/", 1.0)
+        );
+        for (bad, why) in [
+            (&["--otlp-endpoint", "https://c:4318"][..], "only http://"),
+            (&["--otlp-endpoint", "c:4318"][..], "otlp-endpoint"),
+            (
+                &["--otlp-endpoint", "http://c", "--otlp-sample-ratio", "1.5"][..],
+                "between 0 and 1",
+            ),
+        ] {
+            let e = args(bad).resolve().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file = Options::from_toml(
             "http = \"127.0.0.1:9000\"\nrate-limit = 7\nallowed-origin = [\"https://a\"]",

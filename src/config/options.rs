@@ -244,6 +244,12 @@ options_group! {
                 [env = "RTGATE_DRAIN_SEC", value_name = "N"];
             log_format: LogFormat = defaults::LOG_FORMAT, "Log format; the filter comes from RUST_LOG",
                 [env = "RTGATE_LOG_FORMAT", value_name = "FORMAT"];
+            otlp_sample_ratio: f64 = defaults::OTLP_SAMPLE_RATIO, "Share of new traces exported (0 to 1); a message keeps the decision of the trace it came with",
+                [env = "RTGATE_OTLP_SAMPLE_RATIO", value_name = "RATIO"];
+        }
+        plain {
+            otlp_endpoint: String, "OpenTelemetry collector (OTLP over HTTP, JSON) that spans of logins, messages and hook calls go to, e.g. http://127.0.0.1:4318; off when absent",
+                [env = "RTGATE_OTLP_ENDPOINT", value_name = "URL"];
         }
     }
 }

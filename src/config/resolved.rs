@@ -175,6 +175,17 @@ pub struct OpsConfig {
     pub drain: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where traces go, when exported.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// OpenTelemetry trace export.
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// The collector's URL (`http://`).
+    pub endpoint: String,
+    /// Share of new traces exported.
+    pub sample_ratio: f64,
 }
 
 /// Backend hooks (protocol §11).
@@ -226,6 +237,24 @@ fn hook_url(url: Option<String>, what: &str) -> Result<Option<http::Uri>, Config
         return Err(bad("no host"));
     }
     Ok(Some(uri))
+}
+
+/// The trace export, when `--otlp-endpoint` is set: an http:// URL (the
+/// collector is an agent on the host or a sidecar) and a ratio in 0..=1.
+fn otlp(ops: &super::options::OpsOptions) -> Result<Option<OtlpConfig>, ConfigError> {
+    let Some(endpoint) = hook_url(ops.otlp_endpoint.clone(), "otlp-endpoint")? else {
+        return Ok(None);
+    };
+    let sample_ratio = ops.otlp_sample_ratio();
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(ConfigError::Invalid(format!(
+            "otlp-sample-ratio {sample_ratio}: must be between 0 and 1"
+        )));
+    }
+    Ok(Some(OtlpConfig {
+        endpoint: endpoint.to_string(),
+        sample_ratio,
+    }))
 }
 
 impl Default for Config {
@@ -315,6 +344,7 @@ impl Options {
             ops: OpsConfig {
                 drain: secs(ops.drain_sec(), "drain-sec")?,
                 log_format: ops.log_format(),
+                otlp: otlp(&ops)?,
             },
             hooks: HooksConfig {
                 connect: hook_url(hooks.connect_hook.clone(), "connect-hook")?,

@@ -15,9 +15,11 @@ use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use crate::config::{HookName, HooksConfig, Secret};
 use crate::telemetry;
+use crate::telemetry::otel;
 
 /// The signature header.
 pub(crate) const SIGNATURE: &str = "x-rtgate-signature";
@@ -148,14 +150,23 @@ impl HookClient {
         decide: impl FnOnce(Answer) -> Result<T, HookError>,
     ) -> Result<T, HookError> {
         let started = Instant::now();
+        let span = tracing::trace_span!(
+            target: otel::TARGET,
+            "hook",
+            otel.name = %format_args!("hook.{}", ep.label),
+            url = %ep.url,
+            outcome = tracing::field::Empty,
+        );
         let result = self
             .exchange(ep, body, started + self.timeout)
+            .instrument(span.clone())
             .await
             .and_then(decide);
         let outcome = match &result {
             Ok(_) => "answered",
             Err(e) => e.kind(),
         };
+        span.record("outcome", outcome);
         telemetry::hook_call(ep.label, started.elapsed(), outcome);
         result
     }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::presence::{SessionInfo, SessionMeta};
 use crate::model::{Envelope, OutFrame, SessionId, Target};
 use crate::protocol::{CloseCode, Id};
+use crate::telemetry::otel;
 
 /// Tells a session to close itself, from any thread, without waiting.
 #[derive(Debug, Default)]
@@ -184,8 +185,28 @@ impl Hub {
             .is_some()
     }
 
-    /// Offers an envelope to its local sessions. Never waits.
+    /// Offers an envelope to its local sessions. Never waits. With traces
+    /// exported, the offer is a span of the message's trace.
     pub fn deliver(&self, env: &Envelope) -> Reach {
+        let Some(parent) = env.trace.filter(|_| otel::enabled()) else {
+            return self.offer(env);
+        };
+        let span = tracing::trace_span!(
+            target: otel::TARGET,
+            "message.deliver",
+            to = ?env.target,
+            queued = tracing::field::Empty,
+            dropped = tracing::field::Empty,
+        );
+        otel::set_parent(&span, parent);
+        let _in = span.enter();
+        let out = self.offer(env);
+        span.record("queued", out.queued);
+        span.record("dropped", out.dropped);
+        out
+    }
+
+    fn offer(&self, env: &Envelope) -> Reach {
         let map = match &env.target {
             Target::User(u) => self.inner.users.get(u),
             Target::Room(r) => self.inner.rooms.get(r),
@@ -325,6 +346,7 @@ mod tests {
             target,
             exclude,
             frame: OutFrame::new(Bytes::from_static(b"{}"), Delivery::Reliable, None),
+            trace: None,
         }
     }
 

@@ -40,6 +40,7 @@ impl Control {
             target: Target::User(user),
             exclude: None,
             frame: OutFrame::new(Bytes::from(payload), Delivery::Control, None),
+            trace: None,
         }
     }
 

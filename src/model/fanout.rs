@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::{Channel, Delivery, Envelope, OutFrame, Position, SessionId, Target};
+use super::{Channel, Delivery, Envelope, OutFrame, Position, SessionId, Target, TraceParent};
 use crate::protocol::Delivered;
 
 /// The deliveries of one message.
@@ -14,12 +14,14 @@ use crate::protocol::Delivered;
 /// `message.seq` set means a stored message at that seq of `channel`;
 /// unset means a volatile one. `payload` is `message` serialized (the caller
 /// has it already: the store serializes once to store it). `origin` is the
-/// sending session, `None` for the server API.
+/// sending session, `None` for the server API. `trace` travels with every
+/// envelope, so that delivery on any node joins the message's trace.
 pub fn plan(
     message: &Delivered,
     payload: Bytes,
     channel: &Channel,
     origin: Option<SessionId>,
+    trace: Option<TraceParent>,
 ) -> Vec<Envelope> {
     let stored = message.seq.is_some();
     let how = if stored {
@@ -37,6 +39,7 @@ pub fn plan(
             target: Target::Room(room.clone()),
             exclude: origin,
             frame,
+            trace,
         }],
         Channel::Inbox(user) => {
             let sender = &message.send_user_id;
@@ -55,12 +58,14 @@ pub fn plan(
                     target: Target::User(sender.clone()),
                     exclude: origin,
                     frame: OutFrame::new(payload, how, None),
+                    trace,
                 }
             });
             let main = Envelope {
                 target: Target::User(user.clone()),
                 exclude: None,
                 frame,
+                trace,
             };
             std::iter::once(main).chain(copy).collect()
         }
@@ -98,7 +103,7 @@ mod tests {
         let origin = SessionId::new();
         let m = message("alice", Some(7));
         let room = Channel::Room(id("r"));
-        let out = plan(&m, m.to_bytes(), &room, Some(origin));
+        let out = plan(&m, m.to_bytes(), &room, Some(origin), None);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].target, Target::Room(id("r")));
         assert_eq!(out[0].exclude, Some(origin));
@@ -116,7 +121,13 @@ mod tests {
     fn direct_goes_to_every_recipient_session_and_a_seqless_copy_to_the_sender() {
         let origin = SessionId::new();
         let m = message("alice", Some(3));
-        let out = plan(&m, m.to_bytes(), &Channel::Inbox(id("bob")), Some(origin));
+        let out = plan(
+            &m,
+            m.to_bytes(),
+            &Channel::Inbox(id("bob")),
+            Some(origin),
+            None,
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].target, Target::User(id("bob")));
         assert_eq!(out[0].exclude, None);
@@ -131,14 +142,14 @@ mod tests {
     #[test]
     fn a_message_to_oneself_has_no_copy() {
         let m = message("alice", Some(1));
-        let out = plan(&m, m.to_bytes(), &Channel::Inbox(id("alice")), None);
+        let out = plan(&m, m.to_bytes(), &Channel::Inbox(id("alice")), None, None);
         assert_eq!(out.len(), 1);
     }
 
     #[test]
     fn volatile_frames_travel_as_datagrams_and_share_one_payload() {
         let m = message("alice", None);
-        let out = plan(&m, m.to_bytes(), &Channel::Inbox(id("bob")), None);
+        let out = plan(&m, m.to_bytes(), &Channel::Inbox(id("bob")), None, None);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|e| e.frame.how == Delivery::Volatile));
         assert!(out.iter().all(|e| e.frame.position.is_none()));

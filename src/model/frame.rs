@@ -89,4 +89,6 @@ pub struct Envelope {
     pub exclude: Option<SessionId>,
     /// The frame.
     pub frame: OutFrame,
+    /// The trace of the message it carries, when traces are exported.
+    pub trace: Option<super::TraceParent>,
 }

@@ -8,6 +8,7 @@ pub mod event;
 pub mod fanout;
 pub mod frame;
 pub mod presence;
+pub mod trace;
 
 use std::fmt;
 
@@ -17,6 +18,7 @@ pub use clock::now_ms;
 pub use control::Control;
 pub use fanout::plan;
 pub use frame::{Delivery, Envelope, OutFrame, Position, Target};
+pub use trace::TraceParent;
 
 /// A session's id, unique across the cluster (a UUIDv7).
 #[derive(

@@ -78,6 +78,7 @@ pub fn event(room: &Id, user: &Id, change: Change, info: Option<&RawValue>) -> E
         target: Target::Room(room.clone()),
         exclude: None,
         frame: OutFrame::new(Bytes::from(payload), Delivery::Presence, Some(position)),
+        trace: None,
     }
 }
 

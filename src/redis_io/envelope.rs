@@ -1,11 +1,13 @@
 //! Envelopes on Redis Pub/Sub: which channel a target listens on, and the
-//! bytes of an envelope, `<seq|-> <u|r> <target> <exclude|-> <v|s|c|p>\n<payload>`.
+//! bytes of an envelope, `<seq|-> <u|r> <target> <exclude|-> <v|s|c|p>[ <traceparent>]\n<payload>`.
 //! Channels carry the hash tag of their keys, so that in a Redis Cluster
 //! the store's script can `SPUBLISH` to them in the slot it runs in.
 
 use bytes::Bytes;
 
-use crate::model::{Channel, Delivery, Envelope, OutFrame, Position, SessionId, Target};
+use crate::model::{
+    Channel, Delivery, Envelope, OutFrame, Position, SessionId, Target, TraceParent,
+};
 use crate::protocol::Id;
 
 /// The hash tag of a channel's keys: `{i:<user>}` or `{r:<room>}`.
@@ -53,7 +55,8 @@ pub(crate) fn encode(env: &Envelope) -> (String, Vec<u8>) {
         Delivery::Control => "c",
         Delivery::Presence => "p",
     };
-    let mut msg = format!("{seq} {kind} {id} {exclude} {how}\n").into_bytes();
+    let trace = env.trace.map_or_else(String::new, |t| format!(" {t}"));
+    let mut msg = format!("{seq} {kind} {id} {exclude} {how}{trace}\n").into_bytes();
     msg.extend_from_slice(&env.frame.payload);
     (pubsub_channel(&env.target), msg)
 }
@@ -78,6 +81,8 @@ pub(crate) fn decode(msg: &[u8]) -> Option<Envelope> {
         "p" => Delivery::Presence,
         _ => return None,
     };
+    // Absent when traces are off (and from nodes that predate it).
+    let trace = f.next().and_then(TraceParent::parse);
     let (target, channel) = match kind {
         "u" => (Target::User(target.clone()), Channel::Inbox(target)),
         "r" => (Target::Room(target.clone()), Channel::Room(target)),
@@ -94,6 +99,7 @@ pub(crate) fn decode(msg: &[u8]) -> Option<Envelope> {
         target,
         exclude,
         frame: OutFrame::new(payload, how, position),
+        trace,
     })
 }
 
@@ -119,6 +125,7 @@ mod tests {
                     seq: 42,
                 }),
             ),
+            trace: TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         };
         let (channel, wire) = encode(&env);
         assert_eq!(channel, "rtgate:{r:r1}:ch");
@@ -127,16 +134,20 @@ mod tests {
         assert_eq!(back.exclude, Some(sid));
         assert_eq!(back.frame.position, env.frame.position);
         assert_eq!(&back.frame.payload[..], br#"{"a":1}"#);
+        assert_eq!(back.trace, env.trace);
+        assert!(back.trace.is_some());
 
         let env = Envelope {
             target: Target::User(id("u")),
             exclude: None,
             frame: OutFrame::new(Bytes::from_static(b"x\ny"), Delivery::Volatile, None),
+            trace: None,
         };
         let back = decode(&encode(&env).1).unwrap();
         assert!(back.frame.position.is_none() && back.exclude.is_none());
         assert_eq!(back.frame.how, Delivery::Volatile);
         assert_eq!(&back.frame.payload[..], b"x\ny");
+        assert_eq!(back.trace, None);
         assert!(decode(b"garbage").is_none());
     }
 

@@ -6,6 +6,7 @@
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
+use tracing::Instrument;
 
 use super::state::LoggedIn;
 use crate::auth::{AuthError, Identity};
@@ -16,6 +17,7 @@ use crate::protocol::message::HISTORY;
 use crate::protocol::{CloseCode, Command, Destination, Id, ProtoError, Publish, Reply};
 use crate::routing::Sent;
 use crate::store::Appended;
+use crate::telemetry::otel;
 
 /// A message on its way to the store (through the publish hook, if one
 /// applies) whose ack or error is still to be sent, with its `clientMsgId`.
@@ -118,19 +120,41 @@ fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     if let Err(e) = gw.budgets().message(s.user(), recipient) {
         return Effects::error(e, cmid);
     }
+    // With traces exported, the message's trace starts here: the hook
+    // call, the store and every delivery (on any node) are its spans.
+    let span = tracing::trace_span!(
+        target: otel::TARGET,
+        "message.accept",
+        user = %s.user(),
+        msg_type = p.msg_type,
+        volatile = p.volatile,
+    );
     let hooked = gw.hooks().publish_applies(&p);
     if !p.volatile && (hooked || s.turns.busy()) {
         return Effects {
-            ack: Some(publish_after_hook(s, gw, p, hooked)),
+            ack: Some(traced(publish_after_hook(s, gw, p, hooked), span)),
             ..Effects::default()
         };
     }
-    match gw.publisher().send(s.user().clone(), Some(s.id), p) {
+    let sent = span.in_scope(|| gw.publisher().send(s.user().clone(), Some(s.id), p));
+    match sent {
         Sent::Volatile => Effects::default(),
         Sent::Stored(fut) => Effects {
-            ack: Some(fut.map(move |r| (cmid, r.map_err(Into::into))).boxed()),
+            ack: Some(traced(
+                fut.map(move |r| (cmid, r.map_err(Into::into))).boxed(),
+                span,
+            )),
             ..Effects::default()
         },
+    }
+}
+
+/// The ack inside the message's span (which so lasts until the ack), when
+/// traces are exported.
+fn traced(ack: AckFuture, span: tracing::Span) -> AckFuture {
+    match span.is_disabled() {
+        true => ack,
+        false => ack.instrument(span).boxed(),
     }
 }
 

@@ -396,8 +396,14 @@ impl<T: Transport> Driver<T> {
             // Logins come here only before one succeeded, while `url` is set.
             return Flow::Continue;
         };
-        let started = match login::login(&self.gw, &self.cancel, login, url, frame).await {
-            Ok(s) => s,
+        let span =
+            tracing::trace_span!(target: telemetry::otel::TARGET, "login", user = field::Empty);
+        let attempt = login::login(&self.gw, &self.cancel, login, url, frame);
+        let started = match attempt.instrument(span.clone()).await {
+            Ok(s) => {
+                span.record("user", field::display(s.state.user()));
+                s
+            }
             Err(Refused::Bad(e)) => return self.error(e, None).await.into(),
             Err(Refused::Close(e, code)) => {
                 return match self.error(e, None).await {

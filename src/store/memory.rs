@@ -134,6 +134,7 @@ impl Store for MemoryStore {
             message: req.message,
             payload,
             origin: req.origin,
+            trace: req.trace,
         });
         ready(Ok(ack)).boxed()
     }

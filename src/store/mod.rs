@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
-use crate::model::{Channel, SessionId};
+use crate::model::{Channel, SessionId, TraceParent};
 use crate::protocol::{Delivered, Id};
 
 pub use memory::MemoryStore;
@@ -59,6 +59,8 @@ pub struct AppendRequest {
     pub dedupe: Option<DedupeKey>,
     /// The sending session, kept out of its own room broadcast.
     pub origin: Option<SessionId>,
+    /// The message's trace, handed on to its deliveries.
+    pub trace: Option<TraceParent>,
 }
 
 /// The result of an append: what the ack carries.
@@ -86,6 +88,8 @@ pub struct Committed {
     pub payload: Bytes,
     /// The sending session.
     pub origin: Option<SessionId>,
+    /// The message's trace.
+    pub trace: Option<TraceParent>,
 }
 
 /// Receives committed messages, in `seq` order per channel, right after they

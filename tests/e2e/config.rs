@@ -153,6 +153,12 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("wt-max-connections", "321", "321"),
     ("drain-sec", "2", "2"),
     ("log-format", "json", "\"json\""),
+    (
+        "otlp-endpoint",
+        "http://127.0.0.1:4318",
+        "\"http://127.0.0.1:4318\"",
+    ),
+    ("otlp-sample-ratio", "0.25", "0.25"),
     ("hook-timeout-ms", "250", "250"),
     ("hook-max-in-flight", "8", "8"),
     (
@@ -236,6 +242,8 @@ fn flag_env_twin_and_config_key_agree_for_every_option() {
         let partner = match *name {
             "tls-cert" => Some(("tls-key", "/tmp/p.pem")),
             "tls-key" => Some(("tls-cert", "/tmp/p.pem")),
+            // The ratio shows only with trace export on.
+            "otlp-sample-ratio" => Some(("otlp-endpoint", "http://127.0.0.1:4318")),
             _ => None,
         };
         let partner_flag = partner.map(|(n, v)| (format!("--{n}"), v));

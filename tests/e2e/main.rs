@@ -22,6 +22,7 @@ mod ops;
 mod presence;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+mod traces;
 mod webhook;
 mod wt;
 mod wt_client;

@@ -4,21 +4,23 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 
 use super::access::{ApiError, ApiJson, Authorized, JsonBytes, parse_id};
 use crate::gateway::Gateway;
-use crate::model::Channel;
+use crate::model::{Channel, TraceParent};
 use crate::protocol::command::MAX_HISTORY_LIMIT;
 use crate::protocol::message::HISTORY;
 use crate::protocol::{Id, ProtoError, decode_publish};
 use crate::routing::Sent;
+use crate::telemetry::otel;
 
 /// Most recipients of one broadcast.
 const MAX_BROADCAST: usize = 10_000;
@@ -100,8 +102,29 @@ impl Outcome {
     }
 }
 
-/// Sends one decoded message from the backend and waits for the store.
-async fn send_one(gw: &Gateway, raw: &[u8]) -> Result<Outcome, ApiError> {
+/// The W3C `traceparent` a backend sent: its trace goes on into rtgate.
+fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+}
+
+/// Sends one decoded message from the backend and waits for the store;
+/// with traces exported, as a span of the backend's trace when it sent one.
+async fn send_one(
+    gw: &Gateway,
+    raw: &[u8],
+    parent: Option<TraceParent>,
+) -> Result<Outcome, ApiError> {
+    let span = tracing::trace_span!(target: otel::TARGET, "message.accept", source = "api");
+    if let Some(p) = parent {
+        otel::set_parent(&span, p);
+    }
+    send_traced(gw, raw).instrument(span).await
+}
+
+async fn send_traced(gw: &Gateway, raw: &[u8]) -> Result<Outcome, ApiError> {
     let max = gw.config().limits.max_frame;
     if raw.len() > max {
         return Err(ApiError::BadRequest(format!("message exceeds {max} bytes")));
@@ -125,8 +148,12 @@ async fn send_one(gw: &Gateway, raw: &[u8]) -> Result<Outcome, ApiError> {
 
 /// Sends `messages` in order (each is queued for the store before the next,
 /// so a channel keeps their order) and answers each.
-async fn send_all(gw: &Gateway, messages: Vec<Vec<u8>>) -> Vec<Outcome> {
-    join_all(messages.iter().map(|m| send_one(gw, m)))
+async fn send_all(
+    gw: &Gateway,
+    messages: Vec<Vec<u8>>,
+    parent: Option<TraceParent>,
+) -> Vec<Outcome> {
+    join_all(messages.iter().map(|m| send_one(gw, m, parent)))
         .await
         .into_iter()
         .map(|r| r.unwrap_or_else(Outcome::failed))
@@ -151,15 +178,17 @@ async fn send_all(gw: &Gateway, messages: Vec<Vec<u8>>) -> Vec<Outcome> {
 pub(crate) async fn publish(
     State(gw): State<Gateway>,
     _: Authorized,
+    headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
+    let parent = traceparent(&headers);
     if body.trim_ascii_start().starts_with(b"[") {
         let batch: Vec<Box<RawValue>> = serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("batch: {e}")))?;
         let messages = batch.iter().map(|m| m.get().as_bytes().to_vec()).collect();
-        return Ok(Json(send_all(&gw, messages).await).into_response());
+        return Ok(Json(send_all(&gw, messages, parent).await).into_response());
     }
-    match send_one(&gw, &body).await? {
+    match send_one(&gw, &body, parent).await? {
         v @ Outcome::Volatile { .. } => Ok((StatusCode::ACCEPTED, Json(v)).into_response()),
         other => Ok(Json(other).into_response()),
     }
@@ -192,6 +221,7 @@ pub(crate) struct Broadcast {
 pub(crate) async fn broadcast(
     State(gw): State<Gateway>,
     _: Authorized,
+    headers: HeaderMap,
     ApiJson(b): ApiJson<Broadcast>,
 ) -> Result<Json<Vec<Outcome>>, ApiError> {
     if b.user_ids.is_empty() || b.user_ids.len() > MAX_BROADCAST {
@@ -210,7 +240,7 @@ pub(crate) async fn broadcast(
         message.insert("receivedUserId".into(), Value::String(user));
         each.push(serde_json::to_vec(&message).expect("JSON from JSON"));
     }
-    Ok(Json(send_all(&gw, each).await))
+    Ok(Json(send_all(&gw, each, traceparent(&headers)).await))
 }
 
 /// Which channel to read, and from where.

@@ -56,6 +56,7 @@ pub(super) fn request(channel: Channel, n: u64, cmid: Option<&str>) -> AppendReq
         message,
         dedupe,
         origin: None,
+        trace: None,
     }
 }
 

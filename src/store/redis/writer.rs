@@ -326,7 +326,7 @@ impl Writer {
             .arg(age_ms)
             .arg(now_ms().saturating_sub(age_ms));
         let mut after = Vec::new();
-        for env in plan(&req.message, payload, &req.channel, req.origin) {
+        for env in plan(&req.message, payload, &req.channel, req.origin, req.trace) {
             let (channel, msg) = envelope::encode(&env);
             // In a Redis Cluster a script may publish only in its own slot.
             if !self.conn.is_cluster() || same_slot(&env.target, &req.channel) {

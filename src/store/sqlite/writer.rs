@@ -323,6 +323,7 @@ impl Writer {
             message: req.message,
             payload,
             origin: req.origin,
+            trace: req.trace,
         };
         Ok((ack, Some((committed, key))))
     }
