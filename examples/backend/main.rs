@@ -105,6 +105,7 @@ async fn hook(
     } else {
         match name.as_str() {
             "connect" => connect(&request),
+            "publish" if request.is_array() => publish_batch(&request),
             "publish" => publish(&request),
             "join" => join(&request),
             // Events: a real backend dedupes them by id and acts on them.
@@ -112,10 +113,18 @@ async fn hook(
             _ => StatusCode::NOT_FOUND.into_response(),
         }
     };
-    app.calls.lock().unwrap().push(json!({
-        "hook": name, "signed": signed, "status": response.status().as_u16(), "body": request,
-        "http": format!("{version:?}"),
-    }));
+    let status = response.status().as_u16();
+    let http = format!("{version:?}");
+    let mut calls = app.calls.lock().unwrap();
+    match request.as_array() {
+        // A batch (--publish-hook-batch): one record per message in it.
+        Some(batch) => calls.extend(batch.iter().map(|m| {
+            json!({"hook": name, "signed": signed, "status": status, "body": m, "http": http, "batch": batch.len()})
+        })),
+        None => calls.push(json!({
+            "hook": name, "signed": signed, "status": status, "body": request, "http": http,
+        })),
+    }
     response
 }
 
@@ -158,19 +167,45 @@ fn connect(req: &Value) -> Response {
 /// What may be said: bizType 99 is reserved, a rude word is masked, and
 /// bizType 7 messages are filed under module 42.
 fn publish(req: &Value) -> Response {
+    let (status, answer) = publish_decision(req);
+    (status, Json(answer)).into_response()
+}
+
+/// A batch of publish calls: an array of answers in the same order, each
+/// with its `status` when not 200.
+fn publish_batch(batch: &Value) -> Response {
+    let answers: Vec<Value> = batch
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|req| match publish_decision(req) {
+            (StatusCode::OK, answer) => answer,
+            (status, mut answer) => {
+                answer["status"] = json!(status.as_u16());
+                answer
+            }
+        })
+        .collect();
+    Json(answers).into_response()
+}
+
+fn publish_decision(req: &Value) -> (StatusCode, Value) {
     let m = &req["message"];
     if m["bizType"] == 99 {
-        return refuse(StatusCode::FORBIDDEN, "bizType 99 is reserved");
+        return (
+            StatusCode::FORBIDDEN,
+            json!({"reason": "bizType 99 is reserved"}),
+        );
     }
     let body = m["msgBody"].to_string();
     if body.contains("darn") {
         let masked: Value = serde_json::from_str(&body.replace("darn", "****")).unwrap();
-        return Json(json!({"msgBody": masked})).into_response();
+        return (StatusCode::OK, json!({"msgBody": masked}));
     }
     if m["bizType"] == 7 {
-        return Json(json!({"bizOptModule": 42})).into_response();
+        return (StatusCode::OK, json!({"bizOptModule": 42}));
     }
-    Json(json!({})).into_response()
+    (StatusCode::OK, json!({}))
 }
 
 /// Rooms named `vip-*` are for users named `vip*`.

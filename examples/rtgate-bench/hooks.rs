@@ -73,13 +73,17 @@ pub(crate) async fn hooks(
     window: usize,
     pin: bool,
     http2: bool,
+    batch: usize,
 ) -> anyhow::Result<Value> {
     let backend = Backend::start().await?;
+    let batch = batch.to_string();
     let mut hook = vec![
         "--publish-hook",
         backend.url.as_str(),
         "--hook-secret",
         SECRET,
+        "--publish-hook-batch",
+        &batch,
     ];
     if http2 {
         hook.push("--hook-http2");

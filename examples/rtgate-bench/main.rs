@@ -136,6 +136,9 @@ enum Cmd {
         /// Call the hook over HTTP/2 (h2c) instead of HTTP/1.1.
         #[arg(long)]
         http2: bool,
+        /// Messages one hook call may carry (`--publish-hook-batch`).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
     },
     /// Room fan-out on one node compared with two nodes through Redis.
     Cluster {
@@ -344,7 +347,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pairs,
             pair_window,
             http2,
-        } => hooks::hooks(&server, &opts.opts(), pairs, pair_window, pin, http2).await?,
+            batch,
+        } => hooks::hooks(&server, &opts.opts(), pairs, pair_window, pin, http2, batch).await?,
         Cmd::Suite { ws_conns, wt_conns } => suite(&server, ws_conns, wt_conns, pin).await?,
         Cmd::Lossy {
             loss,

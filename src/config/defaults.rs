@@ -65,3 +65,7 @@ pub const OTLP_SAMPLE_RATIO: f64 = 1.0;
 pub const HOOK_TIMEOUT_MS: u64 = 1000;
 /// `--hook-max-in-flight`: calls to one hook at once.
 pub const HOOK_MAX_IN_FLIGHT: usize = 256;
+/// `--publish-hook-batch`: one message per call, the plain contract.
+pub const PUBLISH_HOOK_BATCH: usize = 1;
+/// The most messages `--publish-hook-batch` may put in one call.
+pub const MAX_PUBLISH_HOOK_BATCH: usize = 1000;

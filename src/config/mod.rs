@@ -313,6 +313,20 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_hook_batch_is_1_to_1000_messages() {
+        assert_eq!(Config::default().hooks.publish_batch, 1);
+        for bad in ["0", "1001"] {
+            let e = args(&["--publish-hook-batch", bad])
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("publish-hook-batch must be 1 to 1000"), "{e}");
+        }
+        let c = args(&["--publish-hook-batch", "64"]).resolve().unwrap();
+        assert_eq!(c.hooks.publish_batch, 64);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file = Options::from_toml(
             "http = \"127.0.0.1:9000\"\nrate-limit = 7\nallowed-origin = [\"https://a\"]",

@@ -262,6 +262,8 @@ options_group! {
                 [env = "RTGATE_HOOK_TIMEOUT_MS", value_name = "MS"];
             hook_max_in_flight: usize = defaults::HOOK_MAX_IN_FLIGHT, "Calls to one hook at once; more wait for a slot within the timeout",
                 [env = "RTGATE_HOOK_MAX_IN_FLIGHT", value_name = "N"];
+            publish_hook_batch: usize = defaults::PUBLISH_HOOK_BATCH, "Messages one publish hook call may carry: above 1, messages that wait for a free slot go together as a JSON array, answered by an array in the same order (the backend must accept arrays)",
+                [env = "RTGATE_PUBLISH_HOOK_BATCH", value_name = "N"];
         }
         plain {
             connect_hook: String, "URL the backend decides logins at (replaces JWT and dev identities)",

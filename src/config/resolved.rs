@@ -205,6 +205,8 @@ pub struct HooksConfig {
     pub timeout: Duration,
     /// Calls to one hook at once.
     pub max_in_flight: usize,
+    /// Messages one publish hook call may carry (1: one per call).
+    pub publish_batch: usize,
     /// HTTP/2 (h2c) instead of HTTP/1.1.
     pub http2: bool,
     /// bizTypes the publish hook sees (empty: all).
@@ -354,6 +356,7 @@ impl Options {
                 secret: secret(hooks.hook_secret.clone()),
                 timeout: Duration::from_millis(hooks.hook_timeout_ms()),
                 max_in_flight: hooks.hook_max_in_flight(),
+                publish_batch: hooks.publish_hook_batch(),
                 http2: hooks.hook_http2,
                 publish_biz_types: hooks.publish_hook_biz_type,
                 publish_rooms: hooks.publish_hook_room,
@@ -403,6 +406,12 @@ impl Config {
         }
         if self.hooks.timeout.is_zero() || self.hooks.max_in_flight == 0 {
             return invalid("hook-timeout-ms and hook-max-in-flight must be at least 1");
+        }
+        if !(1..=super::defaults::MAX_PUBLISH_HOOK_BATCH).contains(&self.hooks.publish_batch) {
+            return invalid(&format!(
+                "publish-hook-batch must be 1 to {}",
+                super::defaults::MAX_PUBLISH_HOOK_BATCH
+            ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("--tls-cert and --tls-key go together");

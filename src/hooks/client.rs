@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
+use super::batch::Batcher;
 use crate::config::{HookName, HooksConfig, Secret};
 use crate::telemetry;
 use crate::telemetry::otel;
@@ -25,6 +26,8 @@ use crate::telemetry::otel;
 pub(crate) const SIGNATURE: &str = "x-rtgate-signature";
 /// Which hook a request is for.
 pub(crate) const HOOK: &str = "x-rtgate-hook";
+/// How many messages a batched call carries.
+pub(crate) const BATCH: &str = "x-rtgate-batch";
 
 /// Why a hook call got no usable answer. The failure policy of the hook
 /// decides what happens to the request that needed it.
@@ -76,11 +79,14 @@ pub(crate) struct Endpoint {
     slots: Semaphore,
     max: usize,
     allow_on_failure: bool,
+    /// Set for a publish hook that takes batches.
+    batch: Option<Batcher>,
 }
 
 impl Endpoint {
-    /// The hook `name` at `url`, with its share of `cfg`.
-    pub(crate) fn new(name: HookName, url: Uri, cfg: &HooksConfig) -> Self {
+    /// The hook `name` at `url`, with its share of `cfg`; a batched publish
+    /// hook starts its sender on `client`.
+    pub(crate) fn new(name: HookName, url: Uri, cfg: &HooksConfig, client: &HookClient) -> Self {
         let label = match name {
             HookName::Connect => "connect",
             HookName::Publish => "publish",
@@ -88,12 +94,22 @@ impl Endpoint {
             HookName::Event => "event",
         };
         telemetry::hook_registered(label);
+        let batch = (name == HookName::Publish && cfg.publish_batch > 1).then(|| {
+            Batcher::spawn(
+                client.clone(),
+                url.clone(),
+                label,
+                cfg.publish_batch,
+                cfg.max_in_flight,
+            )
+        });
         Self {
             label,
             url,
             slots: Semaphore::new(cfg.max_in_flight),
             max: cfg.max_in_flight,
             allow_on_failure: cfg.allows_on_failure(name),
+            batch,
         }
     }
 
@@ -109,6 +125,7 @@ impl Endpoint {
 }
 
 /// The pooled client every hook call goes through.
+#[derive(Clone)]
 pub(crate) struct HookClient {
     http: Client<HttpConnector, Full<Bytes>>,
     secret: Option<Secret>,
@@ -177,13 +194,32 @@ impl HookClient {
         body: Vec<u8>,
         deadline: Instant,
     ) -> Result<Answer, HookError> {
+        if let Some(batch) = &ep.batch {
+            return batch.submit(body, deadline, self.timeout.as_millis()).await;
+        }
         let _slot = timeout_at(deadline, ep.slots.acquire())
             .await
             .map_err(|_| HookError::Busy(ep.max))?
             .expect("the semaphore is never closed");
-        let mut request = Request::post(ep.url.clone())
+        self.post(&ep.url, ep.label, body, deadline, None).await
+    }
+
+    /// One signed POST of `body` (a batch of `batch` messages when given)
+    /// and its answer, within `deadline`.
+    pub(crate) async fn post(
+        &self,
+        url: &Uri,
+        label: &'static str,
+        body: Vec<u8>,
+        deadline: Instant,
+        batch: Option<usize>,
+    ) -> Result<Answer, HookError> {
+        let mut request = Request::post(url.clone())
             .header(header::CONTENT_TYPE, "application/json")
-            .header(HOOK, ep.label);
+            .header(HOOK, label);
+        if let Some(n) = batch {
+            request = request.header(BATCH, n);
+        }
         if let Some(secret) = &self.secret {
             request = request.header(SIGNATURE, sign(secret.expose().as_bytes(), &body));
         }

@@ -4,6 +4,7 @@
 //! contract) follows the hook's policy: refuse (503, the default) or let
 //! the request through.
 
+mod batch;
 mod client;
 mod connect;
 mod join;
@@ -50,20 +51,24 @@ impl Hooks {
     /// The hooks of `cfg`; a rewritten message body may be up to
     /// `max_frame` bytes.
     pub(crate) fn new(cfg: &HooksConfig, max_frame: usize) -> Self {
+        // An answer carries at most a message body and some JSON around it;
+        // a batch's, one per message.
+        let max_answer = (max_frame + 64 * 1024) * cfg.publish_batch;
+        let client = HookClient::new(cfg, max_answer);
         let endpoint = |name, url: &Option<http::Uri>| {
-            url.as_ref().map(|u| Endpoint::new(name, u.clone(), cfg))
+            url.as_ref()
+                .map(|u| Endpoint::new(name, u.clone(), cfg, &client))
         };
         let filter = Filter {
             biz_types: cfg.publish_biz_types.clone(),
             rooms: cfg.publish_rooms.clone(),
         };
         Self {
-            // An answer carries at most a message body and some JSON around it.
-            client: HookClient::new(cfg, max_frame + 64 * 1024),
             connect: endpoint(HookName::Connect, &cfg.connect),
             publish: endpoint(HookName::Publish, &cfg.publish).map(|e| (e, filter)),
             join: endpoint(HookName::Join, &cfg.join),
             event: endpoint(HookName::Event, &cfg.event),
+            client,
             max_body: max_frame,
         }
     }

@@ -167,6 +167,11 @@ fn describe() {
         "rtgate_hook_calls_total",
         "Backend hook calls by hook and result (answered, busy, timeout, unreachable, status, answer)"
     );
+    describe_histogram!(
+        "rtgate_hook_batch_size",
+        Unit::Count,
+        "Messages per batched publish hook call (--publish-hook-batch)"
+    );
     describe_counter!(
         "rtgate_hook_decisions_total",
         "What hook answers or failure policies decided, by hook and decision"

@@ -208,6 +208,11 @@ pub(crate) fn hook_call(hook: &'static str, took: Duration, result: &'static str
     counter!("rtgate_hook_calls_total", "hook" => hook, "result" => result).increment(1);
 }
 
+/// One batched hook call of `n` messages.
+pub(crate) fn hook_batch(hook: &'static str, n: usize) {
+    histogram!("rtgate_hook_batch_size", "hook" => hook).record(n as f64);
+}
+
 /// What a hook's answer (or its failure policy) decided: `accept`,
 /// `rewrite`, `refuse`, `allowed_on_failure` or `refused_on_failure`.
 pub(crate) fn hook_decision(hook: &'static str, decision: &'static str) {

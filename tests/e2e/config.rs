@@ -161,6 +161,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("otlp-sample-ratio", "0.25", "0.25"),
     ("hook-timeout-ms", "250", "250"),
     ("hook-max-in-flight", "8", "8"),
+    ("publish-hook-batch", "16", "16"),
     (
         "connect-hook",
         "http://127.0.0.1:9/c",

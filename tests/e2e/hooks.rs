@@ -237,7 +237,32 @@ async fn the_connect_hook_works_over_webtransport_and_refreshes_the_session() {
 #[tokio::test]
 async fn the_publish_hook_accepts_rewrites_and_refuses_in_the_senders_order() {
     let b = Backend::start();
-    let s = hooked(&b, &[]);
+    let calls = accept_rewrite_refuse(&b, &[]).await;
+    assert!(calls.iter().all(|c| c.get("batch").is_none()));
+}
+
+#[tokio::test]
+async fn batched_publish_hook_calls_decide_each_message_in_the_senders_order() {
+    let b = Backend::start();
+    // One slot: while a call is out, the next messages wait and go together.
+    let s = accept_rewrite_refuse(
+        &b,
+        &["--publish-hook-batch", "8", "--hook-max-in-flight", "1"],
+    );
+    let calls = s.await;
+    let batched = calls
+        .iter()
+        .filter(|c| c["batch"].as_u64() > Some(1))
+        .count();
+    assert!(batched >= 2, "some messages went in batches: {calls:#?}");
+    assert!(calls.iter().all(|c| c["batch"].as_u64() <= Some(8)));
+}
+
+/// Eleven messages through the publish hook, whose answers come slow and
+/// out of order: accepted, rewritten and refused as the backend says,
+/// stored in the order sent. Returns the backend's record of the calls.
+async fn accept_rewrite_refuse(b: &Backend, extra: &[&str]) -> Vec<Value> {
+    let s = hooked(b, extra);
     let (mut ann, _) = with_cookie(&s, "ann").await;
     ann.recv_type(5).await;
     let (mut bob, _) = with_cookie(&s, "bob").await;
@@ -343,6 +368,7 @@ async fn the_publish_hook_accepts_rewrites_and_refuses_in_the_senders_order() {
         .await;
     assert_eq!(bob.recv_type(3).await["msgBody"], "typing");
     assert_eq!(b.calls("publish").await.len(), 11);
+    calls
 }
 
 #[tokio::test]
