@@ -48,7 +48,9 @@ fi
 # embeds (web/client.js) is what its sources build, and `npm pack`.
 echo "== clients/js: npm ci, npm test, bundle check, npm pack"
 node_log=$(mktemp)
+set +e
 (
+  set -e
   cd clients/js
   npm ci --no-audit --no-fund --loglevel=error
   npm test 2>&1 | tee "$node_log" | grep -E '^# (tests|pass|fail)|^not ok'
@@ -57,6 +59,8 @@ node_log=$(mktemp)
   tarball=../../target/npm/$(npm pack --silent --pack-destination ../../target/npm | tail -1)
   ./scripts/consumer.sh "$tarball"
 )
+js_status=$?
+set -e
 
 echo "== cargo build --examples (the e2e tests run the example clients)"
 cargo build --examples
@@ -69,6 +73,10 @@ set +e
 cargo test --lib --test e2e "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+if [ "$js_status" -ne 0 ]; then
+  echo "clients/js: its tests, the bundle check or npm pack failed (above)"
+  status=1
+fi
 # The chaos run at CI size (two nodes on Redis, clients on both transports,
 # Redis and a node killed, a node drained; every acked message must reach
 # every recipient): the full-size run and its figures are in docs/cluster.md.

@@ -27,8 +27,15 @@ test("reconnect delays grow, stay under the cap and are spread by jitter", () =>
   );
   highs.reset();
   assert.equal(highs.next(), 500);
-  const spread = new Set(Array.from({ length: 50 }, () => new Backoff(500, 15000).next()));
-  assert.ok(spread.size > 40, "a fleet does not come back in step");
+  // Fifty clients that lost the same node, at their sixth attempt (ceiling
+  // 15 s): their delays are spread over the window, not in step.
+  const sixth = Array.from({ length: 50 }, () => {
+    const b = new Backoff(500, 15000);
+    for (let i = 0; i < 5; i++) b.next();
+    return b.next();
+  });
+  assert.ok(new Set(sixth).size >= 45, `a fleet does not come back in step: ${sixth}`);
+  assert.ok(Math.min(...sixth) < 5000 && Math.max(...sixth) > 10000, `spread over the window: ${sixth}`);
 });
 
 test("the winning transport is remembered per origin until it expires", () => {
