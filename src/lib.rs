@@ -47,6 +47,7 @@ pub(crate) mod telemetry;
 pub(crate) mod transport;
 pub(crate) mod webhook;
 
-/// OpenTelemetry trace export (`--otlp-endpoint`), set up by the binary
-/// with its logging.
+/// Logging and OpenTelemetry trace export (`--otlp-endpoint`), set up by
+/// the binary.
+pub use telemetry::logs::subscriber;
 pub use telemetry::otel::{OtelError, Traces};

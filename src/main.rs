@@ -4,9 +4,9 @@
 use anyhow::Context;
 use clap::Parser;
 use rtgate::Traces;
-use rtgate::config::{Cli, Cmd, Config, LogFormat, Options};
-use tracing_subscriber::prelude::*;
-use tracing_subscriber::{EnvFilter, fmt};
+use rtgate::config::{Cli, Cmd, Config, Options};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -65,14 +65,7 @@ async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
 /// when one is configured. Each has its own filter, so the exported spans
 /// cost nothing when there is no collector, and never reach the log.
 fn init_logs(config: &Config) -> anyhow::Result<Option<Traces>> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("rtgate::otel=off".parse().expect("a valid directive"));
-    let logs = fmt::layer().with_writer(std::io::stderr);
-    let logs = match config.ops.log_format {
-        LogFormat::Text => logs.boxed(),
-        LogFormat::Json => logs.json().boxed(),
-    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let traces = match &config.ops.otlp {
         Some(o) => Some(
             Traces::start(
@@ -84,10 +77,9 @@ fn init_logs(config: &Config) -> anyhow::Result<Option<Traces>> {
         ),
         None => None,
     };
-    tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(traces.as_ref().map(|t| t.layer()))
-        .init();
+    let subscriber = rtgate::subscriber(config.ops.log_format, filter, traces.as_ref());
+    // `try_init` also routes the `log` records of dependencies here.
+    subscriber.try_init().context("installing the logger")?;
     Ok(traces)
 }
 

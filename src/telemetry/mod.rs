@@ -3,6 +3,7 @@
 //! describes each and registers it at zero).
 
 mod catalog;
+pub(crate) mod logs;
 pub(crate) mod otel;
 
 use std::sync::OnceLock;
