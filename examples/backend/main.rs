@@ -116,8 +116,8 @@ async fn hook(
     let status = response.status().as_u16();
     let http = format!("{version:?}");
     let mut calls = app.calls.lock().unwrap();
-    match request.as_array() {
-        // A batch (--publish-hook-batch): one record per message in it.
+    match request.as_array().filter(|_| name == "publish") {
+        // A publish batch (--publish-hook-batch): one record per message in it.
         Some(batch) => calls.extend(batch.iter().map(|m| {
             json!({"hook": name, "signed": signed, "status": status, "body": m, "http": http, "batch": batch.len()})
         })),
