@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use rtgate::Traces;
-use rtgate::config::{Cli, Cmd, Config, Options};
+use rtgate::config::{Cli, Cmd, Config, LogFormat, Options};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -77,7 +77,8 @@ fn init_logs(config: &Config) -> anyhow::Result<Option<Traces>> {
         ),
         None => None,
     };
-    let subscriber = rtgate::subscriber(config.ops.log_format, filter, traces.as_ref());
+    let json = config.ops.log_format == LogFormat::Json;
+    let subscriber = rtgate::subscriber(json, filter, traces.as_ref());
     // `try_init` also routes the `log` records of dependencies here.
     subscriber.try_init().context("installing the logger")?;
     Ok(traces)

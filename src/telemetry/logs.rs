@@ -8,20 +8,20 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, fmt};
 
 use super::otel::{TARGET, Traces};
-use crate::config::LogFormat;
 
-/// The subscriber for `format`, with `filter` (`RUST_LOG`'s directives) on
-/// the log layer and `traces`' layer beside it.
+/// The subscriber: log lines as text (or JSON objects when `json`), with
+/// `filter` (`RUST_LOG`'s directives) on the log layer, and `traces`' layer
+/// beside it.
 pub fn subscriber(
-    format: LogFormat,
+    json: bool,
     filter: EnvFilter,
     traces: Option<&Traces>,
 ) -> Box<dyn Subscriber + Send + Sync> {
     let filter = filter.add_directive(format!("{TARGET}=off").parse().expect("a valid directive"));
     let logs = fmt::layer().with_writer(std::io::stderr);
-    let logs = match format {
-        LogFormat::Text => logs.boxed(),
-        LogFormat::Json => logs.json().boxed(),
+    let logs = match json {
+        false => logs.boxed(),
+        true => logs.json().boxed(),
     };
     let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
     // Without traces, no layer at all (not a `None` one, which leaves the
@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn exported_spans_are_disabled_without_traces_even_when_logging_everything() {
-        let s = subscriber(LogFormat::Text, EnvFilter::new("trace"), None);
+        let s = subscriber(false, EnvFilter::new("trace"), None);
         tracing::subscriber::with_default(s, || {
             let exported = tracing::trace_span!(target: "rtgate::otel", "message.accept");
             assert!(exported.is_disabled());
@@ -51,7 +51,7 @@ mod tests {
     fn with_traces_the_exported_spans_are_live() {
         // A collector nobody listens on: nothing is exported in this test.
         let traces = Traces::start("http://127.0.0.1:9", 1.0, None).unwrap();
-        let s = subscriber(LogFormat::Json, EnvFilter::new("warn"), Some(&traces));
+        let s = subscriber(true, EnvFilter::new("warn"), Some(&traces));
         tracing::subscriber::with_default(s, || {
             let span = tracing::trace_span!(target: "rtgate::otel", "message.accept");
             assert!(!span.is_disabled());
