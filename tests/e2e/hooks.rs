@@ -258,6 +258,44 @@ async fn batched_publish_hook_calls_decide_each_message_in_the_senders_order() {
     assert!(calls.iter().all(|c| c["batch"].as_u64() <= Some(8)));
 }
 
+#[tokio::test]
+async fn a_failed_batch_fails_each_of_its_messages_and_stores_none() {
+    let b = Backend::start();
+    let s = hooked(
+        &b,
+        &["--publish-hook-batch", "8", "--hook-max-in-flight", "1"],
+    );
+    let (mut ann, _) = with_cookie(&s, "ann").await;
+    ann.recv_type(5).await;
+    b.behave(0, Some(500)).await;
+    for id in ["f1", "f2", "f3"] {
+        ann.send(&json!({"msgType": 3, "roomId": "lobby", "clientMsgId": id, "msgBody": id}))
+            .await;
+    }
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        let e = ann.recv_type(9).await;
+        assert_eq!(e["code"], 503, "{e}");
+        assert!(
+            e["reason"].as_str().unwrap().contains("answered HTTP 500"),
+            "{e}"
+        );
+        failed.push(e["clientMsgId"].as_str().unwrap().to_string());
+    }
+    assert_eq!(failed, ["f1", "f2", "f3"]);
+    // The backend is back: the resend with the same clientMsgId is stored once.
+    b.behave(0, None).await;
+    ann.send(&json!({"msgType": 3, "roomId": "lobby", "clientMsgId": "f1", "msgBody": "f1"}))
+        .await;
+    assert_eq!(ann.recv_type(4).await["seq"], 1);
+    ann.send(&json!({"msgType": 7, "roomId": "lobby", "since": 0}))
+        .await;
+    assert_eq!(
+        ann.recv_type(7).await["messages"].as_array().unwrap().len(),
+        1
+    );
+}
+
 /// Eleven messages through the publish hook, whose answers come slow and
 /// out of order: accepted, rewritten and refused as the backend says,
 /// stored in the order sent. Returns the backend's record of the calls.
