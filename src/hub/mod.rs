@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use dashmap::DashMap;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+pub mod queue;
 
 use crate::model::presence::{SessionInfo, SessionMeta};
 use crate::model::{Envelope, OutFrame, SessionId, Target};
@@ -74,7 +75,7 @@ pub struct SessionHandle {
     /// Its user.
     pub user: Id,
     /// Its bounded outbound queue.
-    pub tx: mpsc::Sender<OutFrame>,
+    pub tx: queue::Sender<OutFrame>,
     /// How to make it close.
     pub closer: Arc<Closer>,
 }
@@ -85,11 +86,11 @@ impl SessionHandle {
     pub fn offer(&self, frame: OutFrame) -> Offer {
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::Refused::Full) => {
                 self.closer.close(CloseCode::SlowConsumer);
                 Offer::Dropped
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+            Err(queue::Refused::Closed) => Offer::Gone,
         }
     }
 }
@@ -330,8 +331,8 @@ mod tests {
     use crate::model::Delivery;
     use bytes::Bytes;
 
-    fn session(user: &str, cap: usize) -> (SessionHandle, mpsc::Receiver<OutFrame>) {
-        let (tx, rx) = mpsc::channel(cap);
+    fn session(user: &str, cap: usize) -> (SessionHandle, queue::Receiver<OutFrame>) {
+        let (tx, rx) = queue::bounded(cap);
         let h = SessionHandle {
             id: SessionId::new(),
             user: Id::parse(user).unwrap(),
@@ -366,7 +367,7 @@ mod tests {
                 dropped: 0
             }
         );
-        assert!(ra.try_recv().is_err());
+        assert!(ra.try_recv().is_none());
         assert_eq!(&rb.try_recv().unwrap().payload[..], b"{}");
         assert!(!hub.leave(&room, a.id));
         assert!(hub.leave(&room, b.id));

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{field, info};
 
@@ -16,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::auth::{AuthError, Identity, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hooks::{ConnectOutcome, ConnectRequest};
-use crate::hub::{Closer, SessionHandle};
+use crate::hub::{Closer, SessionHandle, queue};
 use crate::model::presence::SessionMeta;
 use crate::model::{Channel, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
@@ -89,7 +88,7 @@ pub(crate) async fn login(
         ));
     }
     let id = SessionId::new();
-    let (tx, rx) = mpsc::channel(gw.config().limits.outbound_queue);
+    let (tx, rx) = queue::bounded(gw.config().limits.outbound_queue);
     let handle = SessionHandle {
         id,
         user: user.clone(),

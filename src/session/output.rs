@@ -96,7 +96,7 @@ impl<T: Transport> Driver<T> {
                     }
                     written += 1;
                 }
-                next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
+                next = self.active.as_mut().and_then(|a| a.rx.try_recv());
                 continue;
             }
             if frame.how == Delivery::Control {
@@ -104,7 +104,7 @@ impl<T: Transport> Driver<T> {
                     Flow::Continue => {}
                     other => return other,
                 }
-                next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
+                next = self.active.as_mut().and_then(|a| a.rx.try_recv());
                 continue;
             }
             let Some(active) = &mut self.active else {
@@ -129,7 +129,7 @@ impl<T: Transport> Driver<T> {
                 written += 1;
             }
             if written < WRITE_BATCH {
-                next = self.active.as_mut().and_then(|a| a.rx.try_recv().ok());
+                next = self.active.as_mut().and_then(|a| a.rx.try_recv());
             }
         }
         self.m.frames_out.increment(written as u64);

@@ -49,7 +49,7 @@ pub(super) fn has_acks(acks: &Option<FuturesUnordered<AckFuture>>) -> bool {
 /// The next frame queued for a logged-in session; never, before login.
 pub(super) async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
     match active {
-        Some(a) => a.rx.recv().await,
+        Some(a) => Some(a.rx.recv().await),
         None => pending().await,
     }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::Identity;
-use crate::hub::SessionHandle;
+use crate::hub::{SessionHandle, queue};
 use crate::model::{Channel, OutFrame, SessionId};
 use crate::protocol::{Id, ProtoError};
 
@@ -19,7 +19,7 @@ pub(crate) struct LoggedIn {
     /// The hub's handle on it (registered under the user and each room).
     pub(crate) handle: SessionHandle,
     /// Its outbound queue, drained by the driver.
-    pub(crate) rx: mpsc::Receiver<OutFrame>,
+    pub(crate) rx: queue::Receiver<OutFrame>,
     /// The rooms it is in.
     pub(crate) rooms: HashSet<Id>,
     /// Per replayed channel, the last seq the replay sent: live frames up to
