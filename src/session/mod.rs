@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
@@ -150,25 +150,34 @@ impl<T: Transport> Driver<T> {
         let limits = &self.gw.config().limits;
         let every = limits.heartbeat;
         let login_deadline = Instant::now() + limits.login_timeout;
-        let mut heartbeat = interval_at(Instant::now() + every, every);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Created once, not per loop turn: registering a waiter on a
         // cancellation token or a timer is not free.
         let cancelled = self.cancel.clone().cancelled_owned();
         tokio::pin!(cancelled);
-        // One timer: the login deadline until a login, then the expiry of
-        // credentials that expire: announced ahead (msgType 10), then the
-        // session is closed 4401 unless a refresh moved the expiry.
-        let deadline = sleep_until(login_deadline);
+        // One timer for everything due at a time (an idle session's only
+        // one): the next heartbeat, and the login deadline until a login,
+        // then the expiry of credentials that expire: announced ahead
+        // (msgType 10), then the session is closed 4401 unless a refresh
+        // moved the expiry.
+        let mut next_beat = Instant::now() + every;
+        let deadline = sleep_until(next_beat.min(login_deadline));
         tokio::pin!(deadline);
         let mut expiry: Option<(u64, bool)> = None;
         let flow = loop {
             let exp = self.active.as_ref().and_then(|a| a.identity.expires);
             if exp != expiry.map(|(e, _)| e) {
                 expiry = exp.map(|e| (e, false));
-                if let Some(e) = exp {
-                    deadline.as_mut().reset(notice_at(e));
-                }
+            }
+            // When the login deadline or the expiry's next step is due.
+            let event_at = match expiry {
+                _ if self.active.is_none() => Some(login_deadline),
+                Some((e, false)) => Some(notice_at(e)),
+                Some((e, true)) => Some(instant_of(e + EXP_LEEWAY_SECS)),
+                None => None,
+            };
+            let wake = event_at.map_or(next_beat, |t| t.min(next_beat));
+            if deadline.deadline() != wake {
+                deadline.as_mut().reset(wake);
             }
             let flow = tokio::select! {
                 biased;
@@ -177,7 +186,11 @@ impl<T: Transport> Driver<T> {
                     let code = self.closer.as_ref().and_then(|c| c.requested_code());
                     Flow::Close(code.unwrap_or(CloseCode::GoingAway))
                 }
-                _ = &mut deadline, if self.active.is_none() || expiry.is_some() => match expiry {
+                _ = &mut deadline => match expiry {
+                    _ if event_at.is_none_or(|t| t > Instant::now()) => {
+                        next_beat = Instant::now() + every;
+                        self.on_heartbeat_tick(every).await
+                    }
                     _ if self.active.is_none() => {
                         info!("no login in time");
                         telemetry::login("timeout");
@@ -185,7 +198,6 @@ impl<T: Transport> Driver<T> {
                     }
                     Some((exp, false)) => {
                         expiry = Some((exp, true));
-                        deadline.as_mut().reset(instant_of(exp + EXP_LEEWAY_SECS));
                         match Box::pin(self.reply(Reply::expires(exp))).await {
                             Ok(()) => self.flush().await,
                             Err(e) => e.into(),
@@ -200,7 +212,6 @@ impl<T: Transport> Driver<T> {
                         }
                     }
                 },
-                _ = heartbeat.tick() => self.on_heartbeat_tick(every).await,
                 Some((cmid, result)) = next_ack(&mut self.acks), if has_acks(&self.acks) => {
                     Box::pin(self.on_ack(cmid, result)).await
                 }
