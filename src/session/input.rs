@@ -1,0 +1,162 @@
+//! The driver's read side: a frame from the peer is sized, rate-limited,
+//! decoded and handled: `ping`, the login (with its replies and replay), or
+//! a command of a logged-in session.
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use tracing::{Instrument, field};
+
+use super::commands::{self, Effects};
+use super::limits::Verdict;
+use super::login::{self, Refused};
+use super::{Driver, Flow};
+use crate::model::Delivery;
+use crate::protocol::{CloseCode, Command, DecodeError, Inbound, Login, PONG, ProtoError, decode};
+use crate::telemetry;
+use crate::transport::{Incoming, Transport};
+
+impl<T: Transport> Driver<T> {
+    pub(super) async fn on_incoming(&mut self, inc: Incoming) -> Flow {
+        let max = self.gw.config().limits.max_frame;
+        let frame = match inc {
+            Incoming::Activity => return Flow::Continue,
+            Incoming::TooLarge(size) => {
+                self.m.frames_in.increment(1);
+                return self.too_large(size, max).await;
+            }
+            Incoming::Frame(b) | Incoming::Datagram(b) => b,
+        };
+        self.m.frames_in.increment(1);
+        if frame.len() > max {
+            return self.too_large(frame.len(), max).await;
+        }
+        let decoded = decode(&frame);
+        let counted = !matches!(
+            decoded,
+            Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat))
+        );
+        if counted {
+            match self.limit.check() {
+                Verdict::Allow => {}
+                verdict => {
+                    let cmid = match &decoded {
+                        Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id.clone(),
+                        _ => None,
+                    };
+                    let limit = self.gw.config().limits.rate_limit;
+                    if let Err(e) = self.error(ProtoError::RateLimited(limit), cmid).await {
+                        return e.into();
+                    }
+                    return match verdict {
+                        Verdict::Close => Flow::Close(CloseCode::RateLimited),
+                        _ => Flow::Continue,
+                    };
+                }
+            }
+        }
+        match decoded {
+            Ok(Inbound::Ping) => {
+                self.m.frames_out.increment(1);
+                self.send(Bytes::from_static(PONG), Delivery::Reliable)
+                    .await
+                    .into()
+            }
+            Ok(Inbound::Command(Command::Login(login))) if self.active.is_none() => {
+                self.login(login, &frame).await
+            }
+            Ok(Inbound::Command(cmd)) => self.dispatch(cmd).await,
+            Err(DecodeError {
+                error,
+                client_msg_id,
+            }) => self.error(error, client_msg_id).await.into(),
+        }
+    }
+
+    async fn too_large(&mut self, size: usize, limit: usize) -> Flow {
+        if let Err(e) = self.error(ProtoError::TooLarge { size, limit }, None).await {
+            return e.into();
+        }
+        Flow::Close(CloseCode::TooLarge)
+    }
+
+    async fn dispatch(&mut self, cmd: Command) -> Flow {
+        let Some(state) = &mut self.active else {
+            let e = ProtoError::Unauthorized("log in first (msgType 2)".into());
+            return self.error(e, None).await.into();
+        };
+        let Effects {
+            replies,
+            ack,
+            close,
+        } = commands::handle(state, &self.gw, cmd).await;
+        if let Some(ack) = ack {
+            self.acks
+                .get_or_insert_with(FuturesUnordered::new)
+                .push(ack);
+        }
+        for r in replies {
+            if let Err(e) = self.reply(r).await {
+                return e.into();
+            }
+        }
+        match close {
+            Some(code) => Flow::Close(code),
+            None => Flow::Continue,
+        }
+    }
+
+    async fn login(&mut self, login: Login, frame: &[u8]) -> Flow {
+        if login.single_stream {
+            self.t.single_stream();
+        }
+        let Some(url) = self.url.as_deref() else {
+            // Logins come here only before one succeeded, while `url` is set.
+            return Flow::Continue;
+        };
+        let span =
+            tracing::trace_span!(target: telemetry::otel::TARGET, "login", user = field::Empty);
+        let attempt = login::login(&self.gw, &self.cancel, login, url, frame);
+        let started = match attempt.instrument(span.clone()).await {
+            Ok(s) => {
+                span.record("user", field::display(s.state.user()));
+                s
+            }
+            Err(Refused::Bad(e)) => return self.error(e, None).await.into(),
+            Err(Refused::Close(e, code)) => {
+                return match self.error(e, None).await {
+                    Ok(()) => Flow::Close(code),
+                    Err(e) => e.into(),
+                };
+            }
+            Err(Refused::Auth(e)) => {
+                let (err, code) = e.to_protocol();
+                return match self.error(err, None).await {
+                    Ok(()) => Flow::Close(code),
+                    Err(e) => e.into(),
+                };
+            }
+        };
+        self.url = None;
+        self.closer = Some(started.state.handle.closer.clone());
+        self.active = Some(started.state);
+        if let Err(e) = self.reply(started.reply).await {
+            return e.into();
+        }
+        for notice in started.joined {
+            if let Err(e) = self.reply(notice).await {
+                return e.into();
+            }
+        }
+        for err in started.errors {
+            if let Err(e) = self.error(err, None).await {
+                return e.into();
+            }
+        }
+        for (channel, since) in started.replay {
+            if let Err(e) = self.replay(channel, since).await {
+                return e.into();
+            }
+        }
+        Flow::Continue
+    }
+}
