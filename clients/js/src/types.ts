@@ -4,23 +4,6 @@
 /** An id as the server writes it (clients may send integers; the server answers strings). */
 export type Id = string;
 
-/** A business message as delivered: msgType 3 or >= 100. */
-export interface Message {
-  msgType: number;
-  msgId?: string;
-  ts?: number;
-  seq?: number;
-  sendUserId?: Id;
-  receivedUserId?: Id;
-  roomId?: Id;
-  bizType?: string | number;
-  bizOptModule?: string | number;
-  msgBody?: unknown;
-  clientMsgId?: string;
-  volatile?: boolean;
-  latest?: string;
-}
-
 /** What a page sends: a destination, a body and the optional fields of a business message. */
 export interface Outgoing {
   msgType?: number;
@@ -32,6 +15,15 @@ export interface Outgoing {
   clientMsgId?: string;
   volatile?: boolean;
   latest?: string;
+}
+
+/** A business message as delivered (msgType 3 or >= 100): what was sent, stamped by the server. */
+export interface Message extends Outgoing {
+  msgType: number;
+  msgId?: string;
+  ts?: number;
+  seq?: number;
+  sendUserId?: Id;
 }
 
 /** The ack of a stored message (msgType 4). */
