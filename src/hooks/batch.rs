@@ -66,7 +66,7 @@ impl Batcher {
                 deadline,
                 reply,
             })
-            .map_err(|_| HookError::Busy(QUEUE))?;
+            .map_err(|_| HookError::Queued(QUEUE))?;
         match timeout_at(deadline, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(HookError::Unreachable("the batch sender stopped".into())),

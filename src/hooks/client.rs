@@ -36,6 +36,9 @@ pub(crate) enum HookError {
     /// Every slot was taken for the whole deadline.
     #[error("{0} calls already in flight for the whole timeout")]
     Busy(usize),
+    /// A batched hook's queue was full.
+    #[error("{0} calls already waiting for a batch")]
+    Queued(usize),
     /// No answer within the deadline.
     #[error("no answer within {0} ms")]
     Timeout(u128),
@@ -54,7 +57,7 @@ impl HookError {
     /// The metric label of this failure.
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            Self::Busy(_) => "busy",
+            Self::Busy(_) | Self::Queued(_) => "busy",
             Self::Timeout(_) => "timeout",
             Self::Unreachable(_) => "unreachable",
             Self::Status(_) => "status",
