@@ -3,14 +3,16 @@
 //! slow peer. It never names a transport; sessions are reached through their
 //! bounded outbound queues.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
+mod members;
 pub mod queue;
+
+use members::Members;
 
 use crate::model::presence::{SessionInfo, SessionMeta};
 use crate::model::{Envelope, OutFrame, SessionId, Target};
@@ -115,8 +117,6 @@ pub struct Reach {
     pub dropped: usize,
 }
 
-type Members = HashMap<SessionId, SessionHandle>;
-
 /// The node-local registry: users and rooms to sessions. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Hub {
@@ -141,7 +141,7 @@ impl Hub {
     /// session on this node.
     pub fn register(&self, handle: SessionHandle) -> bool {
         let mut entry = self.inner.users.entry(handle.user.clone()).or_default();
-        entry.insert(handle.id, handle);
+        entry.insert(handle);
         entry.len() == 1
     }
 
@@ -170,7 +170,7 @@ impl Hub {
     /// member on this node.
     pub fn join(&self, room: &Id, handle: SessionHandle) -> bool {
         let mut entry = self.inner.rooms.entry(room.clone()).or_default();
-        entry.insert(handle.id, handle);
+        entry.insert(handle);
         entry.len() == 1
     }
 
@@ -214,8 +214,8 @@ impl Hub {
         };
         let mut out = Reach::default();
         let Some(members) = map else { return out };
-        for (id, handle) in members.iter() {
-            if Some(*id) == env.exclude {
+        for handle in members.iter() {
+            if Some(handle.id) == env.exclude {
                 continue;
             }
             match handle.offer(env.frame.clone()) {
@@ -247,7 +247,7 @@ impl Hub {
         self.inner
             .rooms
             .get(room)
-            .is_some_and(|m| m.values().any(|h| h.user == *user))
+            .is_some_and(|m| m.iter().any(|h| h.user == *user))
     }
 
     /// How many of `user`'s sessions on this node are in `room`.
@@ -255,13 +255,13 @@ impl Hub {
         self.inner
             .rooms
             .get(room)
-            .map_or(0, |m| m.values().filter(|h| h.user == *user).count())
+            .map_or(0, |m| m.iter().filter(|h| h.user == *user).count())
     }
 
     /// The distinct users with a session in the room on this node, sorted.
     pub fn room_users(&self, room: &Id) -> Vec<Id> {
         let mut users: Vec<Id> = match self.inner.rooms.get(room) {
-            Some(m) => m.values().map(|h| h.user.clone()).collect(),
+            Some(m) => m.iter().map(|h| h.user.clone()).collect(),
             None => Vec::new(),
         };
         users.sort();
@@ -294,7 +294,7 @@ impl Hub {
             return Vec::new();
         };
         members
-            .values()
+            .iter()
             .map(|h| SessionInfo {
                 user_id: h.user.clone(),
                 session_id: h.id.to_string(),
@@ -318,7 +318,7 @@ impl Hub {
     /// Asks every local session to close with `code`.
     pub fn close_all(&self, code: CloseCode) {
         for e in self.inner.users.iter() {
-            for h in e.value().values() {
+            for h in e.value().iter() {
                 h.closer.close(code);
             }
         }
