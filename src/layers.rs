@@ -8,6 +8,8 @@ use std::path::Path;
 /// Each top-level module and its layer; lower layers are imported by higher.
 const LAYERS: &[(&str, u8)] = &[
     ("protocol", 0),
+    // A leaf of async plumbing, imported by transports and sessions.
+    ("wake", 0),
     ("model", 1),
     // Leaves beside the model: imported from above, importing only below.
     ("config", 2),

@@ -45,6 +45,7 @@ pub(crate) mod session;
 pub mod store;
 pub(crate) mod telemetry;
 pub(crate) mod transport;
+pub(crate) mod wake;
 pub(crate) mod webhook;
 
 /// Logging and OpenTelemetry trace export (`--otlp-endpoint`), set up by

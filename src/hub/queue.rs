@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
@@ -102,18 +102,21 @@ impl<T> Receiver<T> {
 
     /// The next item. Cancel-safe: an item is taken only when returned.
     pub async fn recv(&mut self) -> T {
-        poll_fn(|cx| {
-            if let Some(item) = self.try_recv() {
-                return Poll::Ready(item);
-            }
-            self.0.waker.register(cx.waker());
-            // A send between the check and the registration woke no one.
-            match self.try_recv() {
-                Some(item) => Poll::Ready(item),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next item, or `Pending` with `cx`'s waker registered for the
+    /// next send.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<T> {
+        if let Some(item) = self.try_recv() {
+            return Poll::Ready(item);
+        }
+        self.0.waker.register(cx.waker());
+        // A send between the check and the registration woke no one.
+        match self.try_recv() {
+            Some(item) => Poll::Ready(item),
+            None => Poll::Pending,
+        }
     }
 
     /// Items queued.

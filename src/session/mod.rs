@@ -12,6 +12,7 @@ mod output;
 mod sources;
 mod state;
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +28,10 @@ use crate::protocol::{CloseCode, Id, ProtoError, Reply};
 use crate::store::Appended;
 use crate::telemetry;
 use crate::transport::{PeerInfo, Transport, TransportError};
+use crate::wake::WakeFlag;
 use commands::AckFuture;
 use limits::RateLimit;
-use sources::{has_acks, instant_of, next_ack, next_out, notice_at};
+use sources::{Woke, instant_of, next_ack, notice_at};
 use state::LoggedIn;
 
 /// Frames written per flush when the outbound queue has a backlog.
@@ -78,6 +80,7 @@ pub(crate) fn run<T: Transport>(
         last_inbound: Instant::now(),
         acks: None,
         writable: true,
+        wake: WakeFlag::new(),
     };
     async move {
         m.opened();
@@ -137,6 +140,8 @@ struct Driver<T> {
     /// False once the peer can no longer be written to: what it sent
     /// before closing is still handled, its answers are skipped.
     writable: bool,
+    /// Raised when a source other than the outbound queue woke the task.
+    wake: WakeFlag,
 }
 
 impl<T: Transport> Driver<T> {
@@ -174,15 +179,18 @@ impl<T: Transport> Driver<T> {
             let wake = event_at.map_or(next_beat, |t| t.min(next_beat));
             if deadline.deadline() != wake {
                 deadline.as_mut().reset(wake);
+                // Polled again with the flag's waker before the task sleeps.
+                self.wake.raise();
             }
-            let flow = tokio::select! {
-                biased;
-                _ = &mut cancelled => {
+            let woke =
+                poll_fn(|cx| self.poll_woke(cx, cancelled.as_mut(), deadline.as_mut())).await;
+            let flow = match woke {
+                Woke::Cancelled => {
                     // A request from the hub carries its code; otherwise the node is shutting down.
                     let code = self.closer.as_ref().and_then(|c| c.requested_code());
                     Flow::Close(code.unwrap_or(CloseCode::GoingAway))
                 }
-                _ = &mut deadline => match expiry {
+                Woke::Deadline => match expiry {
                     _ if event_at.is_none_or(|t| t > Instant::now()) => {
                         next_beat = Instant::now() + every;
                         self.on_heartbeat_tick(every).await
@@ -208,21 +216,17 @@ impl<T: Transport> Driver<T> {
                         }
                     }
                 },
-                Some((cmid, result)) = next_ack(&mut self.acks), if has_acks(&self.acks) => {
-                    Box::pin(self.on_ack(cmid, result)).await
-                }
-                Some(frame) = next_out(&mut self.active) => self.write_out(frame).await,
-                incoming = self.t.recv() => match incoming {
-                    None => Flow::Gone,
-                    Some(Err(e)) => Flow::from(e),
-                    Some(Ok(inc)) => {
-                        self.last_inbound = Instant::now();
-                        match Box::pin(self.on_incoming(inc)).await {
-                            Flow::Continue => self.flush().await,
-                            other => other,
-                        }
+                Woke::Ack(cmid, result) => Box::pin(self.on_ack(cmid, result)).await,
+                Woke::Out(frame) => self.write_out(frame).await,
+                Woke::In(None) => Flow::Gone,
+                Woke::In(Some(Err(e))) => Flow::from(e),
+                Woke::In(Some(Ok(inc))) => {
+                    self.last_inbound = Instant::now();
+                    match Box::pin(self.on_incoming(inc)).await {
+                        Flow::Continue => self.flush().await,
+                        other => other,
                     }
-                },
+                }
             };
             if !matches!(flow, Flow::Continue) {
                 break flow;

@@ -1,19 +1,23 @@
-//! What the session's loop waits on besides the transport and its own
-//! timers: its outbound queue, its stores in flight, and the instants at
-//! which expiring credentials are announced and end.
+//! What the session's loop waits on: close requests, its one timer (and
+//! the instants at which expiring credentials are announced and end), its
+//! stores in flight, its outbound queue and the peer, polled so that a wake
+//! for a queued frame costs one look at the queue.
 
-use std::future::pending;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::Driver;
 use super::commands::AckFuture;
-use super::state::LoggedIn;
 use crate::model::{OutFrame, now_ms};
 use crate::protocol::ProtoError;
 use crate::store::Appended;
+use crate::transport::{Incoming, Transport, TransportError};
 
 /// How long before its credentials expire a session is told (at most; a
 /// short-lived token is announced halfway through its life).
@@ -41,15 +45,80 @@ pub(super) async fn next_ack(
     }
 }
 
-/// Whether a store is in flight.
-pub(super) fn has_acks(acks: &Option<FuturesUnordered<AckFuture>>) -> bool {
-    acks.as_ref().is_some_and(|a| !a.is_empty())
+/// What the session's loop woke for.
+pub(super) enum Woke {
+    /// The session's token: a close request or the node's shutdown.
+    Cancelled,
+    /// The session's one timer.
+    Deadline,
+    /// A store finished: its ack (or error) is due.
+    Ack(Option<String>, Result<Appended, ProtoError>),
+    /// A frame from the outbound queue.
+    Out(OutFrame),
+    /// Something from the peer, `None` when it is gone.
+    In(Option<Result<Incoming, TransportError>>),
 }
 
-/// The next frame queued for a logged-in session; never, before login.
-pub(super) async fn next_out(active: &mut Option<LoggedIn>) -> Option<OutFrame> {
-    match active {
-        Some(a) => Some(a.rx.recv().await),
-        None => pending().await,
+impl<T: Transport> Driver<T> {
+    /// The next thing to handle, in this order: close requests, the timer,
+    /// acks, queued frames, the peer. Everything but the queue is quiet and
+    /// polled with the session's [`WakeFlag`](crate::wake::WakeFlag), only
+    /// when it woke the task (a fan-out wakes a session once per frame:
+    /// that wake polls the queue alone). Every outcome but a queued frame
+    /// raises the flag again, so the next turn looks at every source.
+    pub(super) fn poll_woke(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> Poll<Woke> {
+        let raised = self.wake.take(cx.waker());
+        let woke = self.poll_quiet(raised, cancelled.as_mut(), deadline.as_mut());
+        if let Poll::Ready(w) = woke {
+            self.wake.raise();
+            return Poll::Ready(w);
+        }
+        if let Some(a) = &mut self.active
+            && let Poll::Ready(frame) = a.rx.poll_recv(cx)
+        {
+            if raised {
+                // The peer was not polled this turn.
+                self.wake.raise();
+            }
+            return Poll::Ready(Woke::Out(frame));
+        }
+        if raised {
+            let mut quiet = Context::from_waker(self.wake.waker());
+            if let Poll::Ready(inc) = pin!(self.t.recv()).poll(&mut quiet) {
+                self.wake.raise();
+                return Poll::Ready(Woke::In(inc));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// The close request, the timer and the acks, when the flag was raised.
+    fn poll_quiet(
+        &mut self,
+        raised: bool,
+        cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+        deadline: Pin<&mut Sleep>,
+    ) -> Poll<Woke> {
+        if !raised {
+            return Poll::Pending;
+        }
+        let mut quiet = Context::from_waker(self.wake.waker());
+        if cancelled.poll(&mut quiet).is_ready() {
+            return Poll::Ready(Woke::Cancelled);
+        }
+        if deadline.poll(&mut quiet).is_ready() {
+            return Poll::Ready(Woke::Deadline);
+        }
+        if let Some(acks) = self.acks.as_mut().filter(|a| !a.is_empty())
+            && let Poll::Ready(Some((cmid, result))) = acks.poll_next_unpin(&mut quiet)
+        {
+            return Poll::Ready(Woke::Ack(cmid, result));
+        }
+        Poll::Pending
     }
 }

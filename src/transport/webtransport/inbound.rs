@@ -5,23 +5,20 @@
 //! The session's task wakes for every frame it sends (its outbound queue),
 //! and a `select!` over fresh futures would poll all of these again each
 //! time, each poll locking the QUIC connection's state. Here the sources are
-//! polled with a waker of their own that raises a flag and then wakes the
-//! task; a wake that did not come from them finds the flag down and returns
-//! at once. The futures that wait for a datagram or a new stream are kept
+//! polled with a [`WakeFlag`]: a wake that did not come from them finds the
+//! flag down and returns at once. The futures that wait for a datagram or a new stream are kept
 //! between polls, so their registration with quinn survives.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream;
-use futures_util::task::AtomicWaker;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use super::H3RequestStream;
+use crate::wake::WakeFlag;
 
 type Pending<T> = Pin<Box<dyn Future<Output = Result<T, quinn::ConnectionError>> + Send>>;
 
@@ -39,29 +36,11 @@ pub(super) enum Event {
     Connect(Option<Bytes>),
 }
 
-/// Raised by the sources, lowered by the poll that reads them.
-struct Flag {
-    raised: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.raised.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
 /// The receiving side of a session.
 pub(super) struct Inbound {
     conn: quinn::Connection,
     reader: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
-    flag: Arc<Flag>,
-    waker: Waker,
+    flag: WakeFlag,
     datagram: Option<Pending<Bytes>>,
     bi: Option<Pending<(quinn::SendStream, quinn::RecvStream)>>,
     uni: Option<Pending<quinn::RecvStream>>,
@@ -72,16 +51,10 @@ impl Inbound {
         conn: quinn::Connection,
         reader: FramedRead<quinn::RecvStream, LengthDelimitedCodec>,
     ) -> Self {
-        let flag = Arc::new(Flag {
-            // Raised: the first poll looks at every source.
-            raised: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
         Self {
             conn,
             reader,
-            waker: Waker::from(flag.clone()),
-            flag,
+            flag: WakeFlag::new(),
             datagram: None,
             bi: None,
             uni: None,
@@ -95,20 +68,19 @@ impl Inbound {
         connect: &mut H3RequestStream,
         cx: &mut Context<'_>,
     ) -> Poll<Event> {
-        self.flag.task.register(cx.waker());
-        if !self.flag.raised.swap(false, Ordering::AcqRel) {
+        if !self.flag.take(cx.waker()) {
             return Poll::Pending;
         }
         let event = self.poll_sources(connect);
         if event.is_ready() {
             // Another source may be ready too: look again next time.
-            self.flag.raised.store(true, Ordering::Release);
+            self.flag.raise();
         }
         event
     }
 
     fn poll_sources(&mut self, connect: &mut H3RequestStream) -> Poll<Event> {
-        let mut cx = Context::from_waker(&self.waker);
+        let mut cx = Context::from_waker(self.flag.waker());
         if let Poll::Ready(f) = Pin::new(&mut self.reader).poll_next(&mut cx) {
             return Poll::Ready(Event::Frame(f));
         }
