@@ -12,7 +12,10 @@ use tracing::debug;
 use crate::admission::{Arrival, admit, count_connection};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
-use crate::transport::webtransport::{WtEndpoint, WtError, WtIncoming, WtListener};
+use crate::transport::PeerInfo;
+use crate::transport::webtransport::{
+    WebTransportTransport, WtEndpoint, WtError, WtIncoming, WtListener,
+};
 
 /// Starts an accept loop on every socket of `endpoint`; they end with the
 /// node's shutdown.
@@ -46,8 +49,12 @@ async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>
         active.fetch_add(1, Ordering::AcqRel);
         let (gw, active) = (gw.clone(), active.clone());
         gw.tasks().clone().spawn(async move {
-            if let Err(e) = handle(incoming, gw).await {
-                debug!(error = %e, "webtransport connection ended before a session");
+            // The handshake runs boxed: inline, its state (kilobytes of
+            // QUIC, TLS and HTTP/3 in flight) would stay in the session's
+            // task for the session's whole life.
+            match Box::pin(open(incoming, &gw)).await {
+                Ok((transport, peer)) => crate::session::run(transport, peer, gw).await,
+                Err(e) => debug!(error = %e, "webtransport connection ended before a session"),
             }
             active.fetch_sub(1, Ordering::AcqRel);
             drop(permit);
@@ -64,8 +71,12 @@ enum EdgeError {
     Refused { path: String, status: u16 },
 }
 
-/// Handshake, CONNECT admitted, then the session driver.
-async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
+/// Handshake and CONNECT admitted: the session's transport and what the
+/// request told about its peer.
+async fn open(
+    incoming: WtIncoming,
+    gw: &Gateway,
+) -> Result<(WebTransportTransport, PeerInfo), EdgeError> {
     let req = incoming.handshake(gw.config().limits.login_timeout).await?;
     let path = req.path().to_string();
     let path_user = path
@@ -89,7 +100,7 @@ async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
             cookie: req.header("cookie"),
             authorization: req.header("authorization"),
         };
-        admit(&gw, arrival).map_err(|r| r.status)
+        admit(gw, arrival).map_err(|r| r.status)
     };
     let peer = match admitted {
         Ok(peer) => peer,
@@ -99,8 +110,7 @@ async fn handle(incoming: WtIncoming, gw: Gateway) -> Result<(), EdgeError> {
         }
     };
     let transport = req.accept(gw.config().limits.max_frame).await?;
-    crate::session::run(transport, peer, gw).await;
-    Ok(())
+    Ok((transport, peer))
 }
 
 /// A URL path component, percent-decoded.

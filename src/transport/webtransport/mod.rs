@@ -20,6 +20,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 pub(crate) use handshake::WtIncoming;
+pub(crate) use session::WebTransportTransport;
 
 use crate::certs::{Certificate, CurrentCertificate, TlsError};
 use crate::config::Congestion;
