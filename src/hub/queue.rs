@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -21,9 +21,14 @@ struct Shared<T> {
     cap: usize,
     /// The receiver's waker.
     waker: AtomicWaker,
-    /// The receiver is gone.
-    closed: AtomicBool,
+    /// How many items are queued (written under the lock, so the receiver
+    /// can find an empty queue without taking it), and [`CLOSED`] once the
+    /// receiver is gone.
+    state: AtomicUsize,
 }
+
+/// The bit of `state` that says the receiver is gone.
+const CLOSED: usize = 1 << (usize::BITS - 1);
 
 impl<T> Shared<T> {
     fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
@@ -65,7 +70,7 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
         items: Mutex::new(VecDeque::new()),
         cap,
         waker: AtomicWaker::new(),
-        closed: AtomicBool::new(false),
+        state: AtomicUsize::new(0),
     });
     (Sender(shared.clone()), Receiver(shared))
 }
@@ -73,7 +78,7 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Queues `item` without waiting.
     pub fn try_send(&self, item: T) -> Result<(), Refused> {
-        if self.0.closed.load(Ordering::Acquire) {
+        if self.0.state.load(Ordering::Acquire) & CLOSED != 0 {
             return Err(Refused::Closed);
         }
         {
@@ -82,6 +87,7 @@ impl<T> Sender<T> {
                 return Err(Refused::Full);
             }
             items.push_back(item);
+            self.0.state.fetch_add(1, Ordering::Release);
         }
         self.0.waker.wake();
         Ok(())
@@ -132,7 +138,7 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
+        self.0.state.fetch_or(CLOSED, Ordering::AcqRel);
         // Frames still queued go with the last sender.
         self.0.items().clear();
     }
