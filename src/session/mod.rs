@@ -1,7 +1,7 @@
 //! The per-connection session driver, generic over [`Transport`]: one task
-//! per session that selects over inbound frames, its outbound queue, pending
-//! acks, the heartbeat, the login deadline and close requests; it writes
-//! what [`login`] and [`commands`] decide. One task per session.
+//! per session that waits on close requests, one timer (heartbeat, login
+//! deadline, credentials' expiry), pending acks, its outbound queue and the
+//! peer ([`sources`]), and writes what [`login`] and [`commands`] decide.
 
 mod commands;
 mod control;
