@@ -71,6 +71,7 @@ fn hub_room_fanout(b: Bencher, n: usize) {
             user: Id::parse(&format!("u{i}")).unwrap(),
             tx,
             closer: Arc::default(),
+            direct: None,
         };
         hub.join(&room, h);
         receivers.push(rx);

@@ -95,6 +95,7 @@ mod tests {
             user: Id::parse("u").unwrap(),
             tx,
             closer: Arc::default(),
+            direct: None,
         }
     }
 

@@ -1,13 +1,15 @@
 //! The routing hub of one node: which local sessions belong to which user and
 //! which room, and fan-out of an envelope to them without ever waiting on a
 //! slow peer. It never names a transport; sessions are reached through their
-//! bounded outbound queues.
+//! bounded outbound queues, and volatile frames through a session's
+//! [`DirectSend`] when its transport has one (no wake of its task).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::task::{Context, Poll};
 
 use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
+use futures_util::task::AtomicWaker;
 
 mod members;
 pub mod queue;
@@ -15,32 +17,27 @@ pub mod queue;
 use members::Members;
 
 use crate::model::presence::{SessionInfo, SessionMeta};
-use crate::model::{Envelope, OutFrame, SessionId, Target};
+use crate::model::{Delivery, DirectSend, Envelope, OutFrame, SessionId, Target};
 use crate::protocol::{CloseCode, Id};
 use crate::telemetry::otel;
 
-/// Tells a session to close itself, from any thread, without waiting.
+/// Tells a session to close itself, from any thread, without waiting: the
+/// first code asked for is kept and the session's task is woken.
 #[derive(Debug, Default)]
 pub struct Closer {
-    token: CancellationToken,
     code: AtomicU16,
+    /// The session's task, registered while it waits.
+    waker: AtomicWaker,
     /// What presence answers tell about the session.
     pub meta: SessionMeta,
 }
 
 impl Closer {
-    /// A closer that cancels `token` (the session's own token, a child of
-    /// the node's shutdown token).
-    pub fn new(token: CancellationToken) -> Self {
-        Self::described(token, SessionMeta::default())
-    }
-
     /// A closer that also carries what presence tells about the session.
-    pub fn described(token: CancellationToken, meta: SessionMeta) -> Self {
+    pub fn described(meta: SessionMeta) -> Self {
         Self {
-            token,
-            code: AtomicU16::new(0),
             meta,
+            ..Self::default()
         }
     }
 
@@ -49,7 +46,17 @@ impl Closer {
         let _ = self
             .code
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire);
-        self.token.cancel();
+        self.waker.wake();
+    }
+
+    /// Ready with the requested code once a close was asked for; until
+    /// then, `cx` is woken by the request.
+    pub fn poll_requested(&self, cx: &mut Context<'_>) -> Poll<CloseCode> {
+        self.waker.register(cx.waker());
+        match self.requested_code() {
+            Some(code) => Poll::Ready(code),
+            None => Poll::Pending,
+        }
     }
 
     /// The requested close code, if a close was requested through this closer.
@@ -80,12 +87,21 @@ pub struct SessionHandle {
     pub tx: queue::Sender<OutFrame>,
     /// How to make it close.
     pub closer: Arc<Closer>,
+    /// Where its volatile frames go without its queue, if its transport
+    /// has such a way (WebTransport datagrams).
+    pub direct: Option<Arc<dyn DirectSend>>,
 }
 
 impl SessionHandle {
     /// Queues a frame without waiting. A full queue closes the session as a
     /// slow consumer (its messages stay in the store for replay).
     pub fn offer(&self, frame: OutFrame) -> Offer {
+        if frame.how == Delivery::Volatile
+            && let Some(direct) = &self.direct
+            && direct.send_volatile(&frame.payload)
+        {
+            return Offer::Queued;
+        }
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,
             Err(queue::Refused::Full) => {
@@ -100,7 +116,7 @@ impl SessionHandle {
 /// The outcome of offering a frame to one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
-    /// Queued.
+    /// Queued, or handed to the session's transport directly.
     Queued,
     /// The queue was full: the session is being closed as a slow consumer.
     Dropped,
@@ -111,7 +127,7 @@ pub enum Offer {
 /// How many sessions a delivery reached.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Reach {
-    /// Frames queued.
+    /// Frames queued (or handed to a transport directly).
     pub queued: usize,
     /// Frames dropped on full queues.
     pub dropped: usize,
@@ -338,6 +354,7 @@ mod tests {
             user: Id::parse(user).unwrap(),
             tx,
             closer: Arc::default(),
+            direct: None,
         };
         (h, rx)
     }
@@ -399,5 +416,82 @@ mod tests {
         let (last, _) = hub.unregister(fast.id, &fast.user, []);
         assert!(last);
         assert!(hub.online(std::slice::from_ref(&fast.user)).is_empty());
+    }
+
+    /// A transport's direct way that takes what fits in `max` bytes.
+    #[derive(Debug, Default)]
+    struct Datagrams {
+        max: usize,
+        sent: std::sync::Mutex<Vec<Bytes>>,
+    }
+
+    impl DirectSend for Datagrams {
+        fn send_volatile(&self, payload: &Bytes) -> bool {
+            let fits = payload.len() <= self.max;
+            if fits {
+                self.sent.lock().unwrap().push(payload.clone());
+            }
+            fits
+        }
+    }
+
+    #[test]
+    fn volatile_frames_go_direct_when_they_fit_and_everything_else_is_queued() {
+        let hub = Hub::new();
+        let room = Id::parse("r").unwrap();
+        let direct = Arc::new(Datagrams {
+            max: 4,
+            ..Default::default()
+        });
+        let (mut h, mut rx) = session("u", 8);
+        h.direct = Some(direct.clone());
+        hub.join(&room, h);
+        let frame = |body: &'static [u8], how| Envelope {
+            target: Target::Room(room.clone()),
+            exclude: None,
+            frame: OutFrame::new(Bytes::from_static(body), how, None),
+            trace: None,
+        };
+        for (body, how) in [
+            (&b"{}"[..], Delivery::Volatile),
+            (&b"{\"a\":1}"[..], Delivery::Volatile),
+            (&b"{}"[..], Delivery::Reliable),
+        ] {
+            assert_eq!(hub.deliver(&frame(body, how)).queued, 1);
+        }
+        assert_eq!(
+            *direct.sent.lock().unwrap(),
+            vec![Bytes::from_static(b"{}")]
+        );
+        // The one too large for the direct way, then the reliable one.
+        assert_eq!(&rx.try_recv().unwrap().payload[..], b"{\"a\":1}");
+        assert_eq!(rx.try_recv().unwrap().how, Delivery::Reliable);
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_close_request_wakes_the_session_and_the_first_code_wins() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(count.clone());
+        let closer = Closer::default();
+        let mut cx = Context::from_waker(&waker);
+        assert!(closer.poll_requested(&mut cx).is_pending());
+        closer.close(CloseCode::SlowConsumer);
+        closer.close(CloseCode::GoingAway);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken once: the second found no waker"
+        );
+        assert_eq!(
+            closer.poll_requested(&mut cx),
+            Poll::Ready(CloseCode::SlowConsumer)
+        );
     }
 }

@@ -25,6 +25,16 @@ pub enum Delivery {
     Presence,
 }
 
+/// A way to hand a volatile frame to a session's peer from the thread that
+/// fans it out, without waking the session's task: a WebTransport session
+/// sends it as a datagram on the spot.
+pub trait DirectSend: Send + Sync + std::fmt::Debug {
+    /// Sends `payload` now. False when it must go through the session's
+    /// queue instead (too large for a datagram, a peer that takes none, a
+    /// connection already lost).
+    fn send_volatile(&self, payload: &Bytes) -> bool;
+}
+
 /// Where a frame sits in its channel, so a session can drop live frames that
 /// its replay already sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use super::*;
 use crate::auth::{Identity, RoomGrant};
 use crate::broker::{Broker, LocalBroker};
 use crate::config::{Config, Options};
-use crate::hub::{Closer, Hub, SessionHandle};
+use crate::hub::{Hub, SessionHandle};
 use crate::model::SessionId;
 use crate::protocol::message::{ERROR, HEARTBEAT, JOIN, LEAVE, PRESENCE};
 use crate::routing::Dispatcher;
@@ -52,7 +52,8 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         id: SessionId::new(),
         user: id(user),
         tx,
-        closer: Arc::new(Closer::new(CancellationToken::new())),
+        closer: Arc::default(),
+        direct: None,
     };
     gw.hub().register(handle.clone());
     LoggedIn {

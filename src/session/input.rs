@@ -115,7 +115,8 @@ impl<T: Transport> Driver<T> {
         };
         let span =
             tracing::trace_span!(target: telemetry::otel::TARGET, "login", user = field::Empty);
-        let attempt = login::login(&self.gw, &self.cancel, login, url, frame);
+        let direct = self.t.direct();
+        let attempt = login::login(&self.gw, login, url, frame, direct);
         let started = match attempt.instrument(span.clone()).await {
             Ok(s) => {
                 span.record("user", field::display(s.state.user()));

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
 use tracing::{field, info};
 
 use super::commands::{enter, join};
@@ -17,7 +16,7 @@ use crate::gateway::Gateway;
 use crate::hooks::{ConnectOutcome, ConnectRequest};
 use crate::hub::{Closer, SessionHandle, queue};
 use crate::model::presence::SessionMeta;
-use crate::model::{Channel, SessionId, now_ms};
+use crate::model::{Channel, DirectSend, SessionId, now_ms};
 use crate::protocol::message::LOGIN;
 use crate::protocol::{CloseCode, Id, Login, ProtoError, Reply};
 use crate::telemetry;
@@ -49,14 +48,14 @@ pub(crate) enum Refused {
     Close(ProtoError, CloseCode),
 }
 
-/// Logs a session in. `cancel` is the session's own token: the hub's
-/// [`Closer`] for it cancels it. A refused login is counted and returned.
+/// Logs a session in; the hub reaches it through its queue and its
+/// [`Closer`]. A refused login is counted and returned.
 pub(crate) async fn login(
     gw: &Gateway,
-    cancel: &CancellationToken,
     login: Login,
     url: &UrlCredentials,
     frame: &[u8],
+    direct: Option<Arc<dyn DirectSend>>,
 ) -> Result<Started, Refused> {
     // Checked before any work: each replayed room costs store reads.
     let max_rooms = gw.config().limits.max_rooms;
@@ -93,13 +92,11 @@ pub(crate) async fn login(
         id,
         user: user.clone(),
         tx,
-        closer: Arc::new(Closer::described(
-            cancel.clone(),
-            SessionMeta {
-                transport: Some(url.transport),
-                info: identity.info.clone(),
-            },
-        )),
+        closer: Arc::new(Closer::described(SessionMeta {
+            transport: Some(url.transport),
+            info: identity.info.clone(),
+        })),
+        direct,
     };
     gw.hub().register(handle.clone());
     gw.broker().session_opened(&user, id);

@@ -66,11 +66,11 @@ pub(crate) fn run<T: Transport>(
     };
     let limit = RateLimit::new(gw.config().limits.rate_limit);
     let kind = peer.kind;
-    let cancel = gw.shutdown().child_token();
+    let shutdown = gw.shutdown().clone();
     let m = telemetry::session_metrics(kind);
     let mut driver = Driver {
         m,
-        cancel,
+        shutdown,
         t: transport,
         gw,
         url: Some(Box::new(url)),
@@ -120,9 +120,9 @@ impl From<Result<(), TransportError>> for Flow {
 struct Driver<T> {
     /// Metric handles for the hot path.
     m: &'static telemetry::SessionMetrics,
-    /// Cancelled to end the session: a child of the node's shutdown token,
-    /// and the token the hub's [`Closer`] cancels.
-    cancel: CancellationToken,
+    /// The node's shutdown: every session closes 1001. A close asked for
+    /// the session alone comes through its [`Closer`].
+    shutdown: CancellationToken,
     t: T,
     gw: Gateway,
     /// What the request said about the user, until a login succeeds.
@@ -153,7 +153,7 @@ impl<T: Transport> Driver<T> {
         let login_deadline = Instant::now() + limits.login_timeout;
         // Created once, not per loop turn: registering a waiter on a
         // cancellation token or a timer is not free.
-        let cancelled = self.cancel.clone().cancelled_owned();
+        let cancelled = self.shutdown.clone().cancelled_owned();
         tokio::pin!(cancelled);
         // One timer for everything due at a time (an idle session's only
         // one): the next heartbeat, and the login deadline until a login,

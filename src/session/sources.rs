@@ -47,7 +47,8 @@ pub(super) async fn next_ack(
 
 /// What the session's loop woke for.
 pub(super) enum Woke {
-    /// The session's token: a close request or the node's shutdown.
+    /// A close request of the hub's (its code is the closer's), or the
+    /// node's shutdown.
     Cancelled,
     /// The session's one timer.
     Deadline,
@@ -108,7 +109,12 @@ impl<T: Transport> Driver<T> {
             return Poll::Pending;
         }
         let mut quiet = Context::from_waker(self.wake.waker());
-        if cancelled.poll(&mut quiet).is_ready() {
+        if cancelled.poll(&mut quiet).is_ready()
+            || self
+                .closer
+                .as_ref()
+                .is_some_and(|c| c.poll_requested(&mut quiet).is_ready())
+        {
             return Poll::Ready(Woke::Cancelled);
         }
         if deadline.poll(&mut quiet).is_ready() {

@@ -9,10 +9,11 @@ pub(crate) mod webtransport;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub(crate) use crate::model::{Channel, Delivery, TransportKind};
+pub(crate) use crate::model::{Channel, Delivery, DirectSend, TransportKind};
 use crate::protocol::CloseCode;
 
 /// What the edge knows about the peer and the request that opened a
@@ -89,6 +90,13 @@ pub(crate) trait Transport: Send + 'static {
     ) -> impl Future<Output = Result<(), TransportError>> + Send {
         let _ = channel;
         self.send(frame, Delivery::Reliable)
+    }
+
+    /// A way to send volatile frames without the session's task, if the
+    /// transport has one (WebTransport datagrams); the hub then hands them
+    /// over as it fans out instead of queueing them.
+    fn direct(&self) -> Option<Arc<dyn DirectSend>> {
+        None
     }
 
     /// The session left `channel`: a stream kept for it can end.

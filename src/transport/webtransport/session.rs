@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +25,9 @@ use super::wire;
 use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
 use crate::telemetry;
-use crate::transport::{Channel, Delivery, Incoming, Transport, TransportError};
+use crate::transport::{
+    Channel, Delivery, DirectSend, Incoming, Transport, TransportError, TransportKind,
+};
 
 /// How long a closing session lets queued data reach the peer.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
@@ -329,6 +332,14 @@ impl Transport for WebTransportTransport {
         write_frame(&mut self.writer, frame).await
     }
 
+    fn direct(&self) -> Option<Arc<dyn DirectSend>> {
+        Some(Arc::new(Datagrams {
+            conn: self.conn.clone(),
+            session: self.session,
+            m: telemetry::session_metrics(TransportKind::WebTransport),
+        }))
+    }
+
     async fn flush(&mut self) -> Result<(), TransportError> {
         // quinn sends what was written as soon as congestion and flow
         // control allow; there is nothing of ours to flush.
@@ -366,5 +377,39 @@ impl Transport for WebTransportTransport {
             quinn::VarInt::from_u32(code.code().into()),
             reason.as_bytes(),
         );
+    }
+}
+
+/// The session's datagrams, sent from the thread that fans a volatile frame
+/// out: quinn's connection is shared and `send_datagram` does not wait, so
+/// a datagram costs no wake of the session's task.
+struct Datagrams {
+    conn: quinn::Connection,
+    session: u64,
+    m: &'static telemetry::SessionMetrics,
+}
+
+impl std::fmt::Debug for Datagrams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datagrams")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl DirectSend for Datagrams {
+    fn send_volatile(&self, payload: &Bytes) -> bool {
+        // A datagram that does not fit, a peer that takes none or a lost
+        // connection: the frame goes through the session's queue, which
+        // sends it reliably or ends the session.
+        let sent = self
+            .conn
+            .send_datagram(wire::datagram(self.session, payload))
+            .is_ok();
+        if sent {
+            telemetry::datagram("out");
+            self.m.frames_out.increment(1);
+        }
+        sent
     }
 }
