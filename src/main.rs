@@ -1,6 +1,8 @@
 //! The `rtgate` binary: parses configuration, sets up logging, runs a node
 //! until SIGINT or SIGTERM, then drains it.
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::Parser;
 use rtgate::Traces;
@@ -52,9 +54,14 @@ async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
         .metrics_addr
         .map(|m| format!(" metrics={m}"))
         .unwrap_or_default();
-    println!(
+    // Written, not `println!`: a server started with stdout closed (a
+    // service manager, a wrapper that went away) keeps running instead of
+    // panicking here.
+    let _ = writeln!(
+        std::io::stdout(),
         "rtgate listening http={} wt={}{metrics}",
-        running.http_addr, running.wt_addr
+        running.http_addr,
+        running.wt_addr
     );
     shutdown_signal().await;
     running.shutdown().await;

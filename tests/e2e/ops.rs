@@ -1,5 +1,6 @@
 //! Operations: metrics that move with real traffic, a separate metrics
-//! listener, a drain that loses no acked message, logs without secrets.
+//! listener, a drain that loses no acked message, logs without secrets, a
+//! closed stdout that stops nothing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -224,4 +225,58 @@ async fn logs_are_json_with_session_spans_and_hold_no_secrets() {
     assert_eq!(span["user"], "alice");
     assert_eq!(span["transport"], "websocket");
     assert!(span["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+/// A server whose stdout reader went away (a wrapper or log pipe that
+/// exited) keeps serving: its "listening" line meets a closed pipe.
+#[test]
+fn a_closed_stdout_pipe_does_not_stop_the_server() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+        .args([
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--wt",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(data.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rtgate starts");
+    // The reading end closes before the server writes its first line.
+    drop(child.stdout.take());
+    let healthz = || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    };
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        healthz()
+    });
+    // The listening line is written once the listeners are up: by now it
+    // has met the closed pipe.
+    std::thread::sleep(Duration::from_secs(1));
+    let still_running = child.try_wait().expect("try_wait").is_none();
+    let still_up = healthz();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "the server came up");
+    assert!(
+        still_running && still_up,
+        "the server still runs and answers"
+    );
 }
