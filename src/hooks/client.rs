@@ -33,8 +33,8 @@ pub(crate) const BATCH: &str = "x-rtgate-batch";
 /// decides what happens to the request that needed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum HookError {
-    /// Every slot was taken for the whole deadline.
-    #[error("{0} calls already in flight for the whole timeout")]
+    /// Every slot stayed taken for half the deadline.
+    #[error("{0} calls already in flight for half the timeout")]
     Busy(usize),
     /// A batched hook's queue was full.
     #[error("{0} calls already waiting for a batch")]
@@ -200,7 +200,13 @@ impl HookClient {
         if let Some(batch) = &ep.batch {
             return batch.submit(body, deadline, self.timeout.as_millis()).await;
         }
-        let _slot = timeout_at(deadline, ep.slots.acquire())
+        // A slot must come within half the deadline: a call that gets one
+        // later has too little time left for an answer, and as slots free in
+        // the order their holders started, an unbounded wait would always
+        // end with a slot (and a doomed call) instead of failing busy.
+        let now = Instant::now();
+        let wait_until = now + deadline.saturating_duration_since(now) / 2;
+        let _slot = timeout_at(wait_until, ep.slots.acquire())
             .await
             .map_err(|_| HookError::Busy(ep.max))?
             .expect("the semaphore is never closed");

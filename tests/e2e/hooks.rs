@@ -580,7 +580,7 @@ async fn calls_beyond_the_bound_wait_for_a_slot_and_fail_busy() {
         &b,
         &[
             "--hook-timeout-ms",
-            "400",
+            "1000",
             "--hook-max-in-flight",
             "1",
             "--rate-limit",
@@ -589,25 +589,45 @@ async fn calls_beyond_the_bound_wait_for_a_slot_and_fail_busy() {
     );
     let (mut ann, _) = with_cookie(&s, "ann").await;
     ann.recv_type(5).await;
-    // One call holds the only slot past the deadline; the rest never get it.
-    b.behave(1000, None).await;
+    // The first call holds the only slot until its deadline (the backend
+    // answers after it); the next two wait half their deadline for the slot
+    // (500 ms, less than the holder keeps it) and fail busy.
+    b.behave(2000, None).await;
     for i in 0..3 {
         ann.send(
             &json!({"msgType": 3, "roomId": "lobby", "clientMsgId": format!("c{i}"), "msgBody": i}),
         )
         .await;
     }
+    let mut errors = Vec::new();
     for _ in 0..3 {
-        assert_eq!(ann.recv_type(9).await["code"], 503);
+        let e = ann.recv_type(9).await;
+        assert_eq!(e["code"], 503, "{e}");
+        errors.push(e["reason"].as_str().unwrap_or_default().to_owned());
     }
-    let m = s.metrics().await;
-    assert!(
-        m.get("rtgate_hook_calls_total{hook=\"publish\",result=\"busy\"}")
-            .copied()
-            .unwrap_or(0.0)
-            >= 1.0,
-        "{m:?}"
+    let busy = errors
+        .iter()
+        .filter(|e| e.contains("calls already in flight"))
+        .count();
+    assert_eq!(busy, 2, "two calls fail busy: {errors:?}");
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.contains("no answer within 1000 ms"))
+            .count(),
+        1,
+        "{errors:?}"
     );
+    let m = s.metrics().await;
+    let calls = |result: &str| {
+        m.get(&format!(
+            "rtgate_hook_calls_total{{hook=\"publish\",result=\"{result}\"}}"
+        ))
+        .copied()
+        .unwrap_or(0.0)
+    };
+    assert_eq!(calls("busy"), 2.0, "{m:?}");
+    assert_eq!(calls("timeout"), 1.0, "{m:?}");
 }
 
 #[tokio::test]
