@@ -106,15 +106,18 @@ pub(crate) fn session_metrics(kind: TransportKind) -> &'static SessionMetrics {
         TransportKind::WebSocket => &BY_KIND[0],
         TransportKind::WebTransport => &BY_KIND[1],
     };
-    slot.get_or_init(|| {
-        install();
-        SessionMetrics {
-            frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
-            frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
-            queue_depth: histogram!("rtgate_outbound_queue_depth"),
-            connections: gauge!("rtgate_connections", "transport" => kind.as_str()),
-            connections_total: counter!("rtgate_connections_total", "transport" => kind.as_str()),
-        }
+    if let Some(m) = slot.get() {
+        return m;
+    }
+    // Outside the slot's initialization: installing registers the catalog,
+    // which comes back here.
+    install();
+    slot.get_or_init(|| SessionMetrics {
+        frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
+        frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
+        queue_depth: histogram!("rtgate_outbound_queue_depth"),
+        connections: gauge!("rtgate_connections", "transport" => kind.as_str()),
+        connections_total: counter!("rtgate_connections_total", "transport" => kind.as_str()),
     })
 }
 
