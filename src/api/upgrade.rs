@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use crate::admission::{Arrival, admit};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
+use crate::transport::tcp::DirectWs;
 use crate::transport::websocket::WebSocketTransport;
 
 /// `GET /websocket/{userId}`: the legacy endpoint.
@@ -21,9 +23,10 @@ pub(crate) async fn legacy_upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    direct: Option<Extension<DirectWs>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    upgrade(gw, Some(user), addr, query, headers, ws)
+    upgrade(gw, Some(user), addr, query, headers, direct, ws)
 }
 
 /// `GET /ws`.
@@ -32,9 +35,10 @@ pub(crate) async fn ws_upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    direct: Option<Extension<DirectWs>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    upgrade(gw, None, addr, query, headers, ws)
+    upgrade(gw, None, addr, query, headers, direct, ws)
 }
 
 fn upgrade(
@@ -43,8 +47,10 @@ fn upgrade(
     addr: SocketAddr,
     query: HashMap<String, String>,
     headers: HeaderMap,
+    direct: Option<Extension<DirectWs>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let direct = direct.map(|Extension(d)| d);
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let arrival = Arrival {
         kind: TransportKind::WebSocket,
@@ -79,7 +85,7 @@ fn upgrade(
         .read_buffer_size(256)
         .on_upgrade(move |socket| {
             tasks.track_future(crate::session::run(
-                WebSocketTransport::new(socket),
+                WebSocketTransport::new(socket, direct),
                 *peer,
                 gw,
             ))

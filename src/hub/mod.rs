@@ -17,7 +17,7 @@ pub mod queue;
 use members::Members;
 
 use crate::model::presence::{SessionInfo, SessionMeta};
-use crate::model::{Delivery, DirectSend, Envelope, OutFrame, SessionId, Target};
+use crate::model::{Delivery, DirectSend, Envelope, OutFrame, Sent, SessionId, Target};
 use crate::protocol::{CloseCode, Id};
 use crate::telemetry::otel;
 
@@ -88,7 +88,7 @@ pub struct SessionHandle {
     /// How to make it close.
     pub closer: Arc<Closer>,
     /// Where its volatile frames go without its queue, if its transport
-    /// has such a way (WebTransport datagrams).
+    /// has such a way (WebTransport datagrams, a plain WebSocket's socket).
     pub direct: Option<Arc<dyn DirectSend>>,
 }
 
@@ -98,9 +98,16 @@ impl SessionHandle {
     pub fn offer(&self, frame: OutFrame) -> Offer {
         if frame.how == Delivery::Volatile
             && let Some(direct) = &self.direct
-            && direct.send_volatile(&frame.payload)
+            && (!direct.ordered() || self.tx.is_empty())
         {
-            return Offer::Queued;
+            match direct.send_volatile(&frame.payload) {
+                Sent::Yes => return Offer::Queued,
+                Sent::Partly => {
+                    self.tx.wake();
+                    return Offer::Queued;
+                }
+                Sent::No => {}
+            }
         }
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,

@@ -92,14 +92,30 @@ impl<T> Sender<T> {
         self.0.waker.wake();
         Ok(())
     }
+
+    /// Wakes the receiver without an item (it has other work).
+    pub fn wake(&self) {
+        self.0.waker.wake();
+    }
+
+    /// Whether nothing is queued (no lock taken).
+    pub fn is_empty(&self) -> bool {
+        self.0.state.load(Ordering::Acquire) & !CLOSED == 0
+    }
 }
 
 impl<T> Receiver<T> {
     /// The next item, without waiting. A drained queue that had grown gives
     /// its buffer back.
     pub fn try_recv(&mut self) -> Option<T> {
+        if self.0.state.load(Ordering::Acquire) & !CLOSED == 0 {
+            return None;
+        }
         let mut items = self.0.items();
         let item = items.pop_front();
+        if item.is_some() {
+            self.0.state.fetch_sub(1, Ordering::Release);
+        }
         if items.is_empty() && items.capacity() > KEEP_SLOTS {
             items.shrink_to(KEEP_SLOTS);
         }

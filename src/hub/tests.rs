@@ -74,21 +74,55 @@ fn full_queue_closes_the_slow_session_only() {
     assert!(hub.online(std::slice::from_ref(&fast.user)).is_empty());
 }
 
-/// A transport's direct way that takes what fits in `max` bytes.
+/// A transport's direct way that takes what fits in `max` bytes (ordered:
+/// a byte stream's, which must not overtake queued frames).
 #[derive(Debug, Default)]
 struct Datagrams {
     max: usize,
+    ordered: bool,
     sent: std::sync::Mutex<Vec<Bytes>>,
 }
 
 impl DirectSend for Datagrams {
-    fn send_volatile(&self, payload: &Bytes) -> bool {
-        let fits = payload.len() <= self.max;
-        if fits {
-            self.sent.lock().unwrap().push(payload.clone());
+    fn send_volatile(&self, payload: &Bytes) -> Sent {
+        if payload.len() > self.max {
+            return Sent::No;
         }
-        fits
+        self.sent.lock().unwrap().push(payload.clone());
+        Sent::Yes
     }
+
+    fn ordered(&self) -> bool {
+        self.ordered
+    }
+}
+
+#[test]
+fn an_ordered_direct_way_never_overtakes_a_queued_frame() {
+    let hub = Hub::new();
+    let room = Id::parse("r").unwrap();
+    let direct = Arc::new(Datagrams {
+        max: 64,
+        ordered: true,
+        ..Default::default()
+    });
+    let (mut h, mut rx) = session("u", 8);
+    h.direct = Some(direct.clone());
+    hub.join(&room, h);
+    let frame = |body: &'static [u8], how| Envelope {
+        target: Target::Room(room.clone()),
+        exclude: None,
+        frame: OutFrame::new(Bytes::from_static(body), how, None),
+        trace: None,
+    };
+    hub.deliver(&frame(b"1", Delivery::Reliable));
+    hub.deliver(&frame(b"2", Delivery::Volatile));
+    assert!(direct.sent.lock().unwrap().is_empty(), "2 waits behind 1");
+    assert_eq!(&rx.try_recv().unwrap().payload[..], b"1");
+    assert_eq!(&rx.try_recv().unwrap().payload[..], b"2");
+    hub.deliver(&frame(b"3", Delivery::Volatile));
+    assert!(rx.try_recv().is_none());
+    assert_eq!(*direct.sent.lock().unwrap(), vec![Bytes::from_static(b"3")]);
 }
 
 #[test]

@@ -27,12 +27,30 @@ pub enum Delivery {
 
 /// A way to hand a volatile frame to a session's peer from the thread that
 /// fans it out, without waking the session's task: a WebTransport session
-/// sends it as a datagram on the spot.
+/// sends it as a datagram on the spot, a sleeping WebSocket session's socket
+/// takes it as a frame.
 pub trait DirectSend: Send + Sync + std::fmt::Debug {
-    /// Sends `payload` now. False when it must go through the session's
-    /// queue instead (too large for a datagram, a peer that takes none, a
-    /// connection already lost).
-    fn send_volatile(&self, payload: &Bytes) -> bool;
+    /// Sends `payload` now, or says it must go through the session's queue
+    /// instead (too large for a datagram, a peer that takes none, a full
+    /// socket, a connection already lost).
+    fn send_volatile(&self, payload: &Bytes) -> Sent;
+
+    /// True when a frame sent this way must not overtake the frames in the
+    /// session's queue (a byte stream); datagrams are unordered anyway.
+    fn ordered(&self) -> bool {
+        false
+    }
+}
+
+/// What became of a frame handed to [`DirectSend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Sent whole.
+    Yes,
+    /// Begun: the session must be woken to send the rest.
+    Partly,
+    /// Not sent: it goes through the session's queue.
+    No,
 }
 
 /// Where a frame sits in its channel, so a session can drop live frames that

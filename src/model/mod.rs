@@ -17,7 +17,7 @@ use crate::protocol::Id;
 pub use clock::now_ms;
 pub use control::Control;
 pub use fanout::plan;
-pub use frame::{Delivery, DirectSend, Envelope, OutFrame, Position, Target};
+pub use frame::{Delivery, DirectSend, Envelope, OutFrame, Position, Sent, Target};
 pub use trace::TraceParent;
 
 /// A session's id, unique across the cluster (a UUIDv7).

@@ -218,6 +218,7 @@ impl<T: Transport> Driver<T> {
                 },
                 Woke::Ack(cmid, result) => Box::pin(self.on_ack(cmid, result)).await,
                 Woke::Out(frame) => self.write_out(frame).await,
+                Woke::Flush => self.flush().await,
                 Woke::In(None) => Flow::Gone,
                 Woke::In(Some(Err(e))) => Flow::from(e),
                 Woke::In(Some(Ok(inc))) => {

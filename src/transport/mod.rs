@@ -4,6 +4,7 @@
 //! (`api` for WebSocket, `quic` for WebTransport) admit a connection and hand
 //! the wrapped session to the session driver, which only sees this trait.
 
+pub(crate) mod tcp;
 pub(crate) mod websocket;
 pub(crate) mod webtransport;
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub(crate) use crate::model::{Channel, Delivery, DirectSend, TransportKind};
+pub(crate) use crate::model::{Channel, Delivery, DirectSend, Sent, TransportKind};
 use crate::protocol::CloseCode;
 
 /// What the edge knows about the peer and the request that opened a
@@ -97,6 +98,17 @@ pub(crate) trait Transport: Send + 'static {
     /// over as it fans out instead of queueing them.
     fn direct(&self) -> Option<Arc<dyn DirectSend>> {
         None
+    }
+
+    /// The session is about to sleep with everything it wrote flushed:
+    /// its [`direct`](Transport::direct) way may write until it wakes (and
+    /// wakes it through its queue when it leaves bytes for it to flush).
+    fn sleep(&self) {}
+
+    /// The session woke: from now on only it writes. True when a direct
+    /// write left bytes that its next flush must send.
+    fn wake(&self) -> bool {
+        false
     }
 
     /// The session left `channel`: a stream kept for it can end.

@@ -1,13 +1,15 @@
 //! WebSocket transport: the [`Transport`] implementation over a socket that
 //! axum's `ws` (tokio-tungstenite underneath) has upgraded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 
-use super::{Delivery, Incoming, Transport, TransportError};
+use super::tcp::DirectWs;
+use super::{Delivery, DirectSend, Incoming, Transport, TransportError};
 use crate::protocol::CloseCode;
 
 /// How long a closing session waits for the peer's close reply.
@@ -20,12 +22,14 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// [`Transport::recv`] asks.
 pub(crate) struct WebSocketTransport {
     ws: WebSocket,
+    /// The socket's direct way, on a plain TCP connection.
+    direct: Option<DirectWs>,
 }
 
 impl WebSocketTransport {
-    /// Wraps an upgraded socket.
-    pub(crate) fn new(ws: WebSocket) -> Self {
-        Self { ws }
+    /// Wraps an upgraded socket, with its direct way if it has one.
+    pub(crate) fn new(ws: WebSocket, direct: Option<DirectWs>) -> Self {
+        Self { ws, direct }
     }
 }
 
@@ -72,6 +76,20 @@ impl Transport for WebSocketTransport {
 
     async fn flush(&mut self) -> Result<(), TransportError> {
         self.ws.flush().await.map_err(io)
+    }
+
+    fn direct(&self) -> Option<Arc<dyn DirectSend>> {
+        self.direct.as_ref().map(DirectWs::sender)
+    }
+
+    fn sleep(&self) {
+        if let Some(d) = &self.direct {
+            d.sleep();
+        }
+    }
+
+    fn wake(&self) -> bool {
+        self.direct.as_ref().is_some_and(DirectWs::wake)
     }
 
     async fn keepalive(&mut self) -> Result<(), TransportError> {

@@ -271,3 +271,56 @@ async fn resend_with_same_client_msg_id_is_acked_once_and_delivered_once() {
     b.expect_silence(std::time::Duration::from_millis(300))
         .await;
 }
+
+#[tokio::test]
+async fn a_member_that_stops_reading_gets_every_frame_whole_and_in_order_afterwards() {
+    // Volatile frames to a sleeping WebSocket session are written by the
+    // fan-out itself; durable ones through the session. With 18 MB sent to a
+    // member that reads nothing, direct writes meet a full socket (a frame
+    // partly written, its rest sent by the session) and the queue: every
+    // frame must still arrive whole, the durable ones in seq order and the
+    // volatile ones in the order sent (volatile messages skip the store, so
+    // the two kinds may interleave differently from how they were sent).
+    let s = Server::start(&["--rate-limit", "0", "--user-rate-limit", "0"]);
+    let (mut a, _) = Client::login(&s, "a").await;
+    let (mut b, _) = Client::login(&s, "b").await;
+    for c in [&mut a, &mut b] {
+        c.send(&json!({"msgType": 5, "roomId": "o"})).await;
+        c.recv_type(5).await;
+    }
+    let pad = "p".repeat(60_000);
+    const N: u64 = 300;
+    // Volatile alone first (direct writes until the socket is full), then
+    // both kinds.
+    let volatile = |n: u64| n < N / 2 || n % 2 == 1;
+    for n in 0..N {
+        let volatile = volatile(n);
+        a.send(&json!({"msgType": 3, "roomId": "o", "volatile": volatile,
+                       "clientMsgId": format!("m{n}"), "msgBody": {"n": n, "pad": pad}}))
+            .await;
+    }
+    for _ in 0..N / 4 {
+        a.recv_type(4).await;
+    }
+    let (mut durable, mut volatile_seen) = (Vec::new(), Vec::new());
+    for _ in 0..N {
+        let m = b.recv_type(3).await;
+        assert_eq!(m["msgBody"]["pad"].as_str().map(str::len), Some(60_000));
+        let n = m["msgBody"]["n"].as_u64().unwrap();
+        if m["volatile"] == true {
+            volatile_seen.push(n);
+        } else {
+            durable.push(n);
+        }
+    }
+    assert_eq!(
+        durable,
+        (0..N).filter(|n| !volatile(*n)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        volatile_seen,
+        (0..N).filter(|n| volatile(*n)).collect::<Vec<_>>()
+    );
+    b.expect_silence(std::time::Duration::from_millis(200))
+        .await;
+}

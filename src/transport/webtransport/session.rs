@@ -26,7 +26,7 @@ use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
 use crate::telemetry;
 use crate::transport::{
-    Channel, Delivery, DirectSend, Incoming, Transport, TransportError, TransportKind,
+    Channel, Delivery, DirectSend, Incoming, Sent, Transport, TransportError, TransportKind,
 };
 
 /// How long a closing session lets queued data reach the peer.
@@ -398,18 +398,19 @@ impl std::fmt::Debug for Datagrams {
 }
 
 impl DirectSend for Datagrams {
-    fn send_volatile(&self, payload: &Bytes) -> bool {
+    fn send_volatile(&self, payload: &Bytes) -> Sent {
         // A datagram that does not fit, a peer that takes none or a lost
         // connection: the frame goes through the session's queue, which
         // sends it reliably or ends the session.
-        let sent = self
+        if self
             .conn
             .send_datagram(wire::datagram(self.session, payload))
-            .is_ok();
-        if sent {
-            telemetry::datagram("out");
-            self.m.frames_out.increment(1);
+            .is_err()
+        {
+            return Sent::No;
         }
-        sent
+        telemetry::datagram("out");
+        self.m.frames_out.increment(1);
+        Sent::Yes
     }
 }
