@@ -11,9 +11,11 @@ use std::task::{Context, Poll};
 use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 
+mod budget;
 mod members;
 pub mod queue;
 
+use budget::WriteBudget;
 use members::Members;
 
 use crate::model::presence::{SessionInfo, SessionMeta};
@@ -95,10 +97,12 @@ pub struct SessionHandle {
 impl SessionHandle {
     /// Queues a frame without waiting. A full queue closes the session as a
     /// slow consumer (its messages stay in the store for replay).
-    pub fn offer(&self, frame: OutFrame) -> Offer {
+    /// A direct way that writes a socket (an ordered one) is used only when
+    /// `writes` allows it (the node's budget of direct writes).
+    pub fn offer(&self, frame: OutFrame, writes: bool) -> Offer {
         if frame.how == Delivery::Volatile
             && let Some(direct) = &self.direct
-            && (!direct.ordered() || self.tx.is_empty())
+            && (!direct.ordered() || (writes && self.tx.is_empty()))
         {
             match direct.send_volatile(&frame.payload) {
                 Sent::Yes => return Offer::Queued,
@@ -152,6 +156,8 @@ struct Registry {
     users: DashMap<Id, Members>,
     /// room -> member sessions on this node.
     rooms: DashMap<Id, Members>,
+    /// Frames the fan-out may still write to sockets itself.
+    writes: WriteBudget,
 }
 
 impl Hub {
@@ -237,11 +243,12 @@ impl Hub {
         };
         let mut out = Reach::default();
         let Some(members) = map else { return out };
+        let writes = env.frame.how == Delivery::Volatile && self.inner.writes.take(members.len());
         for handle in members.iter() {
             if Some(handle.id) == env.exclude {
                 continue;
             }
-            match handle.offer(env.frame.clone()) {
+            match handle.offer(env.frame.clone(), writes) {
                 Offer::Queued => out.queued += 1,
                 Offer::Dropped => out.dropped += 1,
                 Offer::Gone => {}
