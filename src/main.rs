@@ -30,12 +30,16 @@ fn main() -> anyhow::Result<()> {
             let dir = out.unwrap_or_else(|| config.store.data.join("certs"));
             let id = rtgate::certs::write_dev(&dir, rtgate::certs::DEV_VALIDITY)
                 .context("writing the certificate")?;
-            println!("wrote {}/dev-cert.pem and dev-key.pem", dir.display());
-            println!("sha-256 {} ({})", id.hash_hex(), id.hash_base64());
+            say(format_args!(
+                "wrote {}/dev-cert.pem and dev-key.pem\nsha-256 {} ({})\n",
+                dir.display(),
+                id.hash_hex(),
+                id.hash_base64()
+            ));
             Ok(())
         }
         Cmd::PrintConfig => {
-            println!("{config:#?}");
+            say(format_args!("{config:#?}\n"));
             Ok(())
         }
     };
@@ -43,6 +47,13 @@ fn main() -> anyhow::Result<()> {
         t.shutdown();
     }
     result
+}
+
+/// Writes to stdout, quietly when its reader is gone (`rtgate print-config
+/// | head` ends with `head`, not with a panic message: Rust ignores SIGPIPE,
+/// so the write fails and `println!` would panic).
+fn say(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stdout().lock().write_fmt(text);
 }
 
 async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
@@ -54,15 +65,12 @@ async fn serve(config: rtgate::config::Config) -> anyhow::Result<()> {
         .metrics_addr
         .map(|m| format!(" metrics={m}"))
         .unwrap_or_default();
-    // Written, not `println!`: a server started with stdout closed (a
-    // service manager, a wrapper that went away) keeps running instead of
-    // panicking here.
-    let _ = writeln!(
-        std::io::stdout(),
-        "rtgate listening http={} wt={}{metrics}",
-        running.http_addr,
-        running.wt_addr
-    );
+    // Not `println!`: a server started with stdout closed (a service
+    // manager, a wrapper that went away) keeps running instead of panicking.
+    say(format_args!(
+        "rtgate listening http={} wt={}{metrics}\n",
+        running.http_addr, running.wt_addr
+    ));
     shutdown_signal().await;
     running.shutdown().await;
     Ok(())

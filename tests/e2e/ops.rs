@@ -280,3 +280,27 @@ fn a_closed_stdout_pipe_does_not_stop_the_server() {
         "the server still runs and answers"
     );
 }
+
+/// `rtgate print-config | head` and `rtgate gen-cert | true`: the commands
+/// that print meet a reader that is already gone, and end quietly.
+#[test]
+fn printing_commands_end_quietly_when_their_reader_is_gone() {
+    use std::process::{Command, Stdio};
+    let data = tempfile::tempdir().expect("temp dir");
+    for args in [&["print-config"][..], &["gen-cert"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rtgate"))
+            .arg("--data")
+            .arg(data.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rtgate starts");
+        // The reading end closes before the command writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("rtgate ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
