@@ -97,24 +97,33 @@ impl DirectSend for Datagrams {
     }
 }
 
+/// A hub with one session in room `r` whose direct way is `direct`.
+fn joined_with(direct: Datagrams) -> (Hub, Arc<Datagrams>, queue::Receiver<OutFrame>) {
+    let hub = Hub::new();
+    let direct = Arc::new(direct);
+    let (mut h, rx) = session("u", 8);
+    h.direct = Some(direct.clone());
+    hub.join(&Id::parse("r").unwrap(), h);
+    (hub, direct, rx)
+}
+
+/// A frame to room `r`.
+fn frame(body: &'static [u8], how: Delivery) -> Envelope {
+    Envelope {
+        target: Target::Room(Id::parse("r").unwrap()),
+        exclude: None,
+        frame: OutFrame::new(Bytes::from_static(body), how, None),
+        trace: None,
+    }
+}
+
 #[test]
 fn an_ordered_direct_way_never_overtakes_a_queued_frame() {
-    let hub = Hub::new();
-    let room = Id::parse("r").unwrap();
-    let direct = Arc::new(Datagrams {
+    let (hub, direct, mut rx) = joined_with(Datagrams {
         max: 64,
         ordered: true,
         ..Default::default()
     });
-    let (mut h, mut rx) = session("u", 8);
-    h.direct = Some(direct.clone());
-    hub.join(&room, h);
-    let frame = |body: &'static [u8], how| Envelope {
-        target: Target::Room(room.clone()),
-        exclude: None,
-        frame: OutFrame::new(Bytes::from_static(body), how, None),
-        trace: None,
-    };
     hub.deliver(&frame(b"1", Delivery::Reliable));
     hub.deliver(&frame(b"2", Delivery::Volatile));
     assert!(direct.sent.lock().unwrap().is_empty(), "2 waits behind 1");
@@ -127,21 +136,10 @@ fn an_ordered_direct_way_never_overtakes_a_queued_frame() {
 
 #[test]
 fn volatile_frames_go_direct_when_they_fit_and_everything_else_is_queued() {
-    let hub = Hub::new();
-    let room = Id::parse("r").unwrap();
-    let direct = Arc::new(Datagrams {
+    let (hub, direct, mut rx) = joined_with(Datagrams {
         max: 4,
         ..Default::default()
     });
-    let (mut h, mut rx) = session("u", 8);
-    h.direct = Some(direct.clone());
-    hub.join(&room, h);
-    let frame = |body: &'static [u8], how| Envelope {
-        target: Target::Room(room.clone()),
-        exclude: None,
-        frame: OutFrame::new(Bytes::from_static(body), how, None),
-        trace: None,
-    };
     for (body, how) in [
         (&b"{}"[..], Delivery::Volatile),
         (&b"{\"a\":1}"[..], Delivery::Volatile),

@@ -61,6 +61,24 @@ impl SharedTcp {
         DirectWs(self.0.clone())
     }
 
+    /// One write of tungstenite's (`write` or `writev` on the socket): after
+    /// the spill, and marking the socket as holding unflushed bytes.
+    fn poll_session_write(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl Fn(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_spill(cx))?;
+        self.0.state.fetch_or(DIRTY, Ordering::AcqRel);
+        loop {
+            ready!(self.0.tcp.poll_write_ready(cx))?;
+            match write(&self.0.tcp) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
     /// Writes the spill, if any, before anything else goes out.
     fn poll_spill(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.0.state.load(Ordering::Acquire) & SPILL == 0 {
@@ -107,15 +125,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_spill(cx))?;
-        self.0.state.fetch_or(DIRTY, Ordering::AcqRel);
-        loop {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match self.0.tcp.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-        }
+        self.poll_session_write(cx, |tcp| tcp.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -123,15 +133,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_spill(cx))?;
-        self.0.state.fetch_or(DIRTY, Ordering::AcqRel);
-        loop {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match self.0.tcp.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-        }
+        self.poll_session_write(cx, |tcp| tcp.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
