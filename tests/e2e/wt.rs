@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, Server, example};
+use crate::common::{Client, Server, WAIT, example};
 use crate::wt_client::{WtClient, wt_url};
 
 #[tokio::test]
@@ -425,4 +425,56 @@ async fn a_session_flooding_extra_streams_is_closed_without_growing_the_server()
         .send(&json!({"msgType": 3, "receivedUserId": "ws", "msgBody": "and back"}))
         .await;
     assert_eq!(ws.recv_type(3).await["msgBody"], "and back");
+}
+
+#[tokio::test]
+async fn quic_peers_are_asked_to_acknowledge_less_often_and_still_get_every_datagram() {
+    let s = Server::start(&[]);
+    let (mut ws, _) = Client::login(&s, "ws").await;
+    // wtransport (quinn underneath) announces the ack-frequency extension,
+    // as browsers may not; the server then sends it an ACK_FREQUENCY frame.
+    let (url, hash) = cert_hash(&s).await;
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+        .build();
+    let conn = wtransport::Endpoint::client(config)
+        .unwrap()
+        .connect(&url)
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
+    let login = br#"{"msgType":2,"sendUserId":"quinn-peer"}"#;
+    let mut frame = (login.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(login);
+    send.write_all(&frame).await.unwrap();
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    recv.read_exact(&mut reply).await.unwrap();
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["sendUserId"], "quinn-peer");
+    // Volatile messages still arrive as datagrams, each one.
+    for i in 0..30 {
+        ws.send(
+            &json!({"msgType": 3, "receivedUserId": "quinn-peer", "volatile": true, "msgBody": i}),
+        )
+        .await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 30 {
+        let d = tokio::time::timeout(WAIT, conn.receive_datagram())
+            .await
+            .expect("a datagram within the wait")
+            .unwrap();
+        let v: Value = serde_json::from_slice(&d.payload()).unwrap();
+        got.push(v["msgBody"].as_i64().unwrap());
+    }
+    assert_eq!(got, (0..30).collect::<Vec<_>>());
+    let stats = conn.quic_connection().stats();
+    assert!(
+        stats.frame_rx.ack_frequency >= 1,
+        "the server sent no ACK_FREQUENCY frame: {:?}",
+        stats.frame_rx
+    );
 }

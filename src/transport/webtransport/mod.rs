@@ -79,6 +79,16 @@ const DATAGRAM_RECEIVE_BUFFER: usize = 64 * 1024;
 /// Datagrams waiting to be sent, in bytes.
 const DATAGRAM_SEND_BUFFER: usize = 64 * 1024;
 
+/// Ack-eliciting packets a peer may take before it must acknowledge (the
+/// IETF ack-frequency draft, for peers that announce support): it then
+/// acknowledges on its `max_ack_delay` timer instead of at every second
+/// packet, so a fan-out's acknowledgements come back in bursts the server
+/// reads in a few wakes (`BENCHMARKS.md`, "WebTransport fan-out").
+const ACK_ELICITING_THRESHOLD: u32 = 9;
+/// A packet out of order is acknowledged at once, as without the extension,
+/// so losses are reported as early as before.
+const ACK_REORDERING_THRESHOLD: u32 = 1;
+
 /// QUIC transport limits for a chat session: a stream window of four frames
 /// (a whole oversize frame can still be read and answered with 413), a
 /// connection window of two stream windows, and only the streams the
@@ -94,6 +104,10 @@ fn transport_limits(t: &mut quinn::TransportConfig, max_frame: usize) {
         .send_window(stream_window * 4)
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(ACK_ELICITING_THRESHOLD.into())
+        .reordering_threshold(ACK_REORDERING_THRESHOLD.into());
+    t.ack_frequency_config(Some(ack));
 }
 
 /// The QUIC endpoint (one socket per bound address).
