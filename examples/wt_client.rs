@@ -8,7 +8,9 @@
 //! `serverCertificateHashes`), opens the bidirectional stream and speaks
 //! length-prefixed frames; it also reads the streams the server opens, one
 //! per channel. Lines on stdin as for `ws_client`; lines starting
-//! with `~` are sent as a datagram (`~{"msgType":1}`).
+//! with `~` are sent as a datagram (`~{"msgType":1}`). When the session
+//! ends (a server restart, a lost network) it reconnects like `ws_client`:
+//! jittered back-off, its rooms rejoined, `since` from what it printed.
 
 #[path = "chat/mod.rs"]
 mod chat;
@@ -16,7 +18,8 @@ mod chat;
 use anyhow::Context;
 use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+use tokio::sync::mpsc;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Endpoint};
 
@@ -48,8 +51,8 @@ async fn write_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::
     Ok(())
 }
 
-/// Prints every length-prefixed frame of a stream until it ends.
-async fn print_frames(recv: &mut wtransport::RecvStream) {
+/// Hands every length-prefixed frame of a stream to `out` until it ends.
+async fn read_frames(recv: &mut wtransport::RecvStream, out: mpsc::UnboundedSender<String>) {
     let mut len = [0u8; 4];
     loop {
         if recv.read_exact(&mut len).await.is_err() {
@@ -59,8 +62,21 @@ async fn print_frames(recv: &mut wtransport::RecvStream) {
         if recv.read_exact(&mut body).await.is_err() {
             break;
         }
-        println!("{}", String::from_utf8_lossy(&body));
+        if out
+            .send(String::from_utf8_lossy(&body).into_owned())
+            .is_err()
+        {
+            break;
+        }
     }
+}
+
+/// How one session ended.
+enum End {
+    /// Stdin ended and the answers had their moment, or the login was refused.
+    Done,
+    /// Lost: try again.
+    Lost(String),
 }
 
 #[tokio::main]
@@ -68,6 +84,44 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let base = args.next().context("usage: wt_client HTTP_BASE USER")?;
     let user = args.next().context("usage: wt_client HTTP_BASE USER")?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut positions = chat::Positions::default();
+    let mut backoff = chat::Backoff::new();
+    let mut seq = 0;
+    loop {
+        let end = match session(
+            &base,
+            &user,
+            &mut positions,
+            &mut backoff,
+            &mut lines,
+            &mut seq,
+        )
+        .await
+        {
+            Ok(end) => end,
+            Err(e) => End::Lost(format!("{e:#}")),
+        };
+        match end {
+            End::Done => return Ok(()),
+            End::Lost(why) => {
+                let wait = backoff.next();
+                eprintln!("{why}; reconnecting in {} ms", wait.as_millis());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Connects, logs in and chats until the session ends.
+async fn session(
+    base: &str,
+    user: &str,
+    positions: &mut chat::Positions,
+    backoff: &mut chat::Backoff,
+    lines: &mut Lines<BufReader<Stdin>>,
+    seq: &mut u64,
+) -> anyhow::Result<End> {
     let (url, hash) = cert_hash(base.trim_end_matches('/')).await?;
     let config = ClientConfig::builder()
         .with_bind_default()
@@ -78,36 +132,71 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("webtransport connect")?;
     let (mut send, mut recv) = conn.open_bi().await?.await?;
-    write_frame(&mut send, chat::login(&user).to_string().as_bytes()).await?;
-    let reader = tokio::spawn(async move { print_frames(&mut recv).await });
-    // The server sends each channel's messages (inbox, each room) on a
-    // stream it opens for that channel.
-    let uni_conn = conn.clone();
-    let channels = tokio::spawn(async move {
+    write_frame(&mut send, positions.login(user).to_string().as_bytes()).await?;
+    // Frames from the session's stream, the streams the server opens (one
+    // per channel) and datagrams, printed and followed in one place.
+    let (out, mut frames) = mpsc::unbounded_channel();
+    let mut readers = tokio::task::JoinSet::new();
+    let own_out = out.clone();
+    readers.spawn(async move { read_frames(&mut recv, own_out).await });
+    let (uni_conn, uni_out) = (conn.clone(), out.clone());
+    readers.spawn(async move {
         while let Ok(mut stream) = uni_conn.accept_uni().await {
-            tokio::spawn(async move { print_frames(&mut stream).await });
+            let out = uni_out.clone();
+            tokio::spawn(async move { read_frames(&mut stream, out).await });
         }
     });
     let dg_conn = conn.clone();
-    let datagrams = tokio::spawn(async move {
+    readers.spawn(async move {
         while let Ok(d) = dg_conn.receive_datagram().await {
-            println!("{}", String::from_utf8_lossy(&d));
+            if out.send(String::from_utf8_lossy(&d).into_owned()).is_err() {
+                break;
+            }
         }
     });
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut seq = 0;
-    while let Some(line) = lines.next_line().await? {
-        seq += 1;
-        if let Some(dg) = line.strip_prefix('~') {
-            conn.send_datagram(dg.trim().as_bytes())?;
-        } else if let Some(f) = chat::frame_for(&line, seq) {
-            write_frame(&mut send, f.to_string().as_bytes()).await?;
+    let end = loop {
+        tokio::select! {
+            Some(frame) = frames.recv() => {
+                println!("{frame}");
+                if let Ok(f) = serde_json::from_str::<Value>(&frame) {
+                    if f["msgType"] == 2 {
+                        backoff.reset();
+                    }
+                    positions.observe(&f);
+                }
+            }
+            e = conn.closed() => {
+                let code = match &e {
+                    wtransport::error::ConnectionError::ApplicationClosed(c) => {
+                        u16::try_from(c.code().into_inner()).ok()
+                    }
+                    _ => None,
+                };
+                println!("{}", serde_json::json!({"closed": code}));
+                break match code {
+                    Some(c) if chat::refused(c) => End::Done,
+                    _ => End::Lost(e.to_string()),
+                };
+            }
+            line = lines.next_line() => match line? {
+                Some(line) => {
+                    *seq += 1;
+                    if let Some(dg) = line.strip_prefix('~') {
+                        conn.send_datagram(dg.trim().as_bytes())?;
+                    } else if let Some(f) = chat::frame_for(&line, *seq) {
+                        write_frame(&mut send, f.to_string().as_bytes()).await?;
+                    }
+                }
+                None => {
+                    // Stdin ended: give the answers a moment, then leave.
+                    let drain = async { while let Some(f) = frames.recv().await { println!("{f}"); } };
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+                    conn.close(wtransport::VarInt::from_u32(1000), b"bye");
+                    break End::Done;
+                }
+            },
         }
-    }
-    // Stdin ended: give the answers a moment, then leave.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader).await;
-    datagrams.abort();
-    channels.abort();
-    conn.close(wtransport::VarInt::from_u32(1000), b"bye");
-    Ok(())
+    };
+    readers.abort_all();
+    Ok(end)
 }

@@ -7,6 +7,9 @@
 //!   `{...}`        sent as it is (any protocol frame)
 //! Every frame received is printed on stdout as one line.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 /// Turns one typed line into a frame, or `None` for a blank line.
@@ -41,4 +44,97 @@ pub(crate) fn login(user: &str) -> Value {
         login["token"] = json!(token);
     }
     login
+}
+
+/// Reconnect delays, the rule of `clients/js`'s `Backoff`: uniform in
+/// [0, min(15 s, 500 ms × 2^attempt)], at least 50 ms, so a fleet that lost
+/// its node at once comes back spread out instead of in lockstep.
+pub(crate) struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self { attempt: 0 }
+    }
+
+    /// The wait before the next attempt.
+    pub(crate) fn next(&mut self) -> Duration {
+        let ceiling = (500u64 << self.attempt.min(5)).min(15_000);
+        self.attempt += 1;
+        Duration::from_millis(fastrand::u64(..=ceiling).max(50))
+    }
+
+    /// After a good login.
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// How far the client has read (its inbox seq, each joined room's seq) and
+/// the rooms it is in, so a login after a reconnect rejoins them and
+/// replays only what it missed.
+#[derive(Default)]
+pub(crate) struct Positions {
+    inbox: Option<u64>,
+    rooms: BTreeMap<String, u64>,
+    joined: BTreeSet<String>,
+}
+
+impl Positions {
+    /// Follows a frame from the server: a login reply gives the inbox's
+    /// position when none is known yet, a join answer the room's, a
+    /// delivered message moves its channel's.
+    pub(crate) fn observe(&mut self, f: &Value) {
+        let seq = f["seq"].as_u64();
+        match f["msgType"].as_i64() {
+            Some(2) if self.inbox.is_none() => self.inbox = f["inboxSeq"].as_u64(),
+            Some(5) => {
+                if let Some(room) = f["roomId"].as_str() {
+                    self.joined.insert(room.to_owned());
+                    if let (false, Some(seq)) = (self.rooms.contains_key(room), seq) {
+                        self.rooms.insert(room.to_owned(), seq);
+                    }
+                }
+            }
+            Some(6) => {
+                if let Some(room) = f["roomId"].as_str() {
+                    self.joined.remove(room);
+                    self.rooms.remove(room);
+                }
+            }
+            Some(3 | 100..) => match (seq, f["roomId"].as_str()) {
+                (Some(seq), _) if !f["receivedUserId"].is_null() => {
+                    self.inbox = Some(self.inbox.map_or(seq, |at| at.max(seq)));
+                }
+                (Some(seq), Some(room)) if self.joined.contains(room) => {
+                    let at = self.rooms.entry(room.to_owned()).or_insert(seq);
+                    *at = (*at).max(seq);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// The login frame for `user`: the rooms it was in, and `since`.
+    pub(crate) fn login(&self, user: &str) -> Value {
+        let mut l = login(user);
+        if !self.joined.is_empty() {
+            l["rooms"] = json!(self.joined);
+        }
+        if self.inbox.is_some() || !self.rooms.is_empty() {
+            l["since"] = json!({"rooms": self.rooms});
+            if let Some(inbox) = self.inbox {
+                l["since"]["inbox"] = json!(inbox);
+            }
+        }
+        l
+    }
+}
+
+/// Whether a close code means the server will not take this login again
+/// (bad credentials, another user's token): retrying cannot help.
+pub(crate) fn refused(code: u16) -> bool {
+    matches!(code, 4401 | 4403)
 }

@@ -174,6 +174,13 @@ impl Server {
         }
     }
 
+    /// Stops the process with SIGTERM (as a deploy does: sessions are closed
+    /// with 1001) and hands back its ports and data, for a restart in place.
+    pub(crate) fn terminate_keep_place(mut self) -> Place {
+        self.terminate();
+        self.kill_keep_place()
+    }
+
     /// Starts the binary on the ports and data a killed one left.
     pub(crate) fn start_at(place: Place, args: &[&str]) -> Server {
         let (http, wt) = (place.http.to_string(), place.wt.to_string());

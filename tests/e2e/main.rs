@@ -7,6 +7,7 @@ mod common;
 mod config;
 mod control;
 mod durability;
+mod example_clients;
 mod hardening;
 mod hooks;
 mod lab;
