@@ -359,16 +359,17 @@ async fn cert_hash(s: &Server) -> (String, [u8; 32]) {
     (url, hash)
 }
 
-#[tokio::test]
-async fn a_session_flooding_extra_streams_is_closed_without_growing_the_server() {
-    let s = Server::start(&[]);
-    let (mut ws, _) = Client::login(&s, "ws").await;
-    let (mut victim, _) = WtClient::login(&s, "victim").await;
-    let before = s.rss();
-    // The attacker (wtransport, a third implementation) logs in on its
-    // stream, then opens 80 more bidirectional streams and writes 1 MB to
-    // each: only one stream per session is ever read.
-    let (url, hash) = cert_hash(&s).await;
+/// A session of wtransport (quinn underneath, a third implementation) that
+/// has sent its login for `user` on its stream.
+async fn wtransport_login(
+    s: &Server,
+    user: &str,
+) -> (
+    wtransport::Connection,
+    wtransport::SendStream,
+    wtransport::RecvStream,
+) {
+    let (url, hash) = cert_hash(s).await;
     let config = wtransport::ClientConfig::builder()
         .with_bind_default()
         .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
@@ -378,11 +379,24 @@ async fn a_session_flooding_extra_streams_is_closed_without_growing_the_server()
         .connect(&url)
         .await
         .unwrap();
-    let (mut send, _recv) = conn.open_bi().await.unwrap().await.unwrap();
-    let login = br#"{"msgType":2,"sendUserId":"mallory"}"#;
+    let (mut send, recv) = conn.open_bi().await.unwrap().await.unwrap();
+    let login = json!({"msgType": 2, "sendUserId": user}).to_string();
     let mut frame = (login.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(login);
+    frame.extend_from_slice(login.as_bytes());
     send.write_all(&frame).await.unwrap();
+    (conn, send, recv)
+}
+
+#[tokio::test]
+async fn a_session_flooding_extra_streams_is_closed_without_growing_the_server() {
+    let s = Server::start(&[]);
+    let (mut ws, _) = Client::login(&s, "ws").await;
+    let (mut victim, _) = WtClient::login(&s, "victim").await;
+    let before = s.rss();
+    // The attacker logs in on its stream, then opens 80 more bidirectional
+    // streams and writes 1 MB to each: only one stream per session is ever
+    // read.
+    let (conn, _send, _recv) = wtransport_login(&s, "mallory").await;
     let flood = (0..80).map(|_| {
         let conn = conn.clone();
         tokio::spawn(async move {
@@ -433,21 +447,7 @@ async fn quic_peers_are_asked_to_acknowledge_less_often_and_still_get_every_data
     let (mut ws, _) = Client::login(&s, "ws").await;
     // wtransport (quinn underneath) announces the ack-frequency extension,
     // as browsers may not; the server then sends it an ACK_FREQUENCY frame.
-    let (url, hash) = cert_hash(&s).await;
-    let config = wtransport::ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
-        .build();
-    let conn = wtransport::Endpoint::client(config)
-        .unwrap()
-        .connect(&url)
-        .await
-        .unwrap();
-    let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
-    let login = br#"{"msgType":2,"sendUserId":"quinn-peer"}"#;
-    let mut frame = (login.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(login);
-    send.write_all(&frame).await.unwrap();
+    let (conn, _send, mut recv) = wtransport_login(&s, "quinn-peer").await;
     let mut len = [0u8; 4];
     recv.read_exact(&mut len).await.unwrap();
     let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
