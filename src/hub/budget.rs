@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_millis(100);
 /// Frames written directly per window: 100,000 a second, about a third of
 /// what one core writes one frame a syscall.
-const PER_WINDOW: u32 = 10_000;
+pub(super) const PER_WINDOW: u32 = 10_000;
 
 /// The node's budget of direct writes.
 #[derive(Debug)]

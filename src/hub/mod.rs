@@ -95,6 +95,12 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
+    /// Whether this session's direct way writes its socket (and so spends
+    /// the node's budget of direct writes).
+    fn writes_socket(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.ordered())
+    }
+
     /// Queues a frame without waiting. A full queue closes the session as a
     /// slow consumer (its messages stay in the store for replay).
     /// A direct way that writes a socket (an ordered one) is used only when
@@ -243,7 +249,12 @@ impl Hub {
         };
         let mut out = Reach::default();
         let Some(members) = map else { return out };
-        let writes = env.frame.how == Delivery::Volatile && self.inner.writes.take(members.len());
+        // Only the members whose direct way writes a socket spend the budget
+        // (WebTransport's datagrams are sent without it).
+        let writes = env.frame.how == Delivery::Volatile && {
+            let sockets = members.iter().filter(|h| h.writes_socket()).count();
+            sockets == 0 || self.inner.writes.take(sockets)
+        };
         for handle in members.iter() {
             if Some(handle.id) == env.exclude {
                 continue;

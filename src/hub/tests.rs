@@ -135,6 +135,37 @@ fn an_ordered_direct_way_never_overtakes_a_queued_frame() {
 }
 
 #[test]
+fn only_members_that_write_sockets_spend_the_direct_write_budget() {
+    let (hub, socket, mut rx) = joined_with(Datagrams {
+        max: 64,
+        ordered: true,
+        ..Default::default()
+    });
+    let datagrams: Vec<_> = (0..5)
+        .map(|i| {
+            let (mut h, _rx) = session(&format!("wt{i}"), 8);
+            let d = Arc::new(Datagrams {
+                max: 64,
+                ..Default::default()
+            });
+            h.direct = Some(d.clone());
+            hub.join(&Id::parse("r").unwrap(), h);
+            d
+        })
+        .collect();
+    // One direct write left in this window: enough for the one socket.
+    assert!(
+        hub.inner
+            .writes
+            .take(super::budget::PER_WINDOW as usize - 1)
+    );
+    hub.deliver(&frame(b"v", Delivery::Volatile));
+    assert_eq!(*socket.sent.lock().unwrap(), vec![Bytes::from_static(b"v")]);
+    assert!(rx.try_recv().is_none(), "written, not queued");
+    assert!(datagrams.iter().all(|d| d.sent.lock().unwrap().len() == 1));
+}
+
+#[test]
 fn volatile_frames_go_direct_when_they_fit_and_everything_else_is_queued() {
     let (hub, direct, mut rx) = joined_with(Datagrams {
         max: 4,
