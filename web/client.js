@@ -879,12 +879,12 @@
         case 6:
         case 7:
         case 8:
-          if (m.msgType === 6 && !this.waiters.some((w) => w.msgType === 6)) {
+          if (m.msgType === 6 && this.waiterFor(m) < 0) {
             this.positions.leftRoom(m.roomId);
             this.scheduleSave();
             return this.events.emit("left", m);
           }
-          if (m.msgType === 5 && !this.waiters.some((w) => w.msgType === 5)) {
+          if (m.msgType === 5 && this.waiterFor(m) < 0) {
             this.positions.joinedRoom(m.roomId, m.seq);
             this.scheduleSave();
           }
@@ -962,12 +962,16 @@
       }
       this.link.send(JSON.stringify({ msgType: 1 }));
     }
-    /** A request answered by a reply of the same msgType (or an error); waits for a login when offline. */
+    /**
+     * A request answered by a reply of the same msgType and room (or an
+     * error); waits for a login when offline.
+     */
     request(frame) {
       return new Promise((resolve, reject) => {
         const timeoutMs = this.opts.requestTimeoutMs;
         const w = {
           msgType: frame.msgType,
+          roomId: roomKey(frame.roomId),
           resolve,
           reject,
           timer: setTimeout(() => {
@@ -987,8 +991,18 @@
         else this.afterLogin.push(write);
       });
     }
+    /**
+     * The waiter a reply answers: the oldest request of its msgType for its
+     * room (the server answers a session's requests in order). An error names
+     * no request, so it goes to the oldest of any kind.
+     */
+    waiterFor(m) {
+      if (m.msgType === 9) return this.waiters.length > 0 ? 0 : -1;
+      const room = roomKey(m.roomId);
+      return this.waiters.findIndex((w) => w.msgType === m.msgType && w.roomId === room);
+    }
     wake(msgType, m) {
-      const i = this.waiters.findIndex((w2) => w2.msgType === msgType || msgType === 9);
+      const i = this.waiterFor(m);
       if (i < 0) return;
       const [w] = this.waiters.splice(i, 1);
       clearTimeout(w.timer);
@@ -1021,6 +1035,9 @@
     } catch {
       return void 0;
     }
+  }
+  function roomKey(roomId) {
+    return roomId === void 0 || roomId === null ? "" : String(roomId);
   }
 
   // src/global.ts

@@ -37,6 +37,8 @@ type Resolved = Required<
 
 interface Waiter {
   msgType: number;
+  /** The room the request names ("" for none): its reply names the same. */
+  roomId: string;
   resolve: (m: never) => void;
   reject: (e: RtgateError) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -435,12 +437,12 @@ export class RtgateClient {
       case 7:
       case 8:
         // A leave we did not ask for: a refreshed token or the backend took the room away.
-        if (m.msgType === 6 && !this.waiters.some((w) => w.msgType === 6)) {
+        if (m.msgType === 6 && this.waiterFor(m) < 0) {
           this.positions.leftRoom(m.roomId);
           this.scheduleSave();
           return this.events.emit("left", m as RoomReply);
         }
-        if (m.msgType === 5 && !this.waiters.some((w) => w.msgType === 5)) {
+        if (m.msgType === 5 && this.waiterFor(m) < 0) {
           // Joined by the server (control API, connect hook): follow the room from here.
           this.positions.joinedRoom(m.roomId, m.seq);
           this.scheduleSave();
@@ -529,12 +531,16 @@ export class RtgateClient {
     this.link.send(JSON.stringify({ msgType: 1 }));
   }
 
-  /** A request answered by a reply of the same msgType (or an error); waits for a login when offline. */
+  /**
+   * A request answered by a reply of the same msgType and room (or an
+   * error); waits for a login when offline.
+   */
   private request<T>(frame: Record<string, unknown>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timeoutMs = this.opts.requestTimeoutMs;
       const w: Waiter = {
         msgType: frame.msgType as number,
+        roomId: roomKey(frame.roomId),
         resolve: resolve as (m: never) => void,
         reject,
         timer: setTimeout(() => {
@@ -555,8 +561,19 @@ export class RtgateClient {
     });
   }
 
+  /**
+   * The waiter a reply answers: the oldest request of its msgType for its
+   * room (the server answers a session's requests in order). An error names
+   * no request, so it goes to the oldest of any kind.
+   */
+  private waiterFor(m: Record<string, any>): number {
+    if (m.msgType === 9) return this.waiters.length > 0 ? 0 : -1;
+    const room = roomKey(m.roomId);
+    return this.waiters.findIndex((w) => w.msgType === m.msgType && w.roomId === room);
+  }
+
   private wake(msgType: number, m: Record<string, any>): void {
-    const i = this.waiters.findIndex((w) => w.msgType === msgType || msgType === 9);
+    const i = this.waiterFor(m);
     if (i < 0) return;
     const [w] = this.waiters.splice(i, 1);
     clearTimeout(w.timer);
@@ -594,4 +611,9 @@ export function tokenSubject(token: string | undefined): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A room id as requests and replies are matched by ("" for none; 7 and "7" alike). */
+function roomKey(roomId: unknown): string {
+  return roomId === undefined || roomId === null ? "" : String(roomId);
 }

@@ -212,3 +212,30 @@ test("events are typed and delivered once; presence events have their own", asyn
   void c.sendToRoom("r", "y").catch(() => {});
   assert.deepEqual(got, ["message x1", "presence bob join", "outbox 1"]);
 });
+
+test("replies are matched to requests by room: a join by the server or another room's answer resolves nothing of ours", async () => {
+  const c = client();
+  const first = c.connect();
+  const ws = await socket(0);
+  ws.reply(login());
+  await first;
+  const joined = c.join("b");
+  const ha = c.history("a");
+  const hb = c.history("b");
+  await until(() => ws.sent.length === 4, "the three requests");
+  // The backend joins the session to x (control API) while our join waits.
+  ws.reply({ msgType: 5, roomId: "x", seq: 1 });
+  ws.reply({ msgType: 5, roomId: "b", seq: 10 });
+  const j = await joined;
+  assert.equal(j.roomId, "b");
+  assert.equal(j.seq, 10);
+  // Histories answered in the other order still find their own request.
+  ws.reply({ msgType: 7, roomId: "b", seq: 4, messages: [] });
+  ws.reply({ msgType: 7, roomId: "a", seq: 2, messages: [] });
+  assert.equal((await ha).seq, 2);
+  assert.equal((await hb).seq, 4);
+  // The room the server joined us to is followed: the next login asks for it.
+  ws.drop();
+  const ws2 = await socket(1);
+  assert.deepEqual([...ws2.sent[0].rooms].sort(), ["b", "x"]);
+});
