@@ -16,9 +16,9 @@
 mod chat;
 
 use anyhow::Context;
+use chat::{Chat, End};
 use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 use tokio::sync::mpsc;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Endpoint};
@@ -71,57 +71,24 @@ async fn read_frames(recv: &mut wtransport::RecvStream, out: mpsc::UnboundedSend
     }
 }
 
-/// How one session ended.
-enum End {
-    /// Stdin ended and the answers had their moment, or the login was refused.
-    Done,
-    /// Lost: try again.
-    Lost(String),
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let base = args.next().context("usage: wt_client HTTP_BASE USER")?;
     let user = args.next().context("usage: wt_client HTTP_BASE USER")?;
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut positions = chat::Positions::default();
-    let mut backoff = chat::Backoff::new();
-    let mut seq = 0;
+    let mut chat = Chat::new();
     loop {
-        let end = match session(
-            &base,
-            &user,
-            &mut positions,
-            &mut backoff,
-            &mut lines,
-            &mut seq,
-        )
-        .await
-        {
-            Ok(end) => end,
-            Err(e) => End::Lost(format!("{e:#}")),
-        };
-        match end {
-            End::Done => return Ok(()),
-            End::Lost(why) => {
-                let wait = backoff.next();
-                eprintln!("{why}; reconnecting in {} ms", wait.as_millis());
-                tokio::time::sleep(wait).await;
-            }
+        let end = session(&base, &user, &mut chat)
+            .await
+            .unwrap_or_else(|e| End::Lost(format!("{e:#}")));
+        if !chat.again(end).await {
+            return Ok(());
         }
     }
 }
 
 /// Connects, logs in and chats until the session ends.
-async fn session(
-    base: &str,
-    user: &str,
-    positions: &mut chat::Positions,
-    backoff: &mut chat::Backoff,
-    lines: &mut Lines<BufReader<Stdin>>,
-    seq: &mut u64,
-) -> anyhow::Result<End> {
+async fn session(base: &str, user: &str, chat: &mut Chat) -> anyhow::Result<End> {
     let (url, hash) = cert_hash(base.trim_end_matches('/')).await?;
     let config = ClientConfig::builder()
         .with_bind_default()
@@ -132,7 +99,7 @@ async fn session(
         .await
         .context("webtransport connect")?;
     let (mut send, mut recv) = conn.open_bi().await?.await?;
-    write_frame(&mut send, positions.login(user).to_string().as_bytes()).await?;
+    write_frame(&mut send, chat.login(user).to_string().as_bytes()).await?;
     // Frames from the session's stream, the streams the server opens (one
     // per channel) and datagrams, printed and followed in one place.
     let (out, mut frames) = mpsc::unbounded_channel();
@@ -156,15 +123,7 @@ async fn session(
     });
     let end = loop {
         tokio::select! {
-            Some(frame) = frames.recv() => {
-                println!("{frame}");
-                if let Ok(f) = serde_json::from_str::<Value>(&frame) {
-                    if f["msgType"] == 2 {
-                        backoff.reset();
-                    }
-                    positions.observe(&f);
-                }
-            }
+            Some(frame) = frames.recv() => chat.received(&frame),
             e = conn.closed() => {
                 let code = match &e {
                     wtransport::error::ConnectionError::ApplicationClosed(c) => {
@@ -178,18 +137,17 @@ async fn session(
                     _ => End::Lost(e.to_string()),
                 };
             }
-            line = lines.next_line() => match line? {
+            line = chat.lines.next_line() => match line? {
                 Some(line) => {
-                    *seq += 1;
                     if let Some(dg) = line.strip_prefix('~') {
                         conn.send_datagram(dg.trim().as_bytes())?;
-                    } else if let Some(f) = chat::frame_for(&line, *seq) {
+                    } else if let Some(f) = chat.typed(&line) {
                         write_frame(&mut send, f.to_string().as_bytes()).await?;
                     }
                 }
                 None => {
                     // Stdin ended: give the answers a moment, then leave.
-                    let drain = async { while let Some(f) = frames.recv().await { println!("{f}"); } };
+                    let drain = async { while let Some(f) = frames.recv().await { chat.received(&f); } };
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
                     conn.close(wtransport::VarInt::from_u32(1000), b"bye");
                     break End::Done;

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
 /// Turns one typed line into a frame, or `None` for a blank line.
 pub(crate) fn frame_for(line: &str, seq: u64) -> Option<Value> {
@@ -137,4 +138,64 @@ impl Positions {
 /// (bad credentials, another user's token): retrying cannot help.
 pub(crate) fn refused(code: u16) -> bool {
     matches!(code, 4401 | 4403)
+}
+
+/// How one connection ended.
+pub(crate) enum End {
+    /// For good: stdin ended, or the login was refused.
+    Done,
+    /// Lost: try again.
+    Lost(String),
+}
+
+/// What a chat client keeps from one connection to the next: stdin, where
+/// it has read to, its back-off, the number of lines typed.
+pub(crate) struct Chat {
+    pub(crate) lines: Lines<BufReader<Stdin>>,
+    positions: Positions,
+    backoff: Backoff,
+    typed: u64,
+}
+
+impl Chat {
+    pub(crate) fn new() -> Self {
+        Self {
+            lines: BufReader::new(tokio::io::stdin()).lines(),
+            positions: Positions::default(),
+            backoff: Backoff::new(),
+            typed: 0,
+        }
+    }
+
+    /// The login frame for `user`, resuming where the last connection was.
+    pub(crate) fn login(&self, user: &str) -> Value {
+        self.positions.login(user)
+    }
+
+    /// Prints a frame from the server and follows it.
+    pub(crate) fn received(&mut self, text: &str) {
+        println!("{text}");
+        if let Ok(f) = serde_json::from_str::<Value>(text) {
+            if f["msgType"] == 2 {
+                self.backoff.reset();
+            }
+            self.positions.observe(&f);
+        }
+    }
+
+    /// The frame for a line typed on stdin, or `None` for a blank one.
+    pub(crate) fn typed(&mut self, line: &str) -> Option<Value> {
+        self.typed += 1;
+        frame_for(line, self.typed)
+    }
+
+    /// After a connection: false when it ended for good, else true once
+    /// the back-off has passed.
+    pub(crate) async fn again(&mut self, end: End) -> bool {
+        let End::Lost(why) = end else { return false };
+        let wait = self.backoff.next();
+        eprintln!("{why}; reconnecting in {} ms", wait.as_millis());
+        tokio::time::sleep(wait).await;
+        true
+    }
 }
