@@ -87,18 +87,28 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How long a connect (certificate hash, handshake, stream) may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connects, logs in and chats until the session ends.
 async fn session(base: &str, user: &str, chat: &mut Chat) -> anyhow::Result<End> {
-    let (url, hash) = cert_hash(base.trim_end_matches('/')).await?;
-    let config = ClientConfig::builder()
-        .with_bind_default()
-        .with_server_certificate_hashes([Sha256Digest::new(hash)])
-        .build();
-    let conn = Endpoint::client(config)?
-        .connect(&url)
+    // A handshake that gets no answer is given up and tried again.
+    let open = async {
+        let (url, hash) = cert_hash(base.trim_end_matches('/')).await?;
+        let config = ClientConfig::builder()
+            .with_bind_default()
+            .with_server_certificate_hashes([Sha256Digest::new(hash)])
+            .build();
+        let conn = Endpoint::client(config)?
+            .connect(&url)
+            .await
+            .context("webtransport connect")?;
+        let (send, recv) = conn.open_bi().await?.await?;
+        anyhow::Ok((conn, send, recv))
+    };
+    let (conn, mut send, mut recv) = tokio::time::timeout(CONNECT_TIMEOUT, open)
         .await
-        .context("webtransport connect")?;
-    let (mut send, mut recv) = conn.open_bi().await?.await?;
+        .context("no session within 5 s")??;
     write_frame(&mut send, chat.login(user).to_string().as_bytes()).await?;
     // Frames from the session's stream, the streams the server opens (one
     // per channel) and datagrams, printed and followed in one place.
