@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::browser::{Driver, click, fill, text, wait_for};
-use crate::common::{Client, Server, jwt, unix_now};
+use crate::common::{Client, Server, example, jwt, unix_now};
 use crate::netlab::{Impairment, Lab};
 use crate::wt_client::WtClient;
 
@@ -220,11 +220,7 @@ async fn behind_the_lab_a_moved_webtransport_session_resumes_before_a_websocket_
     w.recv_type(4).await;
     let switched = std::time::Instant::now();
     let mut ws = lab
-        .in_client(
-            env!("CARGO_BIN_EXE_rtgate")
-                .replace("/rtgate", "/examples/ws_client")
-                .as_str(),
-        )
+        .in_client(example("ws_client").to_str().unwrap())
         .arg(format!("ws://{}:{http}/ws", lab.server_ip))
         .arg("phone2")
         .env("RTGATE_TOKEN", token("phone2"))
