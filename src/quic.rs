@@ -53,7 +53,10 @@ async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>
             // QUIC, TLS and HTTP/3 in flight) would stay in the session's
             // task for the session's whole life.
             match Box::pin(open(incoming, &gw)).await {
-                Ok((transport, peer)) => crate::session::run(transport, peer, gw).await,
+                Ok((transport, peer)) => {
+                    let door = Some(transport.datagrams());
+                    crate::session::run(transport, door, peer, gw).await
+                }
                 Err(e) => debug!(error = %e, "webtransport connection ended before a session"),
             }
             active.fetch_sub(1, Ordering::AcqRel);

@@ -84,8 +84,10 @@ fn upgrade(
         .max_frame_size(hard_limit)
         .read_buffer_size(256)
         .on_upgrade(move |socket| {
+            let door = direct.as_ref().map(DirectWs::sender);
             tasks.track_future(crate::session::run(
                 WebSocketTransport::new(socket, direct),
+                door,
                 *peer,
                 gw,
             ))

@@ -2,7 +2,8 @@
 //! which room, and fan-out of an envelope to them without ever waiting on a
 //! slow peer. It never names a transport; sessions are reached through their
 //! bounded outbound queues, and volatile frames through a session's
-//! [`DirectSend`] when its transport has one (no wake of its task).
+//! [`DirectSend`] when its transport has one (no wake of its task) and
+//! nothing in its queue would be overtaken.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -11,11 +12,9 @@ use std::task::{Context, Poll};
 use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 
-mod budget;
 mod members;
 pub mod queue;
 
-use budget::WriteBudget;
 use members::Members;
 
 use crate::model::presence::{SessionInfo, SessionMeta};
@@ -95,29 +94,18 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// Whether this session's direct way writes its socket (and so spends
-    /// the node's budget of direct writes).
-    fn writes_socket(&self) -> bool {
-        self.direct.as_ref().is_some_and(|d| d.ordered())
-    }
-
-    /// Queues a frame without waiting. A full queue closes the session as a
-    /// slow consumer (its messages stay in the store for replay).
-    /// A direct way that writes a socket (an ordered one) is used only when
-    /// `writes` allows it (the node's budget of direct writes).
-    pub fn offer(&self, frame: OutFrame, writes: bool) -> Offer {
+    /// Hands a frame over without waiting: a volatile one through the
+    /// session's direct way when it has one (an ordered one only while
+    /// nothing in the queue would be overtaken), anything else through the
+    /// queue. A full queue closes the session as a slow consumer (its
+    /// messages stay in the store for replay).
+    pub fn offer(&self, frame: OutFrame) -> Offer {
         if frame.how == Delivery::Volatile
             && let Some(direct) = &self.direct
-            && (!direct.ordered() || (writes && self.tx.is_empty()))
+            && (!direct.ordered() || self.tx.is_empty())
+            && direct.send_volatile(&frame.payload) == Sent::Yes
         {
-            match direct.send_volatile(&frame.payload) {
-                Sent::Yes => return Offer::Queued,
-                Sent::Partly => {
-                    self.tx.wake();
-                    return Offer::Queued;
-                }
-                Sent::No => {}
-            }
+            return Offer::Queued;
         }
         match self.tx.try_send(frame) {
             Ok(()) => Offer::Queued,
@@ -162,8 +150,6 @@ struct Registry {
     users: DashMap<Id, Members>,
     /// room -> member sessions on this node.
     rooms: DashMap<Id, Members>,
-    /// Frames the fan-out may still write to sockets itself.
-    writes: WriteBudget,
 }
 
 impl Hub {
@@ -249,17 +235,11 @@ impl Hub {
         };
         let mut out = Reach::default();
         let Some(members) = map else { return out };
-        // Only the members whose direct way writes a socket spend the budget
-        // (WebTransport's datagrams are sent without it).
-        let writes = env.frame.how == Delivery::Volatile && {
-            let sockets = members.iter().filter(|h| h.writes_socket()).count();
-            sockets == 0 || self.inner.writes.take(sockets)
-        };
         for handle in members.iter() {
             if Some(handle.id) == env.exclude {
                 continue;
             }
-            match handle.offer(env.frame.clone(), writes) {
+            match handle.offer(env.frame.clone()) {
                 Offer::Queued => out.queued += 1,
                 Offer::Dropped => out.dropped += 1,
                 Offer::Gone => {}

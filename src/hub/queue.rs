@@ -22,13 +22,20 @@ struct Shared<T> {
     /// The receiver's waker.
     waker: AtomicWaker,
     /// How many items are queued (written under the lock, so the receiver
-    /// can find an empty queue without taking it), and [`CLOSED`] once the
+    /// can find an empty queue without taking it), [`TAKEN`] while items
+    /// the receiver took are not yet written, and [`CLOSED`] once the
     /// receiver is gone.
     state: AtomicUsize,
 }
 
 /// The bit of `state` that says the receiver is gone.
 const CLOSED: usize = 1 << (usize::BITS - 1);
+/// The bit of `state` that says the receiver took items it has not yet
+/// written out ([`Receiver::written`]): a sender that must not overtake
+/// them finds the queue not empty.
+const TAKEN: usize = 1 << (usize::BITS - 2);
+/// The bits of `state` that count items.
+const COUNT: usize = !(CLOSED | TAKEN);
 
 impl<T> Shared<T> {
     fn items(&self) -> MutexGuard<'_, VecDeque<T>> {
@@ -98,7 +105,8 @@ impl<T> Sender<T> {
         self.0.waker.wake();
     }
 
-    /// Whether nothing is queued (no lock taken).
+    /// Whether nothing is queued and nothing taken is still unwritten (no
+    /// lock taken): a frame sent around the queue now overtakes none.
     pub fn is_empty(&self) -> bool {
         self.0.state.load(Ordering::Acquire) & !CLOSED == 0
     }
@@ -106,14 +114,17 @@ impl<T> Sender<T> {
 
 impl<T> Receiver<T> {
     /// The next item, without waiting. A drained queue that had grown gives
-    /// its buffer back.
+    /// its buffer back. Until [`Receiver::written`], senders see the queue
+    /// as not empty.
     pub fn try_recv(&mut self) -> Option<T> {
-        if self.0.state.load(Ordering::Acquire) & !CLOSED == 0 {
+        if self.0.state.load(Ordering::Acquire) & COUNT == 0 {
             return None;
         }
         let mut items = self.0.items();
         let item = items.pop_front();
         if item.is_some() {
+            // Taken before the count drops: never seen empty in between.
+            self.0.state.fetch_or(TAKEN, Ordering::AcqRel);
             self.0.state.fetch_sub(1, Ordering::Release);
         }
         if items.is_empty() && items.capacity() > KEEP_SLOTS {
@@ -139,6 +150,12 @@ impl<T> Receiver<T> {
             Some(item) => Poll::Ready(item),
             None => Poll::Pending,
         }
+    }
+
+    /// What was taken is written out: senders may go around the queue
+    /// again once it is empty.
+    pub fn written(&self) {
+        self.0.state.fetch_and(!TAKEN, Ordering::Release);
     }
 
     /// Items queued.
@@ -176,6 +193,9 @@ mod tests {
             (rx.try_recv(), rx.try_recv(), rx.try_recv(), rx.try_recv()),
             (Some(0), Some(1), Some(2), None)
         );
+        assert!(!tx.is_empty(), "taken, not yet written");
+        rx.written();
+        assert!(tx.is_empty());
         tx.clone().try_send(9).unwrap();
         drop(rx);
         assert_eq!(tx.try_send(10), Err(Refused::Closed));

@@ -25,14 +25,16 @@ pub enum Delivery {
     Presence,
 }
 
-/// A way to hand a volatile frame to a session's peer from the thread that
-/// fans it out, without waking the session's task: a WebTransport session
-/// sends it as a datagram on the spot, a sleeping WebSocket session's socket
-/// takes it as a frame.
+/// The fan-out's side door into a session: a volatile frame handed to the
+/// session's peer from the thread that fans it out, without waking the
+/// session's task. A WebTransport session sends it as a datagram on the
+/// spot; a WebSocket's socket takes it into its ordered buffer, written
+/// with the other frames of the same scheduler turn. The only other way in
+/// is the session's queue.
 pub trait DirectSend: Send + Sync + std::fmt::Debug {
-    /// Sends `payload` now, or says it must go through the session's queue
-    /// instead (too large for a datagram, a peer that takes none, a full
-    /// socket, a connection already lost).
+    /// Takes `payload` for the peer, or says it must go through the
+    /// session's queue instead (too large for a datagram, a peer that takes
+    /// none, a socket whose peer is behind, a connection already lost).
     fn send_volatile(&self, payload: &Bytes) -> Sent;
 
     /// True when a frame sent this way must not overtake the frames in the
@@ -45,11 +47,9 @@ pub trait DirectSend: Send + Sync + std::fmt::Debug {
 /// What became of a frame handed to [`DirectSend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
-    /// Sent whole.
+    /// Taken: it reaches the peer without the session's task.
     Yes,
-    /// Begun: the session must be woken to send the rest.
-    Partly,
-    /// Not sent: it goes through the session's queue.
+    /// Not taken: it goes through the session's queue.
     No,
 }
 

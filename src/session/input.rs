@@ -107,7 +107,7 @@ impl<T: Transport> Driver<T> {
 
     async fn login(&mut self, login: Login, frame: &[u8]) -> Flow {
         if login.single_stream {
-            self.t.single_stream();
+            self.single_stream = true;
         }
         let Some(url) = self.url.as_deref() else {
             // Logins come here only before one succeeded, while `url` is set.
@@ -115,7 +115,7 @@ impl<T: Transport> Driver<T> {
         };
         let span =
             tracing::trace_span!(target: telemetry::otel::TARGET, "login", user = field::Empty);
-        let direct = self.t.direct();
+        let direct = self.door.clone();
         let attempt = login::login(&self.gw, login, url, frame, direct);
         let started = match attempt.instrument(span.clone()).await {
             Ok(s) => {

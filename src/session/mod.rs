@@ -24,13 +24,15 @@ use tracing::{Instrument, debug, field, info, info_span, warn};
 use crate::auth::{EXP_LEEWAY_SECS, UrlCredentials};
 use crate::gateway::Gateway;
 use crate::hub::Closer;
+use crate::model::DirectSend;
 use crate::protocol::{CloseCode, Id, ProtoError, Reply};
 use crate::store::Appended;
 use crate::telemetry;
-use crate::transport::{PeerInfo, Transport, TransportError};
+use crate::transport::{Liveness, PeerInfo, Transport, TransportError};
 use crate::wake::WakeFlag;
 use commands::AckFuture;
 use limits::RateLimit;
+use output::WriteError;
 use sources::{Woke, instant_of, next_ack, notice_at};
 use state::LoggedIn;
 
@@ -42,6 +44,9 @@ const REPLAY_PAGE: usize = 100;
 const INBOUND_DRAIN: Duration = Duration::from_millis(200);
 /// How long a closing session waits for its in-flight acks.
 const ACK_DRAIN: Duration = Duration::from_secs(2);
+/// How long a session's close may take, its linger for the peer's answer
+/// included; past it the transport is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs a session to its end. Returns when the peer leaves or the session is
 /// closed; the session is unregistered from the hub before it returns.
@@ -50,6 +55,7 @@ const ACK_DRAIN: Duration = Duration::from_secs(2);
 /// it: an idle session's task is the driver and the select loop's state.
 pub(crate) fn run<T: Transport>(
     transport: T,
+    door: Option<Arc<dyn DirectSend>>,
     peer: PeerInfo,
     gw: Gateway,
 ) -> impl Future<Output = ()> + Send {
@@ -74,12 +80,14 @@ pub(crate) fn run<T: Transport>(
         t: transport,
         gw,
         url: Some(Box::new(url)),
+        door,
         active: None,
         closer: None,
         limit,
         last_inbound: Instant::now(),
         acks: None,
         writable: true,
+        single_stream: false,
         wake: WakeFlag::new(),
     };
     async move {
@@ -90,7 +98,7 @@ pub(crate) fn run<T: Transport>(
 }
 
 /// What to do after handling something.
-enum Flow {
+pub(super) enum Flow {
     Continue,
     Close(CloseCode),
     /// Close with a reason of the server API's, not the code's own.
@@ -106,8 +114,18 @@ impl From<TransportError> for Flow {
     }
 }
 
-impl From<Result<(), TransportError>> for Flow {
-    fn from(r: Result<(), TransportError>) -> Self {
+impl From<WriteError> for Flow {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Transport(e) => e.into(),
+            WriteError::Stalled => Flow::Close(CloseCode::SlowConsumer),
+            WriteError::Interrupted(code) => Flow::Close(code),
+        }
+    }
+}
+
+impl From<Result<(), WriteError>> for Flow {
+    fn from(r: Result<(), WriteError>) -> Self {
         match r {
             Ok(()) => Flow::Continue,
             Err(e) => e.into(),
@@ -127,6 +145,9 @@ struct Driver<T> {
     gw: Gateway,
     /// What the request said about the user, until a login succeeds.
     url: Option<Box<UrlCredentials>>,
+    /// The fan-out's side door into this session, if its transport has
+    /// one; the login hands it to the hub.
+    door: Option<Arc<dyn DirectSend>>,
     /// Set by a successful login.
     active: Option<LoggedIn>,
     /// The hub's way to close this session (set at login), kept apart from
@@ -140,6 +161,9 @@ struct Driver<T> {
     /// False once the peer can no longer be written to: what it sent
     /// before closing is still handled, its answers are skipped.
     writable: bool,
+    /// The client reads only its one stream (login's `singleStream`):
+    /// channel frames go there too.
+    single_stream: bool,
     /// Raised when a source other than the outbound queue woke the task.
     wake: WakeFlag,
 }
@@ -218,7 +242,6 @@ impl<T: Transport> Driver<T> {
                 },
                 Woke::Ack(cmid, result) => Box::pin(self.on_ack(cmid, result)).await,
                 Woke::Out(frame) => self.write_out(frame).await,
-                Woke::Flush => self.flush().await,
                 Woke::In(None) => Flow::Gone,
                 Woke::In(Some(Err(e))) => Flow::from(e),
                 Woke::In(Some(Ok(inc))) => {
@@ -258,7 +281,8 @@ impl<T: Transport> Driver<T> {
             }
         };
         let _ = tokio::time::timeout(ACK_DRAIN, drain).await;
-        self.t.close(code, reason).await;
+        // Bounded: a peer that stopped reading takes no close either.
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.t.close(code, reason)).await;
     }
 
     /// Leaves the hub and tells the broker what this node no longer holds.
@@ -284,14 +308,14 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn on_heartbeat_tick(&mut self, every: Duration) -> Flow {
-        if !self.t.detects_dead_peers() && self.last_inbound.elapsed() >= every * 3 {
-            info!("no inbound traffic for three heartbeats");
-            return Flow::Close(CloseCode::Timeout);
+        match self.heartbeat().await {
+            Ok(Liveness::Session) if self.last_inbound.elapsed() >= every * 3 => {
+                info!("no inbound traffic for three heartbeats");
+                Flow::Close(CloseCode::Timeout)
+            }
+            Ok(_) => Flow::Continue,
+            Err(e) => e.into(),
         }
-        if self.active.is_none() {
-            return Flow::Continue;
-        }
-        self.t.keepalive().await.into()
     }
 
     async fn on_ack(&mut self, cmid: Option<String>, result: Result<Appended, ProtoError>) -> Flow {

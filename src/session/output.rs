@@ -3,16 +3,67 @@
 //! written in batches with one flush, login replays page by page, and frames
 //! the peer sent before its close are still handled.
 
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Duration;
+
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
 use super::{Driver, Flow, INBOUND_DRAIN, REPLAY_PAGE, WRITE_BATCH};
+use crate::hub::Closer;
 use crate::model::{Channel, Delivery, OutFrame};
 use crate::protocol::message::{ERROR, LEAVE};
-use crate::protocol::{ProtoError, Reply};
+use crate::protocol::{CloseCode, ProtoError, Reply};
 use crate::telemetry;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Lane, Liveness, Transport, TransportError};
+
+/// Why a write to the peer did not complete.
+#[derive(Debug)]
+pub(super) enum WriteError {
+    /// The transport failed: nothing more can be sent.
+    Transport(TransportError),
+    /// The peer took nothing for the write deadline (the heartbeat
+    /// interval): a reader that stopped, closed 4008.
+    Stalled,
+    /// A close was asked for (the hub's, or the node's shutdown) while the
+    /// write waited on the peer.
+    Interrupted(CloseCode),
+}
+
+impl From<TransportError> for WriteError {
+    fn from(e: TransportError) -> Self {
+        WriteError::Transport(e)
+    }
+}
+
+/// Runs a write to the peer, giving up when it waits longer than `limit`
+/// or when the session is asked to close meanwhile. A write that completes
+/// at once (the common case) starts no timer.
+async fn bounded(
+    write: impl Future<Output = Result<(), TransportError>>,
+    limit: Duration,
+    closer: Option<&Closer>,
+    shutdown: &CancellationToken,
+) -> Result<(), WriteError> {
+    let mut write = std::pin::pin!(write);
+    if let Poll::Ready(r) = futures_util::poll!(write.as_mut()) {
+        return r.map_err(WriteError::from);
+    }
+    let asked = poll_fn(|cx| match closer {
+        Some(c) => c.poll_requested(cx),
+        None => Poll::Pending,
+    });
+    tokio::select! {
+        biased;
+        r = write => r.map_err(WriteError::from),
+        code = asked => Err(WriteError::Interrupted(code)),
+        () = shutdown.cancelled() => Err(WriteError::Interrupted(CloseCode::GoingAway)),
+        () = tokio::time::sleep(limit) => Err(WriteError::Stalled),
+    }
+}
 
 impl<T: Transport> Driver<T> {
     /// The peer is gone (it closed, or a write to it failed): frames it sent
@@ -35,46 +86,92 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Sends one frame, unless the peer can no longer be written to.
-    pub(super) async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
-        if !self.writable {
-            return Ok(());
-        }
-        let r = self.t.send(frame, how).await;
-        if r.is_err() {
-            self.writable = false;
-        }
-        r
+    pub(super) async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), WriteError> {
+        let lane = match how {
+            Delivery::Volatile => Lane::Unreliable,
+            _ => Lane::Reliable,
+        };
+        self.write(frame, lane).await
     }
 
     /// Sends one stored frame of `channel` (on its own stream where the
-    /// transport has one), unless the peer can no longer be written to.
+    /// transport has one and the client reads more than one), unless the
+    /// peer can no longer be written to.
     pub(super) async fn send_in(
         &mut self,
         frame: Bytes,
         channel: &Channel,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), WriteError> {
+        let lane = match self.single_stream {
+            true => Lane::Reliable,
+            false => Lane::Channel(channel),
+        };
+        self.write(frame, lane).await
+    }
+
+    async fn write(&mut self, frame: Bytes, lane: Lane<'_>) -> Result<(), WriteError> {
         if !self.writable {
             return Ok(());
         }
-        let r = self.t.send_in(frame, channel).await;
-        if r.is_err() {
-            self.writable = false;
-        }
-        r
+        let limit = self.gw.config().limits.heartbeat;
+        let r = bounded(
+            self.t.write(frame, lane),
+            limit,
+            self.closer.as_deref(),
+            &self.shutdown,
+        )
+        .await;
+        self.wrote(r)
     }
 
     /// Flushes, unless the peer can no longer be written to.
     pub(super) async fn flush(&mut self) -> Flow {
+        self.flush_out().await.into()
+    }
+
+    async fn flush_out(&mut self) -> Result<(), WriteError> {
         if !self.writable {
-            return Flow::Continue;
+            return Ok(());
         }
-        match self.t.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(e) => {
-                self.writable = false;
-                e.into()
+        let limit = self.gw.config().limits.heartbeat;
+        let r = bounded(
+            self.t.flush(),
+            limit,
+            self.closer.as_deref(),
+            &self.shutdown,
+        )
+        .await;
+        self.wrote(r)
+    }
+
+    /// The transport's heartbeat, bounded like a write.
+    pub(super) async fn heartbeat(&mut self) -> Result<Liveness, WriteError> {
+        if !self.writable {
+            return Ok(Liveness::Transport);
+        }
+        let limit = self.gw.config().limits.heartbeat;
+        let mut liveness = Liveness::Session;
+        let t = &mut self.t;
+        let probe = async {
+            liveness = t.heartbeat().await?;
+            Ok(())
+        };
+        let r = bounded(probe, limit, self.closer.as_deref(), &self.shutdown).await;
+        self.wrote(r).map(|()| liveness)
+    }
+
+    /// After a write: a failed or abandoned one ends writing.
+    fn wrote(&mut self, r: Result<(), WriteError>) -> Result<(), WriteError> {
+        if let Err(e) = &r {
+            self.writable = false;
+            if matches!(e, WriteError::Stalled) {
+                info!(
+                    "the peer took nothing for a heartbeat interval: closing it as a slow consumer"
+                );
+                self.m.write_stalls.increment(1);
             }
         }
+        r
     }
 
     /// Writes one queued frame and whatever else is already queued, then
@@ -133,11 +230,16 @@ impl<T: Transport> Driver<T> {
             }
         }
         self.m.frames_out.increment(written as u64);
-        self.flush().await
+        let flow = self.flush().await;
+        if let Some(a) = &self.active {
+            // What it took is out: the fan-out may go around the queue again.
+            a.rx.written();
+        }
+        flow
     }
 
     /// Sends one reply; error replies are logged and counted.
-    pub(super) async fn reply(&mut self, reply: Reply) -> Result<(), TransportError> {
+    pub(super) async fn reply(&mut self, reply: Reply) -> Result<(), WriteError> {
         if reply.msg_type == ERROR {
             let code = reply.code.unwrap_or_default();
             debug!(code, reason = reply.reason.as_deref(), "client error");
@@ -147,7 +249,7 @@ impl<T: Transport> Driver<T> {
             && reply.code.is_none()
             && let Some(room) = &reply.room_id
         {
-            self.t.end_channel(&Channel::Room(room.clone()));
+            self.t.end_lane(&Channel::Room(room.clone()));
         }
         self.m.frames_out.increment(1);
         self.send(reply.to_bytes(), Delivery::Reliable).await
@@ -157,17 +259,13 @@ impl<T: Transport> Driver<T> {
         &mut self,
         err: ProtoError,
         cmid: Option<String>,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), WriteError> {
         self.reply(Reply::error(&err, cmid)).await
     }
 
     /// Sends a channel's replay after `since`, page after page, up to the
     /// latest seq seen by its first page; later messages arrive live.
-    pub(super) async fn replay(
-        &mut self,
-        channel: Channel,
-        since: u64,
-    ) -> Result<(), TransportError> {
+    pub(super) async fn replay(&mut self, channel: Channel, since: u64) -> Result<(), WriteError> {
         let mut page = match self.gw.store().read(&channel, since, REPLAY_PAGE).await {
             Ok(p) => p,
             Err(e) => {
@@ -183,9 +281,7 @@ impl<T: Transport> Driver<T> {
                 self.send_in(raw_bytes(msg), &channel).await?;
                 sent += 1;
             }
-            if self.writable {
-                self.t.flush().await?;
-            }
+            self.flush_out().await?;
             if let Some(a) = &mut self.active {
                 a.replayed.insert(channel.clone(), page.last);
             }

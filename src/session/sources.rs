@@ -56,16 +56,12 @@ pub(super) enum Woke {
     Ack(Option<String>, Result<Appended, ProtoError>),
     /// A frame from the outbound queue.
     Out(OutFrame),
-    /// A frame written directly while the session slept left bytes for it
-    /// to flush.
-    Flush,
     /// Something from the peer, `None` when it is gone.
     In(Option<Result<Incoming, TransportError>>),
 }
 
 impl<T: Transport> Driver<T> {
-    /// The next thing to handle, in this order: bytes a direct write left
-    /// to flush, close requests, the timer,
+    /// The next thing to handle, in this order: close requests, the timer,
     /// acks, queued frames, the peer. Everything but the queue is quiet and
     /// polled with the session's [`WakeFlag`](crate::wake::WakeFlag), only
     /// when it woke the task (a fan-out wakes a session once per frame:
@@ -77,9 +73,6 @@ impl<T: Transport> Driver<T> {
         mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
         mut deadline: Pin<&mut Sleep>,
     ) -> Poll<Woke> {
-        if self.t.wake() {
-            return Poll::Ready(Woke::Flush);
-        }
         let raised = self.wake.take(cx.waker());
         let woke = self.poll_quiet(raised, cancelled.as_mut(), deadline.as_mut());
         if let Poll::Ready(w) = woke {
@@ -102,9 +95,6 @@ impl<T: Transport> Driver<T> {
                 return Poll::Ready(Woke::In(inc));
             }
         }
-        // Every handler flushed what it wrote: the transport may write
-        // volatile frames directly while the task sleeps.
-        self.t.sleep();
         Poll::Pending
     }
 

@@ -97,6 +97,10 @@ fn describe() {
     describe_counter!("rtgate_frames_in_total", "Frames received from clients");
     describe_counter!("rtgate_frames_out_total", "Frames written to clients");
     describe_counter!(
+        "rtgate_write_stalls_total",
+        "Sessions closed 4008 because a write to the peer made no progress for the heartbeat interval (a reader that stopped)"
+    );
+    describe_counter!(
         "rtgate_datagrams_total",
         "WebTransport datagrams received (in) and sent (out)"
     );

@@ -78,6 +78,9 @@ pub(crate) struct SessionMetrics {
     pub frames_out: metrics::Counter,
     /// Outbound queue depth when the writer wakes.
     pub queue_depth: metrics::Histogram,
+    /// Sessions closed 4008 because a write made no progress for the
+    /// heartbeat interval (a peer that stopped reading).
+    pub write_stalls: metrics::Counter,
     /// Open connections.
     connections: metrics::Gauge,
     /// Connections ever opened.
@@ -116,6 +119,7 @@ pub(crate) fn session_metrics(kind: TransportKind) -> &'static SessionMetrics {
         frames_in: counter!("rtgate_frames_in_total", "transport" => kind.as_str()),
         frames_out: counter!("rtgate_frames_out_total", "transport" => kind.as_str()),
         queue_depth: histogram!("rtgate_outbound_queue_depth"),
+        write_stalls: counter!("rtgate_write_stalls_total", "transport" => kind.as_str()),
         connections: gauge!("rtgate_connections", "transport" => kind.as_str()),
         connections_total: counter!("rtgate_connections_total", "transport" => kind.as_str()),
     })

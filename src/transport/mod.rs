@@ -1,8 +1,10 @@
-//! The session trait that every transport implements (send and receive
-//! frames, keep the peer alive, close with a code) and its two
-//! implementations. Accepting connections is not done here: the edges above
-//! (`api` for WebSocket, `quic` for WebTransport) admit a connection and hand
-//! the wrapped session to the session driver, which only sees this trait.
+//! The session trait that every transport implements (receive frames, write
+//! them on a lane and end a lane, flush, heartbeat, close with a code) and its two
+//! implementations, with the fan-out's one side door ([`DirectSend`]) that
+//! each may offer beside it. Accepting connections is not done here: the
+//! edges above (`api` for WebSocket, `quic` for WebTransport) admit a
+//! connection and hand the wrapped session to the session driver, which
+//! only sees this trait.
 
 pub(crate) mod tcp;
 pub(crate) mod websocket;
@@ -10,11 +12,10 @@ pub(crate) mod webtransport;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub(crate) use crate::model::{Channel, Delivery, DirectSend, Sent, TransportKind};
+pub(crate) use crate::model::{Channel, DirectSend, Sent, TransportKind};
 use crate::protocol::CloseCode;
 
 /// What the edge knows about the peer and the request that opened a
@@ -62,74 +63,64 @@ pub(crate) enum TransportError {
     Io(String),
 }
 
+/// Where a frame goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lane<'a> {
+    /// The session's reliable, ordered stream: replies, acks, notices.
+    Reliable,
+    /// The reliable stream of one channel: its stored frames, in `seq`
+    /// order. A transport with a stream per channel keeps each channel on
+    /// a stream of its own, so a loss on one does not delay another; others
+    /// use the session's stream.
+    Channel(&'a Channel),
+    /// Unreliable: a datagram where the transport has them and it fits,
+    /// else the session's stream.
+    Unreliable,
+}
+
+/// Who tells a live peer from a dead one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// The session: a peer silent for three heartbeats is closed 4408 (the
+    /// heartbeat made it answer, as a WebSocket Ping does).
+    Session,
+    /// The transport itself (QUIC keep-alive and idle timeout): the session
+    /// does not close a quiet peer.
+    Transport,
+}
+
 /// A connected client, whatever carries it.
 ///
 /// The session driver owns it in one task and selects over [`recv`] and its
 /// outbound queue, so `recv` must be cancel-safe: dropping its future loses no
-/// frame. `send` may buffer; `flush` pushes buffered frames out.
+/// frame. `write` may buffer; `flush` pushes written frames out. A write or
+/// flush that waits on the peer may be dropped (the session gives up on a
+/// peer that stopped reading) and then `close` is the only call left.
 ///
 /// [`recv`]: Transport::recv
 pub(crate) trait Transport: Send + 'static {
     /// The next frame, `None` when the peer is gone. Cancel-safe.
     fn recv(&mut self) -> impl Future<Output = Option<Result<Incoming, TransportError>>> + Send;
 
-    /// Queues one frame (UTF-8 JSON, or `pong`) for sending.
-    fn send(
+    /// Writes one frame (UTF-8 JSON, or `pong`) on `lane`.
+    fn write(
         &mut self,
         frame: Bytes,
-        how: Delivery,
+        lane: Lane<'_>,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
-    /// Queues one stored frame of `channel` (a live message or its replay).
-    /// A transport with a stream per channel keeps each channel's frames in
-    /// order on a stream of their own, so a loss on one channel does not
-    /// delay another; others send it as a reliable frame.
-    fn send_in(
-        &mut self,
-        frame: Bytes,
-        channel: &Channel,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = channel;
-        self.send(frame, Delivery::Reliable)
-    }
+    /// The session is done with `channel` (it left the room): what the
+    /// transport keeps for the channel's lane (a stream) can go.
+    fn end_lane(&mut self, channel: &Channel);
 
-    /// A way to send volatile frames without the session's task, if the
-    /// transport has one (WebTransport datagrams); the hub then hands them
-    /// over as it fans out instead of queueing them.
-    fn direct(&self) -> Option<Arc<dyn DirectSend>> {
-        None
-    }
-
-    /// The session is about to sleep with everything it wrote flushed:
-    /// its [`direct`](Transport::direct) way may write until it wakes (and
-    /// wakes it through its queue when it leaves bytes for it to flush).
-    fn sleep(&self) {}
-
-    /// The session woke: from now on only it writes. True when a direct
-    /// write left bytes that its next flush must send.
-    fn wake(&self) -> bool {
-        false
-    }
-
-    /// The session left `channel`: a stream kept for it can end.
-    fn end_channel(&mut self, _channel: &Channel) {}
-
-    /// The client reads only its one stream: every frame goes there.
-    fn single_stream(&mut self) {}
-
-    /// Sends everything queued by [`Transport::send`].
+    /// Sends everything written so far.
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
 
-    /// True when the transport notices dead peers itself (QUIC idle
-    /// timeout), so the session does not close quiet clients for silence.
-    fn detects_dead_peers(&self) -> bool {
-        false
-    }
+    /// The session's heartbeat: the transport's own liveness probe if it
+    /// needs one (a WebSocket Ping), and who judges the peer dead.
+    fn heartbeat(&mut self) -> impl Future<Output = Result<Liveness, TransportError>> + Send;
 
-    /// A transport-level liveness probe (WebSocket Ping). Transports with
-    /// their own keep-alive (QUIC) do nothing.
-    fn keepalive(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
-
-    /// Closes the session with a code and reason, best effort.
+    /// Closes the session with a code and reason: gracefully when the peer
+    /// takes it within a moment, else the connection is cut.
     fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
 }

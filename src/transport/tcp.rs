@@ -1,23 +1,26 @@
-//! A WebSocket's TCP socket, shared by its session and the fan-out: the
-//! session reads and writes it through tungstenite as usual, and while the
-//! session sleeps, a volatile frame fanned out to it is framed and written
-//! on the spot by the thread that fans it out ([`DirectWs`]), which spares
-//! the session's task a wake per delivered frame.
+//! A WebSocket's TCP socket, shared by its session and the fan-out. The
+//! session writes through tungstenite as over a plain socket; the fan-out
+//! hands a volatile frame to a session ([`DirectWs`]) without waking its
+//! task: the frame is appended to the socket's one ordered buffer and
+//! written, with every other frame that reached the socket in the same turn
+//! of the scheduler, by one `write` per socket ([`cork`]). Frames that
+//! arrive together (publishers in step, a busy room) leave in one segment.
 //!
-//! One atomic decides who may write: the session while it is awake, has
-//! unflushed bytes, or owes the remainder of a direct write; the fan-out
-//! only when none of those holds, for one non-blocking `writev`. A direct
-//! write never interleaves with a frame of tungstenite's, and never
-//! overtakes a frame that waits in the session's queue (the hub looks at the
-//! queue first).
+//! Order: bytes reach the wire in the order they were accepted. A write of
+//! the session's is whole or nothing (what the socket does not take at once
+//! is kept in the buffer), so a fan-out frame never lands inside one of
+//! tungstenite's. A frame never overtakes one in the session's queue: the
+//! hub hands frames over only while that queue is empty and not being
+//! written.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tungstenite::protocol::frame::FrameHeader;
@@ -26,21 +29,87 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use crate::model::{DirectSend, Sent, TransportKind};
 use crate::telemetry;
 
-/// The session is awake (set from the start until it first sleeps).
-const AWAKE: u8 = 1;
-/// A direct write is in progress.
-const DIRECT: u8 = 2;
-/// tungstenite wrote bytes that no completed flush has followed yet.
-const DIRTY: u8 = 4;
-/// The rest of a direct write waits in `spill` for the session to send.
-const SPILL: u8 = 8;
+/// Bytes a socket may hold for the fan-out beyond what its peer has taken;
+/// past it, frames go through the session's queue (whose bound closes a
+/// reader that stopped).
+const DIRECT_LIMIT: usize = 64 * 1024;
+/// A drained buffer larger than this gives its memory back.
+const KEEP_BYTES: usize = 4 * 1024;
 
 struct Shared {
     tcp: TcpStream,
-    state: AtomicU8,
-    /// What a direct write could not write at once; the session's next
-    /// write or flush sends it first.
-    spill: Mutex<Vec<u8>>,
+    out: Mutex<Out>,
+    /// The session's reads register here: woken when the fan-out's flush
+    /// left bytes that only a wait for the socket can send (the session's
+    /// next read writes them first, waiting for the socket if it must).
+    reader: AtomicWaker,
+    /// Itself, for the cork list (taken only by a turn's first frame).
+    me: Weak<Shared>,
+}
+
+/// What waits to be written, and who is to write it.
+#[derive(Default)]
+struct Out {
+    /// Bytes accepted for the peer and not yet written, in order.
+    buf: Vec<u8>,
+    /// In the cork list: its next flush writes `buf`.
+    corked: bool,
+    /// The socket failed or was aborted: nothing more is accepted.
+    dead: bool,
+}
+
+impl Shared {
+    fn out(&self) -> MutexGuard<'_, Out> {
+        // A panic while holding the lock leaves whole bytes behind.
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes as much of the buffer as the socket takes now: true when it
+    /// is empty.
+    fn write_out(&self, out: &mut Out) -> io::Result<bool> {
+        while !out.buf.is_empty() {
+            match self.tcp.try_write(&out.buf) {
+                Ok(n) => drop(out.buf.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => {
+                    out.dead = true;
+                    out.buf = Vec::new();
+                    return Err(e);
+                }
+            }
+        }
+        if out.buf.capacity() > KEEP_BYTES {
+            out.buf = Vec::new();
+        }
+        Ok(true)
+    }
+
+    /// The cork's flush: writes what the fan-out left; bytes the socket
+    /// does not take are left to the session, which is woken for them.
+    fn flush_corked(&self) {
+        let mut out = self.out();
+        out.corked = false;
+        if matches!(self.write_out(&mut out), Ok(false)) {
+            drop(out);
+            self.reader.wake();
+        }
+    }
+
+    /// Writes the buffer out, waiting for the socket as needed.
+    fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            {
+                let mut out = self.out();
+                if out.dead {
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
+                if self.write_out(&mut out)? {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            ready!(self.tcp.poll_write_ready(cx))?;
+        }
+    }
 }
 
 /// The socket as hyper and tungstenite see it.
@@ -49,10 +118,11 @@ pub(crate) struct SharedTcp(Arc<Shared>);
 impl SharedTcp {
     /// Wraps an accepted connection.
     pub(crate) fn new(tcp: TcpStream) -> Self {
-        Self(Arc::new(Shared {
+        Self(Arc::new_cyclic(|me| Shared {
             tcp,
-            state: AtomicU8::new(AWAKE),
-            spill: Mutex::new(Vec::new()),
+            out: Mutex::new(Out::default()),
+            reader: AtomicWaker::new(),
+            me: me.clone(),
         }))
     }
 
@@ -61,41 +131,51 @@ impl SharedTcp {
         DirectWs(self.0.clone())
     }
 
-    /// One write of tungstenite's (`write` or `writev` on the socket): after
-    /// the spill, and marking the socket as holding unflushed bytes.
+    /// One write of the session's (hyper's, tungstenite's), behind what the
+    /// buffer holds. It is taken whole or not at all: a part the socket
+    /// does not take is kept in the buffer, so nothing can come between.
     fn poll_session_write(
         &self,
         cx: &mut Context<'_>,
-        write: impl Fn(&TcpStream) -> io::Result<usize>,
+        bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_spill(cx))?;
-        self.0.state.fetch_or(DIRTY, Ordering::AcqRel);
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
         loop {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match write(&self.0.tcp) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
+            {
+                let mut out = self.0.out();
+                if out.dead {
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
+                if self.0.write_out(&mut out)? {
+                    match self.0.tcp.try_write_vectored(bufs) {
+                        Ok(n) => {
+                            if n < total {
+                                keep_rest(&mut out.buf, bufs, n);
+                            }
+                            return Poll::Ready(Ok(total));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            out.dead = true;
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
             }
+            ready!(self.0.tcp.poll_write_ready(cx))?;
         }
     }
+}
 
-    /// Writes the spill, if any, before anything else goes out.
-    fn poll_spill(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.0.state.load(Ordering::Acquire) & SPILL == 0 {
-            return Poll::Ready(Ok(()));
+/// Appends what follows the first `written` bytes of `bufs` to `buf`.
+fn keep_rest(buf: &mut Vec<u8>, bufs: &[IoSlice<'_>], mut written: usize) {
+    for b in bufs {
+        if written >= b.len() {
+            written -= b.len();
+            continue;
         }
-        let mut spill = self.0.spill.lock().unwrap_or_else(|p| p.into_inner());
-        while !spill.is_empty() {
-            ready!(self.0.tcp.poll_write_ready(cx))?;
-            match self.0.tcp.try_write(&spill) {
-                Ok(n) => drop(spill.drain(..n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        *spill = Vec::new();
-        self.0.state.fetch_and(!SPILL, Ordering::Release);
-        Poll::Ready(Ok(()))
+        buf.extend_from_slice(&b[written..]);
+        written = 0;
     }
 }
 
@@ -105,6 +185,12 @@ impl AsyncRead for SharedTcp {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.0.reader.register(cx.waker());
+        // Bytes the fan-out could not write: the session's task sends them,
+        // waiting for the socket with its reader's waker.
+        if let Poll::Ready(Err(e)) = self.0.poll_write_out(cx) {
+            return Poll::Ready(Err(e));
+        }
         loop {
             ready!(self.0.tcp.poll_read_ready(cx))?;
             match self.0.tcp.try_read(buf.initialize_unfilled()) {
@@ -125,7 +211,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_session_write(cx, |tcp| tcp.try_write(buf))
+        self.poll_session_write(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -133,7 +219,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_session_write(cx, |tcp| tcp.try_write_vectored(bufs))
+        self.poll_session_write(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -141,14 +227,11 @@ impl AsyncWrite for SharedTcp {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // tungstenite flushes its socket only once its own buffer is out.
-        ready!(self.poll_spill(cx))?;
-        self.0.state.fetch_and(!DIRTY, Ordering::AcqRel);
-        Poll::Ready(Ok(()))
+        self.0.poll_write_out(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_spill(cx))?;
+        ready!(self.0.poll_write_out(cx))?;
         Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(std::net::Shutdown::Write))
     }
 }
@@ -164,34 +247,21 @@ impl std::fmt::Debug for DirectWs {
 }
 
 impl DirectWs {
-    /// What the hub calls to write a volatile frame directly.
+    /// What the hub calls to hand a volatile frame over.
     pub(crate) fn sender(&self) -> Arc<dyn DirectSend> {
         self.0.clone()
     }
 
-    /// The session goes to sleep, everything it wrote flushed: frames may
-    /// be written directly until it wakes.
-    pub(crate) fn sleep(&self) {
-        self.0.state.fetch_and(!AWAKE, Ordering::AcqRel);
-    }
-
-    /// The session woke: no direct write starts until it sleeps again, and
-    /// one in progress (a single non-blocking `writev`) is waited out.
-    /// True when a direct write's remainder waits to be flushed.
-    pub(crate) fn wake(&self) -> bool {
-        let mut state = self.0.state.fetch_or(AWAKE, Ordering::AcqRel);
-        let mut spins = 0u32;
-        while state & DIRECT != 0 {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                // The writer's thread may share this core.
-                std::thread::yield_now();
-            }
-            state = self.0.state.load(Ordering::Acquire);
-        }
-        state & SPILL != 0
+    /// Gives up on the peer: what waits is dropped and the connection is
+    /// reset when the socket closes (no FIN queued behind megabytes the
+    /// peer will never read), for a reader that stopped.
+    pub(crate) fn abort(&self) {
+        let mut out = self.0.out();
+        out.dead = true;
+        out.buf = Vec::new();
+        let sock = socket2::SockRef::from(&self.0.tcp);
+        let _ = sock.set_linger(Some(Duration::ZERO));
+        let _ = sock.shutdown(std::net::Shutdown::Read);
     }
 }
 
@@ -212,8 +282,10 @@ fn text_header(len: usize) -> ([u8; 14], usize) {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let out = self.out();
         f.debug_struct("SharedTcp")
-            .field("state", &self.state.load(Ordering::Relaxed))
+            .field("buffered", &out.buf.len())
+            .field("corked", &out.corked)
             .finish()
     }
 }
@@ -224,46 +296,72 @@ impl DirectSend for Shared {
     }
 
     fn send_volatile(&self, payload: &Bytes) -> Sent {
-        if self
-            .state
-            .compare_exchange(0, DIRECT, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        let mut out = self.out();
+        if out.dead || out.buf.len() > DIRECT_LIMIT {
             return Sent::No;
         }
         let (header, hlen) = text_header(payload.len());
-        let header = &header[..hlen];
-        let total = hlen + payload.len();
-        let written = self
-            .tcp
-            .try_write_vectored(&[IoSlice::new(header), IoSlice::new(payload)]);
-        let sent = match written {
-            Ok(n) if n == total => Sent::Yes,
-            Ok(n) => {
-                // Part of the frame is on the wire: the rest must follow
-                // before any other byte, so the session sends it.
-                let mut rest = Vec::with_capacity(total - n);
-                if n < hlen {
-                    rest.extend_from_slice(&header[n..]);
-                    rest.extend_from_slice(payload);
-                } else {
-                    rest.extend_from_slice(&payload[n - hlen..]);
-                }
-                *self.spill.lock().unwrap_or_else(|p| p.into_inner()) = rest;
-                self.state.fetch_or(SPILL, Ordering::AcqRel);
-                Sent::Partly
-            }
-            // A full socket or a broken one: the queue decides (it waits,
-            // or the session finds the error).
-            Err(_) => Sent::No,
-        };
-        if sent != Sent::No {
-            telemetry::session_metrics(TransportKind::WebSocket)
-                .frames_out
-                .increment(1);
+        out.buf.extend_from_slice(&header[..hlen]);
+        out.buf.extend_from_slice(payload);
+        let first = !out.corked;
+        out.corked = true;
+        drop(out);
+        if first && let Some(me) = self.me.upgrade() {
+            cork::add(me);
         }
-        self.state.fetch_and(!DIRECT, Ordering::AcqRel);
-        sent
+        telemetry::session_metrics(TransportKind::WebSocket)
+            .frames_out
+            .increment(1);
+        Sent::Yes
+    }
+}
+
+/// The sockets the fan-out wrote to in this turn of the scheduler, flushed
+/// together once the tasks that were ready have run: the first frame of a
+/// turn on a thread opens a batch and spawns its flush, which yields once
+/// (tokio runs a yielded task after the others that are ready and a look at
+/// the I/O driver), so frames that arrive in the same turn share one write.
+mod cork {
+    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex};
+
+    use super::Shared;
+
+    /// The sockets of one batch; `None` once its flush took them.
+    struct Batch(Mutex<Option<Vec<Arc<Shared>>>>);
+
+    thread_local! {
+        /// The batch this thread adds to until its flush runs.
+        static OPEN: RefCell<Option<Arc<Batch>>> = const { RefCell::new(None) };
+    }
+
+    /// Adds a socket with bytes to write to this thread's open batch, or
+    /// opens one and schedules its flush.
+    pub(super) fn add(s: Arc<Shared>) {
+        let s = OPEN.with_borrow(|open| {
+            if let Some(batch) = open
+                && let Some(list) = batch.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            {
+                list.push(s);
+                return None;
+            }
+            Some(s)
+        });
+        let Some(s) = s else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No scheduler to wait for (a thread of its own): now.
+            s.flush_corked();
+            return;
+        };
+        let batch = Arc::new(Batch(Mutex::new(Some(vec![s]))));
+        OPEN.set(Some(batch.clone()));
+        rt.spawn(async move {
+            tokio::task::yield_now().await;
+            let list = batch.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+            for s in list.into_iter().flatten() {
+                s.flush_corked();
+            }
+        });
     }
 }
 
@@ -296,42 +394,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_a_sleeping_session_with_nothing_unflushed_is_written_to_directly() {
-        let (mut s, mut client) = pair().await;
+    async fn frames_handed_over_in_one_turn_leave_in_one_write_after_it() {
+        let (s, mut client) = pair().await;
         let d = s.direct().sender();
-        let hello = Bytes::from_static(b"{\"msgBody\":1}");
-        assert_eq!(d.send_volatile(&hello), Sent::No, "awake from the start");
-        s.direct().sleep();
-        assert_eq!(d.send_volatile(&hello), Sent::Yes);
-        let mut got = vec![0u8; frame(&hello).len()];
+        let a = Bytes::from_static(b"{\"n\":1}");
+        let b = Bytes::from_static(b"{\"n\":2}");
+        assert_eq!(d.send_volatile(&a), Sent::Yes);
+        assert_eq!(d.send_volatile(&b), Sent::Yes);
+        // Nothing is written before the task that handed them over yields.
+        assert_eq!(s.0.out().buf.len(), frame(&a).len() + frame(&b).len());
+        let mut got = vec![0u8; frame(&a).len() + frame(&b).len()];
         client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, frame(&hello));
-        // Awake, then asleep with bytes written and not flushed.
-        assert!(!s.direct().wake());
-        assert_eq!(d.send_volatile(&hello), Sent::No);
-        s.write_all(b"own").await.unwrap();
-        s.direct().sleep();
-        assert_eq!(d.send_volatile(&hello), Sent::No, "unflushed bytes");
-        assert!(!s.direct().wake());
-        s.flush().await.unwrap();
-        s.direct().sleep();
-        assert_eq!(d.send_volatile(&hello), Sent::Yes);
-        let mut got = vec![0u8; 3 + frame(&hello).len()];
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, [&b"own"[..], &frame(&hello)].concat());
+        assert_eq!(got, [frame(&a), frame(&b)].concat());
+        assert!(s.0.out().buf.is_empty());
+        assert!(!s.0.out().corked);
     }
 
     #[tokio::test]
-    async fn the_rest_of_a_partial_direct_write_goes_out_before_the_sessions_bytes() {
+    async fn a_session_write_goes_out_behind_what_the_fan_out_handed_over() {
         let (mut s, mut client) = pair().await;
         let d = s.direct().sender();
-        s.direct().sleep();
+        let v = Bytes::from_static(b"{\"v\":1}");
+        assert_eq!(d.send_volatile(&v), Sent::Yes);
+        // The session writes before the cork's flush ran: its bytes follow.
+        s.write_all(b"own").await.unwrap();
+        s.flush().await.unwrap();
+        let mut got = vec![0u8; frame(&v).len() + 3];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [&frame(&v)[..], b"own"].concat());
+    }
+
+    #[tokio::test]
+    async fn a_write_the_socket_takes_in_part_is_finished_before_any_frame_of_the_fan_out() {
+        let (mut s, mut client) = pair().await;
+        let d = s.direct().sender();
         // Larger than what the socket takes while the client does not read.
-        let big = Bytes::from(vec![b'x'; 16 << 20]);
-        assert_eq!(d.send_volatile(&big), Sent::Partly);
+        let big = vec![b'x'; 16 << 20];
+        let wrote = s.write(&big).await.unwrap();
+        assert_eq!(wrote, big.len(), "taken whole");
+        assert!(!s.0.out().buf.is_empty(), "the rest waits in the buffer");
+        // Over the limit: the fan-out's frames go through the queue instead.
         let small = Bytes::from_static(b"{}");
-        assert_eq!(d.send_volatile(&small), Sent::No, "the rest waits");
-        assert!(s.direct().wake(), "the session is told to flush");
+        assert_eq!(d.send_volatile(&small), Sent::No);
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             client.read_to_end(&mut all).await.unwrap();
@@ -341,9 +445,23 @@ mod tests {
         s.flush().await.unwrap();
         s.shutdown().await.unwrap();
         let all = reader.await.unwrap();
-        assert_eq!(all.len(), frame(&big).len() + 5);
-        assert!(all == [&frame(&big)[..], b"after"].concat());
-        s.direct().sleep();
-        assert_eq!(d.send_volatile(&small), Sent::No, "the peer is gone");
+        assert_eq!(all.len(), big.len() + 5);
+        assert!(all == [&big[..], b"after"].concat());
+    }
+
+    #[tokio::test]
+    async fn an_aborted_socket_takes_nothing_more() {
+        let (s, mut client) = pair().await;
+        let d = s.direct().sender();
+        s.direct().abort();
+        assert_eq!(d.send_volatile(&Bytes::from_static(b"{}")), Sent::No);
+        drop(d);
+        drop(s);
+        let mut buf = [0u8; 8];
+        // A reset (linger 0), or an end: never data.
+        match client.read(&mut buf).await {
+            Ok(n) => assert_eq!(n, 0),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! WebSocket transport: the [`Transport`] implementation over a socket that
 //! axum's `ws` (tokio-tungstenite underneath) has upgraded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -9,7 +8,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 
 use super::tcp::DirectWs;
-use super::{Delivery, DirectSend, Incoming, Transport, TransportError};
+use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
 use crate::protocol::CloseCode;
 
 /// How long a closing session waits for the peer's close reply.
@@ -22,14 +21,15 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// [`Transport::recv`] asks.
 pub(crate) struct WebSocketTransport {
     ws: WebSocket,
-    /// The socket's direct way, on a plain TCP connection.
-    direct: Option<DirectWs>,
+    /// The socket's shared handle on a plain TCP connection: cut when a
+    /// close cannot be sent.
+    socket: Option<DirectWs>,
 }
 
 impl WebSocketTransport {
-    /// Wraps an upgraded socket, with its direct way if it has one.
-    pub(crate) fn new(ws: WebSocket, direct: Option<DirectWs>) -> Self {
-        Self { ws, direct }
+    /// Wraps an upgraded socket, with its shared handle if it has one.
+    pub(crate) fn new(ws: WebSocket, socket: Option<DirectWs>) -> Self {
+        Self { ws, socket }
     }
 }
 
@@ -68,32 +68,26 @@ impl Transport for WebSocketTransport {
         next_incoming(&mut self.ws).await
     }
 
-    async fn send(&mut self, frame: Bytes, _how: Delivery) -> Result<(), TransportError> {
+    /// Every lane is the one socket: frames keep the order they are written in.
+    async fn write(&mut self, frame: Bytes, _lane: Lane<'_>) -> Result<(), TransportError> {
         let text = Utf8Bytes::try_from(frame)
             .map_err(|e| TransportError::Io(format!("frame is not UTF-8: {e}")))?;
         self.ws.feed(Message::Text(text)).await.map_err(io)
     }
 
+    /// Every lane is the one socket: nothing is kept per channel.
+    fn end_lane(&mut self, _channel: &Channel) {}
+
     async fn flush(&mut self) -> Result<(), TransportError> {
         self.ws.flush().await.map_err(io)
     }
 
-    fn direct(&self) -> Option<Arc<dyn DirectSend>> {
-        self.direct.as_ref().map(DirectWs::sender)
-    }
-
-    fn sleep(&self) {
-        if let Some(d) = &self.direct {
-            d.sleep();
-        }
-    }
-
-    fn wake(&self) -> bool {
-        self.direct.as_ref().is_some_and(DirectWs::wake)
-    }
-
-    async fn keepalive(&mut self) -> Result<(), TransportError> {
-        self.ws.send(Message::Ping(Bytes::new())).await.map_err(io)
+    async fn heartbeat(&mut self) -> Result<Liveness, TransportError> {
+        self.ws
+            .send(Message::Ping(Bytes::new()))
+            .await
+            .map_err(io)?;
+        Ok(Liveness::Session)
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
@@ -101,7 +95,13 @@ impl Transport for WebSocketTransport {
             code: code.code(),
             reason: Utf8Bytes::from(reason),
         };
-        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+        // A peer that stopped reading takes no close frame: then the
+        // connection is reset.
+        let sent = tokio::time::timeout(CLOSE_LINGER, self.ws.send(Message::Close(Some(frame))));
+        if !matches!(sent.await, Ok(Ok(()))) {
+            if let Some(s) = &self.socket {
+                s.abort();
+            }
             return;
         }
         // Keep reading until the peer answers the close, so that unread

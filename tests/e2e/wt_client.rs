@@ -36,7 +36,22 @@ impl WtClient {
         Self::connect_from(Some(ns), url, None).await
     }
 
+    /// Opens a session at `url` with extra arguments for the client
+    /// (`--window BYTES`: the flow-control credit it grants at first).
+    pub(crate) async fn connect_args(url: &str, args: &[&str]) -> (WtClient, u16) {
+        Self::spawn(None, url, None, args).await
+    }
+
     async fn connect_from(ns: Option<&str>, url: &str, origin: Option<&str>) -> (WtClient, u16) {
+        Self::spawn(ns, url, origin, &[]).await
+    }
+
+    async fn spawn(
+        ns: Option<&str>,
+        url: &str,
+        origin: Option<&str>,
+        args: &[&str],
+    ) -> (WtClient, u16) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wt/client.py");
         let mut cmd = match ns {
             Some(ns) => {
@@ -50,6 +65,7 @@ impl WtClient {
         if let Some(o) = origin {
             cmd.args(["--origin", o]);
         }
+        cmd.args(args);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -245,6 +261,12 @@ impl WtClient {
                 self.datagrams.push_back(d.take());
             }
         }
+    }
+
+    /// Stops granting the server flow-control credit, as a client that
+    /// stopped reading does (it still answers at the QUIC level).
+    pub(crate) async fn withhold_credit(&mut self) {
+        self.command(json!({ "withhold": true })).await;
     }
 
     /// The client's process id (to freeze it with SIGSTOP).

@@ -127,11 +127,16 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
     ap.add_argument("--origin")
+    # Flow-control windows (bytes) the client grants the server at first.
+    ap.add_argument("--window", type=int)
     args = ap.parse_args()
     url = urlparse(args.url)
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536)
     config.verify_mode = ssl.CERT_NONE  # the test compares the hash with /cert-hash instead
     config.server_name = "localhost"
+    if args.window:
+        config.max_data = args.window
+        config.max_stream_data = args.window
     async with connect(url.hostname, url.port, configuration=config, create_protocol=Client) as client:
         sid = client._quic.get_next_available_stream_id()
         client.session_id = sid
@@ -202,6 +207,12 @@ async def main():
                 client._quic.send_ping(0)
                 name = client._transport.get_extra_info("sockname")
                 emit({"rebound": name[1], "address": name[0]})
+            elif "withhold" in cmd:
+                # A reader that stops: no more flow-control credit for the
+                # server (MAX_DATA, MAX_STREAM_DATA), whatever arrives.
+                client._quic._write_connection_limits = lambda *a, **k: None
+                client._quic._write_stream_limits = lambda *a, **k: None
+                emit({"withholding": True})
             elif "close" in cmd:
                 client.close()
                 break

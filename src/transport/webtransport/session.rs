@@ -26,7 +26,7 @@ use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
 use crate::telemetry;
 use crate::transport::{
-    Channel, Delivery, DirectSend, Incoming, Sent, Transport, TransportError, TransportKind,
+    Channel, DirectSend, Incoming, Lane, Liveness, Sent, Transport, TransportError, TransportKind,
 };
 
 /// How long a closing session lets queued data reach the peer.
@@ -47,7 +47,7 @@ const LANE_SWEEP: Duration = Duration::from_secs(1);
 const OPEN_WAIT: Duration = Duration::from_millis(200);
 
 /// Where one channel's frames go.
-struct Lane {
+struct ChannelLane {
     /// Its own stream, or `None`: the bidirectional stream.
     stream: Option<quinn::SendStream>,
     /// The last frame sent on it.
@@ -79,11 +79,9 @@ pub(crate) struct WebTransportTransport {
     /// Streams refused so far.
     refused: u32,
     /// The stream of each channel with recent frames.
-    lanes: HashMap<Channel, Lane>,
+    lanes: HashMap<Channel, ChannelLane>,
     /// When quiet lanes were last looked for.
     swept: Instant,
-    /// The client reads only its bidirectional stream.
-    single: bool,
 }
 
 impl WebTransportTransport {
@@ -114,7 +112,6 @@ impl WebTransportTransport {
             refused: 0,
             lanes: HashMap::new(),
             swept: Instant::now(),
-            single: false,
         }
     }
 
@@ -141,7 +138,7 @@ impl WebTransportTransport {
             else {
                 break;
             };
-            self.end_channel(&oldest);
+            Transport::end_lane(self, &oldest);
         }
     }
 
@@ -154,6 +151,45 @@ impl WebTransportTransport {
             .ok()?;
         s.write_all(&wire::uni_header(self.session)).await.ok()?;
         Some(s)
+    }
+
+    /// Writes one stored frame of `channel` on the channel's own stream,
+    /// opened when the channel first needs one; without stream credit, or
+    /// once the client stopped that stream, on the session's stream.
+    async fn write_in(&mut self, frame: Bytes, channel: &Channel) -> Result<(), TransportError> {
+        let now = Instant::now();
+        if !self.lanes.contains_key(channel) {
+            self.retire_lanes(now, true);
+            let stream = self.open_lane().await;
+            if stream.is_none() {
+                debug!(%channel, "no stream credit; the channel uses the session's stream");
+            }
+            self.lanes
+                .insert(channel.clone(), ChannelLane { stream, last: now });
+        } else {
+            self.retire_lanes(now, false);
+        }
+        let lane = self.lanes.get_mut(channel).expect("a lane was just made");
+        lane.last = now;
+        let Some(stream) = &mut lane.stream else {
+            return write_frame(&mut self.writer, frame).await;
+        };
+        if write_frame(stream, frame.clone()).await.is_err() {
+            // The client stopped this stream: the channel moves to the
+            // session's stream (a stream per channel is an optimisation).
+            lane.stream = None;
+            return write_frame(&mut self.writer, frame).await;
+        }
+        Ok(())
+    }
+
+    /// The fan-out's side door into this session: its datagrams.
+    pub(crate) fn datagrams(&self) -> Arc<dyn DirectSend> {
+        Arc::new(Datagrams {
+            conn: self.conn.clone(),
+            session: self.session,
+            m: telemetry::session_metrics(TransportKind::WebTransport),
+        })
     }
 
     /// Counts a refused stream; past the allowance the client is closed.
@@ -212,12 +248,6 @@ async fn write_frame(s: &mut quinn::SendStream, frame: Bytes) -> Result<(), Tran
 }
 
 impl Transport for WebTransportTransport {
-    fn detects_dead_peers(&self) -> bool {
-        // QUIC keep-alive and idle timeout notice a dead peer; the session
-        // need not close quiet but live clients.
-        true
-    }
-
     async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
         loop {
             // Cancel-safe: an event leaves its source only when it is
@@ -269,75 +299,37 @@ impl Transport for WebTransportTransport {
         }
     }
 
-    async fn send_in(&mut self, frame: Bytes, channel: &Channel) -> Result<(), TransportError> {
-        if self.single {
-            return self.send(frame, Delivery::Reliable).await;
-        }
-        let now = Instant::now();
-        if !self.lanes.contains_key(channel) {
-            self.retire_lanes(now, true);
-            let stream = self.open_lane().await;
-            if stream.is_none() {
-                debug!(%channel, "no stream credit; the channel uses the session's stream");
+    async fn write(&mut self, frame: Bytes, lane: Lane<'_>) -> Result<(), TransportError> {
+        match lane {
+            Lane::Reliable => write_frame(&mut self.writer, frame).await,
+            Lane::Channel(channel) => self.write_in(frame, channel).await,
+            Lane::Unreliable => {
+                // quinn refuses a datagram that does not fit (or a peer that
+                // takes none) without sending it: then the frame goes reliable.
+                match self
+                    .conn
+                    .send_datagram(wire::datagram(self.session, &frame))
+                {
+                    Ok(()) => {
+                        telemetry::datagram("out");
+                        Ok(())
+                    }
+                    Err(quinn::SendDatagramError::ConnectionLost(e)) => {
+                        Err(TransportError::Closed(e.to_string()))
+                    }
+                    Err(_) => write_frame(&mut self.writer, frame).await,
+                }
             }
-            self.lanes
-                .insert(channel.clone(), Lane { stream, last: now });
-        } else {
-            self.retire_lanes(now, false);
         }
-        let lane = self.lanes.get_mut(channel).expect("a lane was just made");
-        lane.last = now;
-        let Some(stream) = &mut lane.stream else {
-            return write_frame(&mut self.writer, frame).await;
-        };
-        if write_frame(stream, frame.clone()).await.is_err() {
-            // The client stopped this stream: the channel moves to the
-            // session's stream (a stream per channel is an optimisation).
-            lane.stream = None;
-            return write_frame(&mut self.writer, frame).await;
-        }
-        Ok(())
     }
 
-    fn end_channel(&mut self, channel: &Channel) {
+    /// Ends the channel's stream.
+    fn end_lane(&mut self, channel: &Channel) {
         if let Some(mut lane) = self.lanes.remove(channel)
             && let Some(s) = &mut lane.stream
         {
             let _ = s.finish();
         }
-    }
-
-    fn single_stream(&mut self) {
-        self.single = true;
-    }
-
-    async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), TransportError> {
-        if how == Delivery::Volatile {
-            // quinn refuses a datagram that does not fit (or a peer that
-            // takes none) without sending it: then the frame goes reliable.
-            match self
-                .conn
-                .send_datagram(wire::datagram(self.session, &frame))
-            {
-                Ok(()) => {
-                    telemetry::datagram("out");
-                    return Ok(());
-                }
-                Err(quinn::SendDatagramError::ConnectionLost(e)) => {
-                    return Err(TransportError::Closed(e.to_string()));
-                }
-                Err(_) => {}
-            }
-        }
-        write_frame(&mut self.writer, frame).await
-    }
-
-    fn direct(&self) -> Option<Arc<dyn DirectSend>> {
-        Some(Arc::new(Datagrams {
-            conn: self.conn.clone(),
-            session: self.session,
-            m: telemetry::session_metrics(TransportKind::WebTransport),
-        }))
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
@@ -346,8 +338,10 @@ impl Transport for WebTransportTransport {
         Ok(())
     }
 
-    async fn keepalive(&mut self) -> Result<(), TransportError> {
-        Ok(())
+    async fn heartbeat(&mut self) -> Result<Liveness, TransportError> {
+        // QUIC keep-alive and idle timeout notice a dead peer; the session
+        // need not close quiet but live clients.
+        Ok(Liveness::Transport)
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
