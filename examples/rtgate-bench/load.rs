@@ -33,17 +33,67 @@ pub(crate) enum Target {
     Rtgate(PathBuf),
     /// The bare broadcast server (this program's `baseline-server`).
     Baseline,
+    /// uWebSockets.js with its native pub/sub (`benches/uws`), the
+    /// best-known peer, speaking the floor's subset of the protocol.
+    Uws,
 }
 
 impl Target {
-    /// The floor when `baseline`, else rtgate at `server`.
-    pub(crate) fn pick(baseline: bool, server: PathBuf) -> Self {
-        if baseline {
-            Self::Baseline
-        } else {
-            Self::Rtgate(server)
+    /// The floor when `baseline`, uWebSockets.js when `uws`, else rtgate
+    /// at `server`.
+    pub(crate) fn pick(baseline: bool, uws: bool, server: PathBuf) -> Self {
+        match (baseline, uws) {
+            (true, _) => Self::Baseline,
+            (_, true) => Self::Uws,
+            _ => Self::Rtgate(server),
         }
     }
+
+    /// Whether this is rtgate (the others speak the floor's subset only).
+    pub(crate) fn is_rtgate(&self) -> bool {
+        matches!(self, Self::Rtgate(_))
+    }
+}
+
+/// How a fan-out's publishers space their messages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Arrivals {
+    /// Evenly: publisher p of P ticks p/P of a period after the first.
+    Spread,
+    /// In step: every publisher ticks at the same instants, so the server
+    /// gets bursts of P messages (a goal, an announcement, everyone
+    /// answering).
+    Burst,
+}
+
+impl Arrivals {
+    pub(crate) fn parse(s: &str) -> Self {
+        if s == "burst" {
+            Self::Burst
+        } else {
+            Self::Spread
+        }
+    }
+}
+
+/// `benches/uws` with its npm dependencies installed (once).
+fn uws_server() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/uws"));
+    if !dir
+        .join("node_modules/uWebSockets.js/package.json")
+        .exists()
+    {
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .context("npm (uWebSockets.js is installed from the npm registry)")?
+            .success();
+        if !ok {
+            bail!("npm ci in {} failed", dir.display());
+        }
+    }
+    Ok(dir.join("server.js"))
 }
 
 /// The clients' transport.
@@ -70,6 +120,7 @@ pub(crate) struct FanoutOpts {
     pub(crate) durable: bool,
     pub(crate) secs: u64,
     pub(crate) transport: Transport,
+    pub(crate) arrivals: Arrivals,
 }
 
 /// A server process.
@@ -129,8 +180,12 @@ pub(crate) async fn start(target: &Target, extra: &[&str], pin: bool) -> anyhow:
             (bin.clone(), a)
         }
         Target::Baseline => (std::env::current_exe()?, vec!["baseline-server".into()]),
+        Target::Uws => (
+            PathBuf::from("node"),
+            vec![uws_server()?.display().to_string()],
+        ),
     };
-    if matches!(target, Target::Rtgate(_)) {
+    if target.is_rtgate() {
         args.extend(extra.iter().map(|s| s.to_string()));
     }
     let mut cmd = if pin {
@@ -311,14 +366,15 @@ fn subscriber(
     })
 }
 
+/// A publisher: sends at `rate` per second from `first_tick` on (or as fast
+/// as its window of unacked messages allows when `rate` is 0), until `stop`.
 #[allow(clippy::too_many_arguments)]
-/// A publisher: sends at `rate` per second (or as fast as its window of
-/// unacked messages allows when `rate` is 0), until `stop`.
 fn publisher(
     mut tx: SplitSink<Ws, Message>,
     mut rx: SplitStream<Ws>,
     room: String,
     rate: f64,
+    first_tick: tokio::time::Instant,
     window: usize,
     durable: bool,
     stop: Arc<AtomicBool>,
@@ -336,8 +392,8 @@ fn publisher(
         }
     });
     tokio::spawn(async move {
-        let mut tick =
-            (rate > 0.0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / rate)));
+        let mut tick = (rate > 0.0)
+            .then(|| tokio::time::interval_at(first_tick, Duration::from_secs_f64(1.0 / rate)));
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
             match &mut tick {
@@ -421,16 +477,31 @@ async fn run_fanout(
         }
     }
     let mut pubs = Vec::new();
+    let mut logged_in = Vec::new();
     for p in 0..o.pubs {
         let room = format!("room{}", p % o.rooms.max(1));
-        let ws = ws_login(pub_at, &format!("pub{p}"), Some(&room)).await?;
+        logged_in.push((
+            room.clone(),
+            ws_login(pub_at, &format!("pub{p}"), Some(&room)).await?,
+        ));
+    }
+    // Every publisher ticks once per period; spread, publisher p a p/P
+    // part of it after the first, in step all at once.
+    let rate = o.rate as f64 / o.pubs as f64;
+    let period = Duration::from_secs_f64(if rate > 0.0 { 1.0 / rate } else { 0.0 });
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(100);
+    for (p, (room, ws)) in logged_in.into_iter().enumerate() {
         let (tx, rx) = ws.split();
-        let rate = o.rate as f64 / o.pubs as f64;
+        let offset = match o.arrivals {
+            Arrivals::Spread => period.mul_f64(p as f64 / o.pubs as f64),
+            Arrivals::Burst => Duration::ZERO,
+        };
         pubs.push(publisher(
             tx,
             rx,
             room,
             rate,
+            t0 + offset,
             o.window,
             o.durable,
             stop.clone(),
@@ -449,6 +520,7 @@ async fn run_fanout(
     };
     let w = Window::open(pids);
     let p0 = published.load(Ordering::Relaxed);
+    let segs0 = proc::tcp_out_segs();
     measuring.store(true, Ordering::Relaxed);
     let pb = progress(o.secs, label);
     for _ in 0..o.secs {
@@ -458,6 +530,7 @@ async fn run_fanout(
     measuring.store(false, Ordering::Relaxed);
     pb.finish_and_clear();
     let (secs, server_cpu, gen_cpu) = w.close(pids);
+    let segs = proc::tcp_out_segs().saturating_sub(segs0);
     let delivered = count.load(Ordering::Relaxed);
     let server_sent = if datagrams {
         metric(pub_at, SENT).await? - sent0
@@ -480,10 +553,12 @@ async fn run_fanout(
     let rate = delivered as f64 / secs;
     let mut out = json!({
         "scenario": "fanout", "target": label, "transport": format!("{:?}", o.transport).to_lowercase(), "subs": o.subs, "rooms": o.rooms, "pubs": o.pubs,
+        "arrivals": format!("{:?}", o.arrivals).to_lowercase(),
         "durable": o.durable, "published_per_s": sent as f64 / secs,
         "expected_deliveries_per_s": sent as f64 / secs * (o.subs as f64 / o.rooms.max(1) as f64),
         "deliveries_per_s": rate, "server_cpu": server_cpu / secs, "generator_cpu": gen_cpu / secs,
         "deliveries_per_server_cpu_s": delivered as f64 / server_cpu.max(1e-9),
+        "tcp_segments_per_s": segs as f64 / secs,
     });
     if datagrams {
         out["datagrams_sent_per_s"] = json!(server_sent / secs);
@@ -494,11 +569,12 @@ async fn run_fanout(
         out[k] = v.clone();
     }
     println!(
-        "{label:>10} fanout {} {:?} subs/{} rooms, {} pub(s), {}: {:.0} deliveries/s ({:.0}% server core, {:.0}% generator core), {:.0} per server CPU-s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        "{label:>10} fanout {} {:?} subs/{} rooms, {} pub(s) {:?}, {}: {:.0} deliveries/s ({:.0}% server core, {:.0}% generator core), {:.0} per server CPU-s; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         o.subs,
         o.transport,
         o.rooms,
         o.pubs,
+        o.arrivals,
         if o.durable { "durable" } else { "volatile" },
         rate,
         server_cpu / secs * 100.0,
@@ -528,6 +604,7 @@ pub(crate) fn label(target: &Target) -> &'static str {
     match target {
         Target::Rtgate(_) => "rtgate",
         Target::Baseline => "floor",
+        Target::Uws => "uWS",
     }
 }
 
@@ -539,8 +616,8 @@ pub(crate) async fn fanout(target: &Target, o: &FanoutOpts, pin: bool) -> anyhow
     if o.transport == Transport::Ws {
         return run(o.clone()).await;
     }
-    if matches!(target, Target::Baseline) {
-        bail!("the floor speaks WebSocket only");
+    if !target.is_rtgate() {
+        bail!("the floor and uWS speak WebSocket only");
     }
     let ws = run(FanoutOpts {
         transport: Transport::Ws,

@@ -5,6 +5,8 @@
 //!     cargo build --release --examples
 //!     ./target/release/examples/rtgate-bench suite          # every target of BENCHMARKS.md
 //!     ./target/release/examples/rtgate-bench fanout --subs 1000 --rate 50
+//!     ./target/release/examples/rtgate-bench fanout --pubs 5 --arrivals burst --uws
+//!     ./target/release/examples/rtgate-bench peers          # floor, uWS and rtgate side by side
 //!     ./target/release/examples/rtgate-bench conns --n 19000
 //!     ./target/release/examples/rtgate-bench storm --n 10000   # everyone reconnects at once
 //!     ./target/release/examples/rtgate-bench cluster        # one node vs two through Redis
@@ -19,6 +21,7 @@ mod load;
 mod lossy;
 #[path = "../../tests/support/netlab.rs"]
 mod netlab;
+mod peers;
 mod proc;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
@@ -30,7 +33,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use load::{FanoutOpts, Target, Transport};
+use load::{Arrivals, FanoutOpts, Target, Transport};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +76,17 @@ enum Cmd {
         /// Run against the baseline instead of rtgate.
         #[arg(long)]
         baseline: bool,
+        /// Run against uWebSockets.js (benches/uws) instead of rtgate.
+        #[arg(long)]
+        uws: bool,
+    },
+    /// rtgate next to the floor and uWebSockets.js: fan-out with
+    /// publishers in step and evenly spread, saturated, idle connections,
+    /// connects.
+    Peers {
+        /// Idle connections for the memory row.
+        #[arg(long, default_value_t = 19_000)]
+        conns: usize,
     },
     /// N user pairs messaging each other (durable direct messages).
     Direct {
@@ -121,6 +135,9 @@ enum Cmd {
         /// Run against the baseline (WebSocket only).
         #[arg(long)]
         baseline: bool,
+        /// Run against uWebSockets.js (WebSocket only).
+        #[arg(long)]
+        uws: bool,
     },
     /// The publish hook's cost: durable room fan-out and direct messages,
     /// without and with the example backend's publish hook.
@@ -240,6 +257,10 @@ struct FanoutArgs {
     /// ws or wt (subscribers' transport).
     #[arg(long, default_value = "ws")]
     transport: String,
+    /// spread (publisher p of P ticks p/P of a period after the first) or
+    /// burst (every publisher ticks at the same instants).
+    #[arg(long, default_value = "spread")]
+    arrivals: String,
 }
 
 impl FanoutArgs {
@@ -253,6 +274,7 @@ impl FanoutArgs {
             durable: self.durable,
             secs: self.secs,
             transport: Transport::parse(&self.transport),
+            arrivals: Arrivals::parse(&self.arrivals),
         }
     }
 }
@@ -286,13 +308,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             missed,
             baseline,
         } => {
-            let target = Target::pick(baseline, server);
+            let target = Target::pick(baseline, false, server);
             storm::storm(&target, n, rooms, missed, pin).await?
         }
-        Cmd::Fanout { opts, baseline } => {
-            let target = Target::pick(baseline, server);
+        Cmd::Fanout {
+            opts,
+            baseline,
+            uws,
+        } => {
+            let target = Target::pick(baseline, uws, server);
             load::fanout(&target, &opts.opts(), pin).await?
         }
+        Cmd::Peers { conns } => peers::peers(&server, conns, pin).await?,
         Cmd::Direct {
             pairs,
             window,
@@ -337,8 +364,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             transport,
             hold,
             baseline,
+            uws,
         } => {
-            let target = Target::pick(baseline, server);
+            let target = Target::pick(baseline, uws, server);
             load::conns(&target, n, Transport::parse(&transport), hold, pin).await?
         }
         Cmd::Cluster { opts } => load::cluster(&server, &opts.opts(), pin).await?,
@@ -397,6 +425,7 @@ async fn suite(
         durable: false,
         secs: 5,
         transport: Transport::Ws,
+        arrivals: Arrivals::Spread,
     };
     let b_fan = load::fanout(&base, &heavy, pin).await?;
     let r_fan = load::fanout(&rt, &heavy, pin).await?;

@@ -35,3 +35,19 @@ pub(crate) fn pin(pid: u32, core: usize) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// TCP segments this host has sent so far (`/proc/net/snmp`, `Tcp:`
+/// `OutSegs`): on loopback, the server's and the generator's together.
+pub(crate) fn tcp_out_segs() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "OutSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}

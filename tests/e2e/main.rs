@@ -21,9 +21,9 @@ mod netlab;
 mod nginx;
 mod ops;
 mod presence;
-mod slow_readers;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+mod slow_readers;
 mod traces;
 mod webhook;
 mod wt;

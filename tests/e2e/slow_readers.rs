@@ -65,8 +65,10 @@ async fn a_websocket_reader_that_stops_is_closed_4008_once_a_write_blocks_for_a_
     // hold, in 64 frames (its queue holds 1,024: it never fills).
     const N: usize = 64;
     for i in 0..N {
-        dave.send(&json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}))
-            .await;
+        dave.send(
+            &json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}),
+        )
+        .await;
     }
     read_room(&mut desk, N).await;
     // The phone's app still sends its heartbeat: silence does not close it.
@@ -91,7 +93,11 @@ async fn a_websocket_reader_that_stops_is_closed_4008_once_a_write_blocks_for_a_
         "closed 4008 after {took:?}"
     );
     let timeouts = m.get(r#"rtgate_closes_total{reason="timeout"}"#);
-    assert_eq!(timeouts.copied().unwrap_or(0.0), 0.0, "not closed for silence");
+    assert_eq!(
+        timeouts.copied().unwrap_or(0.0),
+        0.0,
+        "not closed for silence"
+    );
     // Her desktop and the room go on.
     dave.send(&json!({"msgType": 3, "roomId": "r", "msgBody": {"n": "after"}}))
         .await;
@@ -129,8 +135,10 @@ async fn a_webtransport_reader_that_withholds_flow_control_is_closed_4008() {
         .await;
     const N: usize = 16;
     for i in 0..N {
-        dave.send(&json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}))
-            .await;
+        dave.send(
+            &json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}),
+        )
+        .await;
     }
     read_room(&mut desk, N).await;
     // The session is closed with 4008: the close capsule and QUIC's code.

@@ -1,0 +1,168 @@
+//! rtgate next to the floor and the best peer that runs here
+//! (uWebSockets.js), on traffic shaped like users' and not like ours: a
+//! room whose publishers tick in step (bursts) and one whose messages
+//! arrive evenly, a saturated room, idle connections and connects. Each
+//! figure is measured in the same invocation, one server at a time, on the
+//! same pinned core.
+
+use serde_json::{Value, json};
+
+use crate::load::{self, Arrivals, FanoutOpts, Target, Transport};
+
+/// One row: a figure for each server and rtgate's ratios to the others.
+fn row(what: &str, key: &str, goal: &str, runs: &[Value; 3]) -> Value {
+    let [floor, uws, rt] = [0, 1, 2].map(|i| runs[i][key].as_f64());
+    let over = |b: Option<f64>| match (rt, b) {
+        (Some(a), Some(b)) if b != 0.0 => json!(a / b),
+        _ => Value::Null,
+    };
+    json!({"target": what, "key": key, "goal": goal, "floor": floor, "uws": uws, "rtgate": rt,
+           "over_floor": over(floor), "over_uws": over(uws)})
+}
+
+fn fmt(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f >= 100.0 => format!("{f:.0}"),
+        Some(f) => format!("{f:.2}"),
+        None => "-".into(),
+    }
+}
+
+/// Prints the rows as a table.
+pub(crate) fn print(rows: &[Value]) {
+    println!(
+        "\n{:<62} {:>10} {:>10} {:>10} {:>8} {:>8}  goal",
+        "", "floor", "uWS", "rtgate", "/floor", "/uWS"
+    );
+    for r in rows {
+        println!(
+            "{:<62} {:>10} {:>10} {:>10} {:>8} {:>8}  {}",
+            r["target"].as_str().unwrap_or_default(),
+            fmt(&r["floor"]),
+            fmt(&r["uws"]),
+            fmt(&r["rtgate"]),
+            fmt(&r["over_floor"]),
+            fmt(&r["over_uws"]),
+            r["goal"].as_str().unwrap_or_default(),
+        );
+    }
+}
+
+/// The three servers on one fan-out load.
+async fn fanout3(rt: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<[Value; 3]> {
+    Ok([
+        load::fanout(&Target::Baseline, o, pin).await?,
+        load::fanout(&Target::Uws, o, pin).await?,
+        load::fanout(rt, o, pin).await?,
+    ])
+}
+
+/// Fan-out on both arrival patterns, saturated fan-out, idle connections
+/// at `conns` and connects, for the floor, uWS and rtgate.
+pub(crate) async fn peers(
+    server: &std::path::Path,
+    conns: usize,
+    pin: bool,
+) -> anyhow::Result<Value> {
+    let rt = Target::Rtgate(server.to_path_buf());
+    let per_cpu = "deliveries_per_server_cpu_s";
+    // 1 room x 1,000 subscribers, 50 messages a second: 50,000 deliveries/s.
+    let base = FanoutOpts {
+        subs: 1000,
+        rooms: 1,
+        pubs: 5,
+        rate: 50,
+        window: 64,
+        durable: false,
+        secs: 8,
+        transport: Transport::Ws,
+        arrivals: Arrivals::Burst,
+    };
+    let burst = fanout3(&rt, &base, pin).await?;
+    let spread = fanout3(
+        &rt,
+        &FanoutOpts {
+            pubs: 1,
+            arrivals: Arrivals::Spread,
+            ..base.clone()
+        },
+        pin,
+    )
+    .await?;
+    let saturated = fanout3(
+        &rt,
+        &FanoutOpts {
+            pubs: 1,
+            rate: 0,
+            secs: 5,
+            ..base.clone()
+        },
+        pin,
+    )
+    .await?;
+    let idle: [Value; 3] = [
+        load::conns(&Target::Baseline, conns, Transport::Ws, 10, pin).await?,
+        load::conns(&Target::Uws, conns, Transport::Ws, 10, pin).await?,
+        load::conns(&rt, conns, Transport::Ws, 10, pin).await?,
+    ];
+    let connects: [Value; 3] = [
+        load::conns(&Target::Baseline, 10_000, Transport::Ws, 2, pin).await?,
+        load::conns(&Target::Uws, 10_000, Transport::Ws, 2, pin).await?,
+        load::conns(&rt, 10_000, Transport::Ws, 2, pin).await?,
+    ];
+    let rows = vec![
+        row(
+            "bursts of 5 (publishers in step): deliveries per server CPU-s",
+            per_cpu,
+            ">= 1.0x floor, >= uWS",
+            &burst,
+        ),
+        row(
+            "bursts of 5: p99 one-way latency (ms)",
+            "p99_ms",
+            "<= 1.1x floor",
+            &burst,
+        ),
+        row(
+            "bursts of 5: TCP segments sent per second (loopback)",
+            "tcp_segments_per_s",
+            "reported",
+            &burst,
+        ),
+        row(
+            "evenly spread (1 publisher): deliveries per server CPU-s",
+            per_cpu,
+            ">= 1.0x floor, >= uWS",
+            &spread,
+        ),
+        row(
+            "evenly spread: p99 one-way latency (ms)",
+            "p99_ms",
+            "<= 1.1x floor",
+            &spread,
+        ),
+        row(
+            "saturated (64 in flight): deliveries per server CPU-s",
+            per_cpu,
+            ">= 0.8x floor",
+            &saturated,
+        ),
+        row(
+            &format!("idle logged-in WebSocket at {conns}: RSS per connection (B)"),
+            "rss_per_conn",
+            "<= 2560",
+            &idle,
+        ),
+        row(
+            "connects (login included) per server CPU-s, 10,000 logins",
+            "connects_per_server_cpu_s",
+            ">= 0.8x floor",
+            &connects,
+        ),
+    ];
+    print(&rows);
+    Ok(
+        json!({"peers": rows, "runs": {"burst": burst, "spread": spread, "saturated": saturated,
+              "idle": idle, "connects": connects}}),
+    )
+}
