@@ -1,7 +1,7 @@
 //! Commands run against a real hub, memory store and local broker, with no
 //! socket: what each answers, what it changes, and its errors.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +67,6 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         handle,
         rx,
         rooms: HashSet::new(),
-        replayed: HashMap::new(),
         turns: Default::default(),
         presence_rooms: Vec::new(),
     }

@@ -4,54 +4,46 @@
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
+use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 use super::commands::{self, Effects};
-use super::limits::Verdict;
+use super::core::Admit;
 use super::login::{self, Refused};
 use super::{Driver, Flow};
-use crate::model::Delivery;
-use crate::protocol::{CloseCode, Command, DecodeError, Inbound, Login, PONG, ProtoError, decode};
+use crate::model::{Delivery, now_ms};
+use crate::protocol::{Command, DecodeError, Inbound, Login, PONG, ProtoError, decode};
 use crate::telemetry;
 use crate::transport::{Incoming, Transport};
 
 impl<T: Transport> Driver<T> {
     pub(super) async fn on_incoming(&mut self, inc: Incoming) -> Flow {
-        let max = self.gw.config().limits.max_frame;
         let frame = match inc {
             Incoming::Activity => return Flow::Continue,
             Incoming::TooLarge(size) => {
                 self.m.frames_in.increment(1);
-                return self.too_large(size, max).await;
+                return self.refused(self.core.too_large(size), None).await;
             }
             Incoming::Frame(b) | Incoming::Datagram(b) => b,
         };
         self.m.frames_in.increment(1);
-        if frame.len() > max {
-            return self.too_large(frame.len(), max).await;
+        let size = self.core.admit_size(frame.len());
+        if size != Admit::Handle {
+            return self.refused(size, None).await;
         }
         let decoded = decode(&frame);
-        let counted = !matches!(
+        // Heartbeats are not counted.
+        if !matches!(
             decoded,
             Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat))
-        );
-        if counted {
-            match self.limit.check() {
-                Verdict::Allow => {}
-                verdict => {
-                    let cmid = match &decoded {
-                        Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id.clone(),
-                        _ => None,
-                    };
-                    let limit = self.gw.config().limits.rate_limit;
-                    if let Err(e) = self.error(ProtoError::RateLimited(limit), cmid).await {
-                        return e.into();
-                    }
-                    return match verdict {
-                        Verdict::Close => Flow::Close(CloseCode::RateLimited),
-                        _ => Flow::Continue,
-                    };
-                }
+        ) {
+            let rate = self.core.admit_rate(Instant::now());
+            if rate != Admit::Handle {
+                let cmid = match decoded {
+                    Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id,
+                    _ => None,
+                };
+                return self.refused(rate, cmid).await;
             }
         }
         match decoded {
@@ -72,11 +64,19 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    async fn too_large(&mut self, size: usize, limit: usize) -> Flow {
-        if let Err(e) = self.error(ProtoError::TooLarge { size, limit }, None).await {
+    /// A frame the core did not admit: its error, and the close that may follow.
+    async fn refused(&mut self, admit: Admit, cmid: Option<String>) -> Flow {
+        let err = match admit {
+            Admit::TooLarge { size, limit } => ProtoError::TooLarge { size, limit },
+            _ => ProtoError::RateLimited(self.gw.config().limits.rate_limit),
+        };
+        if let Err(e) = self.error(err, cmid).await {
             return e.into();
         }
-        Flow::Close(CloseCode::TooLarge)
+        match admit.closes() {
+            Some(code) => Flow::Close(code),
+            None => Flow::Continue,
+        }
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Flow {
@@ -106,9 +106,7 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn login(&mut self, login: Login, frame: &[u8]) -> Flow {
-        if login.single_stream {
-            self.single_stream = true;
-        }
+        let login_single = login.single_stream;
         let Some(url) = self.url.as_deref() else {
             // Logins come here only before one succeeded, while `url` is set.
             return Flow::Continue;
@@ -138,6 +136,11 @@ impl<T: Transport> Driver<T> {
             }
         };
         self.url = None;
+        self.core
+            .logged_in(started.state.identity.expires, login_single, now_ms());
+        for (channel, seq) in &started.held {
+            self.core.replayed(channel, *seq);
+        }
         self.closer = Some(started.state.handle.closer.clone());
         self.active = Some(started.state);
         if let Err(e) = self.reply(started.reply).await {

@@ -45,16 +45,15 @@ impl RateLimit {
         }
     }
 
-    /// Counts one frame.
-    pub(crate) fn check(&mut self) -> Verdict {
+    /// Counts one frame arriving at `now`.
+    pub(crate) fn check(&mut self, now: Instant) -> Verdict {
         let Some(limiter) = &self.limiter else {
             return Verdict::Allow;
         };
         if limiter.check().is_ok() {
             return Verdict::Allow;
         }
-        let now = Instant::now();
-        if now.duration_since(self.window_start) > STRIKE_WINDOW {
+        if now.saturating_duration_since(self.window_start) > STRIKE_WINDOW {
             self.window_start = now;
             self.strikes = 0;
         }
@@ -74,7 +73,7 @@ mod tests {
     #[test]
     fn burst_then_reject_then_close() {
         let mut rl = RateLimit::new(5);
-        let verdicts: Vec<Verdict> = (0..40).map(|_| rl.check()).collect();
+        let verdicts: Vec<Verdict> = (0..40).map(|_| rl.check(Instant::now())).collect();
         assert!(
             verdicts[..10].iter().all(|v| *v == Verdict::Allow),
             "{verdicts:?}"
@@ -89,6 +88,6 @@ mod tests {
     #[test]
     fn zero_is_off() {
         let mut rl = RateLimit::new(0);
-        assert!((0..10_000).all(|_| rl.check() == Verdict::Allow));
+        assert!((0..10_000).all(|_| rl.check(Instant::now()) == Verdict::Allow));
     }
 }

@@ -2,7 +2,7 @@
 //! and the broker's interest, the rooms it joins, and the replay plan (which
 //! channels to replay from where, with their first pages read).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tracing::{field, info};
@@ -35,6 +35,9 @@ pub(crate) struct Started {
     pub(crate) errors: Vec<ProtoError>,
     /// Channels to replay, each from its position, one after the other.
     pub(crate) replay: Vec<(Channel, u64)>,
+    /// Channels with nothing to replay, and the seq up to which live frames
+    /// are ones the client already holds.
+    pub(crate) held: Vec<(Channel, u64)>,
 }
 
 /// Why a login frame did not log the session in.
@@ -122,7 +125,6 @@ pub(crate) async fn login(
         handle,
         rx,
         rooms: HashSet::new(),
-        replayed: HashMap::new(),
         turns: Default::default(),
         presence_rooms: Vec::new(),
     };
@@ -178,6 +180,7 @@ pub(crate) async fn login(
     // to `since` (and the inbox's latest seq); the replay itself reads page
     // by page later, one channel at a time, holding one page at most.
     let mut inbox_seq = 0;
+    let mut held = Vec::new();
     for (channel, since) in channels {
         match store.read(&channel, since, 1).await {
             Ok(probe) if since > probe.latest => {
@@ -192,7 +195,7 @@ pub(crate) async fn login(
                 if probe.latest > 0 {
                     replay.push((channel, 0));
                 } else {
-                    state.replayed.insert(channel, 0);
+                    held.push((channel, 0));
                 }
             }
             Ok(probe) => {
@@ -205,7 +208,7 @@ pub(crate) async fn login(
                 if probe.messages.is_empty() {
                     // Nothing to replay: live frames up to `since` are ones
                     // the client already holds.
-                    state.replayed.insert(channel, since);
+                    held.push((channel, since));
                 } else {
                     replay.push((channel, since));
                 }
@@ -233,6 +236,7 @@ pub(crate) async fn login(
         joined,
         errors,
         replay,
+        held,
     })
 }
 

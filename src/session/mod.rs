@@ -5,6 +5,7 @@
 
 mod commands;
 mod control;
+mod core;
 mod input;
 pub(crate) mod limits;
 mod login;
@@ -21,19 +22,19 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
-use crate::auth::{EXP_LEEWAY_SECS, UrlCredentials};
+use crate::auth::UrlCredentials;
 use crate::gateway::Gateway;
 use crate::hub::Closer;
-use crate::model::DirectSend;
+use crate::model::{DirectSend, now_ms};
 use crate::protocol::{CloseCode, Id, ProtoError, Reply};
 use crate::store::Appended;
 use crate::telemetry;
-use crate::transport::{Liveness, PeerInfo, Transport, TransportError};
+use crate::transport::{PeerInfo, Transport, TransportError};
 use crate::wake::WakeFlag;
 use commands::AckFuture;
-use limits::RateLimit;
+use core::{Core, Due};
 use output::WriteError;
-use sources::{Woke, instant_of, next_ack, notice_at};
+use sources::{Woke, next_ack};
 use state::LoggedIn;
 
 /// Frames written per flush when the outbound queue has a backlog.
@@ -70,7 +71,7 @@ pub(crate) fn run<T: Transport>(
         cookie: peer.cookie,
         authorization: peer.authorization,
     };
-    let limit = RateLimit::new(gw.config().limits.rate_limit);
+    let core = Core::new(&gw.config().limits, Instant::now());
     let kind = peer.kind;
     let shutdown = gw.shutdown().clone();
     let m = telemetry::session_metrics(kind);
@@ -83,11 +84,9 @@ pub(crate) fn run<T: Transport>(
         door,
         active: None,
         closer: None,
-        limit,
-        last_inbound: Instant::now(),
+        core,
         acks: None,
         writable: true,
-        single_stream: false,
         wake: WakeFlag::new(),
     };
     async move {
@@ -153,17 +152,14 @@ struct Driver<T> {
     /// The hub's way to close this session (set at login), kept apart from
     /// `active` so the select loop can borrow both.
     closer: Option<Arc<Closer>>,
-    limit: RateLimit,
-    last_inbound: Instant,
+    /// The session's rules and timers, without I/O.
+    core: Core,
     /// Stores in flight whose ack is still to be sent, in any order;
     /// allocated by the first durable message, not by every connection.
     acks: Option<FuturesUnordered<AckFuture>>,
     /// False once the peer can no longer be written to: what it sent
     /// before closing is still handled, its answers are skipped.
     writable: bool,
-    /// The client reads only its one stream (login's `singleStream`):
-    /// channel frames go there too.
-    single_stream: bool,
     /// Raised when a source other than the outbound queue woke the task.
     wake: WakeFlag,
 }
@@ -172,35 +168,20 @@ impl<T: Transport> Driver<T> {
     /// The select loop. Handlers that are large or rare run boxed, so the
     /// loop's own state (what an idle session holds) stays small.
     async fn run(&mut self) {
-        let limits = &self.gw.config().limits;
-        let every = limits.heartbeat;
-        let login_deadline = Instant::now() + limits.login_timeout;
         // Created once, not per loop turn: registering a waiter on a
         // cancellation token or a timer is not free.
         let cancelled = self.shutdown.clone().cancelled_owned();
         tokio::pin!(cancelled);
         // One timer for everything due at a time (an idle session's only
-        // one): the next heartbeat, and the login deadline until a login,
-        // then the expiry of credentials that expire: announced ahead
-        // (msgType 10), then the session is closed 4401 unless a refresh
-        // moved the expiry.
-        let mut next_beat = Instant::now() + every;
-        let deadline = sleep_until(next_beat.min(login_deadline));
+        // one): the heartbeat, the login deadline until a login, then the
+        // expiry of credentials that expire (see `Core::wake_at`).
+        let deadline = sleep_until(self.core.wake_at(Instant::now(), now_ms()));
         tokio::pin!(deadline);
-        let mut expiry: Option<(u64, bool)> = None;
         let flow = loop {
+            // A refresh (msgType 10) may have moved the expiry.
             let exp = self.active.as_ref().and_then(|a| a.identity.expires);
-            if exp != expiry.map(|(e, _)| e) {
-                expiry = exp.map(|e| (e, false));
-            }
-            // When the login deadline or the expiry's next step is due.
-            let event_at = match expiry {
-                _ if self.active.is_none() => Some(login_deadline),
-                Some((e, false)) => Some(notice_at(e)),
-                Some((e, true)) => Some(instant_of(e + EXP_LEEWAY_SECS)),
-                None => None,
-            };
-            let wake = event_at.map_or(next_beat, |t| t.min(next_beat));
+            self.core.credentials(exp, now_ms());
+            let wake = self.core.wake_at(Instant::now(), now_ms());
             if deadline.deadline() != wake {
                 deadline.as_mut().reset(wake);
                 // Polled again with the flag's waker before the task sleeps.
@@ -214,24 +195,21 @@ impl<T: Transport> Driver<T> {
                     let code = self.closer.as_ref().and_then(|c| c.requested_code());
                     Flow::Close(code.unwrap_or(CloseCode::GoingAway))
                 }
-                Woke::Deadline => match expiry {
-                    _ if event_at.is_none_or(|t| t > Instant::now()) => {
-                        next_beat = Instant::now() + every;
-                        self.on_heartbeat_tick(every).await
-                    }
-                    _ if self.active.is_none() => {
+                Woke::Deadline => match self.core.on_timer(Instant::now(), now_ms()) {
+                    Due::Nothing => Flow::Continue,
+                    Due::Heartbeat => self.on_heartbeat_tick().await,
+                    Due::LoginTimeout => {
                         info!("no login in time");
                         telemetry::login("timeout");
                         Flow::Close(CloseCode::Timeout)
                     }
-                    Some((exp, false)) => {
-                        expiry = Some((exp, true));
+                    Due::AnnounceExpiry(exp) => {
                         match Box::pin(self.reply(Reply::expires(exp))).await {
                             Ok(()) => self.flush().await,
                             Err(e) => e.into(),
                         }
                     }
-                    _ => {
+                    Due::Expired => {
                         info!("credentials expired");
                         let e = ProtoError::Unauthorized("credentials expired".into());
                         match Box::pin(self.error(e, None)).await {
@@ -245,7 +223,7 @@ impl<T: Transport> Driver<T> {
                 Woke::In(None) => Flow::Gone,
                 Woke::In(Some(Err(e))) => Flow::from(e),
                 Woke::In(Some(Ok(inc))) => {
-                    self.last_inbound = Instant::now();
+                    self.core.on_traffic(Instant::now());
                     match Box::pin(self.on_incoming(inc)).await {
                         Flow::Continue => self.flush().await,
                         other => other,
@@ -307,9 +285,9 @@ impl<T: Transport> Driver<T> {
         debug!("session unregistered");
     }
 
-    async fn on_heartbeat_tick(&mut self, every: Duration) -> Flow {
+    async fn on_heartbeat_tick(&mut self) -> Flow {
         match self.heartbeat().await {
-            Ok(Liveness::Session) if self.last_inbound.elapsed() >= every * 3 => {
+            Ok(liveness) if self.core.silent(Instant::now(), liveness) => {
                 info!("no inbound traffic for three heartbeats");
                 Flow::Close(CloseCode::Timeout)
             }

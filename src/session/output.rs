@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::core::Route;
 use super::{Driver, Flow, INBOUND_DRAIN, REPLAY_PAGE, WRITE_BATCH};
 use crate::hub::Closer;
 use crate::model::{Channel, Delivery, OutFrame};
@@ -87,10 +88,7 @@ impl<T: Transport> Driver<T> {
 
     /// Sends one frame, unless the peer can no longer be written to.
     pub(super) async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), WriteError> {
-        let lane = match how {
-            Delivery::Volatile => Lane::Unreliable,
-            _ => Lane::Reliable,
-        };
+        let lane = self.core.lane_of(how);
         self.write(frame, lane).await
     }
 
@@ -102,10 +100,7 @@ impl<T: Transport> Driver<T> {
         frame: Bytes,
         channel: &Channel,
     ) -> Result<(), WriteError> {
-        let lane = match self.single_stream {
-            true => Lane::Reliable,
-            false => Lane::Channel(channel),
-        };
+        let lane = self.core.channel_lane(channel);
         self.write(frame, lane).await
     }
 
@@ -149,7 +144,7 @@ impl<T: Transport> Driver<T> {
         if !self.writable {
             return Ok(Liveness::Transport);
         }
-        let limit = self.gw.config().limits.heartbeat;
+        let limit = self.core.write_deadline();
         let mut liveness = Liveness::Session;
         let t = &mut self.t;
         let probe = async {
@@ -183,47 +178,19 @@ impl<T: Transport> Driver<T> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
-            if frame.how == Delivery::Presence {
-                let wanted = self.active.as_ref().is_some_and(|a| {
-                    matches!(&frame.position, Some(p) if matches!(&p.channel, Channel::Room(r) if a.presence_rooms.contains(r)))
-                });
-                if wanted {
-                    if let Err(e) = self.send(frame.payload.clone(), Delivery::Reliable).await {
+            let Some(active) = &self.active else { break };
+            match self.core.route(&frame, &active.presence_rooms) {
+                Route::Skip => {}
+                Route::Control => match Box::pin(self.on_control(&frame.payload)).await {
+                    Flow::Continue => {}
+                    other => return other,
+                },
+                Route::Write(lane) => {
+                    if let Err(e) = self.write(frame.payload.clone(), lane).await {
                         return e.into();
                     }
                     written += 1;
                 }
-                next = self.active.as_mut().and_then(|a| a.rx.try_recv());
-                continue;
-            }
-            if frame.how == Delivery::Control {
-                match Box::pin(self.on_control(&frame.payload)).await {
-                    Flow::Continue => {}
-                    other => return other,
-                }
-                next = self.active.as_mut().and_then(|a| a.rx.try_recv());
-                continue;
-            }
-            let Some(active) = &mut self.active else {
-                break;
-            };
-            let stale = frame.position.as_ref().is_some_and(|p| {
-                active
-                    .replayed
-                    .get(&p.channel)
-                    .is_some_and(|upto| p.seq <= *upto)
-            });
-            if !stale {
-                let sent = match (&frame.position, frame.how) {
-                    (Some(p), Delivery::Reliable) => {
-                        self.send_in(frame.payload.clone(), &p.channel).await
-                    }
-                    _ => self.send(frame.payload.clone(), frame.how).await,
-                };
-                if let Err(e) = sent {
-                    return e.into();
-                }
-                written += 1;
             }
             if written < WRITE_BATCH {
                 next = self.active.as_mut().and_then(|a| a.rx.try_recv());
@@ -282,9 +249,7 @@ impl<T: Transport> Driver<T> {
                 sent += 1;
             }
             self.flush_out().await?;
-            if let Some(a) = &mut self.active {
-                a.replayed.insert(channel.clone(), page.last);
-            }
+            self.core.replayed(&channel, page.last);
             if !more {
                 break;
             }

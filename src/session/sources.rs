@@ -1,39 +1,21 @@
-//! What the session's loop waits on: close requests, its one timer (and
-//! the instants at which expiring credentials are announced and end), its
+//! What the session's loop waits on: close requests, its one timer, its
 //! stores in flight, its outbound queue and the peer, polled so that a wake
 //! for a queued frame costs one look at the queue.
 
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::Driver;
 use super::commands::AckFuture;
-use crate::model::{OutFrame, now_ms};
+use crate::model::OutFrame;
 use crate::protocol::ProtoError;
 use crate::store::Appended;
 use crate::transport::{Incoming, Transport, TransportError};
-
-/// How long before its credentials expire a session is told (at most; a
-/// short-lived token is announced halfway through its life).
-const EXPIRY_NOTICE: Duration = Duration::from_secs(60);
-
-/// The instant a Unix time (seconds) falls on.
-pub(super) fn instant_of(unix_secs: u64) -> Instant {
-    let left = (unix_secs * 1000).saturating_sub(now_ms());
-    Instant::now() + Duration::from_millis(left)
-}
-
-/// When to announce credentials that expire at `exp`.
-pub(super) fn notice_at(exp: u64) -> Instant {
-    let left = Duration::from_millis((exp * 1000).saturating_sub(now_ms()));
-    instant_of(exp) - EXPIRY_NOTICE.min(left / 2)
-}
 
 /// The next finished store, `None` when none is in flight.
 pub(super) async fn next_ack(

@@ -1,13 +1,13 @@
-//! A logged-in session's state: who it is, its place in the hub, its rooms,
-//! and how far its login replay went in each channel.
+//! A logged-in session's state: who it is, its place in the hub, its rooms
+//! and the order of its messages on their way to the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use tokio::sync::oneshot;
 
 use crate::auth::Identity;
 use crate::hub::{SessionHandle, queue};
-use crate::model::{Channel, OutFrame, SessionId};
+use crate::model::{OutFrame, SessionId};
 use crate::protocol::{Id, ProtoError};
 
 /// A logged-in session's state.
@@ -22,9 +22,6 @@ pub(crate) struct LoggedIn {
     pub(crate) rx: queue::Receiver<OutFrame>,
     /// The rooms it is in.
     pub(crate) rooms: HashSet<Id>,
-    /// Per replayed channel, the last seq the replay sent: live frames up to
-    /// it were already delivered and are dropped.
-    pub(crate) replayed: HashMap<Channel, u64>,
     /// The order of its messages on their way to the store.
     pub(crate) turns: Turns,
     /// Rooms whose presence events (msgType 11) it asked for.
