@@ -78,10 +78,11 @@ impl Admit {
 struct Expiry {
     /// Unix seconds.
     at: u64,
-    /// When to announce it (Unix milliseconds), fixed when the credentials
-    /// arrive: at most [`EXPIRY_NOTICE`] before, halfway through a shorter
-    /// life.
-    notice_ms: u64,
+    /// When to announce it, fixed when the credentials arrive: at most
+    /// [`EXPIRY_NOTICE`] before, halfway through a shorter life.
+    notice: Instant,
+    /// When to close the session: the expiry plus the leeway.
+    end: Instant,
     announced: bool,
 }
 
@@ -125,55 +126,65 @@ impl Core {
         self.heartbeat
     }
 
-    /// A login succeeded at `unix_ms`, with credentials that expire at
-    /// `expires` (Unix seconds) if they do, and the client reads one stream
-    /// or many.
-    pub(super) fn logged_in(&mut self, expires: Option<u64>, single_stream: bool, unix_ms: u64) {
+    /// A login succeeded at `now` (`unix_ms` on the wall clock), with
+    /// credentials that expire at `expires` (Unix seconds) if they do, and
+    /// the client reads one stream or many.
+    pub(super) fn logged_in(
+        &mut self,
+        expires: Option<u64>,
+        single_stream: bool,
+        now: Instant,
+        unix_ms: u64,
+    ) {
         self.login_deadline = None;
         self.single_stream = single_stream;
-        self.credentials(expires, unix_ms);
+        self.credentials(expires, now, unix_ms);
     }
 
-    /// The session's credentials expire at `expires`, as of `unix_ms` (a
-    /// refresh): an expiry that moved is announced again.
-    pub(super) fn credentials(&mut self, expires: Option<u64>, unix_ms: u64) {
-        if self.expiry.map(|e| e.at) != expires {
-            self.expiry = expires.map(|at| {
-                let left = (at * 1000).saturating_sub(unix_ms);
-                let before = (EXPIRY_NOTICE.as_millis() as u64).min(left / 2);
-                Expiry {
-                    at,
-                    notice_ms: at * 1000 - before,
-                    announced: false,
-                }
-            });
+    /// When the session's credentials expire (Unix seconds), if they do.
+    pub(super) fn expires(&self) -> Option<u64> {
+        self.expiry.map(|e| e.at)
+    }
+
+    /// The session's credentials expire at `expires`, as of `now` and
+    /// `unix_ms` (a refresh): an expiry that moved is announced again.
+    pub(super) fn credentials(&mut self, expires: Option<u64>, now: Instant, unix_ms: u64) {
+        if self.expires() == expires {
+            return;
         }
+        self.expiry = expires.map(|at| {
+            let left = Duration::from_millis((at * 1000).saturating_sub(unix_ms));
+            let end =
+                Duration::from_millis(((at + EXP_LEEWAY_SECS) * 1000).saturating_sub(unix_ms));
+            Expiry {
+                at,
+                notice: now + left - EXPIRY_NOTICE.min(left / 2),
+                end: now + end,
+                announced: false,
+            }
+        });
     }
 
     /// When the timer must fire next: the heartbeat, or earlier the login
-    /// deadline or the expiry's next step. `unix_ms` is the wall clock at
-    /// `now` (expiries are Unix times).
-    pub(super) fn wake_at(&self, now: Instant, unix_ms: u64) -> Instant {
-        self.event_at(now, unix_ms)
+    /// deadline or the expiry's next step. Reads no clock: every instant
+    /// was fixed when it was learned.
+    pub(super) fn wake_at(&self) -> Instant {
+        self.event_at()
             .map_or(self.next_beat, |t| t.min(self.next_beat))
     }
 
-    fn event_at(&self, now: Instant, unix_ms: u64) -> Option<Instant> {
+    fn event_at(&self) -> Option<Instant> {
         if let Some(deadline) = self.login_deadline {
             return Some(deadline);
         }
         let e = self.expiry?;
-        let at_ms = match e.announced {
-            true => (e.at + EXP_LEEWAY_SECS) * 1000,
-            false => e.notice_ms,
-        };
-        Some(now + Duration::from_millis(at_ms.saturating_sub(unix_ms)))
+        Some(if e.announced { e.end } else { e.notice })
     }
 
     /// The timer fired at `now`: what is due. A login deadline or expiry
     /// step comes before the heartbeat when both are due.
-    pub(super) fn on_timer(&mut self, now: Instant, unix_ms: u64) -> Due {
-        if let Some(at) = self.event_at(now, unix_ms)
+    pub(super) fn on_timer(&mut self, now: Instant) -> Due {
+        if let Some(at) = self.event_at()
             && at <= now
         {
             if self.login_deadline.is_some() {
@@ -329,18 +340,18 @@ mod tests {
     #[test]
     fn without_a_login_the_session_is_closed_at_the_login_deadline() {
         let (mut c, t0) = core();
-        assert_eq!(c.wake_at(t0, unix(0)), t0 + 10 * S);
-        assert_eq!(c.on_timer(t0 + 9 * S, unix(9)), Due::Nothing);
-        assert_eq!(c.on_timer(t0 + 10 * S, unix(10)), Due::LoginTimeout);
+        assert_eq!(c.wake_at(), t0 + 10 * S);
+        assert_eq!(c.on_timer(t0 + 9 * S), Due::Nothing);
+        assert_eq!(c.on_timer(t0 + 10 * S), Due::LoginTimeout);
     }
 
     #[test]
     fn after_login_the_heartbeat_comes_every_interval_and_silence_closes_after_three() {
         let (mut c, t0) = core();
-        c.logged_in(None, false, unix(0));
-        assert_eq!(c.wake_at(t0, unix(0)), t0 + 25 * S);
-        assert_eq!(c.on_timer(t0 + 25 * S, unix(25)), Due::Heartbeat);
-        assert_eq!(c.wake_at(t0 + 25 * S, unix(25)), t0 + 50 * S);
+        c.logged_in(None, false, t0, unix(0));
+        assert_eq!(c.wake_at(), t0 + 25 * S);
+        assert_eq!(c.on_timer(t0 + 25 * S), Due::Heartbeat);
+        assert_eq!(c.wake_at(), t0 + 50 * S);
         assert!(!c.silent(t0 + 50 * S, Liveness::Session));
         c.on_traffic(t0 + 40 * S);
         assert!(!c.silent(t0 + 75 * S, Liveness::Session), "traffic at 40 s");
@@ -363,24 +374,18 @@ mod tests {
         );
         // Expires in 200 s: announced 60 s before, closed 3 s (leeway) after.
         let exp = unix(200) / 1000;
-        c.logged_in(Some(exp), false, unix(0));
-        assert_eq!(c.wake_at(t0, unix(0)), t0 + 140 * S);
-        assert_eq!(c.on_timer(t0 + 139 * S, unix(139)), Due::Nothing);
-        assert_eq!(
-            c.on_timer(t0 + 140 * S, unix(140)),
-            Due::AnnounceExpiry(exp)
-        );
-        assert_eq!(c.wake_at(t0 + 140 * S, unix(140)), t0 + 203 * S);
+        c.logged_in(Some(exp), false, t0, unix(0));
+        assert_eq!(c.wake_at(), t0 + 140 * S);
+        assert_eq!(c.on_timer(t0 + 139 * S), Due::Nothing);
+        assert_eq!(c.on_timer(t0 + 140 * S), Due::AnnounceExpiry(exp));
+        assert_eq!(c.wake_at(), t0 + 203 * S);
         // A refresh to a later expiry moves both steps.
-        c.credentials(Some(exp + 300), unix(150));
-        assert_eq!(c.wake_at(t0 + 150 * S, unix(150)), t0 + 440 * S);
-        assert_eq!(c.on_timer(t0 + 203 * S, unix(203)), Due::Nothing);
-        assert_eq!(
-            c.on_timer(t0 + 440 * S, unix(440)),
-            Due::AnnounceExpiry(exp + 300)
-        );
-        assert_eq!(c.on_timer(t0 + 502 * S, unix(502)), Due::Nothing);
-        assert_eq!(c.on_timer(t0 + 503 * S, unix(503)), Due::Expired);
+        c.credentials(Some(exp + 300), t0 + 150 * S, unix(150));
+        assert_eq!(c.wake_at(), t0 + 440 * S);
+        assert_eq!(c.on_timer(t0 + 203 * S), Due::Nothing);
+        assert_eq!(c.on_timer(t0 + 440 * S), Due::AnnounceExpiry(exp + 300));
+        assert_eq!(c.on_timer(t0 + 502 * S), Due::Nothing);
+        assert_eq!(c.on_timer(t0 + 503 * S), Due::Expired);
     }
 
     #[test]
@@ -393,20 +398,20 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(c.on_timer(t0 + 10 * S, unix(10)), Due::LoginTimeout);
+        assert_eq!(c.on_timer(t0 + 10 * S), Due::LoginTimeout);
     }
 
     #[test]
     fn a_short_lived_token_is_announced_halfway() {
         let (mut c, t0) = core();
-        c.logged_in(Some(unix(100) / 1000), false, unix(0));
-        assert_eq!(c.wake_at(t0, unix(0)), t0 + 25 * S, "the heartbeat first");
-        assert_eq!(c.on_timer(t0 + 25 * S, unix(25)), Due::Heartbeat);
-        assert_eq!(c.wake_at(t0 + 25 * S, unix(25)), t0 + 50 * S);
+        c.logged_in(Some(unix(100) / 1000), false, t0, unix(0));
+        assert_eq!(c.wake_at(), t0 + 25 * S, "the heartbeat first");
+        assert_eq!(c.on_timer(t0 + 25 * S), Due::Heartbeat);
+        assert_eq!(c.wake_at(), t0 + 50 * S);
         // Fixed when the token came, not recomputed from what is left (it
         // used to slide towards the expiry, each step taken as a heartbeat).
         assert_eq!(
-            c.on_timer(t0 + 50 * S, unix(50)),
+            c.on_timer(t0 + 50 * S),
             Due::AnnounceExpiry(unix(100) / 1000)
         );
     }
@@ -463,8 +468,8 @@ mod tests {
 
     #[test]
     fn replay_then_live_drops_what_the_replay_sent_and_nothing_after_it() {
-        let (mut c, _) = core();
-        c.logged_in(None, false, unix(0));
+        let (mut c, t0) = core();
+        c.logged_in(None, false, t0, unix(0));
         let room = Channel::Room(Id::parse("r").unwrap());
         // Live frames 3..=6 were queued while the replay sent up to 4.
         c.replayed(&room, 4);
@@ -482,11 +487,11 @@ mod tests {
 
     #[test]
     fn frames_take_their_lanes_and_a_single_stream_client_gets_all_on_one() {
-        let (mut c, _) = core();
-        c.logged_in(None, true, unix(0));
+        let (mut c, t0) = core();
+        c.logged_in(None, true, t0, unix(0));
         assert_eq!(lane(c.route(&stored("r", 1), &[])), Some("reliable".into()));
-        let (mut c, _) = core();
-        c.logged_in(None, false, unix(0));
+        let (mut c, t0) = core();
+        c.logged_in(None, false, t0, unix(0));
         let volatile = OutFrame::new(Bytes::from_static(b"{}"), Delivery::Volatile, None);
         assert_eq!(lane(c.route(&volatile, &[])), Some("unreliable".into()));
         let control = OutFrame::new(Bytes::from_static(b"{}"), Delivery::Control, None);

@@ -136,8 +136,12 @@ impl<T: Transport> Driver<T> {
             }
         };
         self.url = None;
-        self.core
-            .logged_in(started.state.identity.expires, login_single, now_ms());
+        self.core.logged_in(
+            started.state.identity.expires,
+            login_single,
+            Instant::now(),
+            now_ms(),
+        );
         for (channel, seq) in &started.held {
             self.core.replayed(channel, *seq);
         }

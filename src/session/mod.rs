@@ -175,13 +175,15 @@ impl<T: Transport> Driver<T> {
         // One timer for everything due at a time (an idle session's only
         // one): the heartbeat, the login deadline until a login, then the
         // expiry of credentials that expire (see `Core::wake_at`).
-        let deadline = sleep_until(self.core.wake_at(Instant::now(), now_ms()));
+        let deadline = sleep_until(self.core.wake_at());
         tokio::pin!(deadline);
         let flow = loop {
             // A refresh (msgType 10) may have moved the expiry.
             let exp = self.active.as_ref().and_then(|a| a.identity.expires);
-            self.core.credentials(exp, now_ms());
-            let wake = self.core.wake_at(Instant::now(), now_ms());
+            if exp != self.core.expires() {
+                self.core.credentials(exp, Instant::now(), now_ms());
+            }
+            let wake = self.core.wake_at();
             if deadline.deadline() != wake {
                 deadline.as_mut().reset(wake);
                 // Polled again with the flag's waker before the task sleeps.
@@ -195,19 +197,22 @@ impl<T: Transport> Driver<T> {
                     let code = self.closer.as_ref().and_then(|c| c.requested_code());
                     Flow::Close(code.unwrap_or(CloseCode::GoingAway))
                 }
-                Woke::Deadline => match self.core.on_timer(Instant::now(), now_ms()) {
+                Woke::Deadline => match self.core.on_timer(Instant::now()) {
                     Due::Nothing => Flow::Continue,
-                    Due::Heartbeat => self.on_heartbeat_tick().await,
+                    Due::Heartbeat => Box::pin(self.on_heartbeat_tick()).await,
                     Due::LoginTimeout => {
                         info!("no login in time");
                         telemetry::login("timeout");
                         Flow::Close(CloseCode::Timeout)
                     }
                     Due::AnnounceExpiry(exp) => {
-                        match Box::pin(self.reply(Reply::expires(exp))).await {
-                            Ok(()) => self.flush().await,
-                            Err(e) => e.into(),
-                        }
+                        Box::pin(async {
+                            match self.reply(Reply::expires(exp)).await {
+                                Ok(()) => self.flush().await,
+                                Err(e) => e.into(),
+                            }
+                        })
+                        .await
                     }
                     Due::Expired => {
                         info!("credentials expired");
@@ -219,15 +224,21 @@ impl<T: Transport> Driver<T> {
                     }
                 },
                 Woke::Ack(cmid, result) => Box::pin(self.on_ack(cmid, result)).await,
-                Woke::Out(frame) => self.write_out(frame).await,
+                // Boxed like every handler that writes: a write's state
+                // (bounded by a deadline) would otherwise sit in every idle
+                // session's future.
+                Woke::Out(frame) => Box::pin(self.write_out(frame)).await,
                 Woke::In(None) => Flow::Gone,
                 Woke::In(Some(Err(e))) => Flow::from(e),
                 Woke::In(Some(Ok(inc))) => {
                     self.core.on_traffic(Instant::now());
-                    match Box::pin(self.on_incoming(inc)).await {
-                        Flow::Continue => self.flush().await,
-                        other => other,
-                    }
+                    Box::pin(async {
+                        match self.on_incoming(inc).await {
+                            Flow::Continue => self.flush().await,
+                            other => other,
+                        }
+                    })
+                    .await
                 }
             };
             if !matches!(flow, Flow::Continue) {

@@ -42,7 +42,8 @@ impl From<TransportError> for WriteError {
 
 /// Runs a write to the peer, giving up when it waits longer than `limit`
 /// or when the session is asked to close meanwhile. A write that completes
-/// at once (the common case) starts no timer.
+/// at once (the common case) starts no timer, and the waiting part's state
+/// is boxed: every session's future would otherwise carry it while idle.
 async fn bounded(
     write: impl Future<Output = Result<(), TransportError>>,
     limit: Duration,
@@ -53,6 +54,16 @@ async fn bounded(
     if let Poll::Ready(r) = futures_util::poll!(write.as_mut()) {
         return r.map_err(WriteError::from);
     }
+    Box::pin(wait_bounded(write, limit, closer, shutdown)).await
+}
+
+/// The waiting part of [`bounded`].
+async fn wait_bounded(
+    write: std::pin::Pin<&mut impl Future<Output = Result<(), TransportError>>>,
+    limit: Duration,
+    closer: Option<&Closer>,
+    shutdown: &CancellationToken,
+) -> Result<(), WriteError> {
     let asked = poll_fn(|cx| match closer {
         Some(c) => c.poll_requested(cx),
         None => Poll::Pending,
