@@ -84,6 +84,8 @@ pub struct UrlCredentials {
     pub query_token: Option<String>,
     /// The request's `Cookie` header, kept only for a connect hook.
     pub cookie: Option<String>,
+    /// The browser's `Origin`, kept only for a connect hook.
+    pub origin: Option<String>,
     /// The request's `Authorization` header, kept only for a connect hook.
     pub authorization: Option<String>,
 }
@@ -257,6 +259,7 @@ mod tests {
             query_user: None,
             query_token: None,
             cookie: None,
+            origin: None,
             authorization: None,
         }
     }
@@ -279,6 +282,7 @@ mod tests {
             query_user: Some("q".into()),
             query_token: None,
             cookie: None,
+            origin: None,
             authorization: None,
         };
         assert_eq!(

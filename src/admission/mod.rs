@@ -102,6 +102,7 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         query_user: query.remove("userId"),
         query_token: query.remove("token"),
         cookie: keep(a.cookie),
+        origin: keep(a.origin),
         authorization: keep(a.authorization),
     })
 }

@@ -138,6 +138,8 @@ options_group! {
         flags {
             insecure, "Allow dev mode (no --jwt-secret) on a non-loopback address",
                 [env = "RTGATE_INSECURE"];
+            allow_any_origin_with_cookies, "Let a connect hook get cookies from pages of any origin (no --allowed-origin): cross-site WebSocket hijacking becomes the backend's to stop",
+                [env = "RTGATE_ALLOW_ANY_ORIGIN_WITH_COOKIES"];
         }
         lists {
             trusted_proxy: IpNet, "Peers whose X-Forwarded-For is believed (repeatable, or comma-separated)",

@@ -94,6 +94,8 @@ pub struct AuthConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Allowed browser origins (empty: all).
     pub allowed_origins: Vec<String>,
+    /// A connect hook may get cookies from pages of any origin.
+    pub allow_any_origin_with_cookies: bool,
 }
 
 /// What one session may do, and how long it may take.
@@ -308,6 +310,7 @@ impl Options {
                 insecure: auth.insecure,
                 trusted_proxies: auth.trusted_proxy,
                 allowed_origins: auth.allowed_origin,
+                allow_any_origin_with_cookies: auth.allow_any_origin_with_cookies,
             },
             limits: LimitsConfig {
                 heartbeat: secs(limits.heartbeat_sec(), "heartbeat-sec")?,
@@ -412,6 +415,17 @@ impl Config {
                 "publish-hook-batch must be 1 to {}",
                 super::defaults::MAX_PUBLISH_HOOK_BATCH
             ));
+        }
+        if self.hooks.connect.is_some()
+            && self.auth.allowed_origins.is_empty()
+            && !self.auth.allow_any_origin_with_cookies
+        {
+            return invalid(
+                "refusing to start: --connect-hook is sent the browser's cookies, and without \
+                 --allowed-origin any web page can open a session with a visitor's cookies \
+                 (cross-site WebSocket hijacking). Set --allowed-origin to your pages' origins, \
+                 or pass --allow-any-origin-with-cookies if the backend checks `origin` itself.",
+            );
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return invalid("--tls-cert and --tls-key go together");

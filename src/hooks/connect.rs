@@ -28,6 +28,10 @@ pub(crate) struct ConnectRequest<'a> {
     /// The request's `Cookie` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cookie: Option<&'a str>,
+    /// The browser's `Origin` header: which page opened the connection (a
+    /// backend that trusts cookies must check it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<&'a str>,
     /// The request's `Authorization` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) authorization: Option<&'a str>,

@@ -238,6 +238,7 @@ async fn renewed(
             login,
             token: Some(token),
             cookie: None,
+            origin: None,
             authorization: None,
             path_user_id: None,
             user_id: Some(s.user()),

@@ -273,6 +273,7 @@ async fn authenticate(
             login: raw,
             token: login.token.as_deref().or(url.query_token.as_deref()),
             cookie: url.cookie.as_deref(),
+            origin: url.origin.as_deref(),
             authorization: url.authorization.as_deref(),
             path_user_id: url.path_user.as_deref(),
             user_id: None,

@@ -69,6 +69,7 @@ pub(crate) fn run<T: Transport>(
         query_user: peer.query_user,
         query_token: peer.query_token,
         cookie: peer.cookie,
+        origin: peer.origin,
         authorization: peer.authorization,
     };
     let core = Core::new(&gw.config().limits, Instant::now());

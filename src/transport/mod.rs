@@ -34,6 +34,8 @@ pub(crate) struct PeerInfo {
     pub query_token: Option<String>,
     /// The `Cookie` header, for a connect hook (none without one).
     pub cookie: Option<String>,
+    /// The browser's `Origin`, for a connect hook (none without one).
+    pub origin: Option<String>,
     /// The `Authorization` header, for a connect hook (none without one).
     pub authorization: Option<String>,
 }

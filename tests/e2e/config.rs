@@ -119,6 +119,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("jwt-secret", "s3cret", "\"s3cret\""),
     ("api-key", "k3y", "\"k3y\""),
     ("insecure", "", "true"),
+    ("allow-any-origin-with-cookies", "", "true"),
     ("trusted-proxy", "10.0.0.0/8", "[\"10.0.0.0/8\"]"),
     (
         "allowed-origin",
@@ -241,13 +242,23 @@ fn flag_env_twin_and_config_key_agree_for_every_option() {
         // A certificate needs its key and the other way round: the partner
         // travels in the same form as the option under test.
         let partner = match *name {
-            "tls-cert" => Some(("tls-key", "/tmp/p.pem")),
-            "tls-key" => Some(("tls-cert", "/tmp/p.pem")),
+            "tls-cert" => Some(("tls-key", "/tmp/p.pem", "\"/tmp/p.pem\"")),
+            "tls-key" => Some(("tls-cert", "/tmp/p.pem", "\"/tmp/p.pem\"")),
             // The ratio shows only with trace export on.
-            "otlp-sample-ratio" => Some(("otlp-endpoint", "http://127.0.0.1:4318")),
+            "otlp-sample-ratio" => Some((
+                "otlp-endpoint",
+                "http://127.0.0.1:4318",
+                "\"http://127.0.0.1:4318\"",
+            )),
+            // A connect hook gets cookies: it needs the pages' origins.
+            "connect-hook" => Some((
+                "allowed-origin",
+                "https://app.example",
+                "[\"https://app.example\"]",
+            )),
             _ => None,
         };
-        let partner_flag = partner.map(|(n, v)| (format!("--{n}"), v));
+        let partner_flag = partner.map(|(n, v, _)| (format!("--{n}"), v));
         if let Some((f, v)) = &partner_flag {
             args.extend([f.as_str(), *v]);
         }
@@ -255,12 +266,12 @@ fn flag_env_twin_and_config_key_agree_for_every_option() {
         let env_name = twin(name);
         let env_value = if value.is_empty() { "true" } else { value };
         let mut env = vec![(env_name.clone(), env_value.to_string())];
-        env.extend(partner.map(|(n, v)| (twin(n), v.to_string())));
+        env.extend(partner.map(|(n, v, _)| (twin(n), v.to_string())));
         let from_env = print_config(&[], &env);
         let file = dir.path().join(format!("{name}.toml"));
         let mut text = format!("{name} = {toml}\n");
-        if let Some((n, v)) = partner {
-            text.push_str(&format!("{n} = \"{v}\"\n"));
+        if let Some((n, _, t)) = partner {
+            text.push_str(&format!("{n} = {t}\n"));
         }
         std::fs::write(&file, text).unwrap();
         let from_file = print_config(&["--config", file.to_str().unwrap()], &[]);

@@ -84,10 +84,15 @@ impl Drop for Backend {
     }
 }
 
+/// The origin of the backend's own pages in these tests.
+const APP_ORIGIN: &str = "https://app.example";
+
 /// A node whose connect, publish and join hooks go to `b`.
 fn hooked(b: &Backend, extra: &[&str]) -> Server {
     let (c, p, j) = (b.url("connect"), b.url("publish"), b.url("join"));
     let mut args = vec![
+        "--allowed-origin",
+        APP_ORIGIN,
         "--connect-hook",
         &c,
         "--publish-hook",
@@ -116,6 +121,50 @@ async fn with_cookie(s: &Server, user: &str) -> (Client, Value) {
     let mut c = connect_as(s, &[("cookie", &cookie)], "").await;
     let reply = c.login_as(json!({"msgType": 2})).await;
     (c, reply)
+}
+
+/// Cross-site WebSocket hijacking (issue 27, item 2): a page of another
+/// origin opens a socket, and the browser adds the visitor's cookie.
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_log_in_with_a_visitors_cookie() {
+    let b = Backend::start();
+    let s = hooked(&b, &[]);
+    let cookie = "session=alice";
+    let evil = Client::connect_with_headers(
+        &s.ws_url("/ws"),
+        &[("origin", "https://evil.example"), ("cookie", cookie)],
+    )
+    .await;
+    assert_eq!(evil.err(), Some(403), "refused at the upgrade");
+    assert!(
+        b.calls("connect").await.is_empty(),
+        "the backend never saw the cookie"
+    );
+    // The app's own page logs in, and the backend is told which page it was.
+    let mut app = connect_as(&s, &[("origin", APP_ORIGIN), ("cookie", cookie)], "").await;
+    assert_eq!(
+        app.login_as(json!({"msgType": 2})).await["sendUserId"],
+        "alice"
+    );
+    let calls = b.calls("connect").await;
+    assert_eq!(calls[0]["body"]["origin"], APP_ORIGIN, "{calls:?}");
+    assert_eq!(calls[0]["body"]["cookie"], cookie);
+}
+
+#[test]
+fn a_node_whose_connect_hook_gets_cookies_needs_the_pages_origins() {
+    let err = crate::common::refuses_to_start(&["--connect-hook", "http://127.0.0.1:9/c"]);
+    assert!(
+        err.contains("--allowed-origin") && err.contains("cookies"),
+        "{err}"
+    );
+    // Told explicitly, it starts (the backend then checks `origin` itself).
+    let s = Server::start(&[
+        "--connect-hook",
+        "http://127.0.0.1:9/c",
+        "--allow-any-origin-with-cookies",
+    ]);
+    drop(s);
 }
 
 #[tokio::test]

@@ -50,6 +50,7 @@ async fn every_metric_the_rules_and_dashboard_name_is_there_from_the_first_scrap
     // Hooks configured (their series exist only then); nothing listens there
     // and nothing calls them in this test.
     let s = Server::start(&[
+        "--allow-any-origin-with-cookies",
         "--connect-hook",
         "http://127.0.0.1:9/c",
         "--publish-hook",
