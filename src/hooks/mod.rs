@@ -73,6 +73,11 @@ impl Hooks {
         }
     }
 
+    /// Whether a join hook decides who may join (and read) rooms.
+    pub(crate) fn has_join(&self) -> bool {
+        self.join.is_some()
+    }
+
     /// Whether logins go to the connect hook.
     pub(crate) fn has_connect(&self) -> bool {
         self.connect.is_some()

@@ -82,7 +82,7 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
             Effects::answer(history(s, gw, room, since, limit).await)
         }
         Command::PresenceRoom(room) => {
-            let result = match s.may_use(&room) {
+            let result = match may_read(s, gw, &room).await {
                 Ok(()) => gw
                     .broker()
                     .room_presence(room.clone())
@@ -261,6 +261,37 @@ async fn renewed(
     Ok(gw.auth().refresh(token, s.user()))
 }
 
+/// Whether the session may read `room` (its history, presence, replay):
+/// the right to join it. The credentials must allow it, and unless the
+/// session is in the room, the join hook, if any, must agree; its answer
+/// is cached for a short time.
+pub(crate) async fn may_read(s: &mut LoggedIn, gw: &Gateway, room: &Id) -> Result<(), ProtoError> {
+    s.may_use(room)?;
+    if s.rooms.contains(room) || !gw.hooks().has_join() {
+        return Ok(());
+    }
+    let now = std::time::Instant::now();
+    let forbidden =
+        || ProtoError::Forbidden(format!("the backend does not let you read room {room}"));
+    match s.read_grants.get(room, now) {
+        Some(true) => return Ok(()),
+        Some(false) => return Err(forbidden()),
+        None => {}
+    }
+    match gw.hooks().join(s.user(), room).await {
+        Ok(()) => {
+            s.read_grants.put(room.clone(), true, now);
+            Ok(())
+        }
+        // A refusal is the backend's decision and is kept; a failure is not.
+        Err(e) if e.code() == 403 => {
+            s.read_grants.put(room.clone(), false, now);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Joins a room the client asked for: the credentials must allow it and
 /// the join hook, if any, must agree. Answers the room's current seq.
 pub(crate) async fn join(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u64, ProtoError> {
@@ -315,7 +346,7 @@ pub(crate) fn leave(s: &mut LoggedIn, gw: &Gateway, room: &Id) {
 }
 
 async fn history(
-    s: &LoggedIn,
+    s: &mut LoggedIn,
     gw: &Gateway,
     room: Option<Id>,
     since: u64,
@@ -323,7 +354,7 @@ async fn history(
 ) -> Result<Reply, ProtoError> {
     let channel = match &room {
         Some(r) => {
-            s.may_use(r)?;
+            may_read(s, gw, r).await?;
             Channel::Room(r.clone())
         }
         None => Channel::Inbox(s.user().clone()),

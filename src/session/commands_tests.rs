@@ -69,6 +69,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         rooms: HashSet::new(),
         turns: Default::default(),
         presence_rooms: Vec::new(),
+        read_grants: Default::default(),
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use tracing::{field, info};
 
-use super::commands::{enter, join};
-use super::state::{LoggedIn, may_use};
+use super::commands::{enter, join, may_read};
+use super::state::LoggedIn;
 use serde_json::value::RawValue;
 
 use crate::auth::{AuthError, Identity, UrlCredentials};
@@ -127,6 +127,7 @@ pub(crate) async fn login(
         rooms: HashSet::new(),
         turns: Default::default(),
         presence_rooms: Vec::new(),
+        read_grants: Default::default(),
     };
     info!(session = %id, "logged in");
     telemetry::login("ok");
@@ -169,7 +170,7 @@ pub(crate) async fn login(
         Err(e) => store_error = Some(e),
     }
     for (room, since) in login.since.rooms {
-        match may_use(&state.identity, &room) {
+        match may_read(&mut state, gw, &room).await {
             Ok(()) => channels.push((Channel::Room(room), since)),
             Err(e) => errors.push(e),
         }

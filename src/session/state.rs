@@ -26,6 +26,41 @@ pub(crate) struct LoggedIn {
     pub(crate) turns: Turns,
     /// Rooms whose presence events (msgType 11) it asked for.
     pub(crate) presence_rooms: Vec<Id>,
+    /// The join hook's recent answers for rooms it reads without being in
+    /// them (history, presence, replay).
+    pub(crate) read_grants: ReadGrants,
+}
+
+/// How long a join hook's answer about reading a room holds.
+const READ_GRANT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Answers kept at most (the oldest goes first).
+const READ_GRANTS_KEPT: usize = 16;
+
+/// A session's cache of the join hook's answers about rooms it reads but
+/// is not in: reading a room needs the right to join it, and a client that
+/// pages through history must not cost a hook call per page.
+#[derive(Default)]
+pub(crate) struct ReadGrants(Vec<(Id, std::time::Instant, bool)>);
+
+impl ReadGrants {
+    /// The cached answer for `room`, if still fresh.
+    pub(crate) fn get(&mut self, room: &Id, now: std::time::Instant) -> Option<bool> {
+        self.0
+            .retain(|(_, at, _)| now.duration_since(*at) < READ_GRANT_TTL);
+        self.0
+            .iter()
+            .find(|(r, _, _)| r == room)
+            .map(|(_, _, ok)| *ok)
+    }
+
+    /// Keeps the hook's answer for `room`.
+    pub(crate) fn put(&mut self, room: Id, allowed: bool, now: std::time::Instant) {
+        self.0.retain(|(r, _, _)| *r != room);
+        if self.0.len() >= READ_GRANTS_KEPT {
+            self.0.remove(0);
+        }
+        self.0.push((room, now, allowed));
+    }
 }
 
 /// Keeps a session's messages in order on their way to the store when some

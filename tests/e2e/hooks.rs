@@ -480,6 +480,60 @@ async fn the_publish_hook_sees_only_the_chosen_biz_types() {
     assert_eq!(calls[0]["body"]["message"]["bizType"], 7);
 }
 
+/// Issue 27, item 1: the join hook guards reading as well as joining. With
+/// docs/backend.md's own setup (the connect hook grants every room, the
+/// join hook keeps `vip-` rooms for members), a refused user reads nothing
+/// of a members' room: not its history, not who is in it, not a replay.
+#[tokio::test]
+async fn a_room_the_join_hook_refuses_cannot_be_read_either() {
+    let b = Backend::start();
+    let s = hooked(&b, &[]);
+    let (mut vera, _) = with_cookie(&s, "vipvera").await;
+    vera.recv_type(5).await;
+    vera.send(&json!({"msgType": 5, "roomId": "vip-lounge"}))
+        .await;
+    vera.recv_type(5).await;
+    vera.send(&json!({"msgType": 3, "roomId": "vip-lounge", "clientMsgId": "s", "msgBody": "salary list: bob 100k"}))
+        .await;
+    vera.recv_type(4).await;
+
+    let (mut ann, _) = with_cookie(&s, "ann").await;
+    ann.recv_type(5).await;
+    for _ in 0..2 {
+        ann.send(&json!({"msgType": 7, "roomId": "vip-lounge", "since": 0}))
+            .await;
+        let e = ann.recv_type(9).await;
+        assert_eq!(e["code"], 403, "history: {e}");
+    }
+    ann.send(&json!({"msgType": 8, "roomId": "vip-lounge"}))
+        .await;
+    assert_eq!(ann.recv_type(9).await["code"], 403, "presence");
+    // Nor replayed at login.
+    let mut again = connect_as(&s, &[("cookie", "session=ann")], "").await;
+    again
+        .send(&json!({"msgType": 2, "since": {"rooms": {"vip-lounge": 0}}}))
+        .await;
+    again.recv_type(2).await;
+    again.recv_type(5).await;
+    assert_eq!(again.recv_type(9).await["code"], 403, "replay");
+    again.expect_silence(Duration::from_millis(300)).await;
+    // One hook call per session for the room while its answer holds.
+    let asked = b
+        .calls("join")
+        .await
+        .iter()
+        .filter(|c| c["body"]["userId"] == "ann" && c["body"]["roomId"] == "vip-lounge")
+        .count();
+    assert_eq!(asked, 2, "one for each of ann's sessions");
+    // A member reads it without joining.
+    let (mut will, _) = with_cookie(&s, "vipwill").await;
+    will.recv_type(5).await;
+    will.send(&json!({"msgType": 7, "roomId": "vip-lounge", "since": 0}))
+        .await;
+    let h = will.recv_type(7).await;
+    assert_eq!(h["messages"][0]["msgBody"], "salary list: bob 100k", "{h}");
+}
+
 #[tokio::test]
 async fn the_join_hook_guards_rooms() {
     let b = Backend::start();
