@@ -53,6 +53,10 @@ pub(crate) fn routes(gw: Gateway) -> Router {
                     [
                         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                         (header::CACHE_CONTROL, "no-store"),
+                        (header::CONTENT_SECURITY_POLICY, admin_csp()),
+                        (header::X_FRAME_OPTIONS, "DENY"),
+                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                        (header::REFERRER_POLICY, "no-referrer"),
                     ],
                     ADMIN_HTML,
                 )
@@ -70,6 +74,32 @@ pub(crate) fn routes(gw: Gateway) -> Router {
         router
     };
     router.with_state(gw)
+}
+
+/// The operator's page's Content-Security-Policy: its one inline script and
+/// style by their hashes, requests to this origin only, no framing (the
+/// page holds an API key once typed), no plugins, forms or base changes.
+fn admin_csp() -> &'static str {
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let hash = |open: &str, close: &str| {
+            use base64::Engine;
+            use sha2::Digest;
+            let start = ADMIN_HTML.find(open).map_or(0, |i| i + open.len());
+            let end = ADMIN_HTML[start..].find(close).map_or(start, |i| start + i);
+            let digest = sha2::Sha256::digest(&ADMIN_HTML.as_bytes()[start..end]);
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        };
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; \
+             img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            hash("<script>", "</script>"),
+            hash("<style>", "</style>"),
+        )
+    });
+    &CSP
 }
 
 /// `GET /cert-hash`: the SHA-256 of the WebTransport certificate, for

@@ -203,6 +203,17 @@ async fn refresh(s: &mut LoggedIn, gw: &Gateway, token: &str) -> Effects {
         }
         Err(e) => return Effects::error(e, None),
     };
+    // An older token, still valid, would bring back rooms a newer one took
+    // away and move the expiry backwards.
+    if let (Some(now), Some(new)) = (s.identity.expires, identity.expires)
+        && new < now
+    {
+        let e = ProtoError::bad(format!(
+            "this token expires at {new}, before the session's current credentials ({now}); \
+             refresh with a newer one"
+        ));
+        return Effects::error(e, None);
+    }
     let lost: Vec<Id> = s
         .rooms
         .iter()

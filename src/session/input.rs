@@ -24,14 +24,38 @@ impl<T: Transport> Driver<T> {
                 self.m.frames_in.increment(1);
                 return self.refused(self.core.too_large(size), None).await;
             }
-            Incoming::Frame(b) | Incoming::Datagram(b) => b,
+            Incoming::Frame(b) => (b, false),
+            Incoming::Datagram(b) => (b, true),
         };
+        let (frame, datagram) = frame;
         self.m.frames_in.increment(1);
         let size = self.core.admit_size(frame.len());
         if size != Admit::Handle {
             return self.refused(size, None).await;
         }
-        let decoded = decode(&frame);
+        let mut decoded = decode(&frame);
+        // A datagram may carry only a heartbeat or a volatile message: a
+        // login, a stored message or a command would be lost or reordered
+        // without the client knowing (PROTOCOL.md section 9).
+        if datagram
+            && !matches!(
+                &decoded,
+                Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat)) | Err(_)
+            )
+            && !matches!(&decoded, Ok(Inbound::Command(Command::Publish(p))) if p.volatile)
+        {
+            let cmid = match &decoded {
+                Ok(Inbound::Command(Command::Publish(p))) => p.client_msg_id.clone(),
+                _ => None,
+            };
+            decoded = Err(DecodeError {
+                error: ProtoError::bad(
+                    "a datagram may carry only a heartbeat (msgType 1) or a volatile message; \
+                     send anything else on the stream",
+                ),
+                client_msg_id: cmid,
+            });
+        }
         // Heartbeats are not counted.
         if !matches!(
             decoded,

@@ -67,6 +67,24 @@ async fn a_refresh_outlives_the_first_token_and_leaves_rooms_no_longer_allowed()
     );
 }
 
+/// Issue 27, item 10: an older token, still valid, neither brings back the
+/// rooms a newer one took away nor moves the expiry backwards.
+#[tokio::test]
+async fn a_refresh_with_an_older_token_is_refused_and_changes_nothing() {
+    let s = Server::start(&["--jwt-secret", SECRET]);
+    let (old, _) = token("alice", 300, json!(["a", "b"]));
+    let (new, new_exp) = token("alice", 600, json!(["a"]));
+    let mut c = login_with(&s, &new, &["a"]).await;
+    c.send(&json!({"msgType": 10, "token": old})).await;
+    let e = c.recv_type(9).await;
+    assert_eq!(e["code"], 400, "{e}");
+    // The session keeps the newer token's expiry and rooms.
+    c.send(&json!({"msgType": 10, "token": new})).await;
+    assert_eq!(c.recv_type(10).await["exp"].as_i64(), Some(new_exp));
+    c.send(&json!({"msgType": 5, "roomId": "b"})).await;
+    assert_eq!(c.recv_type(9).await["code"], 403, "b stays out");
+}
+
 #[tokio::test]
 async fn a_refresh_for_another_user_closes_4403_and_a_bad_token_4401() {
     let s = Server::start(&["--jwt-secret", SECRET]);

@@ -304,3 +304,44 @@ fn printing_commands_end_quietly_when_their_reader_is_gone() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// Issue 27, item 12: the operator's page (which holds an API key once
+/// typed) cannot be framed, and runs only its own script and style.
+#[tokio::test]
+async fn the_admin_page_forbids_framing_and_foreign_scripts() {
+    use base64::Engine;
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&[]);
+    let mut tcp = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    tcp.write_all(b"GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    let csp = header("content-security-policy");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    // The page's own inline script is the one the policy allows.
+    let start = body.find("<script>").unwrap() + "<script>".len();
+    let end = start + body[start..].find("</script>").unwrap();
+    let digest = sha2::Sha256::digest(&body.as_bytes()[start..end]);
+    let want = format!(
+        "script-src 'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    );
+    assert!(csp.contains(&want), "{csp} lacks {want}");
+    assert!(!body.contains("style=\""), "no inline style attributes");
+}

@@ -113,6 +113,46 @@ async fn volatile_messages_travel_as_datagrams() {
     assert_eq!(ws.recv().await["msgBody"], "dg up");
 }
 
+/// Issue 27, item 9: a datagram carries only a heartbeat or a volatile
+/// message (PROTOCOL.md section 9); anything else is error 400 on the
+/// stream and is not acted on.
+#[tokio::test]
+async fn a_datagram_carries_only_a_heartbeat_or_a_volatile_message() {
+    let s = Server::start(&[]);
+    let (mut c, status) = WtClient::connect(&wt_url(&s, "/wt"), None).await;
+    assert_eq!(status, 200);
+    c.send_datagram(&json!({"msgType": 2, "sendUserId": "dg-login"}))
+        .await;
+    let e = c.recv().await;
+    assert_eq!(
+        (e["msgType"].as_i64(), e["code"].as_i64()),
+        (Some(9), Some(400)),
+        "{e}"
+    );
+    // Not logged in: the login on the stream is the first one.
+    c.send(&json!({"msgType": 2, "sendUserId": "dg-login"}))
+        .await;
+    assert_eq!(c.recv_type(2).await["sendUserId"], "dg-login");
+    let (mut ws, _) = Client::login(&s, "ws-peer").await;
+    c.send_datagram(&json!({"msgType": 3, "receivedUserId": "ws-peer", "clientMsgId": "d1", "msgBody": "stored?"}))
+        .await;
+    let e = c.recv_type(9).await;
+    assert_eq!(
+        (e["code"].as_i64(), e["clientMsgId"].as_str()),
+        (Some(400), Some("d1")),
+        "{e}"
+    );
+    ws.expect_silence(Duration::from_millis(300)).await;
+    // Heartbeats and volatile messages still do.
+    c.send_datagram(&json!({"msgType": 1})).await;
+    assert_eq!(c.recv().await["msgType"], 1);
+    c.send_datagram(
+        &json!({"msgType": 3, "receivedUserId": "ws-peer", "volatile": true, "msgBody": "v"}),
+    )
+    .await;
+    assert_eq!(ws.recv().await["msgBody"], "v");
+}
+
 #[tokio::test]
 async fn wt_identity_from_legacy_path_and_query_token() {
     let s = Server::start(&[]);
