@@ -67,6 +67,13 @@ pub(crate) async fn login(
             "since.rooms: at most {max_rooms} rooms"
         ))));
     }
+    // And before any hook call: each room asked for is a join hook call
+    // (issue 27, item 3: one login of 500 rooms made 500).
+    if login.rooms.len() > max_rooms {
+        return Err(Refused::Bad(ProtoError::bad(format!(
+            "rooms: at most {max_rooms} rooms"
+        ))));
+    }
     let (identity, backend_rooms) = authenticate(gw, &login, url, frame).await?;
     let user = identity.user.clone();
     tracing::Span::current().record("user", field::display(&user));

@@ -534,6 +534,24 @@ async fn a_room_the_join_hook_refuses_cannot_be_read_either() {
     assert_eq!(h["messages"][0]["msgBody"], "salary list: bob 100k", "{h}");
 }
 
+/// Issue 27, item 3: a login that asks for more rooms than a session may
+/// hold is refused before the join hook is called for any of them.
+#[tokio::test]
+async fn a_login_asking_for_too_many_rooms_costs_no_hook_call() {
+    let b = Backend::start();
+    let s = hooked(&b, &["--max-rooms", "8"]);
+    let rooms: Vec<String> = (0..500).map(|i| format!("r{i}")).collect();
+    let mut c = connect_as(&s, &[("cookie", "session=ann")], "").await;
+    c.send(&json!({"msgType": 2, "rooms": rooms})).await;
+    let e = c.recv_type(9).await;
+    assert_eq!(e["code"], 400, "{e}");
+    assert!(b.calls("join").await.is_empty(), "no join hook call");
+    // Within the limit, the login goes on.
+    c.send(&json!({"msgType": 2, "rooms": ["r1", "r2"]})).await;
+    assert_eq!(c.recv_type(2).await["sendUserId"], "ann");
+    assert_eq!(b.calls("join").await.len(), 2);
+}
+
 #[tokio::test]
 async fn the_join_hook_guards_rooms() {
     let b = Backend::start();
