@@ -52,6 +52,9 @@ pub(crate) struct ConnPermit {
     limiter: Arc<ConnLimiter>,
     /// The address it counts against, if the per-address cap applies.
     ip: Option<IpAddr>,
+    /// Whether it counts in all too (an address permit for a client behind
+    /// a trusted proxy does not: its connection was counted at accept).
+    total: bool,
 }
 
 impl ConnLimiter {
@@ -88,7 +91,31 @@ impl ConnLimiter {
         Ok(ConnPermit {
             limiter: self.clone(),
             ip: keyed.then_some(ip),
+            total: true,
         })
+    }
+
+    /// Counts a client that came through a trusted proxy against its own
+    /// address (its connection, the proxy's, was counted in all at accept).
+    /// `None` when there is no per-address cap.
+    pub(crate) fn acquire_address(
+        self: &Arc<Self>,
+        ip: IpAddr,
+    ) -> Result<Option<ConnPermit>, CapHit> {
+        if self.per_ip == 0 {
+            return Ok(None);
+        }
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.by_ip.entry(ip).or_default();
+        if *n >= self.per_ip {
+            return Err(CapHit::PerIp);
+        }
+        *n += 1;
+        Ok(Some(ConnPermit {
+            limiter: self.clone(),
+            ip: Some(ip),
+            total: false,
+        }))
     }
 
     /// Connections counted now.
@@ -104,7 +131,9 @@ impl Drop for ConnPermit {
             .counts
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        c.total -= 1;
+        if self.total {
+            c.total -= 1;
+        }
         if let Some(ip) = self.ip
             && let Some(n) = c.by_ip.get_mut(&ip)
         {
@@ -134,6 +163,26 @@ mod tests {
         assert_eq!(l.current(), 2);
         let _p4 = l.acquire(a, true).unwrap();
         assert_eq!(l.current(), 3);
+    }
+
+    #[test]
+    fn a_forwarded_client_counts_against_its_own_address_only() {
+        let l = ConnLimiter::new(10, 2);
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let _conns: Vec<_> = (0..3).map(|_| l.acquire(proxy, false).unwrap()).collect();
+        let a = l.acquire_address(client).unwrap();
+        let _b = l.acquire_address(client).unwrap();
+        assert_eq!(l.acquire_address(client).unwrap_err(), CapHit::PerIp);
+        assert_eq!(l.current(), 3, "counted in all at accept only");
+        drop(a);
+        assert!(l.acquire_address(client).unwrap().is_some());
+        assert!(
+            ConnLimiter::new(10, 0)
+                .acquire_address(client)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -90,6 +90,23 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         Some(h) => forwarded::client_addr(a.peer, h, &cfg.auth.trusted_proxies),
         None => a.peer,
     };
+    // Behind a trusted proxy the per-address cap applies to the forwarded
+    // client (the proxy's own address was exempt at accept).
+    let address_permit = if addr.ip() != a.peer.ip() {
+        match gw.conns().acquire_address(addr.ip()) {
+            Ok(p) => p.map(std::sync::Arc::new),
+            Err(hit) => {
+                tracing::debug!(client = %addr, transport = %a.kind, cap = hit.label(), "refused: forwarded client at its cap");
+                telemetry::connection_refused(a.kind, hit.label());
+                return Err(Refusal {
+                    status: 429,
+                    reason: "this address is at its connection cap",
+                });
+            }
+        }
+    } else {
+        None
+    };
     let mut query = a.query;
     // Request headers are credentials for a connect hook only; without one
     // nothing reads them, so they are not kept.
@@ -104,5 +121,6 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         cookie: keep(a.cookie),
         origin: keep(a.origin),
         authorization: keep(a.authorization),
+        address_permit,
     })
 }

@@ -82,6 +82,7 @@ pub(crate) fn run<T: Transport>(
         t: transport,
         gw,
         url: Some(Box::new(url)),
+        _address_permit: peer.address_permit,
         door,
         active: None,
         closer: None,
@@ -145,6 +146,9 @@ struct Driver<T> {
     gw: Gateway,
     /// What the request said about the user, until a login succeeds.
     url: Option<Box<UrlCredentials>>,
+    /// A client behind a trusted proxy: its place under the per-address
+    /// cap, freed when the session ends.
+    _address_permit: Option<Arc<crate::caps::ConnPermit>>,
     /// The fan-out's side door into this session, if its transport has
     /// one; the login hands it to the hub.
     door: Option<Arc<dyn DirectSend>>,

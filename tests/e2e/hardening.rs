@@ -362,6 +362,45 @@ async fn half_sent_request_headers_are_dropped_after_ten_seconds() {
     );
 }
 
+/// Issue 27, item 6: behind a trusted proxy the per-address cap holds the
+/// forwarded client to its share, not the proxy.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_held_to_its_cap() {
+    let s = Server::start(&["--trusted-proxy", "127.0.0.1/32", "--max-conns-per-ip", "3"]);
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        // Sessions, not yet logged in: dev mode logs in loopback clients only.
+        let c = Client::connect_with_headers(&s.ws_url("/ws"), &from("203.0.113.9"))
+            .await
+            .expect("within the cap");
+        held.push(c);
+    }
+    let fourth = Client::connect_with_headers(&s.ws_url("/ws"), &from("203.0.113.9")).await;
+    assert_eq!(fourth.err(), Some(429), "the 4th of one forwarded address");
+    // Another client of the same proxy gets in.
+    Client::connect_with_headers(&s.ws_url("/ws"), &from("198.51.100.7"))
+        .await
+        .expect("another forwarded address");
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get(r#"rtgate_connections_refused_total{transport="websocket",cap="per_ip"}"#),
+        Some(&1.0),
+        "counted"
+    );
+    // A session that ends frees its place.
+    held.pop().unwrap().close().await;
+    let mut again = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(c) = Client::connect_with_headers(&s.ws_url("/ws"), &from("203.0.113.9")).await {
+            again = Some(c);
+            break;
+        }
+    }
+    assert!(again.is_some(), "the place came back");
+}
+
 #[tokio::test]
 async fn connection_caps_refuse_early_on_both_transports_and_are_counted() {
     let s = Server::start(&["--max-conns-per-ip", "5", "--max-conns", "8"]);
