@@ -582,6 +582,7 @@
       this.outbox = new Outbox((pending) => this.events.emit("outbox", { pending }));
       this.positions = new PositionTracker(this.opts.rooms ?? []);
       this.backoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15e3);
+      this.resendBackoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15e3);
       const persist = opts.persist ?? true;
       this.store = typeof persist === "object" ? persist : persist && IndexedDbStore.available() ? new IndexedDbStore() : new MemoryStore();
       this.storeKey = `${new URL(this.opts.url).origin}|${this.opts.userId ?? tokenSubject(this.opts.token) ?? "-"}`;
@@ -861,6 +862,7 @@
         case 2:
           return this.onLogin(m);
         case 4:
+          this.resendBackoff.reset();
           this.outbox.settle(m.clientMsgId, m);
           return;
         case 9:
@@ -916,8 +918,12 @@
       this.lastErrorCode = m.code;
       if (m.clientMsgId && this.outbox.has(m.clientMsgId)) {
         if (m.code === 503 && this.outbox.retry(m.clientMsgId)) {
-          clearTimeout(this.retryTimer);
-          this.retryTimer = setTimeout(() => this.flush(), 1e3);
+          if (this.retryTimer === void 0) {
+            this.retryTimer = setTimeout(() => {
+              this.retryTimer = void 0;
+              this.flush();
+            }, this.resendBackoff.next());
+          }
           return;
         }
         this.outbox.fail(m.clientMsgId, new RtgateError(m.code, m.reason, m.clientMsgId));

@@ -62,6 +62,8 @@ export class RtgateClient {
   private readonly storeKey: string;
   private readonly filter = new DeliveryFilter();
   private readonly backoff: Backoff;
+  /** Delays before a send the server could not store (503) goes again. */
+  private readonly resendBackoff: Backoff;
   private readonly memory = TransportMemory.local();
   private waiters: Waiter[] = [];
   /** Calls made while disconnected, run after the next login. */
@@ -98,6 +100,7 @@ export class RtgateClient {
     this.outbox = new Outbox((pending) => this.events.emit("outbox", { pending }));
     this.positions = new PositionTracker(this.opts.rooms ?? []);
     this.backoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15_000);
+    this.resendBackoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15_000);
     const persist = opts.persist ?? true;
     this.store =
       typeof persist === "object"
@@ -417,6 +420,7 @@ export class RtgateClient {
       case 2:
         return this.onLogin(m as LoginReply);
       case 4:
+        this.resendBackoff.reset();
         this.outbox.settle(m.clientMsgId, m as Ack);
         return;
       case 9:
@@ -476,10 +480,16 @@ export class RtgateClient {
   private onError(m: ErrorFrame): void {
     this.lastErrorCode = m.code;
     if (m.clientMsgId && this.outbox.has(m.clientMsgId)) {
-      // 503: the store could not take it; the protocol says resend it with the same clientMsgId.
+      // 503: the store could not take it; the protocol says resend it with
+      // the same clientMsgId. After a jittered, growing delay (reset by the
+      // next ack), so a fleet does not hammer a node that is recovering.
       if (m.code === 503 && this.outbox.retry(m.clientMsgId)) {
-        clearTimeout(this.retryTimer);
-        this.retryTimer = setTimeout(() => this.flush(), 1000);
+        if (this.retryTimer === undefined) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.flush();
+          }, this.resendBackoff.next());
+        }
         return;
       }
       this.outbox.fail(m.clientMsgId, new RtgateError(m.code, m.reason, m.clientMsgId));

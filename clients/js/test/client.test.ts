@@ -177,6 +177,30 @@ test("an error for a send rejects it with the server's code; 503 is sent again",
   assert.equal((await busy)?.seq, 1);
 });
 
+test("a send refused 503 goes again after a jittered delay that grows until an ack", async () => {
+  const delays: number[] = [];
+  const c = client({ backoffMs: 40, maxBackoffMs: 10_000 });
+  const first = c.connect();
+  const ws1 = await socket(0);
+  ws1.reply(login());
+  await first;
+  const sent = c.sendToRoom("lobby", "y");
+  const id = ws1.sent[1].clientMsgId;
+  for (let i = 0; i < 3; i++) {
+    const before = ws1.sent.length;
+    const t = Date.now();
+    ws1.reply({ msgType: 9, code: 503, reason: "store unavailable", clientMsgId: id });
+    await until(() => ws1.sent.length > before, `resend ${i + 1}`);
+    delays.push(Date.now() - t);
+  }
+  // Jittered from the configured base (40 ms, then up to 80 and 160), not a
+  // fixed second.
+  assert.ok(delays[0] <= 300, `first resend after ${delays[0]} ms`);
+  assert.ok(delays.every((d) => d < 900), `resends after ${delays} ms`);
+  ws1.reply({ msgType: 4, clientMsgId: id, msgId: "m", seq: 1 });
+  assert.equal((await sent)?.seq, 1);
+});
+
 test("close rejects pending sends and requests with 410, and nothing reconnects", async () => {
   const c = client({ sendTimeoutMs: 60_000 });
   const first = c.connect();
