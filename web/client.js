@@ -552,6 +552,8 @@
       /** The current connection; null between connections. */
       this.link = null;
       this.events = new Emitter();
+      /** The user whose saved positions were loaded, once known. */
+      this.loadedFor = null;
       this.filter = new DeliveryFilter();
       this.memory = TransportMemory.local();
       this.waiters = [];
@@ -585,7 +587,7 @@
       this.resendBackoff = new Backoff(opts.backoffMs ?? 500, opts.maxBackoffMs ?? 15e3);
       const persist = opts.persist ?? true;
       this.store = typeof persist === "object" ? persist : persist && IndexedDbStore.available() ? new IndexedDbStore() : new MemoryStore();
-      this.storeKey = `${new URL(this.opts.url).origin}|${this.opts.userId ?? tokenSubject(this.opts.token) ?? "-"}`;
+      this.storePrefix = `${new URL(this.opts.url).origin}|`;
     }
     /** Rooms joined at every login. */
     get rooms() {
@@ -693,17 +695,63 @@
       this.state = state;
       this.events.emit("state", { state, detail, transport: this.transport });
     }
+    /** The user a login will be, when it is known before the server says
+     * (`userId`, or the token's subject); not with cookies alone. */
+    expectedUser() {
+      return this.opts.userId ?? tokenSubject(this.opts.token);
+    }
+    /** Loads the positions saved for `user` (once per user), so that the
+     * login resumes with them. Another user's positions are never loaded:
+     * on a shared browser they would skip this user's messages. */
+    async loadPositionsOf(user) {
+      if (this.loadedFor === user) return null;
+      this.loadedFor = user;
+      try {
+        const saved = await this.store.load(this.storePrefix + user);
+        if (saved && saved.user === user) {
+          this.positions.restore(saved);
+          return saved;
+        }
+      } catch (e) {
+        this.events.emit("error", { msgType: 9, code: 0, reason: `positions not loaded: ${e}` });
+      }
+      return null;
+    }
     loadPositions() {
       this.loaded ??= (async () => {
         if (typeof addEventListener !== "undefined") addEventListener("pagehide", this.onPageHide);
-        try {
-          const saved = await this.store.load(this.storeKey);
-          if (saved) this.positions.restore(saved);
-        } catch (e) {
-          this.events.emit("error", { msgType: 9, code: 0, reason: `positions not loaded: ${e}` });
-        }
+        if (this.opts.token === void 0) await this.freshToken();
+        const user = this.expectedUser();
+        if (user !== void 0) await this.loadPositionsOf(user);
       })();
       return this.loaded;
+    }
+    /** After a login whose user was not known before it (cookies): that
+     * user's saved positions are loaded now, and what its joined rooms got
+     * since is fetched with history, as a `since` would have replayed it. */
+    async catchUp(user) {
+      const inbox = this.positions.inbox;
+      const saved = await this.loadPositionsOf(user);
+      if (!saved) return;
+      if (inbox !== null && (this.positions.inbox === null || this.positions.inbox < inbox)) {
+        this.positions.inbox = inbox;
+      }
+      for (const [room, from] of Object.entries(saved.rooms)) {
+        if (!this.positions.joined.has(room)) continue;
+        let since = from;
+        for (let page = 0; page < 100; page++) {
+          let h;
+          try {
+            h = await this.history(room, since, 100);
+          } catch {
+            break;
+          }
+          for (const m of h.messages ?? []) this.onMessage(m);
+          const last = h.messages?.[h.messages.length - 1]?.seq;
+          if (last === void 0 || (h.messages?.length ?? 0) < 100) break;
+          since = last;
+        }
+      }
     }
     async freshToken() {
       if (!this.opts.getToken) return;
@@ -900,7 +948,9 @@
       this.authFailures = 0;
       this.refreshing = false;
       this.conn += 1;
+      const unknownBefore = this.loadedFor !== m.sendUserId;
       this.positions.loggedIn(m.sendUserId, m.inboxSeq);
+      if (unknownBefore) void this.catchUp(m.sendUserId);
       this.scheduleSave();
       this.heartbeatSec = m.heartbeatSec || 25;
       clearInterval(this.hbTimer);
@@ -955,7 +1005,8 @@
       clearTimeout(this.saveTimer);
       this.saveTimer = void 0;
       try {
-        await this.store.save(this.storeKey, this.positions.snapshot());
+        const user = this.positions.user;
+        if (user !== null) await this.store.save(this.storePrefix + user, this.positions.snapshot());
       } catch (e) {
         this.events.emit("error", { msgType: 9, code: 0, reason: `positions not saved: ${e}` });
       }

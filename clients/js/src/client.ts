@@ -10,7 +10,7 @@ import { RtgateError } from "./errors.js";
 import { type Link, type LinkHandlers, WsLink, WtLink } from "./links.js";
 import { TransportMemory } from "./memory.js";
 import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
-import { IndexedDbStore, MemoryStore, type PositionStore, PositionTracker } from "./positions.js";
+import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker } from "./positions.js";
 import type {
   Ack,
   ClientEvents,
@@ -59,7 +59,10 @@ export class RtgateClient {
   private readonly outbox: Outbox;
   private readonly positions: PositionTracker;
   private readonly store: PositionStore;
-  private readonly storeKey: string;
+  /** Saved positions are kept per origin and user: `${origin}|`. */
+  private readonly storePrefix: string;
+  /** The user whose saved positions were loaded, once known. */
+  private loadedFor: string | null = null;
   private readonly filter = new DeliveryFilter();
   private readonly backoff: Backoff;
   /** Delays before a send the server could not store (503) goes again. */
@@ -108,7 +111,7 @@ export class RtgateClient {
         : persist && IndexedDbStore.available()
           ? new IndexedDbStore()
           : new MemoryStore();
-    this.storeKey = `${new URL(this.opts.url).origin}|${this.opts.userId ?? tokenSubject(this.opts.token) ?? "-"}`;
+    this.storePrefix = `${new URL(this.opts.url).origin}|`;
   }
 
   /** Adds a listener (typed by event name). */
@@ -231,17 +234,68 @@ export class RtgateClient {
     this.events.emit("state", { state, detail, transport: this.transport });
   }
 
+  /** The user a login will be, when it is known before the server says
+   * (`userId`, or the token's subject); not with cookies alone. */
+  private expectedUser(): string | undefined {
+    return this.opts.userId ?? tokenSubject(this.opts.token);
+  }
+
+  /** Loads the positions saved for `user` (once per user), so that the
+   * login resumes with them. Another user's positions are never loaded:
+   * on a shared browser they would skip this user's messages. */
+  private async loadPositionsOf(user: string): Promise<Positions | null> {
+    if (this.loadedFor === user) return null;
+    this.loadedFor = user;
+    try {
+      const saved = await this.store.load(this.storePrefix + user);
+      if (saved && saved.user === user) {
+        this.positions.restore(saved);
+        return saved;
+      }
+    } catch (e) {
+      this.events.emit("error", { msgType: 9, code: 0, reason: `positions not loaded: ${e}` });
+    }
+    return null;
+  }
+
   private loadPositions(): Promise<void> {
     this.loaded ??= (async () => {
       if (typeof addEventListener !== "undefined") addEventListener("pagehide", this.onPageHide);
-      try {
-        const saved = await this.store.load(this.storeKey);
-        if (saved) this.positions.restore(saved);
-      } catch (e) {
-        this.events.emit("error", { msgType: 9, code: 0, reason: `positions not loaded: ${e}` });
-      }
+      // A token from getToken names its user (its subject) before the login.
+      if (this.opts.token === undefined) await this.freshToken();
+      const user = this.expectedUser();
+      if (user !== undefined) await this.loadPositionsOf(user);
     })();
     return this.loaded;
+  }
+
+  /** After a login whose user was not known before it (cookies): that
+   * user's saved positions are loaded now, and what its joined rooms got
+   * since is fetched with history, as a `since` would have replayed it. */
+  private async catchUp(user: string): Promise<void> {
+    const inbox = this.positions.inbox;
+    const saved = await this.loadPositionsOf(user);
+    if (!saved) return;
+    // The server replayed the inbox from its cursor: never step back.
+    if (inbox !== null && (this.positions.inbox === null || this.positions.inbox < inbox)) {
+      this.positions.inbox = inbox;
+    }
+    for (const [room, from] of Object.entries(saved.rooms)) {
+      if (!this.positions.joined.has(room)) continue;
+      let since = from;
+      for (let page = 0; page < 100; page++) {
+        let h: HistoryReply;
+        try {
+          h = await this.history(room, since, 100);
+        } catch {
+          break;
+        }
+        for (const m of h.messages ?? []) this.onMessage(m);
+        const last = h.messages?.[h.messages.length - 1]?.seq;
+        if (last === undefined || (h.messages?.length ?? 0) < 100) break;
+        since = last;
+      }
+    }
   }
 
   private async freshToken(): Promise<void> {
@@ -462,7 +516,9 @@ export class RtgateClient {
     this.authFailures = 0;
     this.refreshing = false;
     this.conn += 1;
+    const unknownBefore = this.loadedFor !== m.sendUserId;
     this.positions.loggedIn(m.sendUserId, m.inboxSeq);
+    if (unknownBefore) void this.catchUp(m.sendUserId);
     this.scheduleSave();
     this.heartbeatSec = m.heartbeatSec || 25;
     clearInterval(this.hbTimer);
@@ -525,7 +581,8 @@ export class RtgateClient {
     clearTimeout(this.saveTimer);
     this.saveTimer = undefined;
     try {
-      await this.store.save(this.storeKey, this.positions.snapshot());
+      const user = this.positions.user;
+      if (user !== null) await this.store.save(this.storePrefix + user, this.positions.snapshot());
     } catch (e) {
       this.events.emit("error", { msgType: 9, code: 0, reason: `positions not saved: ${e}` });
     }

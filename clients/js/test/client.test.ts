@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { RtgateClient } from "../src/client.js";
 import type { RtgateError } from "../src/errors.js";
+import { MemoryStore } from "../src/positions.js";
 
 /** A WebSocket whose server side the test plays. */
 class FakeWebSocket {
@@ -199,6 +200,51 @@ test("a send refused 503 goes again after a jittered delay that grows until an a
   assert.ok(delays.every((d) => d < 900), `resends after ${delays} ms`);
   ws1.reply({ msgType: 4, clientMsgId: id, msgId: "m", seq: 1 });
   assert.equal((await sent)?.seq, 1);
+});
+
+test("on a shared browser, another user's saved positions and rooms are never sent (cookie auth)", async () => {
+  const store = new MemoryStore();
+  // Alice used this browser: her positions, under her name.
+  await store.save("http://chat.test|alice", { user: "alice", inbox: 57, rooms: { "salary-talk": 9 }, joined: ["salary-talk"] });
+  // The same key the client used to share between users (no userId, no token).
+  await store.save("http://chat.test|-", { user: "alice", inbox: 57, rooms: { "salary-talk": 9 }, joined: ["salary-talk"] });
+  const c = client({ userId: undefined, persist: store, rooms: ["lobby"] });
+  const first = c.connect();
+  const ws1 = await socket(0);
+  const loginFrame = ws1.sent[0];
+  assert.equal(loginFrame.since, undefined, "no since of anyone's");
+  assert.deepEqual(loginFrame.rooms, ["lobby"], "no room of alice's");
+  ws1.reply({ ...login(3), sendUserId: "bob" });
+  await first;
+  // Saved under his own name (the client saves a moment after a login).
+  let bob = null;
+  for (let i = 0; i < 200 && bob === null; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    bob = await store.load("http://chat.test|bob");
+  }
+  assert.equal(bob!.user, "bob");
+  assert.equal(bob!.inbox, 3);
+  assert.deepEqual(bob!.rooms, {});
+  assert.ok(!ws1.sent.some((f) => f.msgType === 7), "nothing of alice's fetched");
+});
+
+test("with cookie auth, a reload catches its rooms up with history once the login names the user", async () => {
+  const store = new MemoryStore();
+  await store.save("http://chat.test|alice", { user: "alice", inbox: 5, rooms: { lobby: 3 }, joined: ["lobby"] });
+  const c = client({ userId: undefined, persist: store, rooms: ["lobby"] });
+  const got: number[] = [];
+  c.on("message", (m) => got.push(m.seq!));
+  const first = c.connect();
+  const ws1 = await socket(0);
+  assert.equal(ws1.sent[0].since, undefined);
+  ws1.reply({ ...login(6), sendUserId: "alice" });
+  await first;
+  await until(() => ws1.sent.some((f) => f.msgType === 7), "a history request");
+  const h = ws1.sent.find((f) => f.msgType === 7)!;
+  assert.deepEqual([h.roomId, h.since], ["lobby", 3]);
+  ws1.reply({ msgType: 7, roomId: "lobby", seq: 4, messages: [{ msgType: 3, roomId: "lobby", sendUserId: "x", msgId: "m4", seq: 4, ts: 1 }] });
+  await until(() => got.length === 1, "the missed room message");
+  assert.deepEqual(got, [4]);
 });
 
 test("close rejects pending sends and requests with 410, and nothing reconnects", async () => {
