@@ -554,6 +554,8 @@
       this.events = new Emitter();
       /** The user whose saved positions were loaded, once known. */
       this.loadedFor = null;
+      /** A token fetched to learn the user, for the next connection to use. */
+      this.tokenFetched = false;
       this.filter = new DeliveryFilter();
       this.memory = TransportMemory.local();
       this.waiters = [];
@@ -720,7 +722,10 @@
     loadPositions() {
       this.loaded ??= (async () => {
         if (typeof addEventListener !== "undefined") addEventListener("pagehide", this.onPageHide);
-        if (this.opts.token === void 0) await this.freshToken();
+        if (this.opts.userId === void 0 && this.opts.getToken && this.opts.token === void 0) {
+          await this.freshToken();
+          this.tokenFetched = true;
+        }
         const user = this.expectedUser();
         if (user !== void 0) await this.loadPositionsOf(user);
       })();
@@ -772,7 +777,8 @@
       this.reconnectTimer = void 0;
       if (this.closedByUser) return;
       this.setState("connecting");
-      await this.freshToken();
+      if (this.tokenFetched) this.tokenFetched = false;
+      else await this.freshToken();
       const link = await this.openLink();
       if (!link || !link.open || this.closedByUser) return;
       this.link = link;

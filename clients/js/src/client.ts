@@ -63,6 +63,8 @@ export class RtgateClient {
   private readonly storePrefix: string;
   /** The user whose saved positions were loaded, once known. */
   private loadedFor: string | null = null;
+  /** A token fetched to learn the user, for the next connection to use. */
+  private tokenFetched = false;
   private readonly filter = new DeliveryFilter();
   private readonly backoff: Backoff;
   /** Delays before a send the server could not store (503) goes again. */
@@ -261,8 +263,12 @@ export class RtgateClient {
   private loadPositions(): Promise<void> {
     this.loaded ??= (async () => {
       if (typeof addEventListener !== "undefined") addEventListener("pagehide", this.onPageHide);
-      // A token from getToken names its user (its subject) before the login.
-      if (this.opts.token === undefined) await this.freshToken();
+      // A token from getToken names its user (its subject) before the
+      // login; the first connection then uses that token.
+      if (this.opts.userId === undefined && this.opts.getToken && this.opts.token === undefined) {
+        await this.freshToken();
+        this.tokenFetched = true;
+      }
       const user = this.expectedUser();
       if (user !== undefined) await this.loadPositionsOf(user);
     })();
@@ -319,7 +325,8 @@ export class RtgateClient {
     this.reconnectTimer = undefined;
     if (this.closedByUser) return;
     this.setState("connecting");
-    await this.freshToken();
+    if (this.tokenFetched) this.tokenFetched = false;
+    else await this.freshToken();
     const link = await this.openLink();
     if (!link || !link.open || this.closedByUser) return; // onClose decides what next
     this.link = link;

@@ -228,6 +228,22 @@ test("on a shared browser, another user's saved positions and rooms are never se
   assert.ok(!ws1.sent.some((f) => f.msgType === 7), "nothing of alice's fetched");
 });
 
+test("with getToken, the token's subject picks the saved positions, and the first connection uses that token", async () => {
+  const store = new MemoryStore();
+  await store.save("http://chat.test|alice", { user: "alice", inbox: 5, rooms: {}, joined: [] });
+  const payload = Buffer.from(JSON.stringify({ sub: "alice", exp: 9999999999 })).toString("base64url");
+  const jwt = `e30.${payload}.sig`;
+  let calls = 0;
+  const c = client({ userId: undefined, persist: store, getToken: async () => (calls++, jwt) });
+  const first = c.connect();
+  const ws1 = await socket(0);
+  assert.deepEqual(ws1.sent[0].since, { inbox: 5, rooms: {} });
+  assert.equal(ws1.sent[0].token, jwt);
+  assert.equal(calls, 1, "one token for the first connection");
+  ws1.reply(login(5));
+  await first;
+});
+
 test("with cookie auth, a reload catches its rooms up with history once the login names the user", async () => {
   const store = new MemoryStore();
   await store.save("http://chat.test|alice", { user: "alice", inbox: 5, rooms: { lobby: 3 }, joined: ["lobby"] });
