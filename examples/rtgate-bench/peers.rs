@@ -95,6 +95,7 @@ pub(crate) async fn peers(
             pubs: 1,
             rate: 0,
             secs: 5,
+            arrivals: Arrivals::Spread,
             ..base.clone()
         },
         pin,
