@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::fmt;
 use crate::load::{self, Arrivals, FanoutOpts, Target, Transport};
 
 /// One row: a figure for each server and rtgate's ratios to the others.
@@ -18,14 +19,6 @@ fn row(what: &str, key: &str, goal: &str, runs: &[Value; 3]) -> Value {
     };
     json!({"target": what, "key": key, "goal": goal, "floor": floor, "uws": uws, "rtgate": rt,
            "over_floor": over(floor), "over_uws": over(uws)})
-}
-
-fn fmt(v: &Value) -> String {
-    match v.as_f64() {
-        Some(f) if f >= 100.0 => format!("{f:.0}"),
-        Some(f) => format!("{f:.2}"),
-        None => "-".into(),
-    }
 }
 
 /// Prints the rows as a table.

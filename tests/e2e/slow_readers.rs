@@ -31,6 +31,38 @@ async fn metric_reaches(s: &Server, key: &str, want: f64, within: Duration) -> D
     }
 }
 
+/// A server whose heartbeat (and so write deadline) is 1 s, without rate
+/// limits.
+fn server() -> Server {
+    Server::start(&[
+        "--heartbeat-sec",
+        "1",
+        "--rate-limit",
+        "0",
+        "--user-rate-limit",
+        "0",
+    ])
+}
+
+/// Carol's desktop (which keeps up) and dave join room `r`; dave sends `n`
+/// big stored messages there and the desktop gets them all.
+async fn desk_gets_daves_burst(s: &Server, n: usize) -> (Client, Client) {
+    let mut desk = Client::connect(&s.ws_url("/ws")).await;
+    desk.login_as(json!({"msgType": 2, "sendUserId": "carol", "roomId": "r"}))
+        .await;
+    let mut dave = Client::connect(&s.ws_url("/ws")).await;
+    dave.login_as(json!({"msgType": 2, "sendUserId": "dave", "roomId": "r"}))
+        .await;
+    for i in 0..n {
+        dave.send(
+            &json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}),
+        )
+        .await;
+    }
+    read_room(&mut desk, n).await;
+    (desk, dave)
+}
+
 /// Reads until `n` messages of the room arrived, in order.
 async fn read_room(c: &mut Client, n: usize) {
     for i in 0..n {
@@ -41,36 +73,16 @@ async fn read_room(c: &mut Client, n: usize) {
 
 #[tokio::test]
 async fn a_websocket_reader_that_stops_is_closed_4008_once_a_write_blocks_for_a_heartbeat() {
-    let s = Server::start(&[
-        "--heartbeat-sec",
-        "1",
-        "--rate-limit",
-        "0",
-        "--user-rate-limit",
-        "0",
-    ]);
+    let s = server();
     // Carol's phone stops reading (a socket with a tiny receive buffer that
     // nobody reads), while her desktop keeps up.
     let mut phone = Client::connect_small_buffer(&s.ws_url("/ws")).await;
     phone
         .login_as(json!({"msgType": 2, "sendUserId": "carol", "roomId": "r"}))
         .await;
-    let mut desk = Client::connect(&s.ws_url("/ws")).await;
-    desk.login_as(json!({"msgType": 2, "sendUserId": "carol", "roomId": "r"}))
-        .await;
-    let mut dave = Client::connect(&s.ws_url("/ws")).await;
-    dave.login_as(json!({"msgType": 2, "sendUserId": "dave", "roomId": "r"}))
-        .await;
     // About 4 MB: more than the kernel buffers between server and phone
     // hold, in 64 frames (its queue holds 1,024: it never fills).
-    const N: usize = 64;
-    for i in 0..N {
-        dave.send(
-            &json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}),
-        )
-        .await;
-    }
-    read_room(&mut desk, N).await;
+    let (mut desk, mut dave) = desk_gets_daves_burst(&s, 64).await;
     // The phone's app still sends its heartbeat: silence does not close it.
     let beat = tokio::spawn(async move {
         for _ in 0..40 {
@@ -110,14 +122,7 @@ async fn a_websocket_reader_that_stops_is_closed_4008_once_a_write_blocks_for_a_
 
 #[tokio::test]
 async fn a_webtransport_reader_that_withholds_flow_control_is_closed_4008() {
-    let s = Server::start(&[
-        "--heartbeat-sec",
-        "1",
-        "--rate-limit",
-        "0",
-        "--user-rate-limit",
-        "0",
-    ]);
+    let s = server();
     // 256 KB of credit at first, then none.
     let (mut phone, status) =
         WtClient::connect_args(&wt_url(&s, "/wt"), &["--window", "262144"]).await;
@@ -127,20 +132,7 @@ async fn a_webtransport_reader_that_withholds_flow_control_is_closed_4008() {
         .await;
     assert_eq!(phone.recv().await["msgType"], 2);
     phone.withhold_credit().await;
-    let mut desk = Client::connect(&s.ws_url("/ws")).await;
-    desk.login_as(json!({"msgType": 2, "sendUserId": "carol", "roomId": "r"}))
-        .await;
-    let mut dave = Client::connect(&s.ws_url("/ws")).await;
-    dave.login_as(json!({"msgType": 2, "sendUserId": "dave", "roomId": "r"}))
-        .await;
-    const N: usize = 16;
-    for i in 0..N {
-        dave.send(
-            &json!({"msgType": 3, "roomId": "r", "clientMsgId": i.to_string(), "msgBody": big(i)}),
-        )
-        .await;
-    }
-    read_room(&mut desk, N).await;
+    let (mut desk, mut dave) = desk_gets_daves_burst(&s, 16).await;
     // The session is closed with 4008: the close capsule and QUIC's code.
     let started = Instant::now();
     assert_eq!(phone.expect_closed().await, 4008);
