@@ -88,6 +88,8 @@ pub struct UrlCredentials {
     pub origin: Option<String>,
     /// The request's `Authorization` header, kept only for a connect hook.
     pub authorization: Option<String>,
+    /// The WebTransport draft the client speaks, for the login reply.
+    pub wt_draft: Option<&'static str>,
 }
 
 /// Checks logins. Cheap to share behind an `Arc`.
@@ -261,6 +263,7 @@ mod tests {
             cookie: None,
             origin: None,
             authorization: None,
+            wt_draft: None,
         }
     }
 
@@ -284,6 +287,7 @@ mod tests {
             cookie: None,
             origin: None,
             authorization: None,
+            wt_draft: None,
         };
         assert_eq!(
             a.login(&login(Some("s"), None), &url)

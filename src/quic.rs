@@ -113,6 +113,10 @@ async fn open(
         }
     };
     let transport = req.accept(gw.config().limits.max_frame).await?;
+    let peer = PeerInfo {
+        wt_draft: Some(transport.draft().as_str()),
+        ..peer
+    };
     Ok((transport, peer))
 }
 

@@ -121,6 +121,7 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         cookie: keep(a.cookie),
         origin: keep(a.origin),
         authorization: keep(a.authorization),
+        wt_draft: None,
         address_permit,
     })
 }

@@ -193,6 +193,9 @@ pub struct Reply {
     /// Login: latest seq in the user's inbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbox_seq: Option<u64>,
+    /// Login over WebTransport: the draft the session speaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wt_draft: Option<&'static str>,
     /// Login: channels whose history no longer reaches back to `since`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unrecovered: Option<Vec<String>>,

@@ -233,6 +233,7 @@ pub(crate) async fn login(
         session_id: Some(id.to_string()),
         node_id: Some(gw.node_id().to_string()),
         heartbeat_sec: Some(gw.config().limits.heartbeat.as_secs()),
+        wt_draft: url.wt_draft,
         inbox_seq: Some(inbox_seq),
         unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
         ts: Some(now_ms()),

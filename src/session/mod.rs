@@ -71,6 +71,7 @@ pub(crate) fn run<T: Transport>(
         cookie: peer.cookie,
         origin: peer.origin,
         authorization: peer.authorization,
+        wt_draft: peer.wt_draft,
     };
     let core = Core::new(&gw.config().limits, Instant::now());
     let kind = peer.kind;

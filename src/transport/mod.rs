@@ -38,6 +38,9 @@ pub(crate) struct PeerInfo {
     pub origin: Option<String>,
     /// The `Authorization` header, for a connect hook (none without one).
     pub authorization: Option<String>,
+    /// The WebTransport draft the client speaks (`None` on WebSocket),
+    /// reported in the login reply.
+    pub wt_draft: Option<&'static str>,
     /// The place of a client behind a trusted proxy under the per-address
     /// cap, held for the session's life.
     pub address_permit: Option<std::sync::Arc<crate::caps::ConnPermit>>,

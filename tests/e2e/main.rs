@@ -27,6 +27,7 @@ mod slow_readers;
 mod traces;
 mod webhook;
 mod wt;
+mod wt_browsers;
 mod wt_client;
 mod wt_migration;
 mod wt_streams;

@@ -22,6 +22,15 @@ pub(crate) struct WtClient {
     pub(crate) ended_streams: Vec<u64>,
     /// SHA-256 (hex) of the certificate the server presented.
     pub(crate) cert_hash: String,
+    /// The server's SETTINGS as the client received them (hex ids).
+    pub(crate) server_settings: Value,
+    /// Why the client would not send its CONNECT (a browser's check of the
+    /// server's SETTINGS failed), if it would not.
+    pub(crate) refused: Option<String>,
+    /// Flow-control capsules from the server, in order.
+    pub(crate) credits: Vec<Value>,
+    /// Server-opened streams the client ignored (past `--stream-cap`).
+    pub(crate) dropped_streams: u64,
 }
 
 impl WtClient {
@@ -37,7 +46,8 @@ impl WtClient {
     }
 
     /// Opens a session at `url` with extra arguments for the client
-    /// (`--window BYTES`: the flow-control credit it grants at first).
+    /// (`--window BYTES`: the flow-control credit it grants at first;
+    /// `--browser NAME`: the browser it imitates; see the script).
     pub(crate) async fn connect_args(url: &str, args: &[&str]) -> (WtClient, u16) {
         Self::spawn(None, url, None, args).await
     }
@@ -82,11 +92,22 @@ impl WtClient {
             datagrams: VecDeque::new(),
             ended_streams: Vec::new(),
             cert_hash: String::new(),
+            server_settings: Value::Null,
+            refused: None,
+            credits: Vec::new(),
+            dropped_streams: 0,
         };
         loop {
             let e = c.event().await;
             if let Some(h) = e["cert_hash"].as_str() {
                 c.cert_hash = h.to_string();
+            } else if e.get("credit").is_some() {
+                // Recorded by `event`.
+            } else if e.get("server_settings").is_some() {
+                c.server_settings = e["server_settings"].clone();
+            } else if let Some(r) = e["refused"].as_str() {
+                c.refused = Some(r.to_string());
+                return (c, 0);
             } else if let Some(s) = e["connected"].as_u64() {
                 return (c, s as u16);
             } else if e.get("closed").is_some() {
@@ -146,7 +167,23 @@ impl WtClient {
             .expect("the client is running");
         let v: Value = serde_json::from_str(&line).expect("a JSON line");
         assert!(v.get("error").is_none(), "client failed: {v}");
+        assert!(
+            v.get("violation").is_none(),
+            "the server broke the client's flow-control limits: {v}"
+        );
+        if v.get("credit").is_some() {
+            self.credits.push(v["credit"].clone());
+        }
+        if v.get("stream_dropped").is_some() {
+            self.dropped_streams += 1;
+        }
         v
+    }
+
+    /// Sends the client's own WebTransport flow-control grant
+    /// (`{"max_data": N}` or `{"max_streams_uni": N}`).
+    pub(crate) async fn grant(&mut self, credit: Value) {
+        self.command(credit).await;
     }
 
     /// Closes the connection from the client side.

@@ -10,8 +10,11 @@ use h3::ConnectionState;
 use h3::ext::Protocol;
 use http::{Method, Response, StatusCode};
 
+use tracing::debug;
+
+use super::flow::Flow;
 use super::session::WebTransportTransport;
-use super::{H3Connection, H3RequestStream, WtError, handshake, wire};
+use super::{H3Connection, H3RequestStream, WtError, handshake, negotiate, wire};
 
 /// How long a refused request's answer may take to reach the client before
 /// the connection is closed.
@@ -38,12 +41,17 @@ impl WtIncoming {
             .await
             .map_err(|_| handshake("no QUIC handshake in time"))?
             .map_err(handshake)?;
-        let mut h3 = h3::server::builder()
+        let mut builder = h3::server::builder();
+        builder
             .enable_webtransport(true)
             .enable_extended_connect(true)
             .enable_datagram(true)
             .max_webtransport_sessions(1)
-            .send_grease(true)
+            .send_grease(true);
+        for (id, value) in negotiate::ANNOUNCED {
+            builder.additional_setting(id, value);
+        }
+        let mut h3 = builder
             .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
             .await
             .map_err(handshake)?;
@@ -74,10 +82,14 @@ pub(crate) struct WtRequest {
 }
 
 impl WtRequest {
-    /// Whether it is an extended CONNECT for WebTransport.
+    /// Whether it is an extended CONNECT for WebTransport (`:protocol`
+    /// `webtransport`, or `webtransport-h3` as draft-15 and later say).
     pub(crate) fn is_webtransport(&self) -> bool {
         self.req.method() == Method::CONNECT
-            && self.req.extensions().get::<Protocol>() == Some(&Protocol::WEB_TRANSPORT)
+            && matches!(
+                self.req.extensions().get::<Protocol>(),
+                Some(&Protocol::WEB_TRANSPORT | &Protocol::WEB_TRANSPORT_H3)
+            )
     }
 
     /// The request path.
@@ -132,29 +144,47 @@ impl WtRequest {
         // different streams); the session needs them, so let the connection
         // read its control stream until they are in.
         let settings_deadline = tokio::time::Instant::now() + deadline;
-        while !h3.settings().enable_webtransport() || !h3.settings().enable_datagram() {
+        let client = loop {
+            let settings = h3.settings();
+            if let Some(client) = negotiate::client(|id| settings.get(id)) {
+                break client;
+            }
             if tokio::time::Instant::now() > settings_deadline {
                 return Err(handshake(
                     "the client sent no SETTINGS enabling WebTransport and datagrams",
                 ));
             }
             let _ = tokio::time::timeout(Duration::from_millis(10), h3.accept()).await;
-        }
+        };
         let ok = Response::builder()
-            // Chromium still looks for this draft-02 header.
+            // Chromium still looks for this draft-02 header; other drafts
+            // ignore it.
             .header("sec-webtransport-http3-draft", "draft02")
             .status(StatusCode::OK)
             .body(())
             .expect("a static response");
         stream.send_response(ok).await.map_err(handshake)?;
+        // A client that speaks flow control opens its stream only with
+        // credit for it.
+        let mut flow = Flow::new(&client);
+        for grant in flow.opening_grants() {
+            stream.send_data(grant).await.map_err(handshake)?;
+        }
         // From here on the HTTP/3 connection is not polled again: the
         // client's streams are taken from QUIC directly.
         let session = stream.id().into_inner();
         let data = tokio::time::timeout(deadline, data_stream(&conn, session))
             .await
             .map_err(|_| handshake("the client opened no stream in time"))??;
+        debug!(draft = client.draft.as_str(), "webtransport session");
         Ok(WebTransportTransport::new(
-            conn, h3, stream, data, max_frame,
+            conn,
+            h3,
+            stream,
+            data,
+            max_frame,
+            client.draft,
+            flow,
         ))
     }
 }

@@ -7,8 +7,12 @@
 //!
 //! [`Transport`]: crate::transport::Transport
 
+mod capsule;
+mod datagrams;
+mod flow;
 mod handshake;
 mod inbound;
+mod negotiate;
 mod session;
 mod wire;
 

@@ -20,14 +20,16 @@ use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info};
 
+use super::capsule::{self, CapsuleReader};
+use super::datagrams::Datagrams;
+use super::flow::Flow;
 use super::inbound::{Event, Inbound};
+use super::negotiate::Draft;
 use super::wire;
 use super::{H3Connection, H3RequestStream};
 use crate::protocol::CloseCode;
 use crate::telemetry;
-use crate::transport::{
-    Channel, DirectSend, Incoming, Lane, Liveness, Sent, Transport, TransportError, TransportKind,
-};
+use crate::transport::{Channel, DirectSend, Incoming, Lane, Liveness, Transport, TransportError};
 
 /// How long a closing session lets queued data reach the peer.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
@@ -45,6 +47,11 @@ const LANE_SWEEP: Duration = Duration::from_secs(1);
 /// How long opening a stream may wait for the client's stream credit; past
 /// it the channel's frames use the bidirectional stream until it is quiet.
 const OPEN_WAIT: Duration = Duration::from_millis(200);
+/// Streams a session opens in its life at most; past it every channel uses
+/// the bidirectional stream. Safari 26.4 stops accepting server-opened
+/// streams after about 7,000 in a session (WebKit bug reports), so a long
+/// session stays well under that.
+const MAX_OPENED_LANES: u32 = 2_000;
 
 /// Where one channel's frames go.
 struct ChannelLane {
@@ -53,6 +60,9 @@ struct ChannelLane {
     /// The last frame sent on it.
     last: Instant,
 }
+
+#[path = "session_credit.rs"]
+mod credit;
 
 /// Read buffer a session starts with; it grows with the frames that come
 /// and never holds more than the largest recent one.
@@ -82,6 +92,14 @@ pub(crate) struct WebTransportTransport {
     lanes: HashMap<Channel, ChannelLane>,
     /// When quiet lanes were last looked for.
     swept: Instant,
+    /// Streams opened so far (see [`MAX_OPENED_LANES`]).
+    opened: u32,
+    /// The draft the client speaks.
+    draft: Draft,
+    /// WebTransport flow control, where the client speaks it.
+    flow: Flow,
+    /// The client's capsules, reassembled from the CONNECT stream.
+    capsules: CapsuleReader,
 }
 
 impl WebTransportTransport {
@@ -91,6 +109,8 @@ impl WebTransportTransport {
         connect: H3RequestStream,
         (send, recv): (quinn::SendStream, quinn::RecvStream),
         max_frame: usize,
+        draft: Draft,
+        flow: Flow,
     ) -> Self {
         // Frames larger than the limit are read whole (up to 4x) so they can
         // be answered with 413.
@@ -112,7 +132,16 @@ impl WebTransportTransport {
             refused: 0,
             lanes: HashMap::new(),
             swept: Instant::now(),
+            opened: 0,
+            draft,
+            flow,
+            capsules: CapsuleReader::default(),
         }
+    }
+
+    /// The draft the client speaks.
+    pub(crate) fn draft(&self) -> Draft {
+        self.draft
     }
 
     /// Ends lanes quiet for [`LANE_IDLE`] (at most once per [`LANE_SWEEP`]),
@@ -143,12 +172,21 @@ impl WebTransportTransport {
     }
 
     /// A new server-opened stream for a channel, or `None` when the client
-    /// gives no stream credit in time.
+    /// gives no stream credit (QUIC's in time, or WebTransport's), or the
+    /// session opened its share.
     async fn open_lane(&mut self) -> Option<quinn::SendStream> {
+        if self.opened >= MAX_OPENED_LANES {
+            return None;
+        }
+        if let Err(tell) = self.flow.take_uni() {
+            let _ = self.send_capsules(tell.into_iter().collect()).await;
+            return None;
+        }
         let mut s = tokio::time::timeout(OPEN_WAIT, self.conn.open_uni())
             .await
             .ok()?
             .ok()?;
+        self.opened += 1;
         s.write_all(&wire::uni_header(self.session)).await.ok()?;
         Some(s)
     }
@@ -169,6 +207,7 @@ impl WebTransportTransport {
         } else {
             self.retire_lanes(now, false);
         }
+        self.data_credit(frame.len()).await?;
         let lane = self.lanes.get_mut(channel).expect("a lane was just made");
         lane.last = now;
         let Some(stream) = &mut lane.stream else {
@@ -185,11 +224,7 @@ impl WebTransportTransport {
 
     /// The fan-out's side door into this session: its datagrams.
     pub(crate) fn datagrams(&self) -> Arc<dyn DirectSend> {
-        Arc::new(Datagrams {
-            conn: self.conn.clone(),
-            session: self.session,
-            m: telemetry::session_metrics(TransportKind::WebTransport),
-        })
+        Arc::new(Datagrams::new(self.conn.clone(), self.session))
     }
 
     /// Counts a refused stream; past the allowance the client is closed.
@@ -256,7 +291,14 @@ impl Transport for WebTransportTransport {
             match event {
                 Event::Frame(frame) => {
                     return match frame {
-                        Some(Ok(b)) => Some(Ok(Incoming::Frame(b.freeze()))),
+                        Some(Ok(b)) => {
+                            if let Some(grant) = self.flow.on_read(b.len() as u64 + 4)
+                                && let Err(e) = self.send_capsules(vec![grant]).await
+                            {
+                                return Some(Err(e));
+                            }
+                            Some(Ok(Incoming::Frame(b.freeze())))
+                        }
                         Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                             Some(Ok(Incoming::TooLarge(usize::MAX)))
                         }
@@ -288,9 +330,17 @@ impl Transport for WebTransportTransport {
                     return Some(Err(TransportError::Closed(e.to_string())));
                 }
                 Event::Connect(Some(bytes)) => {
-                    if let Some((code, reason)) = wire::parse_close(&bytes) {
+                    self.capsules.push(&bytes);
+                    let got = match self.take_capsules() {
+                        Ok(got) => got,
+                        Err(e) => return Some(Err(e)),
+                    };
+                    if let Some((code, reason)) = got.closed {
                         debug!(code, reason, "the client closed the session");
                         return None;
+                    }
+                    if let Err(e) = self.send_capsules(got.replies).await {
+                        return Some(Err(e));
                     }
                 }
                 // The client ended the session.
@@ -301,7 +351,7 @@ impl Transport for WebTransportTransport {
 
     async fn write(&mut self, frame: Bytes, lane: Lane<'_>) -> Result<(), TransportError> {
         match lane {
-            Lane::Reliable => write_frame(&mut self.writer, frame).await,
+            Lane::Reliable => self.write_main(frame).await,
             Lane::Channel(channel) => self.write_in(frame, channel).await,
             Lane::Unreliable => {
                 // quinn refuses a datagram that does not fit (or a peer that
@@ -317,7 +367,7 @@ impl Transport for WebTransportTransport {
                     Err(quinn::SendDatagramError::ConnectionLost(e)) => {
                         Err(TransportError::Closed(e.to_string()))
                     }
-                    Err(_) => write_frame(&mut self.writer, frame).await,
+                    Err(_) => self.write_main(frame).await,
                 }
             }
         }
@@ -359,7 +409,7 @@ impl Transport for WebTransportTransport {
         // ...then the session closes with its code (the browser's
         // `WebTransport.closed` resolves with it), and the QUIC connection
         // once the client has closed it or the linger passes.
-        let capsule = wire::close_capsule(code.code().into(), reason);
+        let capsule = capsule::close(code.code().into(), reason);
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             self.connect.send_data(capsule).await?;
             self.connect.finish().await
@@ -371,40 +421,5 @@ impl Transport for WebTransportTransport {
             quinn::VarInt::from_u32(code.code().into()),
             reason.as_bytes(),
         );
-    }
-}
-
-/// The session's datagrams, sent from the thread that fans a volatile frame
-/// out: quinn's connection is shared and `send_datagram` does not wait, so
-/// a datagram costs no wake of the session's task.
-struct Datagrams {
-    conn: quinn::Connection,
-    session: u64,
-    m: &'static telemetry::SessionMetrics,
-}
-
-impl std::fmt::Debug for Datagrams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Datagrams")
-            .field("session", &self.session)
-            .finish()
-    }
-}
-
-impl DirectSend for Datagrams {
-    fn send_volatile(&self, payload: &Bytes) -> Sent {
-        // A datagram that does not fit, a peer that takes none or a lost
-        // connection: the frame goes through the session's queue, which
-        // sends it reliably or ends the session.
-        if self
-            .conn
-            .send_datagram(wire::datagram(self.session, payload))
-            .is_err()
-        {
-            return Sent::No;
-        }
-        telemetry::datagram("out");
-        self.m.frames_out.increment(1);
-        Sent::Yes
     }
 }

@@ -1,6 +1,6 @@
 //! The few WebTransport-over-HTTP/3 wire elements rtgate speaks itself
-//! (draft-ietf-webtrans-http3): stream headers, the datagram prefix and the
-//! session capsules. Varints are QUIC's (`quinn_proto::coding`).
+//! (draft-ietf-webtrans-http3): stream headers and the datagram prefix
+//! (capsules are in `capsule`). Varints are QUIC's (`quinn_proto::coding`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use quinn_proto::VarInt;
@@ -13,14 +13,11 @@ const UNI_STREAM: u64 = 0x54;
 /// HTTP/3 unidirectional stream types a client opens for itself.
 pub(super) const QPACK_ENCODER: u64 = 0x02;
 pub(super) const QPACK_DECODER: u64 = 0x03;
-/// CLOSE_WEBTRANSPORT_SESSION capsule type.
-const CLOSE_SESSION: u64 = 0x2843;
-/// Longest close message the capsule may carry, in bytes.
-const CLOSE_MESSAGE_MAX: usize = 1024;
 /// H3_STREAM_CREATION_ERROR: a stream the server will not accept.
 pub(super) const STREAM_CREATION_ERROR: u32 = 0x103;
 
-fn put(buf: &mut BytesMut, v: u64) {
+/// Appends a varint.
+pub(super) fn put(buf: &mut BytesMut, v: u64) {
     VarInt::from_u64(v).expect("values below 2^62").encode(buf);
 }
 
@@ -57,63 +54,9 @@ pub(super) fn datagram_payload(session: u64, mut d: Bytes) -> Option<Bytes> {
     (take_varint(&mut d)? == session / 4).then_some(d)
 }
 
-/// CLOSE_WEBTRANSPORT_SESSION: the code and reason the browser's
-/// `WebTransport.closed` resolves with.
-pub(super) fn close_capsule(code: u32, reason: &str) -> Bytes {
-    let mut end = reason.len().min(CLOSE_MESSAGE_MAX);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let reason = &reason.as_bytes()[..end];
-    let mut b = BytesMut::with_capacity(16 + reason.len());
-    put(&mut b, CLOSE_SESSION);
-    put(&mut b, 4 + reason.len() as u64);
-    b.put_u32(code);
-    b.put_slice(reason);
-    b.freeze()
-}
-
-/// A CLOSE_WEBTRANSPORT_SESSION found in capsule bytes from the client.
-pub(super) fn parse_close(mut b: &[u8]) -> Option<(u32, String)> {
-    while b.has_remaining() {
-        let kind = take_varint(&mut b)?;
-        let len = usize::try_from(take_varint(&mut b)?).ok()?;
-        if b.len() < len {
-            return None;
-        }
-        let (body, rest) = b.split_at(len);
-        if kind == CLOSE_SESSION && len >= 4 {
-            let code = u32::from_be_bytes(body[..4].try_into().ok()?);
-            return Some((code, String::from_utf8_lossy(&body[4..]).into_owned()));
-        }
-        b = rest;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_capsule_round_trips_and_caps_the_reason() {
-        let c = close_capsule(4401, "unauthorized");
-        assert_eq!(&c[..2], &[0x68, 0x43], "0x2843 as a two-byte varint");
-        assert_eq!(parse_close(&c), Some((4401, "unauthorized".into())));
-        let long = "é".repeat(700);
-        let (code, reason) = parse_close(&close_capsule(1001, &long)).unwrap();
-        assert_eq!((code, reason.len()), (1001, 1024));
-    }
-
-    #[test]
-    fn other_capsules_are_skipped_and_truncated_ones_ignored() {
-        // A DRAIN_WEBTRANSPORT_SESSION (0x78ae, empty), then a close.
-        let mut b = vec![0x80, 0x00, 0x78, 0xae, 0x00];
-        b.extend_from_slice(&close_capsule(7, "x"));
-        assert_eq!(parse_close(&b), Some((7, "x".into())));
-        assert_eq!(parse_close(&b[..b.len() - 1]), None);
-        assert_eq!(parse_close(&b[..5]), None);
-    }
 
     #[test]
     fn a_unidirectional_stream_names_its_type_and_session() {
