@@ -170,6 +170,7 @@
     constructor(ws) {
       this.ws = ws;
       this.kind = "websocket";
+      this.datagrams = false;
       this.open = true;
     }
     /** Resolves with the link once open, or with a closed link when it never opened. */
@@ -204,6 +205,7 @@
       this.ws.close(code, reason);
     }
   };
+  var SAFE_DATAGRAM = 1e3;
   var WtLink = class _WtLink {
     constructor(wt, writer) {
       this.wt = wt;
@@ -212,13 +214,19 @@
       this.open = true;
       this.encoder = new TextEncoder();
       this.decoder = new TextDecoder();
+      this.handlers = null;
       let dg = null;
       try {
-        dg = wt.datagrams.writable.getWriter();
+        dg = wt.datagrams.writable ? wt.datagrams.writable.getWriter() : null;
       } catch {
         dg = null;
       }
       this.dgWriter = dg;
+      const reported = wt.datagrams.maxDatagramSize;
+      this.dgMax = Math.min(reported || SAFE_DATAGRAM, SAFE_DATAGRAM);
+    }
+    get datagrams() {
+      return this.dgWriter !== null;
     }
     /**
      * Opens a session (trusting the dev certificate's hash when `/cert-hash`
@@ -254,6 +262,7 @@
       }
       const stream = await wt.createBidirectionalStream();
       const link = new _WtLink(wt, stream.writable.getWriter());
+      link.handlers = h;
       h.link = link;
       void link.readFrames(stream.readable.getReader(), h);
       void link.readChannelStreams(h);
@@ -272,10 +281,16 @@
     }
     sendVolatile(text) {
       const body = this.encoder.encode(text);
-      const max = this.wt.datagrams.maxDatagramSize || 1e3;
-      if (this.dgWriter && body.length <= max) this.dgWriter.write(body).catch(() => {
+      const dg = this.dgWriter;
+      if (!dg || body.length > this.dgMax) return this.send(text);
+      dg.write(body).catch((e) => {
+        if (!this.open) return;
+        if (this.dgWriter === dg) {
+          this.dgWriter = null;
+          this.handlers?.ondatagramsoff?.(`the browser refused a datagram (${String(e)})`);
+        }
+        this.send(text);
       });
-      else this.send(text);
     }
     async readFrames(reader, h) {
       const frames = new FrameDecoder();
@@ -549,6 +564,8 @@
     constructor(opts = {}) {
       this.state = "idle";
       this.transport = null;
+      /** The WebTransport draft of the current session (null on WebSocket). */
+      this.wtDraft = null;
       /** The current connection; null between connections. */
       this.link = null;
       this.events = new Emitter();
@@ -695,7 +712,14 @@
     }
     setState(state, detail) {
       this.state = state;
-      this.events.emit("state", { state, detail, transport: this.transport });
+      const link = this.link;
+      this.events.emit("state", {
+        state,
+        detail,
+        transport: this.transport,
+        wtDraft: this.wtDraft,
+        datagrams: link ? link.datagrams : false
+      });
     }
     /** The user a login will be, when it is known before the server says
      * (`userId`, or the token's subject); not with cookies alone. */
@@ -862,6 +886,9 @@
         },
         onclose: (code, reason) => {
           if (this.link === h.link) this.onClose(code, reason);
+        },
+        ondatagramsoff: (reason) => {
+          if (this.link === h.link && this.state === "connected") this.setState("connected", reason);
         }
       };
       return h;
@@ -961,7 +988,10 @@
       this.heartbeatSec = m.heartbeatSec || 25;
       clearInterval(this.hbTimer);
       this.hbTimer = setInterval(() => this.heartbeat(), this.heartbeatSec * 1e3);
-      this.setState("connected", `${m.sendUserId} on ${m.nodeId}`);
+      this.wtDraft = m.wtDraft ?? null;
+      const link = this.link;
+      const viaStream = link && link.kind === "webtransport" && !link.datagrams ? "; no datagrams here: volatile messages travel on the stream" : "";
+      this.setState("connected", `${m.sendUserId} on ${m.nodeId}${viaStream}`);
       this.events.emit("login", m);
       this.firstLogin?.resolve(m);
       this.firstLogin = null;

@@ -48,6 +48,8 @@ export class RtgateClient {
   readonly opts: Resolved;
   state: ConnectionState = "idle";
   transport: TransportKind | null = null;
+  /** The WebTransport draft of the current session (null on WebSocket). */
+  wtDraft: string | null = null;
   /** The current connection; null between connections. */
   link: Link | null = null;
   /** Rooms joined at every login. */
@@ -233,7 +235,14 @@ export class RtgateClient {
 
   private setState(state: ConnectionState, detail?: string): void {
     this.state = state;
-    this.events.emit("state", { state, detail, transport: this.transport });
+    const link = this.link;
+    this.events.emit("state", {
+      state,
+      detail,
+      transport: this.transport,
+      wtDraft: this.wtDraft,
+      datagrams: link ? link.datagrams : false,
+    });
   }
 
   /** The user a login will be, when it is known before the server says
@@ -417,6 +426,9 @@ export class RtgateClient {
       onclose: (code, reason) => {
         if (this.link === h.link) this.onClose(code, reason);
       },
+      ondatagramsoff: (reason) => {
+        if (this.link === h.link && this.state === "connected") this.setState("connected", reason);
+      },
     };
     return h;
   }
@@ -530,7 +542,13 @@ export class RtgateClient {
     this.heartbeatSec = m.heartbeatSec || 25;
     clearInterval(this.hbTimer);
     this.hbTimer = setInterval(() => this.heartbeat(), this.heartbeatSec * 1000);
-    this.setState("connected", `${m.sendUserId} on ${m.nodeId}`);
+    this.wtDraft = m.wtDraft ?? null;
+    const link = this.link;
+    const viaStream =
+      link && link.kind === "webtransport" && !link.datagrams
+        ? "; no datagrams here: volatile messages travel on the stream"
+        : "";
+    this.setState("connected", `${m.sendUserId} on ${m.nodeId}${viaStream}`);
     this.events.emit("login", m);
     this.firstLogin?.resolve(m);
     this.firstLogin = null;

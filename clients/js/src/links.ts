@@ -13,6 +13,9 @@ export interface Link {
   send(text: string): void;
   /** A volatile frame: a datagram where the transport has them and it fits. */
   sendVolatile(text: string): void;
+  /** Whether volatile frames can travel as datagrams (false on WebSocket,
+   * and on a browser without `datagrams.writable`, such as Safari 26.4). */
+  readonly datagrams: boolean;
   close(code: number, reason: string): void;
 }
 
@@ -21,6 +24,8 @@ export interface LinkHandlers {
   link: Link | null;
   onmessage(text: string): void;
   onclose(code: number, reason: string): void;
+  /** The browser refused a datagram: volatile frames use the stream from now on. */
+  ondatagramsoff?(reason: string): void;
 }
 
 export interface LinkOptions {
@@ -31,6 +36,7 @@ export interface LinkOptions {
 
 export class WsLink implements Link {
   readonly kind = "websocket" as const;
+  readonly datagrams = false;
   open = true;
 
   constructor(private readonly ws: WebSocket) {}
@@ -70,24 +76,40 @@ export class WsLink implements Link {
   }
 }
 
+/**
+ * Datagrams larger than this go on the stream whatever the browser reports:
+ * every QUIC path carries 1,200-byte packets, and Safari 26.4 reports a
+ * `maxDatagramSize` it then refuses.
+ */
+export const SAFE_DATAGRAM = 1000;
+
 export class WtLink implements Link {
   readonly kind = "webtransport" as const;
   open = true;
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
-  private readonly dgWriter: WritableStreamDefaultWriter<Uint8Array> | null;
+  private dgWriter: WritableStreamDefaultWriter<Uint8Array> | null;
+  private readonly dgMax: number;
+  private handlers: LinkHandlers | null = null;
 
   constructor(
     readonly wt: WebTransport,
     private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
   ) {
+    // Safari 26.4 has no `datagrams.writable`: volatile frames go on the stream.
     let dg: WritableStreamDefaultWriter<Uint8Array> | null = null;
     try {
-      dg = wt.datagrams.writable.getWriter();
+      dg = wt.datagrams.writable ? wt.datagrams.writable.getWriter() : null;
     } catch {
       dg = null;
     }
     this.dgWriter = dg;
+    const reported = (wt.datagrams as { maxDatagramSize?: number }).maxDatagramSize;
+    this.dgMax = Math.min(reported || SAFE_DATAGRAM, SAFE_DATAGRAM);
+  }
+
+  get datagrams(): boolean {
+    return this.dgWriter !== null;
   }
 
   /**
@@ -124,6 +146,7 @@ export class WtLink implements Link {
     }
     const stream = await wt.createBidirectionalStream();
     const link = new WtLink(wt, stream.writable.getWriter());
+    link.handlers = h;
     h.link = link;
     void link.readFrames(stream.readable.getReader(), h);
     void link.readChannelStreams(h);
@@ -145,9 +168,18 @@ export class WtLink implements Link {
 
   sendVolatile(text: string): void {
     const body = this.encoder.encode(text);
-    const max = (this.wt.datagrams as { maxDatagramSize?: number }).maxDatagramSize || 1000;
-    if (this.dgWriter && body.length <= max) this.dgWriter.write(body).catch(() => {});
-    else this.send(text);
+    const dg = this.dgWriter;
+    if (!dg || body.length > this.dgMax) return this.send(text);
+    dg.write(body).catch((e: unknown) => {
+      // A refused datagram errors the writable for good: this frame and
+      // every later one go on the stream (once the session is open).
+      if (!this.open) return;
+      if (this.dgWriter === dg) {
+        this.dgWriter = null;
+        this.handlers?.ondatagramsoff?.(`the browser refused a datagram (${String(e)})`);
+      }
+      this.send(text);
+    });
   }
 
   private async readFrames(reader: ReadableStreamDefaultReader<Uint8Array>, h: LinkHandlers): Promise<void> {

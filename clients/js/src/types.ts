@@ -45,6 +45,8 @@ export interface LoginReply {
   inboxSeq: number;
   ts?: number;
   unrecovered?: string[];
+  /** On WebTransport: the draft the session speaks ("draft-02", "draft-13", ...). */
+  wtDraft?: string;
 }
 
 /** An error (msgType 9). */
@@ -107,6 +109,10 @@ export interface StateChange {
   state: ConnectionState;
   detail?: string;
   transport: TransportKind | null;
+  /** The WebTransport draft the session speaks (from the login reply). */
+  wtDraft?: string | null;
+  /** Whether volatile messages travel as datagrams. */
+  datagrams?: boolean;
 }
 
 /** Everything a client emits, by event name. */

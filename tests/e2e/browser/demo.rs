@@ -16,7 +16,9 @@ async fn demo_pages_chat_over_webtransport_and_websocket() {
     let alice = driver.browser("alice").await;
     let bob = driver.browser("bob").await;
     // alice's page prefers WebTransport and gets it; bob's is told to use WebSocket.
-    open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    let shown = open_and_login(&alice, &server, "", "alice", "webtransport").await;
+    // Chromium announces draft-02 (0x2b603742) and the page says so.
+    assert_eq!(shown, "via webtransport (draft-02)");
     open_and_login(&bob, &server, "?transport=websocket", "bob", "websocket").await;
     let (mut carol, _) = Client::login(&server, "carol").await;
 

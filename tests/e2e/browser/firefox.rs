@@ -28,7 +28,9 @@ async fn firefox_chats_over_webtransport_with_chromium_and_websocket_users() {
     let fiona = gecko.browser().await;
     let chromium = Driver::start();
     let chris = chromium.browser("chris").await;
-    open_and_login(&fiona, &server, WT_ONLY, "fiona", "webtransport").await;
+    let shown = open_and_login(&fiona, &server, WT_ONLY, "fiona", "webtransport").await;
+    // Firefox ESR announces draft-02 as well.
+    assert_eq!(shown, "via webtransport (draft-02)");
     open_and_login(&chris, &server, WT_ONLY, "chris", "webtransport").await;
     let (mut carol, _) = Client::login(&server, "carol").await;
 
@@ -172,7 +174,9 @@ async fn firefox_trusts_an_operator_certificate_from_a_ca_in_its_profile() {
     // = false (set by `Gecko::browser`), Firefox refuses HTTP/3, and so
     // WebTransport, once a root of the user's own is installed: client.js
     // then falls back to WebSocket ("WebTransport connection rejected").
-    open_and_login(&fiona, &server, WT_ONLY, "fiona", "webtransport").await;
+    let shown = open_and_login(&fiona, &server, WT_ONLY, "fiona", "webtransport").await;
+    // Firefox ESR announces draft-02 as well.
+    assert_eq!(shown, "via webtransport (draft-02)");
     let (mut carol, _) = Client::login(&server, "carol").await;
     carol
         .send(&json!({"msgType": 3, "receivedUserId": "fiona", "msgBody": {"text": "over a CA certificate"}}))
