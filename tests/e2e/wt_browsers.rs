@@ -266,3 +266,41 @@ async fn a_long_session_stays_under_safaris_stream_limit() {
         assert_eq!(s, want, "room r{room}: every seq once");
     }
 }
+
+/// A client that announced a small WebTransport data limit and never
+/// raises it is a reader that stopped: the write that waits for its credit
+/// is bounded like any other (close 4008 after a heartbeat interval), and
+/// everyone else keeps going.
+#[tokio::test]
+async fn a_client_that_never_grants_webtransport_credit_is_closed_4008() {
+    let s = Server::start(&["--heartbeat-sec", "1", "--rate-limit", "0"]);
+    let (mut ws, _) = Client::login(&s, "pub").await;
+    let (mut other, _) = Client::login(&s, "other").await;
+    for c in [&mut ws, &mut other] {
+        c.send(&json!({"msgType": 5, "roomId": "r"})).await;
+        c.recv_type(5).await;
+    }
+    let args = ["--wt-max-data", "600", "--no-auto-grant"];
+    let mut c = open(&s, "/wt", "safari-strict", &args).await;
+    c.send(&json!({"msgType": 2, "sendUserId": "stingy", "rooms": ["r"]}))
+        .await;
+    c.recv_type(2).await;
+    for i in 0..10 {
+        ws.send(
+            &json!({"msgType": 3, "roomId": "r", "msgBody": format!("{i}-{}", "z".repeat(100))}),
+        )
+        .await;
+    }
+    assert_eq!(c.expect_closed().await, 4008);
+    let m = s.metrics().await;
+    assert_eq!(
+        m.get(r#"rtgate_write_stalls_total{transport="webtransport"}"#),
+        Some(&1.0)
+    );
+    for _ in 0..10 {
+        other.recv_type(3).await;
+    }
+    ws.send(&json!({"msgType": 3, "roomId": "r", "msgBody": "after"}))
+        .await;
+    assert_eq!(other.recv_type(3).await["msgBody"], "after");
+}
