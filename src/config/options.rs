@@ -282,6 +282,8 @@ options_group! {
         flags {
             hook_http2, "Call hooks over HTTP/2 without TLS (prior knowledge): many calls share one connection; the backend must speak h2c",
                 [env = "RTGATE_HOOK_HTTP2"];
+            publish_hook_volatile, "Volatile messages go to the publish hook too (batched like the others), so moderation sees everything; without it they skip the hook",
+                [env = "RTGATE_PUBLISH_HOOK_VOLATILE"];
         }
         lists {
             publish_hook_biz_type: i64, "Only messages of these bizTypes go to the publish hook (none set: all)",

@@ -215,6 +215,8 @@ pub struct HooksConfig {
     pub publish_biz_types: Vec<i64>,
     /// Rooms the publish hook sees (empty: every destination).
     pub publish_rooms: Vec<String>,
+    /// Volatile messages go to the publish hook too.
+    pub publish_volatile: bool,
     /// Hooks whose failure lets the request through.
     pub allow_on_failure: Vec<HookName>,
 }
@@ -363,6 +365,7 @@ impl Options {
                 http2: hooks.hook_http2,
                 publish_biz_types: hooks.publish_hook_biz_type,
                 publish_rooms: hooks.publish_hook_room,
+                publish_volatile: hooks.publish_hook_volatile,
                 allow_on_failure: hooks.hook_allow_on_failure,
             },
         };

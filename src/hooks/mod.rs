@@ -62,6 +62,7 @@ impl Hooks {
         let filter = Filter {
             biz_types: cfg.publish_biz_types.clone(),
             rooms: cfg.publish_rooms.clone(),
+            volatile: cfg.publish_volatile,
         };
         Self {
             connect: endpoint(HookName::Connect, &cfg.connect),
@@ -109,7 +110,7 @@ impl Hooks {
 
     /// Whether `p` must pass the publish hook before it is stored.
     pub(crate) fn publish_applies(&self, p: &Publish) -> bool {
-        !p.volatile && self.publish.as_ref().is_some_and(|(_, f)| f.applies(p))
+        self.publish.as_ref().is_some_and(|(_, f)| f.applies(p))
     }
 
     /// Puts `p` from `user` before the publish hook: `Ok` to store it (as

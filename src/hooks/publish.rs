@@ -16,11 +16,16 @@ pub(crate) struct Filter {
     pub(crate) biz_types: Vec<i64>,
     /// Only messages to these rooms (empty: any destination).
     pub(crate) rooms: Vec<String>,
+    /// Volatile messages too (else they skip the hook).
+    pub(crate) volatile: bool,
 }
 
 impl Filter {
     /// Whether `p` goes to the hook.
     pub(crate) fn applies(&self, p: &Publish) -> bool {
+        if p.volatile && !self.volatile {
+            return false;
+        }
         let biz =
             self.biz_types.is_empty() || p.biz_type.is_some_and(|b| self.biz_types.contains(&b));
         let room = self.rooms.is_empty()
@@ -56,6 +61,10 @@ pub(crate) struct Message<'a> {
     msg_body: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_msg_id: Option<&'a str>,
+    /// Only with `--publish-hook-volatile`: not stored, delivered only to
+    /// whoever is online now.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    volatile: bool,
 }
 
 impl<'a> Message<'a> {
@@ -73,6 +82,7 @@ impl<'a> Message<'a> {
             biz_opt_module: p.biz_opt_module,
             msg_body: p.body.as_deref(),
             client_msg_id: p.client_msg_id.as_deref(),
+            volatile: p.volatile,
         }
     }
 }
@@ -249,6 +259,7 @@ mod tests {
         let only = |biz_types: Vec<i64>, rooms: Vec<&str>| Filter {
             biz_types,
             rooms: rooms.into_iter().map(String::from).collect(),
+            volatile: false,
         };
         assert!(only(vec![5], vec![]).applies(&p));
         assert!(!only(vec![6], vec![]).applies(&p));
@@ -257,5 +268,13 @@ mod tests {
         let direct = publish(r#"{"msgType":3,"receivedUserId":"bob","bizType":5}"#);
         assert!(!only(vec![], vec!["r"]).applies(&direct));
         assert!(only(vec![5], vec![]).applies(&direct));
+        // Volatile messages only with `--publish-hook-volatile`.
+        let typing = publish(r#"{"msgType":3,"roomId":"r","volatile":true}"#);
+        assert!(!Filter::default().applies(&typing));
+        let all = Filter {
+            volatile: true,
+            ..Filter::default()
+        };
+        assert!(all.applies(&typing) && all.applies(&p));
     }
 }

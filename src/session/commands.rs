@@ -21,7 +21,10 @@ use crate::telemetry::otel;
 
 /// A message on its way to the store (through the publish hook, if one
 /// applies) whose ack or error is still to be sent, with its `clientMsgId`.
-pub(crate) type AckFuture = BoxFuture<'static, (Option<String>, Result<Appended, ProtoError>)>;
+/// What a send comes to: the store's ack, nothing (a volatile message the
+/// publish hook let through), or the error for the sender.
+pub(crate) type AckFuture =
+    BoxFuture<'static, (Option<String>, Result<Option<Appended>, ProtoError>)>;
 
 /// What a command asks the driver to do.
 #[derive(Default)]
@@ -130,6 +133,12 @@ fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
         volatile = p.volatile,
     );
     let hooked = gw.hooks().publish_applies(&p);
+    if p.volatile && hooked {
+        return Effects {
+            ack: Some(traced(volatile_after_hook(s, gw, p), span)),
+            ..Effects::default()
+        };
+    }
     if !p.volatile && (hooked || s.turns.busy()) {
         return Effects {
             ack: Some(traced(publish_after_hook(s, gw, p, hooked), span)),
@@ -141,7 +150,8 @@ fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
         Sent::Volatile => Effects::default(),
         Sent::Stored(fut) => Effects {
             ack: Some(traced(
-                fut.map(move |r| (cmid, r.map_err(Into::into))).boxed(),
+                fut.map(move |r| (cmid, r.map(Some).map_err(Into::into)))
+                    .boxed(),
                 span,
             )),
             ..Effects::default()
@@ -178,9 +188,31 @@ fn publish_after_hook(s: &mut LoggedIn, gw: &Gateway, mut p: Publish, hooked: bo
         // Handed to the store (or refused): the next message may go.
         drop(turn);
         match sent {
-            Ok(Sent::Stored(fut)) => (cmid, fut.await.map_err(Into::into)),
-            Ok(Sent::Volatile) => unreachable!("volatile messages skip the hook"),
+            Ok(Sent::Stored(fut)) => (cmid, fut.await.map(Some).map_err(Into::into)),
+            Ok(Sent::Volatile) => unreachable!("volatile messages take volatile_after_hook"),
             Err(e) => (cmid, Err(e)),
+        }
+    }
+    .boxed()
+}
+
+/// A volatile message the publish hook must see (`--publish-hook-volatile`):
+/// sent once the hook lets it through, not at all when it refuses (an
+/// error to the sender). Volatile messages keep no order with stored ones,
+/// so it does not wait for the session's turn.
+fn volatile_after_hook(s: &LoggedIn, gw: &Gateway, mut p: Publish) -> AckFuture {
+    let hooks = gw.hooks().clone();
+    let publisher = gw.publisher().clone();
+    let user = s.user().clone();
+    let origin = s.id;
+    async move {
+        let cmid = p.client_msg_id.clone();
+        if let Err(e) = hooks.publish(Some(&user), &mut p).await {
+            return (cmid, Err(e));
+        }
+        match publisher.send(user, Some(origin), p) {
+            Sent::Volatile => (cmid, Ok(None)),
+            Sent::Stored(_) => unreachable!("a volatile message is not stored"),
         }
     }
     .boxed()

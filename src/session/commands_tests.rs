@@ -174,7 +174,7 @@ async fn publishing_needs_membership_and_is_acked_after_the_store() {
     assert!(e.replies.is_empty());
     let (cmid, acked) = e.ack.expect("a stored message is acked").await;
     assert_eq!(cmid.as_deref(), Some("c2"));
-    let acked = acked.unwrap();
+    let acked = acked.unwrap().expect("a stored message");
     assert_eq!(acked.seq, 1);
     // The other member got it, with its seq; the sender's session did not
     // (the rooms' presence events are in the queues too, for sessions that

@@ -313,9 +313,14 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    async fn on_ack(&mut self, cmid: Option<String>, result: Result<Appended, ProtoError>) -> Flow {
+    async fn on_ack(
+        &mut self,
+        cmid: Option<String>,
+        result: Result<Option<Appended>, ProtoError>,
+    ) -> Flow {
         let reply = match result {
-            Ok(a) => Reply::ack(cmid, a.msg_id, a.seq, a.ts),
+            Ok(None) => return Flow::Continue,
+            Ok(Some(a)) => Reply::ack(cmid, a.msg_id, a.seq, a.ts),
             Err(e) => {
                 match e.code() {
                     503 => warn!(error = %e, "message not stored"),

@@ -20,7 +20,7 @@ use crate::transport::{Incoming, Transport, TransportError};
 /// The next finished store, `None` when none is in flight.
 pub(super) async fn next_ack(
     acks: &mut Option<FuturesUnordered<AckFuture>>,
-) -> Option<(Option<String>, Result<Appended, ProtoError>)> {
+) -> Option<(Option<String>, Result<Option<Appended>, ProtoError>)> {
     match acks {
         Some(a) => a.next().await,
         None => None,
@@ -35,7 +35,7 @@ pub(super) enum Woke {
     /// The session's one timer.
     Deadline,
     /// A store finished: its ack (or error) is due.
-    Ack(Option<String>, Result<Appended, ProtoError>),
+    Ack(Option<String>, Result<Option<Appended>, ProtoError>),
     /// A frame from the outbound queue.
     Out(OutFrame),
     /// Something from the peer, `None` when it is gone.

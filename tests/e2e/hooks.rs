@@ -833,3 +833,53 @@ async fn hook_urls_are_checked_at_start() {
     let err = crate::common::refuses_to_start(&["--join-hook", "not a url"]);
     assert!(err.contains("join-hook"), "{err}");
 }
+
+/// Issue 27, item 7: volatile messages skip the publish hook unless
+/// `--publish-hook-volatile` says otherwise (the default, documented);
+/// with it the hook sees them (marked `volatile`) and one it refuses
+/// reaches no one, its sender gets 403.
+#[tokio::test]
+async fn with_publish_hook_volatile_the_hook_moderates_volatile_messages_too() {
+    let b = Backend::start();
+    for flag in [None, Some("--publish-hook-volatile")] {
+        let s = hooked(&b, flag.as_slice());
+        let (mut ann, _) = with_cookie(&s, "ann").await;
+        ann.recv_type(5).await;
+        let (mut bob, _) = with_cookie(&s, "bob").await;
+        bob.recv_type(5).await;
+        let before = b.calls("publish").await.len();
+        // bizType 99 is what the backend refuses.
+        ann.send(&json!({"msgType": 3, "roomId": "lobby", "volatile": true, "bizType": 99, "clientMsgId": "v", "msgBody": "spam"}))
+            .await;
+        ann.send(&json!({"msgType": 3, "roomId": "lobby", "volatile": true, "msgBody": "typing"}))
+            .await;
+        if flag.is_some() {
+            let e = ann.recv_type(9).await;
+            assert_eq!(
+                (e["code"].as_i64(), e["clientMsgId"].as_str()),
+                (Some(403), Some("v"))
+            );
+            assert_eq!(bob.recv_type(3).await["msgBody"], "typing");
+            // The backend records a call once it has answered it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut calls = b.calls("publish").await;
+            while calls.len() < before + 2 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                calls = b.calls("publish").await;
+            }
+            assert_eq!(calls.len(), before + 2, "{calls:?}");
+            assert!(
+                calls[before..]
+                    .iter()
+                    .all(|c| c["body"]["message"]["volatile"] == true)
+            );
+        } else {
+            assert_eq!(bob.recv_type(3).await["msgBody"], "spam");
+            assert_eq!(bob.recv_type(3).await["msgBody"], "typing");
+            let calls = b.calls("publish").await;
+            assert_eq!(calls.len(), before, "volatile messages skip the hook");
+        }
+        bob.expect_silence(std::time::Duration::from_millis(300))
+            .await;
+    }
+}

@@ -162,7 +162,7 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
     fill(&b, "token", &token("phone")).await;
     click(&b, "connect").await;
     wait_for(&b, "state", "connected").await;
-    assert_eq!(text(&b, "transport").await, "via webtransport");
+    assert_eq!(text(&b, "transport").await, "via webtransport (draft-02)");
     let mut w = unimpaired(&lab, &s, "w").await;
     for i in 0..10 {
         w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": {"text": format!("over the lab {i}")}}))

@@ -153,7 +153,10 @@ async fn a_rotated_dev_certificate_keeps_open_sessions_and_reconnects_take_the_n
         .send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": {"text": "after rotation"}}))
         .await;
     wait_for(&alice, "log", "[direct] carol: after rotation").await;
-    assert_eq!(text(&alice, "transport").await, "via webtransport");
+    assert_eq!(
+        text(&alice, "transport").await,
+        "via webtransport (draft-02)"
+    );
     // New handshakes get the new certificate: the old hash no longer opens a
     // session, the new one does.
     let with = |hex: String| {
@@ -175,7 +178,10 @@ async fn a_rotated_dev_certificate_keeps_open_sessions_and_reconnects_take_the_n
         .unwrap();
     wait_for(&alice, "state", "reconnecting").await;
     wait_for(&alice, "state", "connected").await;
-    assert_eq!(text(&alice, "transport").await, "via webtransport");
+    assert_eq!(
+        text(&alice, "transport").await,
+        "via webtransport (draft-02)"
+    );
     carol
         .send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": {"text": "after reconnect"}}))
         .await;
