@@ -107,6 +107,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
                 Replication {
                     replicas: config.cluster.wait_replicas,
                     timeout: config.cluster.wait_timeout,
+                    require_on_disk: config.cluster.require_durable,
                 },
             )
             .await

@@ -189,7 +189,11 @@ async fn readiness(gw: &Gateway) -> Result<(), Vec<String>> {
 
 async fn readyz(State(gw): State<Gateway>) -> Response {
     match readiness(&gw).await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        // Ready, and what an ack cannot promise here, if anything.
+        Ok(()) => match gw.store().caveat() {
+            None => (StatusCode::OK, "ready\n").into_response(),
+            Some(c) => (StatusCode::OK, format!("ready\nwarning: {c}\n")).into_response(),
+        },
         Err(reasons) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {}\n", reasons.join("; ")),

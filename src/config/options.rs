@@ -218,6 +218,8 @@ options_group! {
         flags {
             redis_cluster, "Treat --redis as a comma-separated list of Redis Cluster seed nodes (sharded Pub/Sub)",
                 [env = "RTGATE_REDIS_CLUSTER"];
+            redis_require_durable, "Refuse to run (and to be ready) unless Redis persists every write before answering (appendonly yes, appendfsync always on every primary), so an ack means on disk",
+                [env = "RTGATE_REDIS_REQUIRE_DURABLE"];
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct ClusterConfig {
     pub redis: Option<String>,
     /// `redis` names Redis Cluster seeds.
     pub redis_cluster: bool,
+    /// Refuse to run unless Redis persists every write before answering.
+    pub require_durable: bool,
     /// Cluster presence entry lifetime.
     pub presence_ttl: Duration,
     /// Replicas a durable append must reach before its ack.
@@ -341,6 +343,7 @@ impl Options {
                 node_id: cluster.node_id,
                 redis: cluster.redis,
                 redis_cluster: cluster.redis_cluster,
+                require_durable: cluster.redis_require_durable,
             },
             quic: QuicConfig {
                 keepalive: secs(quic.wt_keepalive_sec(), "wt-keepalive-sec")?,

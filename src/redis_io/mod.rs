@@ -3,6 +3,7 @@
 //! reconnects), and the wire format of envelopes on Pub/Sub. The store and
 //! the broker both use it; neither imports the other.
 
+pub(crate) mod durability;
 pub(crate) mod envelope;
 
 use std::future::Future;

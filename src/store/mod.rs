@@ -170,6 +170,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can take writes now (for `/readyz`).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
 
+    /// What an ack cannot promise with this store as configured (cluster
+    /// mode: acks in Redis memory, not on disk), for `/readyz` and the log.
+    fn caveat(&self) -> Option<String> {
+        None
+    }
+
     /// From now on, every newly stored message also leaves a
     /// `message.stored` event in the outbox (in the same write where the
     /// store allows it).

@@ -75,6 +75,10 @@ pub(super) fn register() {
 fn describe() {
     describe_gauge!("rtgate_sessions", "Logged-in sessions on this node");
     describe_gauge!(
+        "rtgate_redis_acks_on_disk",
+        "Cluster mode: 1 when every Redis primary persists each write before answering (appendonly yes, appendfsync always), so an ack means on disk; 0 when not or unknown (the log and /readyz say why)"
+    );
+    describe_gauge!(
         "rtgate_ready",
         "1 when the node serves (store and broker answer, not draining), as /readyz; set at each scrape"
     );

@@ -181,6 +181,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("hook-secret", "h00k", "\"h00k\""),
     ("hook-http2", "", "true"),
     ("publish-hook-volatile", "", "true"),
+    ("redis-require-durable", "", "true"),
     (
         "event-hook",
         "http://127.0.0.1:9/e",

@@ -21,6 +21,7 @@ mod netlab;
 mod nginx;
 mod ops;
 mod presence;
+mod redis_durability;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 mod slow_readers;

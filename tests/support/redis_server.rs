@@ -127,6 +127,12 @@ impl RedisServer {
         r
     }
 
+    /// `CONFIG SET key value` on this Redis.
+    pub(crate) fn config_set(&self, key: &str, value: &str) {
+        let out = cli(self.port, &["CONFIG", "SET", key, value]);
+        assert!(out.contains("OK"), "CONFIG SET {key} {value}: {out}");
+    }
+
     /// Starts the process again (after [`RedisServer::kill`]) on the same
     /// port and data.
     pub(crate) fn spawn(&mut self) {

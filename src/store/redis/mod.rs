@@ -26,8 +26,8 @@ use writer::Job;
 use super::{AppendRequest, Appended, OutboxEntry, Page, Retention, Store, StoreError};
 use crate::model::Channel;
 use crate::protocol::Id;
-use crate::redis_io::RedisConn;
 use crate::redis_io::envelope::tag;
+use crate::redis_io::{RedisConn, durability};
 
 /// KEYS: cursor, the inbox's seq. ARGV: seq. Moves the cursor forward
 /// only, and never beyond the inbox's latest seq.
@@ -64,6 +64,9 @@ pub struct Replication {
     /// How long to wait for them; past it the append is answered 503 (it
     /// may be stored; a resend with its clientMsgId gets the original ack).
     pub timeout: Duration,
+    /// Refuse to start, and be unready, unless Redis persists every write
+    /// before answering (`--redis-require-durable`).
+    pub require_on_disk: bool,
 }
 
 /// The Redis store.
@@ -74,6 +77,10 @@ pub struct RedisStore {
     events: Arc<AtomicBool>,
     /// This node's name in the outbox's consumer group.
     consumer: String,
+    /// What Redis's persistence settings make of an ack, kept current.
+    durability: durability::Shared,
+    /// `--redis-require-durable`.
+    require_on_disk: bool,
 }
 
 impl RedisStore {
@@ -88,6 +95,13 @@ impl RedisStore {
         let conn = RedisConn::connect(url, cluster, None)
             .await
             .map_err(unavailable)?;
+        let durability = durability::watch(conn.clone()).await;
+        let require_on_disk = replication.require_on_disk;
+        if require_on_disk && let Some(c) = durability.lock().expect("not poisoned").caveat() {
+            return Err(StoreError::Unavailable(format!(
+                "--redis-require-durable: {c}"
+            )));
+        }
         let events = Arc::new(AtomicBool::new(false));
         let jobs = writer::start(
             conn.clone(),
@@ -100,6 +114,8 @@ impl RedisStore {
             conn,
             jobs,
             events,
+            durability,
+            require_on_disk,
             consumer: uuid::Uuid::now_v7().to_string(),
         })
     }
@@ -226,7 +242,20 @@ impl Store for RedisStore {
 
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut conn = self.conn.clone();
-        async move { conn.ping().await.map_err(unavailable) }.boxed()
+        let refused = self
+            .require_on_disk
+            .then(|| self.caveat())
+            .flatten()
+            .map(|c| StoreError::Unavailable(format!("--redis-require-durable: {c}")));
+        async move {
+            conn.ping().await.map_err(unavailable)?;
+            refused.map_or(Ok(()), Err)
+        }
+        .boxed()
+    }
+
+    fn caveat(&self) -> Option<String> {
+        self.durability.lock().expect("not poisoned").caveat()
     }
 
     fn record_stored_events(&self) {
