@@ -17,6 +17,7 @@ use crate::hooks::Hooks;
 use crate::hub::Hub;
 use crate::routing::Publisher;
 use crate::store::Store;
+use crate::webhook::Quarantine;
 
 /// What `/cert-hash` needs to know about the WebTransport endpoint.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ struct Shared {
     hooks: Arc<Hooks>,
     /// Set once the WebTransport endpoint is up.
     wt: OnceLock<WtInfo>,
+    /// Events the event webhook refused and this node set aside.
+    quarantine: Arc<Quarantine>,
 }
 
 impl Gateway {
@@ -86,6 +89,7 @@ impl Gateway {
             budgets,
             hooks,
             wt: OnceLock::new(),
+            quarantine: Arc::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -95,6 +99,11 @@ impl Gateway {
     /// The resolved configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Events the event webhook refused and this node set aside.
+    pub(crate) fn quarantine(&self) -> &Arc<Quarantine> {
+        &self.inner.quarantine
     }
 
     /// This node's id.

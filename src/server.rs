@@ -145,9 +145,19 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         store.record_stored_events();
         broker.set_edges(Arc::new(crate::webhook::EdgeRecorder::new(store.clone())));
         crate::telemetry::events_registered();
+        let hooks = &config.hooks;
+        let delivery = crate::webhook::Delivery {
+            limits: crate::store::OutboxLimits {
+                max_bytes: hooks.outbox_max_bytes,
+                max_age: hooks.outbox_max_age,
+            },
+            batch_bytes: hooks.event_batch_bytes,
+        };
         tokio::spawn(crate::webhook::deliver(
             store,
             gw.hooks().clone(),
+            gw.quarantine().clone(),
+            delivery,
             gw.shutdown().clone(),
         ));
     }

@@ -13,8 +13,10 @@
 //! ```
 //!
 //! Besides the hooks: `GET /calls` lists what it received (for tests and
-//! for a curious operator), `POST /control {"delayMs","jitterMs","status"}`
-//! makes it slow, out of order or failing on purpose.
+//! for a curious operator), `POST /control
+//! {"delayMs","jitterMs","status","eventsMaxBytes"}` makes it slow, out of
+//! order, failing or limited in request size on purpose. An event batch
+//! holding a message whose body is `"poison"` is refused 422.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,9 @@ struct Behaviour {
     jitter: Duration,
     /// Answered instead of the real decision.
     status: Option<u16>,
+    /// Event batches larger than this are refused 413 (as a backend with
+    /// a request size limit does).
+    events_max_bytes: Option<usize>,
 }
 
 struct App {
@@ -91,10 +96,10 @@ async fn hook(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|sig| app.secret.as_ref().is_some_and(|s| valid(s, &body, sig)));
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (delay, status) = {
+    let (delay, status, events_max) = {
         let b = app.behaviour.lock().unwrap();
         let jitter = b.jitter.mul_f64(fastrand::f64());
-        (b.delay + jitter, b.status)
+        (b.delay + jitter, b.status, b.events_max_bytes)
     };
     tokio::time::sleep(delay).await;
     let response = if app.secret.is_some() && !signed {
@@ -109,7 +114,7 @@ async fn hook(
             "publish" => publish(&request),
             "join" => join(&request),
             // Events: a real backend dedupes them by id and acts on them.
-            "events" => StatusCode::NO_CONTENT.into_response(),
+            "events" => events(&request, body.len(), events_max),
             _ => StatusCode::NOT_FOUND.into_response(),
         }
     };
@@ -209,6 +214,22 @@ fn publish_decision(req: &Value) -> (StatusCode, Value) {
 }
 
 /// Rooms named `vip-*` are for users named `vip*`.
+/// A batch of events: too big for the backend's limit is 413; one holding
+/// an event it cannot process (a message whose body is `"poison"`) is 422,
+/// as a backend whose handler fails on one event answers.
+fn events(batch: &Value, len: usize, max: Option<usize>) -> Response {
+    if max.is_some_and(|m| len > m) {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "batch too large");
+    }
+    let poisoned = batch
+        .as_array()
+        .is_some_and(|b| b.iter().any(|e| e["message"]["msgBody"] == "poison"));
+    if poisoned {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, "cannot process an event");
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 fn join(req: &Value) -> Response {
     let room = req["roomId"].as_str().unwrap_or_default();
     let user = req["userId"].as_str().unwrap_or_default();
@@ -251,5 +272,6 @@ async fn control(State(app): State<Arc<App>>, Json(c): Json<Value>) -> StatusCod
     b.delay = Duration::from_millis(c["delayMs"].as_u64().unwrap_or(0));
     b.jitter = Duration::from_millis(c["jitterMs"].as_u64().unwrap_or(0));
     b.status = c["status"].as_u64().map(|s| s as u16);
+    b.events_max_bytes = c["eventsMaxBytes"].as_u64().map(|n| n as usize);
     StatusCode::NO_CONTENT
 }

@@ -67,5 +67,11 @@ pub const HOOK_TIMEOUT_MS: u64 = 1000;
 pub const HOOK_MAX_IN_FLIGHT: usize = 256;
 /// `--publish-hook-batch`: one message per call, the plain contract.
 pub const PUBLISH_HOOK_BATCH: usize = 1;
+/// Bytes of events the outbox keeps for the event webhook at most.
+pub const EVENT_OUTBOX_MAX_BYTES: u64 = 64 << 20;
+/// Age of the oldest event the outbox keeps, in seconds (a day).
+pub const EVENT_OUTBOX_MAX_AGE_SEC: u64 = 86_400;
+/// Bytes one event webhook POST carries at most.
+pub const EVENT_HOOK_BATCH_BYTES: usize = 1 << 20;
 /// The most messages `--publish-hook-batch` may put in one call.
 pub const MAX_PUBLISH_HOOK_BATCH: usize = 1000;

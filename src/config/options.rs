@@ -266,6 +266,12 @@ options_group! {
                 [env = "RTGATE_HOOK_TIMEOUT_MS", value_name = "MS"];
             hook_max_in_flight: usize = defaults::HOOK_MAX_IN_FLIGHT, "Calls to one hook at once; more wait for a slot within the timeout",
                 [env = "RTGATE_HOOK_MAX_IN_FLIGHT", value_name = "N"];
+            event_outbox_max_bytes: u64 = defaults::EVENT_OUTBOX_MAX_BYTES, "Bytes of events the outbox keeps for the event webhook; past it the oldest are dropped and counted (rtgate_events_dropped_total)",
+                [env = "RTGATE_EVENT_OUTBOX_MAX_BYTES", value_name = "BYTES"];
+            event_outbox_max_age_sec: u64 = defaults::EVENT_OUTBOX_MAX_AGE_SEC, "Seconds an event waits in the outbox at most; older ones are dropped and counted",
+                [env = "RTGATE_EVENT_OUTBOX_MAX_AGE_SEC", value_name = "N"];
+            event_hook_batch_bytes: usize = defaults::EVENT_HOOK_BATCH_BYTES, "Bytes one event webhook POST carries at most (an event larger than this goes alone)",
+                [env = "RTGATE_EVENT_HOOK_BATCH_BYTES", value_name = "BYTES"];
             publish_hook_batch: usize = defaults::PUBLISH_HOOK_BATCH, "Messages one publish hook call may carry: above 1, messages that wait for a free slot go together as a JSON array, answered by an array in the same order (the backend must accept arrays)",
                 [env = "RTGATE_PUBLISH_HOOK_BATCH", value_name = "N"];
         }

@@ -219,6 +219,12 @@ pub struct HooksConfig {
     pub publish_rooms: Vec<String>,
     /// Volatile messages go to the publish hook too.
     pub publish_volatile: bool,
+    /// Bytes of events the outbox keeps at most.
+    pub outbox_max_bytes: u64,
+    /// Age of the oldest event the outbox keeps.
+    pub outbox_max_age: Duration,
+    /// Bytes one event webhook POST carries at most.
+    pub event_batch_bytes: usize,
     /// Hooks whose failure lets the request through.
     pub allow_on_failure: Vec<HookName>,
 }
@@ -296,6 +302,9 @@ impl Options {
             hooks,
         } = self;
         let secret = |s: Option<String>| s.filter(|s| !s.is_empty()).map(Secret);
+        let outbox_max_bytes = hooks.event_outbox_max_bytes();
+        let outbox_max_age = secs(hooks.event_outbox_max_age_sec(), "event-outbox-max-age-sec")?;
+        let event_batch_bytes = hooks.event_hook_batch_bytes();
         let cfg = Config {
             listen: ListenConfig {
                 http: listen.http(),
@@ -369,6 +378,9 @@ impl Options {
                 publish_biz_types: hooks.publish_hook_biz_type,
                 publish_rooms: hooks.publish_hook_room,
                 publish_volatile: hooks.publish_hook_volatile,
+                outbox_max_bytes,
+                outbox_max_age,
+                event_batch_bytes,
                 allow_on_failure: hooks.hook_allow_on_failure,
             },
         };

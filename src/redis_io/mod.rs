@@ -197,6 +197,26 @@ impl RedisConn {
         }
     }
 
+    /// Runs a command on the node that holds `key` (in a cluster, where
+    /// the client cannot route a command by its key itself, such as
+    /// `MEMORY USAGE`).
+    pub(crate) async fn query_at_key<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: redis::Cmd,
+        key: &str,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Self::Single(_) => cmd.query_async(self).await,
+            Self::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let v = within(c.route_command(cmd, to)).await?;
+                Ok(redis::from_redis_value(v)?)
+            }
+        }
+    }
+
     /// Runs commands in order: one pipeline on a single Redis; one by one
     /// (pipelined per node by the client) in a cluster, where a pipeline may
     /// not span slots.

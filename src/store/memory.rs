@@ -11,11 +11,12 @@ use futures_util::future::{BoxFuture, ready};
 use serde_json::value::RawValue;
 
 use super::{
-    AppendRequest, Appended, CommitSink, Committed, DedupeKey, OutboxEntry, Page, Retention, Store,
-    StoreError,
+    AppendRequest, Appended, CommitSink, Committed, DedupeKey, OutboxDepth, OutboxEntry,
+    OutboxLimits, Page, Retention, Store, StoreError,
 };
 use crate::model::Channel;
 use crate::protocol::Id;
+use crate::telemetry;
 
 /// An in-memory store. Appends commit synchronously under one lock, so the
 /// commit sink sees each channel in seq order.
@@ -36,16 +37,58 @@ struct State {
     cursors: HashMap<Id, u64>,
     /// Whether stored messages leave events.
     events: bool,
-    /// Events not yet acked: (number, body, claimed).
-    outbox: VecDeque<(u64, String, bool)>,
+    /// Events not yet acked, oldest first.
+    outbox: VecDeque<Event>,
+    /// Bytes of their bodies.
+    outbox_bytes: u64,
+    /// The outbox's bounds, once set.
+    outbox_limits: Option<OutboxLimits>,
     /// The next event's number.
     next_event: u64,
+}
+
+/// One event in the outbox.
+struct Event {
+    n: u64,
+    body: String,
+    claimed: bool,
+    at: Instant,
 }
 
 impl State {
     fn push_event(&mut self, body: String) {
         self.next_event += 1;
-        self.outbox.push_back((self.next_event, body, false));
+        self.outbox_bytes += body.len() as u64;
+        self.outbox.push_back(Event {
+            n: self.next_event,
+            body,
+            claimed: false,
+            at: Instant::now(),
+        });
+        self.trim_outbox();
+    }
+
+    /// Drops the oldest events past the outbox's bounds.
+    fn trim_outbox(&mut self) {
+        let Some(limits) = self.outbox_limits else {
+            return;
+        };
+        let (mut age, mut bytes) = (0, 0);
+        while let Some(e) = self.outbox.front() {
+            let old = e.at.elapsed() > limits.max_age;
+            if !old && self.outbox_bytes <= limits.max_bytes {
+                break;
+            }
+            if old {
+                age += 1;
+            } else {
+                bytes += 1;
+            }
+            self.outbox_bytes -= e.body.len() as u64;
+            self.outbox.pop_front();
+        }
+        telemetry::events_dropped("age", age);
+        telemetry::events_dropped("bytes", bytes);
     }
 }
 
@@ -220,16 +263,17 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<OutboxEntry>, StoreError>> {
         let mut st = self.lock();
+        st.trim_outbox();
         let claimed = st
             .outbox
             .iter_mut()
-            .filter(|(_, _, claimed)| !*claimed)
+            .filter(|e| !e.claimed)
             .take(limit)
-            .map(|(n, body, claimed)| {
-                *claimed = true;
+            .map(|e| {
+                e.claimed = true;
                 OutboxEntry {
-                    key: n.to_string(),
-                    body: body.clone(),
+                    key: e.n.to_string(),
+                    body: e.body.clone(),
                 }
             })
             .collect();
@@ -238,7 +282,30 @@ impl Store for MemoryStore {
 
     fn ack_events(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut st = self.lock();
-        st.outbox.retain(|(n, _, _)| !keys.contains(&n.to_string()));
+        let mut freed = 0;
+        st.outbox.retain(|e| {
+            let done = keys.contains(&e.n.to_string());
+            if done {
+                freed += e.body.len() as u64;
+            }
+            !done
+        });
+        st.outbox_bytes -= freed;
         ready(Ok(())).boxed()
+    }
+
+    fn limit_outbox(&self, limits: OutboxLimits) {
+        let mut st = self.lock();
+        st.outbox_limits = Some(limits);
+        st.trim_outbox();
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'static, Result<OutboxDepth, StoreError>> {
+        let st = self.lock();
+        let depth = OutboxDepth {
+            events: st.outbox.len() as u64,
+            bytes: st.outbox_bytes,
+        };
+        ready(Ok(depth)).boxed()
     }
 }

@@ -108,6 +108,26 @@ pub struct OutboxEntry {
     pub body: String,
 }
 
+/// How much the event outbox may hold: past either bound the oldest events
+/// are dropped (and counted), so a backend that is down for long cannot
+/// fill the disk or Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Bytes of event bodies.
+    pub max_bytes: u64,
+    /// Age of the oldest event.
+    pub max_age: Duration,
+}
+
+/// What the event outbox holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    /// Events.
+    pub events: u64,
+    /// Bytes of their bodies (in Redis: estimated from a sample).
+    pub bytes: u64,
+}
+
 /// A page of a channel's history.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -195,6 +215,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes delivered events.
     fn ack_events(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// From now on the outbox stays within `limits`: the oldest events past
+    /// them are dropped and counted (`rtgate_events_dropped_total`).
+    fn limit_outbox(&self, limits: OutboxLimits);
+
+    /// What the outbox holds (`rtgate_event_outbox_events` / `_bytes`).
+    fn outbox_depth(&self) -> BoxFuture<'static, Result<OutboxDepth, StoreError>>;
 }
 
 impl From<StoreError> for crate::protocol::ProtoError {

@@ -196,4 +196,20 @@ fn describe() {
         "rtgate_events_lost_total",
         "Events that could not be put in the outbox"
     );
+    describe_counter!(
+        "rtgate_events_dropped_total",
+        "Events the outbox dropped, oldest first, past --event-outbox-max-age-sec (reason age) or --event-outbox-max-bytes (reason bytes)"
+    );
+    describe_counter!(
+        "rtgate_events_quarantined_total",
+        "Events the webhook refused on their own, repeatedly: taken out of the outbox, listed at /api/events"
+    );
+    describe_gauge!(
+        "rtgate_event_outbox_events",
+        "Events waiting in the outbox for the event webhook"
+    );
+    describe_gauge!(
+        "rtgate_event_outbox_bytes",
+        "Bytes of the events waiting in the outbox (in Redis: estimated from the newest and oldest ten)"
+    );
 }

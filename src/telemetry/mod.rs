@@ -267,9 +267,33 @@ pub(crate) fn event_lost() {
     counter!("rtgate_events_lost_total").increment(1);
 }
 
+/// Events the outbox dropped, oldest first, because they were older than
+/// its age bound (`"age"`) or past its byte bound (`"bytes"`).
+pub(crate) fn events_dropped(reason: &'static str, n: u64) {
+    if n > 0 {
+        counter!("rtgate_events_dropped_total", "reason" => reason).increment(n);
+    }
+}
+
+/// An event the webhook refused on its own, repeatedly: taken out of the
+/// outbox and kept aside (`/api/events`).
+pub(crate) fn event_quarantined() {
+    counter!("rtgate_events_quarantined_total").increment(1);
+}
+
+/// What the outbox holds.
+pub(crate) fn outbox_depth(events: u64, bytes: u64) {
+    gauge!("rtgate_event_outbox_events").set(events as f64);
+    gauge!("rtgate_event_outbox_bytes").set(bytes as f64);
+}
+
 /// The event webhook's series, at zero from the first scrape.
 pub(crate) fn events_registered() {
     counter!("rtgate_events_delivered_total").absolute(0);
     counter!("rtgate_event_batches_failed_total").absolute(0);
     counter!("rtgate_events_lost_total").absolute(0);
+    counter!("rtgate_events_dropped_total", "reason" => "age").absolute(0);
+    counter!("rtgate_events_dropped_total", "reason" => "bytes").absolute(0);
+    counter!("rtgate_events_quarantined_total").absolute(0);
+    outbox_depth(0, 0);
 }

@@ -163,6 +163,9 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("hook-timeout-ms", "250", "250"),
     ("hook-max-in-flight", "8", "8"),
     ("publish-hook-batch", "16", "16"),
+    ("event-outbox-max-bytes", "1000000", "1000000"),
+    ("event-outbox-max-age-sec", "600", "600"),
+    ("event-hook-batch-bytes", "65536", "65536"),
     (
         "connect-hook",
         "http://127.0.0.1:9/c",

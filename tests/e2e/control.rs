@@ -305,6 +305,7 @@ async fn the_openapi_document_matches_the_real_routes() {
     assert_eq!(
         documented,
         [
+            "GET /api/events",
             "GET /api/history",
             "GET /api/nodes",
             "GET /api/presence",

@@ -72,6 +72,13 @@ impl Backend {
         assert_eq!(code, 204);
     }
 
+    /// Sets the backend's behaviour (`POST /control`; see the example).
+    pub(crate) async fn control(&self, behaviour: Value) {
+        let body = behaviour.to_string();
+        let (code, _) = http_request(self.addr, "POST", "/control", &[], &body).await;
+        assert_eq!(code, 204);
+    }
+
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -20,6 +20,7 @@ mod monitoring;
 mod netlab;
 mod nginx;
 mod ops;
+mod outbox;
 mod presence;
 mod redis_durability;
 #[path = "../support/redis_server.rs"]

@@ -61,6 +61,7 @@ pub(crate) fn router() -> Router<Gateway> {
         .routes(routes!(control::leave))
         .routes(routes!(stats::nodes))
         .routes(routes!(stats::rooms))
+        .routes(routes!(stats::events))
         .split_for_parts();
     let doc = api
         .to_pretty_json()

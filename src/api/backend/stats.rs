@@ -1,6 +1,7 @@
 //! What an operator's view needs besides `/metrics`: the cluster's nodes
-//! (`GET /api/nodes`) and this node's rooms with their local members and
-//! latest seq (`GET /api/rooms`), from which a page derives rates.
+//! (`GET /api/nodes`), this node's rooms with their local members and
+//! latest seq (`GET /api/rooms`), from which a page derives rates, and its
+//! event outbox with the events it quarantined (`GET /api/events`).
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -11,6 +12,7 @@ use super::access::{ApiError, Authorized};
 use crate::gateway::Gateway;
 use crate::model::Channel;
 use crate::protocol::Id;
+use crate::webhook::Quarantined;
 
 /// Most rooms one answer lists.
 const MAX_ROOMS: usize = 1000;
@@ -120,5 +122,48 @@ pub(crate) async fn rooms(
     Ok(Json(Rooms {
         node_id: gw.node_id().to_string(),
         rooms,
+    }))
+}
+
+/// This node's event outbox: what waits for the event webhook, and the
+/// events the backend refused and this node set aside.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Events {
+    /// Whether an event webhook is configured.
+    hooked: bool,
+    /// Events waiting.
+    waiting: u64,
+    /// Their bytes (in Redis: estimated from the newest and oldest ten).
+    bytes: u64,
+    /// Events the backend refused on their own, newest last (at most 100).
+    quarantined: Vec<Quarantined>,
+}
+
+/// The event outbox's depth and its quarantined events.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The outbox", body = Events),
+        (status = 401, description = "Missing or wrong API key"),
+        (status = 503, description = "The store cannot answer now"),
+    ),
+)]
+pub(crate) async fn events(
+    State(gw): State<Gateway>,
+    _: Authorized,
+) -> Result<Json<Events>, ApiError> {
+    let depth = gw
+        .store()
+        .outbox_depth()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(Events {
+        hooked: gw.hooks().has_events(),
+        waiting: depth.events,
+        bytes: depth.bytes,
+        quarantined: gw.quarantine().list(),
     }))
 }

@@ -348,6 +348,49 @@ async fn the_outbox_keeps_events_until_acked(make: Make) {
     assert!(s.claim_events(10).await.unwrap().is_empty());
 }
 
+async fn the_outbox_keeps_to_its_bounds(make: Make) {
+    let f = make(Arc::new(Recorder::default()), Retention::default()).await;
+    let s = f.store.clone();
+    let ev = |n: u32| {
+        format!(
+            r#"{{"id":"{n:04}","type":"user.online","pad":"{}"}}"#,
+            "p".repeat(200)
+        )
+    };
+    s.limit_outbox(super::OutboxLimits {
+        max_bytes: 4_000,
+        max_age: Duration::from_secs(3_600),
+    });
+    s.push_events((0..100).map(ev).collect()).await.unwrap();
+    let n = 100;
+    // Stores may trim in the background (each second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let depth = loop {
+        let d = s.outbox_depth().await.unwrap();
+        if d.bytes <= 4_000 {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "never trimmed: {d:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(depth.events >= 1, "{depth:?}");
+    // What is left is the newest, oldest first.
+    let left = s.claim_events(1_000).await.unwrap();
+    let ids: Vec<u32> = left
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(*ids.last().unwrap(), n - 1, "the newest is kept");
+    assert!(ids[0] > 0, "the oldest went");
+}
+
 macro_rules! conformance {
     ($($name:ident),*) => {
         mod memory_store {
@@ -376,5 +419,6 @@ conformance!(
     reading_past_the_end_finds_nothing,
     dedupe_is_per_user_and_channel_and_keys_never_collide,
     retention_by_age_removes_old_messages,
-    the_outbox_keeps_events_until_acked
+    the_outbox_keeps_events_until_acked,
+    the_outbox_keeps_to_its_bounds
 );

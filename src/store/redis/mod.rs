@@ -23,11 +23,19 @@ mod writer;
 
 use writer::Job;
 
-use super::{AppendRequest, Appended, OutboxEntry, Page, Retention, Store, StoreError};
+use super::{
+    AppendRequest, Appended, OutboxDepth, OutboxEntry, OutboxLimits, Page, Retention, Store,
+    StoreError,
+};
 use crate::model::Channel;
 use crate::protocol::Id;
 use crate::redis_io::envelope::tag;
 use crate::redis_io::{RedisConn, durability};
+use crate::telemetry;
+use tokio_util::sync::CancellationToken;
+
+/// How often the outbox's bounds are applied.
+const OUTBOX_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// KEYS: cursor, the inbox's seq. ARGV: seq. Moves the cursor forward
 /// only, and never beyond the inbox's latest seq.
@@ -81,6 +89,14 @@ pub struct RedisStore {
     durability: durability::Shared,
     /// `--redis-require-durable`.
     require_on_disk: bool,
+    /// Stops the outbox's trim when the store goes.
+    outbox_trim: CancellationToken,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.outbox_trim.cancel();
+    }
 }
 
 impl RedisStore {
@@ -116,6 +132,7 @@ impl RedisStore {
             events,
             durability,
             require_on_disk,
+            outbox_trim: CancellationToken::new(),
             consumer: uuid::Uuid::now_v7().to_string(),
         })
     }
@@ -256,6 +273,40 @@ impl Store for RedisStore {
 
     fn caveat(&self) -> Option<String> {
         self.durability.lock().expect("not poisoned").caveat()
+    }
+
+    fn limit_outbox(&self, limits: OutboxLimits) {
+        let mut conn = self.conn.clone();
+        let stop = self.outbox_trim.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(OUTBOX_TRIM_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+                match outbox::trim(&mut conn, limits).await {
+                    Ok((aged, bytes)) => {
+                        telemetry::events_dropped("age", aged);
+                        telemetry::events_dropped("bytes", bytes);
+                        if aged + bytes > 0 {
+                            tracing::warn!(
+                                too_old = aged,
+                                over_bytes = bytes,
+                                "the event outbox dropped its oldest events (is the event webhook down?)"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the event outbox could not be trimmed now")
+                    }
+                }
+            }
+        });
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'static, Result<OutboxDepth, StoreError>> {
+        let mut conn = self.conn.clone();
+        async move { outbox::depth(&mut conn).await }.boxed()
     }
 
     fn record_stored_events(&self) {

@@ -3,10 +3,11 @@
 //! never acked (it died) is claimed again by another after a while.
 
 use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 
+use crate::model::now_ms;
 use crate::redis_io::RedisConn;
-use crate::store::{OutboxEntry, StoreError};
+use crate::store::{OutboxDepth, OutboxEntry, OutboxLimits, StoreError};
 
 /// The stream.
 pub(super) const KEY: &str = "rtgate:{outbox}";
@@ -14,6 +15,11 @@ pub(super) const KEY: &str = "rtgate:{outbox}";
 const GROUP: &str = "rtgate";
 /// An event claimed this long ago and not acked is handed out again.
 const RECLAIM_MS: u64 = 30_000;
+/// Entries read at each end of the stream to estimate its bytes.
+const SAMPLE: usize = 10;
+/// Events the stream holds at most whatever its bounds say (`XADD MAXLEN
+/// ~`), should the trim not run: a backstop, not the bound.
+const HARD_CAP: u64 = 1_000_000;
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis outbox: {e}"))
@@ -23,6 +29,9 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 pub(super) fn add(body: &str) -> redis::Cmd {
     redis::cmd("XADD")
         .arg(KEY)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(HARD_CAP)
         .arg("*")
         .arg("e")
         .arg(body)
@@ -102,4 +111,82 @@ pub(super) async fn ack(conn: &mut RedisConn, ids: Vec<String>) -> Result<(), St
         .await
         .map(|_| ())
         .map_err(unavailable)
+}
+
+/// What the stream holds: its entries, and the bytes of their bodies,
+/// estimated from the newest and oldest ten (reading every entry to count
+/// would cost as much as the outbox is large).
+pub(super) async fn depth(conn: &mut RedisConn) -> Result<OutboxDepth, StoreError> {
+    let events: u64 = conn
+        .query_at_key(redis::cmd("XLEN").arg(KEY).to_owned(), KEY)
+        .await
+        .map_err(unavailable)?;
+    if events == 0 {
+        return Ok(OutboxDepth::default());
+    }
+    let mut sample: Vec<StreamId> = Vec::new();
+    for (cmd, from, to) in [("XRANGE", "-", "+"), ("XREVRANGE", "+", "-")] {
+        let page: StreamRangeReply = conn
+            .query_at_key(
+                redis::cmd(cmd)
+                    .arg(KEY)
+                    .arg(from)
+                    .arg(to)
+                    .arg("COUNT")
+                    .arg(SAMPLE)
+                    .to_owned(),
+                KEY,
+            )
+            .await
+            .map_err(unavailable)?;
+        sample.extend(page.ids);
+    }
+    let sizes: Vec<u64> = sample
+        .into_iter()
+        .filter_map(entry)
+        .map(|e| e.body.len() as u64)
+        .collect();
+    let average = sizes.iter().sum::<u64>() / (sizes.len() as u64).max(1);
+    Ok(OutboxDepth {
+        events,
+        bytes: events * average,
+    })
+}
+
+/// Drops the events past `limits`: older than the age (the stream's ids
+/// are times, so `XTRIM MINID`), then the oldest while the estimated bytes
+/// of the bodies are over the byte bound. Answers how many went for each reason.
+pub(super) async fn trim(
+    conn: &mut RedisConn,
+    limits: OutboxLimits,
+) -> Result<(u64, u64), StoreError> {
+    let cutoff = now_ms().saturating_sub(limits.max_age.as_millis() as u64);
+    let aged: u64 = conn
+        .query_at_key(
+            redis::cmd("XTRIM")
+                .arg(KEY)
+                .arg("MINID")
+                .arg(cutoff)
+                .to_owned(),
+            KEY,
+        )
+        .await
+        .map_err(unavailable)?;
+    let now = depth(conn).await?;
+    let mut over = 0;
+    if now.bytes > limits.max_bytes {
+        let keep = now.events * limits.max_bytes / now.bytes;
+        over = conn
+            .query_at_key(
+                redis::cmd("XTRIM")
+                    .arg(KEY)
+                    .arg("MAXLEN")
+                    .arg(keep)
+                    .to_owned(),
+                KEY,
+            )
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok((aged, over))
 }

@@ -6,6 +6,7 @@
 //! what a login reads most is mirrored in memory (`index.rs`).
 
 mod index;
+mod outbox;
 mod retention;
 mod writer;
 
@@ -28,7 +29,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use super::{AppendRequest, Appended, CommitSink, OutboxEntry, Page, Retention, Store, StoreError};
+use super::{
+    AppendRequest, Appended, CommitSink, OutboxDepth, OutboxEntry, OutboxLimits, Page, Retention,
+    Store, StoreError,
+};
 use crate::model::Channel;
 use crate::protocol::Id;
 
@@ -67,14 +71,19 @@ CREATE TABLE IF NOT EXISTS cursors (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    ts INTEGER NOT NULL DEFAULT 0
 );
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 ";
 
 /// Version 1 deduped per user across channels; its entries live minutes,
 /// so the table is dropped and recreated per (user, channel).
 const MIGRATE_1_TO_2: &str = "DROP TABLE IF EXISTS dedupe;";
+
+/// Version 3 keeps when each event entered the outbox (its age bound);
+/// events of version 2 have no time (0) and are bounded by bytes only.
+const MIGRATE_2_TO_3: &str = "ALTER TABLE outbox ADD COLUMN ts INTEGER NOT NULL DEFAULT 0;";
 
 fn channel_key(c: &Channel) -> String {
     match c {
@@ -113,6 +122,8 @@ pub struct SqliteStore {
     /// Set when stored messages leave `message.stored` events (read by the
     /// writer, which writes them in the message's transaction).
     events: Arc<AtomicBool>,
+    /// The outbox's bounds, once set (kept by the writer's trim).
+    outbox_limits: Arc<Mutex<Option<OutboxLimits>>>,
     /// Keeps the data folder's lock for the life of the store.
     _lock: File,
 }
@@ -150,6 +161,11 @@ impl SqliteStore {
                 .execute_batch(MIGRATE_1_TO_2)
                 .map_err(|e| corrupt_or_unavailable(&path, e))?;
         }
+        if version == 2 {
+            writer
+                .execute_batch(MIGRATE_2_TO_3)
+                .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        }
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| corrupt_or_unavailable(&path, e))?;
@@ -168,6 +184,7 @@ impl SqliteStore {
         let (queue, rx) = sync_channel(QUEUE);
         let failing = Arc::new(Mutex::new(None));
         let events = Arc::new(AtomicBool::new(false));
+        let outbox_limits = Arc::new(Mutex::new(None));
         let writer = Writer {
             events: events.clone(),
             index: index.clone(),
@@ -180,6 +197,7 @@ impl SqliteStore {
             last_trim: Instant::now(),
             dirty: false,
             last_forget: Instant::now(),
+            outbox_limits: outbox_limits.clone(),
         };
         std::thread::Builder::new()
             .name("rtgate-store".into())
@@ -192,6 +210,7 @@ impl SqliteStore {
             failing,
             index,
             events,
+            outbox_limits,
             _lock: lock,
         })
     }
@@ -398,6 +417,25 @@ impl Store for SqliteStore {
         let ids = keys.iter().filter_map(|k| k.parse().ok()).collect();
         let (tx, rx) = oneshot::channel();
         self.enqueue(Request::EventsDone(ids, tx), rx)
+    }
+
+    fn limit_outbox(&self, limits: OutboxLimits) {
+        *self.outbox_limits.lock().unwrap_or_else(|p| p.into_inner()) = Some(limits);
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'static, Result<OutboxDepth, StoreError>> {
+        self.read_with(|conn| {
+            conn.prepare_cached("SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM outbox")
+                .and_then(|mut s| {
+                    s.query_row([], |r| {
+                        Ok(OutboxDepth {
+                            events: r.get::<_, i64>(0)? as u64,
+                            bytes: r.get::<_, i64>(1)? as u64,
+                        })
+                    })
+                })
+                .map_err(db_err)
+        })
     }
 }
 

@@ -130,5 +130,6 @@ impl Writer {
         if total > 0 {
             tracing::debug!(deleted = total, took = ?started.elapsed(), "retention trimmed");
         }
+        self.trim_outbox();
     }
 }

@@ -37,6 +37,8 @@ pub(super) struct Writer {
     pub(super) last_forget: Instant,
     /// The in-memory mirror of latest seqs and cursors, kept here.
     pub(super) index: Arc<SeqIndex>,
+    /// The event outbox's bounds, once set.
+    pub(super) outbox_limits: Arc<Mutex<Option<crate::store::OutboxLimits>>>,
     /// Set when a stored message also leaves a `message.stored` event.
     pub(super) events: Arc<AtomicBool>,
 }
@@ -214,8 +216,8 @@ impl Writer {
     /// Puts one event in the outbox, inside the open transaction.
     fn event(&self, body: &str) -> rusqlite::Result<()> {
         self.conn
-            .prepare_cached("INSERT INTO outbox (body) VALUES (?1)")?
-            .execute([body])
+            .prepare_cached("INSERT INTO outbox (body, ts) VALUES (?1, ?2)")?
+            .execute(params![body, now_ms() as i64])
             .map(|_| ())
     }
 
