@@ -185,3 +185,42 @@ async fn sqlite_answers_from_memory_match_the_tables() {
     assert_eq!(store.cursor(&id("nobody")).await.unwrap(), 0);
     assert_eq!(store.latest(&Channel::Room(id("never"))).await.unwrap(), 0);
 }
+
+/// A data folder of the previous version (outbox without times) opens: its
+/// events are kept and delivered, new ones get a time.
+#[tokio::test]
+async fn sqlite_opens_a_version_2_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+             INSERT INTO outbox (body) VALUES ('{\"id\":\"old\"}');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let store = open_sqlite(dir.path()).unwrap();
+    store
+        .push_events(vec![r#"{"id":"new"}"#.into()])
+        .await
+        .unwrap();
+    let events = store.claim_events(10).await.unwrap();
+    let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(bodies, [r#"{"id":"old"}"#, r#"{"id":"new"}"#]);
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+    let times: Vec<i64> = conn
+        .prepare("SELECT ts FROM outbox ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(times[0], 0);
+    assert!(times[1] > 0);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+}
