@@ -13,12 +13,14 @@
 //! ```
 //!
 //! Besides the hooks: `GET /calls` lists what it received (for tests and
-//! for a curious operator), `POST /control
+//! for a curious operator), `GET /stats` how many calls it had in hand at
+//! once, `POST /control
 //! {"delayMs","jitterMs","status","eventsMaxBytes"}` makes it slow, out of
 //! order, failing or limited in request size on purpose. An event batch
 //! holding a message whose body is `"poison"` is refused 422.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,6 +64,26 @@ struct App {
     secret: Option<String>,
     calls: Mutex<Vec<Value>>,
     behaviour: Mutex<Behaviour>,
+    /// Hook calls being worked on now, and the most at once so far.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts a call in the backend's hands while it lives.
+struct Working<'a>(&'a App);
+
+impl<'a> Working<'a> {
+    fn start(app: &'a App) -> Self {
+        let now = app.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        app.max_in_flight.fetch_max(now, Ordering::AcqRel);
+        Working(app)
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[tokio::main]
@@ -71,11 +93,14 @@ async fn main() -> anyhow::Result<()> {
         secret: args.secret,
         calls: Mutex::default(),
         behaviour: Mutex::default(),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
     });
     let router = Router::new()
         .route("/hooks/{hook}", post(hook))
         .route("/calls", get(calls))
         .route("/control", post(control))
+        .route("/stats", get(stats))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("backend listening on {}", listener.local_addr()?);
@@ -91,6 +116,22 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The work runs to its end even when rtgate gave up waiting and closed
+    // the connection, as a real backend's (a thread per request) does:
+    // that is what `maxInFlight` counts.
+    tokio::spawn(decide(app, name, version, headers, body))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn decide(
+    app: Arc<App>,
+    name: String,
+    version: axum::http::Version,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _working = Working::start(&app);
     let signed = headers
         .get("x-rtgate-signature")
         .and_then(|v| v.to_str().ok())
@@ -265,6 +306,15 @@ fn valid(secret: &str, body: &[u8], signature: &str) -> bool {
 
 async fn calls(State(app): State<Arc<App>>) -> Json<Value> {
     Json(Value::Array(app.calls.lock().unwrap().clone()))
+}
+
+/// `{"inFlight","maxInFlight"}`: hook calls in the backend's hands now, and
+/// the most at once so far.
+async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({
+        "inFlight": app.in_flight.load(Ordering::Acquire),
+        "maxInFlight": app.max_in_flight.load(Ordering::Acquire),
+    }))
 }
 
 async fn control(State(app): State<Arc<App>>, Json(c): Json<Value>) -> StatusCode {

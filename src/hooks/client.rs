@@ -13,11 +13,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use super::batch::Batcher;
+use super::slots::Slots;
 use crate::config::{HookName, HooksConfig, Secret};
 use crate::telemetry;
 use crate::telemetry::otel;
@@ -28,6 +28,9 @@ pub(crate) const SIGNATURE: &str = "x-rtgate-signature";
 pub(crate) const HOOK: &str = "x-rtgate-hook";
 /// How many messages a batched call carries.
 pub(crate) const BATCH: &str = "x-rtgate-batch";
+/// The longest a call keeps its slot after its caller stopped waiting (or
+/// four times the hook timeout, if longer): then its connection is closed.
+const HELD_MAX: Duration = Duration::from_secs(30);
 
 /// Why a hook call got no usable answer. The failure policy of the hook
 /// decides what happens to the request that needed it.
@@ -79,8 +82,7 @@ pub(crate) struct Answer {
 pub(crate) struct Endpoint {
     label: &'static str,
     url: Uri,
-    slots: Semaphore,
-    max: usize,
+    slots: Slots,
     allow_on_failure: bool,
     /// Set for a publish hook that takes batches.
     batch: Option<Batcher>,
@@ -109,8 +111,7 @@ impl Endpoint {
         Self {
             label,
             url,
-            slots: Semaphore::new(cfg.max_in_flight),
-            max: cfg.max_in_flight,
+            slots: Slots::new(cfg.max_in_flight),
             allow_on_failure: cfg.allows_on_failure(name),
             batch,
         }
@@ -163,9 +164,12 @@ impl HookClient {
     /// POSTs `body` (JSON) to `ep` and hands its answer to `decide`, all
     /// within the deadline; the call is counted by how it ended (an answer
     /// `decide` cannot use counts as a failure of its kind).
+    /// `caller` is who the call is for (a user, or a client address before
+    /// login): it holds at most its share of the hook's slots.
     pub(crate) async fn call<T>(
         &self,
         ep: &Endpoint,
+        caller: &str,
         body: Vec<u8>,
         decide: impl FnOnce(Answer) -> Result<T, HookError>,
     ) -> Result<T, HookError> {
@@ -178,7 +182,7 @@ impl HookClient {
             outcome = tracing::field::Empty,
         );
         let result = self
-            .exchange(ep, body, started + self.timeout)
+            .exchange(ep, caller, body, started + self.timeout)
             .instrument(span.clone())
             .await
             .and_then(decide);
@@ -194,6 +198,7 @@ impl HookClient {
     async fn exchange(
         &self,
         ep: &Endpoint,
+        caller: &str,
         body: Vec<u8>,
         deadline: Instant,
     ) -> Result<Answer, HookError> {
@@ -206,11 +211,23 @@ impl HookClient {
         // end with a slot (and a doomed call) instead of failing busy.
         let now = Instant::now();
         let wait_until = now + deadline.saturating_duration_since(now) / 2;
-        let _slot = timeout_at(wait_until, ep.slots.acquire())
-            .await
-            .map_err(|_| HookError::Busy(ep.max))?
-            .expect("the semaphore is never closed");
-        self.post(&ep.url, ep.label, body, deadline, None).await
+        let slot = ep.slots.acquire(caller, wait_until).await?;
+        // The request runs on its own, holding the slot until the backend
+        // answers or the connection ends (at most HELD_MAX): a caller that
+        // stops waiting does not free a slot the backend is still busy with.
+        let client = self.clone();
+        let (url, label) = (ep.url.clone(), ep.label);
+        let hard = Instant::now() + (self.timeout * 4).max(HELD_MAX);
+        let request = tokio::spawn(async move {
+            let answer = client.post(&url, label, body, hard, None).await;
+            drop(slot);
+            answer
+        });
+        match timeout_at(deadline, request).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(HookError::Unreachable(format!("the call failed: {e}"))),
+            Err(_) => Err(HookError::Timeout(self.timeout.as_millis())),
+        }
     }
 
     /// One signed POST of `body` (a batch of `batch` messages when given)

@@ -9,6 +9,7 @@ mod client;
 mod connect;
 mod join;
 mod publish;
+mod slots;
 
 use tracing::warn;
 
@@ -91,7 +92,13 @@ impl Hooks {
             return ConnectOutcome::Builtin;
         };
         let body = serde_json::to_vec(req).expect("a connect request serializes");
-        let decided = self.client.call(ep, body, connect::decide).await;
+        // Before login the caller is its address; a refresh is its user's.
+        let caller = req
+            .user_id
+            .map(|u| u.as_str().to_owned())
+            .or_else(|| req.client_addr.clone())
+            .unwrap_or_default();
+        let decided = self.client.call(ep, &caller, body, connect::decide).await;
         match decided {
             Ok(Ok(c)) => {
                 telemetry::hook_decision(ep.label(), "accept");
@@ -131,7 +138,9 @@ impl Hooks {
         let max_body = self.max_body;
         let decided = self
             .client
-            .call(ep, body, |answer| publish::decide(answer, p, max_body))
+            .call(ep, user.map_or("", |u| u.as_str()), body, |answer| {
+                publish::decide(answer, p, max_body)
+            })
             .await;
         match decided {
             Ok(Ok(d)) => {
@@ -162,7 +171,7 @@ impl Hooks {
         let body = serde_json::to_vec(&req).expect("a join request serializes");
         let decided = self
             .client
-            .call(ep, body, |answer| join::decide(answer, room))
+            .call(ep, user.as_str(), body, |answer| join::decide(answer, room))
             .await;
         match decided {
             Ok(Ok(())) => {
@@ -189,7 +198,7 @@ impl Hooks {
             return Ok(());
         };
         self.client
-            .call(ep, batch, |answer| match answer.status {
+            .call(ep, "events", batch, |answer| match answer.status {
                 200..=299 => Ok(()),
                 status => Err(HookError::Status(status)),
             })

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use super::state::LoggedIn;
+use super::verdicts::{self, Asked, Verdict};
 use crate::auth::{AuthError, Identity};
 use crate::gateway::Gateway;
 use crate::hooks::{ConnectOutcome, ConnectRequest};
@@ -21,23 +22,45 @@ use crate::telemetry::otel;
 
 /// A message on its way to the store (through the publish hook, if one
 /// applies) whose ack or error is still to be sent, with its `clientMsgId`.
-/// What a send comes to: the store's ack, nothing (a volatile message the
-/// publish hook let through), or the error for the sender.
-pub(crate) type AckFuture =
-    BoxFuture<'static, (Option<String>, Result<Option<Appended>, ProtoError>)>;
+/// What a command that waited beside the session's loop comes to.
+pub(crate) enum Done {
+    /// A send: the store's ack, nothing (a volatile message the publish
+    /// hook let through), or the error for the sender.
+    Ack(Option<String>, Result<Option<Appended>, ProtoError>),
+    /// The join hook's verdict on a room; what waited for it goes on.
+    Verdict(Verdict),
+}
+
+/// Work a command left running beside the session's loop.
+pub(crate) type AckFuture = BoxFuture<'static, Done>;
 
 /// What a command asks the driver to do.
 #[derive(Default)]
 pub(crate) struct Effects {
     /// Frames to send, in order.
     pub(crate) replies: Vec<Reply>,
-    /// A stored message's ack, to send once the store has it.
-    pub(crate) ack: Option<AckFuture>,
+    /// Work left running: a stored message's ack, to send once the store
+    /// has it; a join hook's verdict, to go on with.
+    pub(crate) acks: Vec<AckFuture>,
     /// Close the session after the replies.
     pub(crate) close: Option<CloseCode>,
 }
 
 impl Effects {
+    /// Adds what `other` comes to after this.
+    pub(crate) fn merge(&mut self, other: Effects) {
+        self.replies.extend(other.replies);
+        self.acks.extend(other.acks);
+        self.close = self.close.or(other.close);
+    }
+
+    fn wait(work: AckFuture) -> Self {
+        Self {
+            acks: vec![work],
+            ..Self::default()
+        }
+    }
+
     fn reply(reply: Reply) -> Self {
         Self {
             replies: vec![reply],
@@ -45,11 +68,11 @@ impl Effects {
         }
     }
 
-    fn error(e: ProtoError, client_msg_id: Option<String>) -> Self {
+    pub(crate) fn error(e: ProtoError, client_msg_id: Option<String>) -> Self {
         Self::reply(Reply::error(&e, client_msg_id))
     }
 
-    fn answer(result: Result<Reply, ProtoError>) -> Self {
+    pub(crate) fn answer(result: Result<Reply, ProtoError>) -> Self {
         match result {
             Ok(r) => Self::reply(r),
             Err(e) => Self::error(e, None),
@@ -59,6 +82,34 @@ impl Effects {
 
 /// Runs one command of a logged-in session.
 pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effects {
+    // A command about a room whose join hook verdict is pending waits
+    // behind it.
+    let cmd = match verdicts::hold(s, cmd) {
+        Ok(Some(cmd)) => cmd,
+        Ok(None) => return Effects::default(),
+        Err(e) => return Effects::error(e, None),
+    };
+    match &cmd {
+        Command::Join {
+            room,
+            presence_events,
+        } if verdicts::needs_hook(s, gw, room, false) => {
+            let asked = Asked::Join {
+                presence_events: *presence_events,
+            };
+            return Effects::wait(verdicts::ask(s, gw, room.clone(), asked));
+        }
+        Command::History {
+            room: Some(room), ..
+        }
+        | Command::PresenceRoom(room)
+            if verdicts::needs_hook(s, gw, room, true) =>
+        {
+            let room = room.clone();
+            return Effects::wait(verdicts::ask(s, gw, room, Asked::Read(cmd)));
+        }
+        _ => {}
+    }
     match cmd {
         Command::Login(_) => Effects::error(ProtoError::bad("already logged in"), None),
         Command::Heartbeat => Effects::reply(Reply::heartbeat(now_ms())),
@@ -135,13 +186,13 @@ fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     let hooked = gw.hooks().publish_applies(&p);
     if p.volatile && hooked {
         return Effects {
-            ack: Some(traced(volatile_after_hook(s, gw, p), span)),
+            acks: vec![traced(volatile_after_hook(s, gw, p), span)],
             ..Effects::default()
         };
     }
     if !p.volatile && (hooked || s.turns.busy()) {
         return Effects {
-            ack: Some(traced(publish_after_hook(s, gw, p, hooked), span)),
+            acks: vec![traced(publish_after_hook(s, gw, p, hooked), span)],
             ..Effects::default()
         };
     }
@@ -149,11 +200,11 @@ fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
     match sent {
         Sent::Volatile => Effects::default(),
         Sent::Stored(fut) => Effects {
-            ack: Some(traced(
-                fut.map(move |r| (cmid, r.map(Some).map_err(Into::into)))
+            acks: vec![traced(
+                fut.map(move |r| Done::Ack(cmid, r.map(Some).map_err(Into::into)))
                     .boxed(),
                 span,
-            )),
+            )],
             ..Effects::default()
         },
     }
@@ -188,9 +239,9 @@ fn publish_after_hook(s: &mut LoggedIn, gw: &Gateway, mut p: Publish, hooked: bo
         // Handed to the store (or refused): the next message may go.
         drop(turn);
         match sent {
-            Ok(Sent::Stored(fut)) => (cmid, fut.await.map(Some).map_err(Into::into)),
+            Ok(Sent::Stored(fut)) => Done::Ack(cmid, fut.await.map(Some).map_err(Into::into)),
             Ok(Sent::Volatile) => unreachable!("volatile messages take volatile_after_hook"),
-            Err(e) => (cmid, Err(e)),
+            Err(e) => Done::Ack(cmid, Err(e)),
         }
     }
     .boxed()
@@ -208,10 +259,10 @@ fn volatile_after_hook(s: &LoggedIn, gw: &Gateway, mut p: Publish) -> AckFuture 
     async move {
         let cmid = p.client_msg_id.clone();
         if let Err(e) = hooks.publish(Some(&user), &mut p).await {
-            return (cmid, Err(e));
+            return Done::Ack(cmid, Err(e));
         }
         match publisher.send(user, Some(origin), p) {
-            Sent::Volatile => (cmid, Ok(None)),
+            Sent::Volatile => Done::Ack(cmid, Ok(None)),
             Sent::Stored(_) => unreachable!("a volatile message is not stored"),
         }
     }

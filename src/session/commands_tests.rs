@@ -70,6 +70,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         turns: Default::default(),
         presence_rooms: Vec::new(),
         read_grants: Default::default(),
+        pending: Default::default(),
     }
 }
 
@@ -79,7 +80,7 @@ fn only(rooms: &[&str]) -> RoomGrant {
 
 /// The single reply of a command that answers with one frame.
 fn one(e: Effects) -> Reply {
-    assert!(e.ack.is_none(), "no ack expected");
+    assert!(e.acks.is_empty(), "no ack expected");
     assert_eq!(e.replies.len(), 1, "one reply expected");
     e.replies.into_iter().next().unwrap()
 }
@@ -172,7 +173,7 @@ async fn publishing_needs_membership_and_is_acked_after_the_store() {
     handle(&mut bob, &gw, Command::join(id("r1"))).await;
     let e = handle(&mut alice, &gw, publish_to_room("r1", "c2")).await;
     assert!(e.replies.is_empty());
-    let (cmid, acked) = e.ack.expect("a stored message is acked").await;
+    let (cmid, acked) = acked(e).await;
     assert_eq!(cmid.as_deref(), Some("c2"));
     let acked = acked.unwrap().expect("a stored message");
     assert_eq!(acked.seq, 1);
@@ -201,7 +202,7 @@ async fn history_reads_the_room_or_the_inbox_in_seq_order() {
     handle(&mut s, &gw, Command::join(id("r1"))).await;
     for c in ["c1", "c2", "c3"] {
         let e = handle(&mut s, &gw, publish_to_room("r1", c)).await;
-        e.ack.unwrap().await.1.unwrap();
+        acked(e).await.1.unwrap();
     }
     let history = |room: Option<&str>, since| Command::History {
         room: room.map(id),
@@ -263,15 +264,23 @@ async fn the_inbox_cursor_is_stored_without_an_answer() {
             volatile: false,
             latest: None,
         });
-        handle(&mut bob, &gw, dm)
-            .await
-            .ack
-            .unwrap()
-            .await
-            .1
-            .unwrap();
+        acked(handle(&mut bob, &gw, dm).await).await.1.unwrap();
     }
     let e = handle(&mut s, &gw, Command::Cursor { seq: 5 }).await;
-    assert!(e.replies.is_empty() && e.ack.is_none());
+    assert!(e.replies.is_empty() && e.acks.is_empty());
     assert_eq!(gw.store().cursor(&id("alice")).await.unwrap(), 5);
+}
+
+/// The one ack a send left running, awaited.
+async fn acked(
+    e: Effects,
+) -> (
+    Option<String>,
+    Result<Option<crate::store::Appended>, ProtoError>,
+) {
+    let [ack] = <[_; 1]>::try_from(e.acks).ok().expect("one ack");
+    match ack.await {
+        Done::Ack(cmid, result) => (cmid, result),
+        Done::Verdict(_) => panic!("a verdict, not an ack"),
+    }
 }

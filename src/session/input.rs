@@ -10,6 +10,7 @@ use tracing::{Instrument, field};
 use super::commands::{self, Effects};
 use super::core::Admit;
 use super::login::{self, Refused};
+use super::verdicts::{self, Verdict};
 use super::{Driver, Flow};
 use crate::model::{Delivery, now_ms};
 use crate::protocol::{Command, DecodeError, Inbound, Login, PONG, ProtoError, decode};
@@ -108,15 +109,35 @@ impl<T: Transport> Driver<T> {
             let e = ProtoError::Unauthorized("log in first (msgType 2)".into());
             return self.error(e, None).await.into();
         };
+        let effects = commands::handle(state, &self.gw, cmd).await;
+        self.apply(effects).await
+    }
+
+    /// Goes on with what waited for a join hook verdict.
+    pub(super) async fn on_verdict(&mut self, v: Verdict) -> Flow {
+        let Some(state) = &mut self.active else {
+            return Flow::Continue;
+        };
+        let effects = verdicts::resume(state, &self.gw, v).await;
+        match self.apply(effects).await {
+            // Nothing else flushes what this wrote (an incoming frame's
+            // replies are flushed once it is handled).
+            Flow::Continue => self.flush().await,
+            other => other,
+        }
+    }
+
+    /// Sends what a command came to and keeps the work it left running.
+    async fn apply(&mut self, effects: Effects) -> Flow {
         let Effects {
             replies,
-            ack,
+            acks,
             close,
-        } = commands::handle(state, &self.gw, cmd).await;
-        if let Some(ack) = ack {
+        } = effects;
+        if !acks.is_empty() {
             self.acks
                 .get_or_insert_with(FuturesUnordered::new)
-                .push(ack);
+                .extend(acks);
         }
         for r in replies {
             if let Err(e) = self.reply(r).await {

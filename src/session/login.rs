@@ -135,6 +135,7 @@ pub(crate) async fn login(
         turns: Default::default(),
         presence_rooms: Vec::new(),
         read_grants: Default::default(),
+        pending: Default::default(),
     };
     info!(session = %id, "logged in");
     telemetry::login("ok");

@@ -12,6 +12,7 @@ mod login;
 mod output;
 mod sources;
 mod state;
+mod verdicts;
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use crate::store::Appended;
 use crate::telemetry;
 use crate::transport::{PeerInfo, Transport, TransportError};
 use crate::wake::WakeFlag;
-use commands::AckFuture;
+use commands::{AckFuture, Done};
 use core::{Core, Due};
 use output::WriteError;
 use sources::{Woke, next_ack};
@@ -229,7 +230,8 @@ impl<T: Transport> Driver<T> {
                         }
                     }
                 },
-                Woke::Ack(cmid, result) => Box::pin(self.on_ack(cmid, result)).await,
+                Woke::Done(Done::Ack(cmid, result)) => Box::pin(self.on_ack(cmid, result)).await,
+                Woke::Done(Done::Verdict(v)) => Box::pin(self.on_verdict(v)).await,
                 // Boxed like every handler that writes: a write's state
                 // (bounded by a deadline) would otherwise sit in every idle
                 // session's future.
@@ -269,7 +271,11 @@ impl<T: Transport> Driver<T> {
         // Messages already handed to the store get their acks before the
         // close, so the client need not resend them.
         let drain = async {
-            while let Some((cmid, result)) = next_ack(&mut self.acks).await {
+            while let Some(done) = next_ack(&mut self.acks).await {
+                // Verdicts no longer matter: the session is closing.
+                let Done::Ack(cmid, result) = done else {
+                    continue;
+                };
                 if !matches!(self.on_ack(cmid, result).await, Flow::Continue) {
                     break;
                 }

@@ -11,16 +11,12 @@ use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::Driver;
-use super::commands::AckFuture;
+use super::commands::{AckFuture, Done};
 use crate::model::OutFrame;
-use crate::protocol::ProtoError;
-use crate::store::Appended;
 use crate::transport::{Incoming, Transport, TransportError};
 
-/// The next finished store, `None` when none is in flight.
-pub(super) async fn next_ack(
-    acks: &mut Option<FuturesUnordered<AckFuture>>,
-) -> Option<(Option<String>, Result<Option<Appended>, ProtoError>)> {
+/// The next finished work, `None` when none is in flight.
+pub(super) async fn next_ack(acks: &mut Option<FuturesUnordered<AckFuture>>) -> Option<Done> {
     match acks {
         Some(a) => a.next().await,
         None => None,
@@ -34,8 +30,9 @@ pub(super) enum Woke {
     Cancelled,
     /// The session's one timer.
     Deadline,
-    /// A store finished: its ack (or error) is due.
-    Ack(Option<String>, Result<Option<Appended>, ProtoError>),
+    /// Work beside the loop finished: a store (its ack or error is due),
+    /// or a join hook's verdict.
+    Done(Done),
     /// A frame from the outbound queue.
     Out(OutFrame),
     /// Something from the peer, `None` when it is gone.
@@ -103,9 +100,9 @@ impl<T: Transport> Driver<T> {
             return Poll::Ready(Woke::Deadline);
         }
         if let Some(acks) = self.acks.as_mut().filter(|a| !a.is_empty())
-            && let Poll::Ready(Some((cmid, result))) = acks.poll_next_unpin(&mut quiet)
+            && let Poll::Ready(Some(done)) = acks.poll_next_unpin(&mut quiet)
         {
-            return Poll::Ready(Woke::Ack(cmid, result));
+            return Poll::Ready(Woke::Done(done));
         }
         Poll::Pending
     }

@@ -29,6 +29,9 @@ pub(crate) struct LoggedIn {
     /// The join hook's recent answers for rooms it reads without being in
     /// them (history, presence, replay).
     pub(crate) read_grants: ReadGrants,
+    /// Rooms whose join hook verdict is on its way, and the commands
+    /// waiting behind each.
+    pub(crate) pending: super::verdicts::Pending,
 }
 
 /// How long a join hook's answer about reading a room holds.

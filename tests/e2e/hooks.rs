@@ -92,10 +92,10 @@ impl Drop for Backend {
 }
 
 /// The origin of the backend's own pages in these tests.
-const APP_ORIGIN: &str = "https://app.example";
+pub(crate) const APP_ORIGIN: &str = "https://app.example";
 
 /// A node whose connect, publish and join hooks go to `b`.
-fn hooked(b: &Backend, extra: &[&str]) -> Server {
+pub(crate) fn hooked(b: &Backend, extra: &[&str]) -> Server {
     let (c, p, j) = (b.url("connect"), b.url("publish"), b.url("join"));
     let mut args = vec![
         "--allowed-origin",
@@ -123,7 +123,7 @@ async fn connect_as(s: &Server, headers: &[(&str, &str)], query: &str) -> Client
 }
 
 /// Logs in with the backend's web session cookie for `user`.
-async fn with_cookie(s: &Server, user: &str) -> (Client, Value) {
+pub(crate) async fn with_cookie(s: &Server, user: &str) -> (Client, Value) {
     let cookie = format!("theme=dark; session={user}");
     let mut c = connect_as(s, &[("cookie", &cookie)], "").await;
     let reply = c.login_as(json!({"msgType": 2})).await;

@@ -9,6 +9,7 @@ mod control;
 mod durability;
 mod example_clients;
 mod hardening;
+mod hook_fairness;
 mod hooks;
 mod lab;
 mod legacy;
