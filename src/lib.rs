@@ -30,6 +30,8 @@ pub(crate) mod budgets;
 pub(crate) mod caps;
 pub mod certs;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod gateway;
 pub(crate) mod hooks;
 pub mod hub;

@@ -3,6 +3,8 @@
 //! API for backends (`backend`).
 
 mod backend;
+
+pub(crate) use backend::fuzzing::body as fuzz_body;
 pub(crate) mod https;
 pub(crate) mod serve;
 pub(crate) mod upgrade;

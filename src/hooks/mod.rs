@@ -7,6 +7,7 @@
 mod batch;
 mod client;
 mod connect;
+mod fuzzing;
 mod join;
 mod publish;
 mod slots;
@@ -16,6 +17,7 @@ use tracing::warn;
 pub(crate) use client::HookError;
 use client::{Endpoint, HookClient};
 pub(crate) use connect::{ConnectRequest, Connected};
+pub(crate) use fuzzing::answer as fuzz_answer;
 use publish::{Decision, Filter, Message, PublishRequest};
 
 use crate::auth::AuthError;

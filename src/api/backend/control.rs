@@ -82,28 +82,43 @@ pub(crate) async fn disconnect(
     _: Authorized,
     ApiJson(d): ApiJson<Disconnect>,
 ) -> Result<Json<Instructed>, ApiError> {
-    let user = id(&d.user_id, "userId")?;
-    let code = match d.code {
-        None => CloseCode::Forbidden,
-        Some(n) => CloseCode::from_api(n).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "code: {n} is not 1000, 1001, a protocol code or 3000 to 4999"
-            ))
-        })?,
-    };
-    let reason = d
-        .reason
-        .unwrap_or_else(|| "disconnected by the server".into());
-    if reason.len() > MAX_REASON {
-        return Err(ApiError::BadRequest(format!(
-            "reason: at most {MAX_REASON} bytes"
-        )));
-    }
-    let control = Control::Disconnect {
-        code: code.code(),
-        reason,
-    };
+    let (user, control) = d.checked()?;
     instruct(&gw, user, control).await
+}
+
+impl Disconnect {
+    /// The user and the close to send, or what is wrong with the body.
+    pub(super) fn checked(self) -> Result<(Id, Control), ApiError> {
+        let user = id(&self.user_id, "userId")?;
+        let code = match self.code {
+            None => CloseCode::Forbidden,
+            Some(n) => CloseCode::from_api(n).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "code: {n} is not 1000, 1001, a protocol code or 3000 to 4999"
+                ))
+            })?,
+        };
+        let reason = self
+            .reason
+            .unwrap_or_else(|| "disconnected by the server".into());
+        if reason.len() > MAX_REASON {
+            return Err(ApiError::BadRequest(format!(
+                "reason: at most {MAX_REASON} bytes"
+            )));
+        }
+        let control = Control::Disconnect {
+            code: code.code(),
+            reason,
+        };
+        Ok((user, control))
+    }
+}
+
+impl Membership {
+    /// The user and the room, or what is wrong with them.
+    pub(super) fn checked(&self) -> Result<(Id, Id), ApiError> {
+        Ok((id(&self.user_id, "userId")?, id(&self.room_id, "roomId")?))
+    }
 }
 
 /// A user and a room.
@@ -135,8 +150,7 @@ pub(crate) async fn join(
     _: Authorized,
     ApiJson(m): ApiJson<Membership>,
 ) -> Result<Json<Instructed>, ApiError> {
-    let user = id(&m.user_id, "userId")?;
-    let room = id(&m.room_id, "roomId")?;
+    let (user, room) = m.checked()?;
     instruct(&gw, user, Control::Join { room }).await
 }
 
@@ -159,8 +173,7 @@ pub(crate) async fn leave(
     _: Authorized,
     ApiJson(m): ApiJson<Membership>,
 ) -> Result<Json<Instructed>, ApiError> {
-    let user = id(&m.user_id, "userId")?;
-    let room = id(&m.room_id, "roomId")?;
+    let (user, room) = m.checked()?;
     instruct(&gw, user, Control::Leave { room }).await
 }
 

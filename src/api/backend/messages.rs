@@ -224,23 +224,31 @@ pub(crate) async fn broadcast(
     headers: HeaderMap,
     ApiJson(b): ApiJson<Broadcast>,
 ) -> Result<Json<Vec<Outcome>>, ApiError> {
-    if b.user_ids.is_empty() || b.user_ids.len() > MAX_BROADCAST {
-        return Err(ApiError::BadRequest(format!(
-            "userIds: 1 to {MAX_BROADCAST} users"
-        )));
-    }
-    let mut message = b.message;
-    if message.contains_key("receivedUserId") {
-        return Err(ApiError::BadRequest(
-            "receivedUserId: the recipients are userIds".into(),
-        ));
-    }
-    let mut each = Vec::with_capacity(b.user_ids.len());
-    for user in b.user_ids {
-        message.insert("receivedUserId".into(), Value::String(user));
-        each.push(serde_json::to_vec(&message).expect("JSON from JSON"));
-    }
+    let each = b.messages()?;
     Ok(Json(send_all(&gw, each, traceparent(&headers)).await))
+}
+
+impl Broadcast {
+    /// The message for each recipient, or what is wrong with the body.
+    pub(super) fn messages(self) -> Result<Vec<Vec<u8>>, ApiError> {
+        if self.user_ids.is_empty() || self.user_ids.len() > MAX_BROADCAST {
+            return Err(ApiError::BadRequest(format!(
+                "userIds: 1 to {MAX_BROADCAST} users"
+            )));
+        }
+        let mut message = self.message;
+        if message.contains_key("receivedUserId") {
+            return Err(ApiError::BadRequest(
+                "receivedUserId: the recipients are userIds".into(),
+            ));
+        }
+        let mut each = Vec::with_capacity(self.user_ids.len());
+        for user in self.user_ids {
+            message.insert("receivedUserId".into(), Value::String(user));
+            each.push(serde_json::to_vec(&message).expect("JSON from JSON"));
+        }
+        Ok(each)
+    }
 }
 
 /// Which channel to read, and from where.

@@ -7,6 +7,7 @@
 
 mod access;
 mod control;
+pub(crate) mod fuzzing;
 mod messages;
 mod stats;
 

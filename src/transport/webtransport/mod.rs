@@ -10,6 +10,7 @@
 mod capsule;
 mod datagrams;
 mod flow;
+pub(crate) mod fuzzing;
 mod handshake;
 mod inbound;
 mod negotiate;
