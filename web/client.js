@@ -357,7 +357,8 @@
     get(url) {
       try {
         const v = JSON.parse(this.storage?.getItem(this.key(url)) ?? "null");
-        return v && v.until > this.now() ? v.kind : null;
+        const kind = v?.kind === "webtransport" || v?.kind === "websocket" ? v.kind : null;
+        return kind && typeof v.until === "number" && v.until > this.now() ? kind : null;
       } catch {
         return null;
       }
@@ -448,6 +449,25 @@
   }
 
   // src/positions.ts
+  var MAX_SAVED_ROOMS = 1e3;
+  var MAX_ID = 256;
+  var isSeq = (v) => Number.isSafeInteger(v) && v >= 0;
+  var isId = (v) => typeof v === "string" && v.length > 0 && v.length <= MAX_ID;
+  function sanitize(v) {
+    if (typeof v !== "object" || v === null) return null;
+    const o = v;
+    const user = isId(o.user) ? o.user : null;
+    if (user === null) return null;
+    const inbox = isSeq(o.inbox) ? o.inbox : null;
+    const joined = Array.isArray(o.joined) ? o.joined.filter(isId).slice(0, MAX_SAVED_ROOMS) : [];
+    const rooms = {};
+    if (typeof o.rooms === "object" && o.rooms !== null && !Array.isArray(o.rooms)) {
+      for (const [r, seq] of Object.entries(o.rooms).slice(0, MAX_SAVED_ROOMS)) {
+        if (isId(r) && isSeq(seq)) rooms[r] = seq;
+      }
+    }
+    return { user, inbox, rooms, joined: [...new Set(joined)] };
+  }
   var MemoryStore = class {
     constructor() {
       this.map = /* @__PURE__ */ new Map();
@@ -507,7 +527,9 @@
       for (const r of rooms) this.joined.add(r);
     }
     /** Takes saved positions (those of a page before a reload); the rooms asked for now stay. */
-    restore(p) {
+    restore(saved) {
+      const p = sanitize(saved);
+      if (p === null) return;
       this.user = p.user;
       this.inbox = p.inbox;
       for (const r of p.joined) this.joined.add(r);
@@ -733,7 +755,7 @@
       if (this.loadedFor === user) return null;
       this.loadedFor = user;
       try {
-        const saved = await this.store.load(this.storePrefix + user);
+        const saved = sanitize(await this.store.load(this.storePrefix + user));
         if (saved && saved.user === user) {
           this.positions.restore(saved);
           return saved;

@@ -10,7 +10,7 @@ import { RtgateError } from "./errors.js";
 import { type Link, type LinkHandlers, WsLink, WtLink } from "./links.js";
 import { TransportMemory } from "./memory.js";
 import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
-import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker } from "./positions.js";
+import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker, sanitize } from "./positions.js";
 import type {
   Ack,
   ClientEvents,
@@ -258,7 +258,7 @@ export class RtgateClient {
     if (this.loadedFor === user) return null;
     this.loadedFor = user;
     try {
-      const saved = await this.store.load(this.storePrefix + user);
+      const saved = sanitize(await this.store.load(this.storePrefix + user));
       if (saved && saved.user === user) {
         this.positions.restore(saved);
         return saved;

@@ -34,7 +34,9 @@ export class TransportMemory {
   get(url: string): TransportKind | null {
     try {
       const v = JSON.parse(this.storage?.getItem(this.key(url)) ?? "null");
-      return v && v.until > this.now() ? v.kind : null;
+      // Whatever else is stored there (by an older version, by hand) is not a memory.
+      const kind = v?.kind === "webtransport" || v?.kind === "websocket" ? (v.kind as TransportKind) : null;
+      return kind && typeof v.until === "number" && v.until > this.now() ? kind : null;
     } catch {
       return null;
     }

@@ -15,6 +15,36 @@ export interface Positions {
   joined: string[];
 }
 
+/** Rooms kept from saved positions at most (the server caps a session's rooms lower). */
+const MAX_SAVED_ROOMS = 1000;
+/** Longest room or user id kept from saved positions. */
+const MAX_ID = 256;
+
+const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isId = (v: unknown): v is string => typeof v === "string" && v.length > 0 && v.length <= MAX_ID;
+
+/**
+ * Saved positions as stored, checked: storage is written by other code too
+ * (an older version, an extension, a user's console), and one bad value
+ * sent as `since` would make every login fail (400). Whatever is not a
+ * valid position is dropped; `null` when nothing usable is left.
+ */
+export function sanitize(v: unknown): Positions | null {
+  if (typeof v !== "object" || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const user = isId(o.user) ? o.user : null;
+  if (user === null) return null;
+  const inbox = isSeq(o.inbox) ? o.inbox : null;
+  const joined = Array.isArray(o.joined) ? o.joined.filter(isId).slice(0, MAX_SAVED_ROOMS) : [];
+  const rooms: Record<string, number> = {};
+  if (typeof o.rooms === "object" && o.rooms !== null && !Array.isArray(o.rooms)) {
+    for (const [r, seq] of Object.entries(o.rooms as Record<string, unknown>).slice(0, MAX_SAVED_ROOMS)) {
+      if (isId(r) && isSeq(seq)) rooms[r] = seq;
+    }
+  }
+  return { user, inbox, rooms, joined: [...new Set(joined)] };
+}
+
 /** Where positions survive a reload. */
 export interface PositionStore {
   load(key: string): Promise<Positions | null>;
@@ -89,7 +119,9 @@ export class PositionTracker {
   }
 
   /** Takes saved positions (those of a page before a reload); the rooms asked for now stay. */
-  restore(p: Positions): void {
+  restore(saved: Positions): void {
+    const p = sanitize(saved);
+    if (p === null) return;
     this.user = p.user;
     this.inbox = p.inbox;
     for (const r of p.joined) this.joined.add(r);

@@ -52,6 +52,12 @@ test("the winning transport is remembered per origin until it expires", () => {
   now = 1501;
   assert.equal(m.get("https://chat.example:8443/"), null, "forgotten");
   assert.equal(new TransportMemory(null).get("https://x/"), null, "no storage at all");
+  // Whatever else is stored under the key is no memory.
+  const key = "rtgate.transport:https://chat.example:8443";
+  for (const junk of ["{", "null", "7", '"websocket"', '{"kind":"ftp","until":9999}', '{"kind":"websocket","until":"soon"}', '{"kind":["websocket"],"until":9999}']) {
+    map.set(key, junk);
+    assert.equal(m.get("https://chat.example:8443/"), null, junk);
+  }
 });
 
 test("saved positions are keyed by the token's subject", () => {

@@ -50,3 +50,33 @@ test("positions of another user are dropped at login", () => {
   assert.equal(p.inbox, 2);
   assert.equal(p.rooms.size, 0);
 });
+
+test("corrupt saved positions are cleaned, never sent as since", () => {
+  const garbage: unknown[] = [
+    null,
+    42,
+    "positions",
+    [],
+    { user: 7 },
+    { user: "" },
+    { user: "alice", inbox: -1, rooms: null, joined: "lobby" },
+    { user: "alice", inbox: "9", rooms: { a: "x", b: -2, c: 1.5, d: 1e300, e: 4 }, joined: [1, "a", "e", "e"] },
+    { user: "alice", inbox: Number.MAX_SAFE_INTEGER + 2, rooms: [5], joined: [null] },
+    { user: "x".repeat(300), inbox: 1, rooms: {}, joined: [] },
+  ];
+  for (const g of garbage) {
+    const p = new PositionTracker();
+    p.restore(g as never);
+    const since = p.since();
+    if (since === undefined) continue;
+    if (since.inbox !== undefined) assert.ok(Number.isSafeInteger(since.inbox) && since.inbox >= 0, JSON.stringify(g));
+    for (const [room, seq] of Object.entries(since.rooms)) {
+      assert.ok(room.length > 0 && Number.isSafeInteger(seq) && seq >= 0, `${room}: ${seq} from ${JSON.stringify(g)}`);
+    }
+  }
+  // What is valid in a partly corrupt entry is kept.
+  const p = new PositionTracker();
+  p.restore({ user: "alice", inbox: "9", rooms: { a: "x", e: 4 }, joined: [1, "a", "e", "e"] } as never);
+  assert.deepEqual(p.since(), { rooms: { e: 4 } });
+  assert.deepEqual([...p.joined].sort(), ["a", "e"]);
+});
