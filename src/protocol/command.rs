@@ -97,6 +97,22 @@ pub struct Login {
     pub single_stream: bool,
     /// `"presenceEvents":true`: msgType 11 events of the login's rooms.
     pub presence_events: bool,
+    /// Redundant datagram copies of stored-channel frames (WebTransport).
+    pub redundancy: Redundancy,
+}
+
+/// Whether a stored-channel frame also travels as a datagram
+/// (`"redundancy"` at login; PROTOCOL.md section 2). Only WebTransport has
+/// datagrams; other transports send the one copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Redundancy {
+    /// One copy, on the channel's stream (the default).
+    #[default]
+    Off,
+    /// Every frame that fits also as a datagram (`"datagram"`).
+    Always,
+    /// As `Always`, while the connection is losing packets (`"auto"`).
+    Auto,
 }
 
 /// Where a business message goes.
@@ -247,6 +263,16 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                     )));
                 }
             };
+            let redundancy = match w.redundancy.as_deref() {
+                None | Some("off") => Redundancy::Off,
+                Some("datagram") => Redundancy::Always,
+                Some("auto") => Redundancy::Auto,
+                Some(other) => {
+                    return Err(ProtoError::bad(format!(
+                        "redundancy: \"datagram\", \"auto\" or \"off\", not {other:?}"
+                    )));
+                }
+            };
             let mut rooms: Vec<Id> = w.room_id.into_iter().collect();
             rooms.extend(w.rooms.unwrap_or_default());
             rooms.dedup();
@@ -257,6 +283,7 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 since,
                 single_stream,
                 presence_events: w.presence_events.unwrap_or(false),
+                redundancy,
             }))
         }
         message::ACK => {

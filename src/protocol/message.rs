@@ -76,6 +76,9 @@ pub struct Wire {
     /// At login over WebTransport: `"single"` when the client reads only
     /// its bidirectional stream.
     pub streams: Option<String>,
+    /// Login: `"datagram"`, `"auto"` or `"off"`: redundant datagram copies
+    /// of stored-channel frames (WebTransport).
+    pub redundancy: Option<String>,
     /// A volatile update's key ("typing", "cursor"): receivers keep only
     /// the newest per sender, destination and key.
     pub latest: Option<String>,

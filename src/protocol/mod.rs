@@ -8,7 +8,7 @@ pub mod id;
 pub mod message;
 
 pub use command::{
-    Command, DecodeError, Destination, Inbound, Login, Publish, decode, decode_publish,
+    Command, DecodeError, Destination, Inbound, Login, Publish, Redundancy, decode, decode_publish,
 };
 pub use error::{CloseCode, ProtoError};
 pub use id::{Id, IdError};

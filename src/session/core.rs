@@ -15,7 +15,7 @@ use super::limits::{RateLimit, Verdict};
 use crate::auth::EXP_LEEWAY_SECS;
 use crate::config::LimitsConfig;
 use crate::model::{Channel, Delivery, OutFrame};
-use crate::protocol::{CloseCode, Id};
+use crate::protocol::{CloseCode, Id, Redundancy};
 use crate::transport::{Lane, Liveness};
 
 /// How long before its credentials expire a session is told (at most; a
@@ -96,12 +96,21 @@ pub(super) struct Core {
     expiry: Option<Expiry>,
     last_inbound: Instant,
     limit: RateLimit,
-    /// The client reads only its one stream (login's `singleStream`):
-    /// channel frames go there too.
-    single_stream: bool,
+    /// How the client reads channel frames (login's `streams` and
+    /// `redundancy`).
+    reading: Reading,
     /// Per replayed channel, the last seq the replay sent: live frames up
     /// to it were already delivered and are dropped.
     replayed: HashMap<Channel, u64>,
+}
+
+/// How a client reads its channels' frames.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reading {
+    /// Only its one stream (`"streams":"single"`): channel frames go there.
+    pub(super) single_stream: bool,
+    /// Redundant datagram copies of channel frames (`"redundancy"`).
+    pub(super) redundancy: Redundancy,
 }
 
 impl Core {
@@ -115,7 +124,7 @@ impl Core {
             expiry: None,
             last_inbound: now,
             limit: RateLimit::new(limits.rate_limit),
-            single_stream: false,
+            reading: Reading::default(),
             replayed: HashMap::new(),
         }
     }
@@ -128,16 +137,16 @@ impl Core {
 
     /// A login succeeded at `now` (`unix_ms` on the wall clock), with
     /// credentials that expire at `expires` (Unix seconds) if they do, and
-    /// the client reads one stream or many.
+    /// the client reads channel frames as `reading` says.
     pub(super) fn logged_in(
         &mut self,
         expires: Option<u64>,
-        single_stream: bool,
+        reading: Reading,
         now: Instant,
         unix_ms: u64,
     ) {
         self.login_deadline = None;
-        self.single_stream = single_stream;
+        self.reading = reading;
         self.credentials(expires, now, unix_ms);
     }
 
@@ -264,9 +273,9 @@ impl Core {
 
     /// The lane of one stored frame of `channel` (a replay's).
     pub(super) fn channel_lane<'a>(&self, channel: &'a Channel) -> Lane<'a> {
-        match self.single_stream {
+        match self.reading.single_stream {
             true => Lane::Reliable,
-            false => Lane::Channel(channel),
+            false => Lane::Channel(channel, self.reading.redundancy),
         }
     }
 

@@ -48,7 +48,7 @@ fn without_a_login_the_session_is_closed_at_the_login_deadline() {
 #[test]
 fn after_login_the_heartbeat_comes_every_interval_and_silence_closes_after_three() {
     let (mut c, t0) = core();
-    c.logged_in(None, false, t0, unix(0));
+    c.logged_in(None, Reading::default(), t0, unix(0));
     assert_eq!(c.wake_at(), t0 + 25 * S);
     assert_eq!(c.on_timer(t0 + 25 * S), Due::Heartbeat);
     assert_eq!(c.wake_at(), t0 + 50 * S);
@@ -74,7 +74,7 @@ fn expiring_credentials_are_announced_then_close_unless_refreshed() {
     );
     // Expires in 200 s: announced 60 s before, closed 3 s (leeway) after.
     let exp = unix(200) / 1000;
-    c.logged_in(Some(exp), false, t0, unix(0));
+    c.logged_in(Some(exp), Reading::default(), t0, unix(0));
     assert_eq!(c.wake_at(), t0 + 140 * S);
     assert_eq!(c.on_timer(t0 + 139 * S), Due::Nothing);
     assert_eq!(c.on_timer(t0 + 140 * S), Due::AnnounceExpiry(exp));
@@ -104,7 +104,7 @@ fn the_login_deadline_comes_before_a_heartbeat_due_at_the_same_time() {
 #[test]
 fn a_short_lived_token_is_announced_halfway() {
     let (mut c, t0) = core();
-    c.logged_in(Some(unix(100) / 1000), false, t0, unix(0));
+    c.logged_in(Some(unix(100) / 1000), Reading::default(), t0, unix(0));
     assert_eq!(c.wake_at(), t0 + 25 * S, "the heartbeat first");
     assert_eq!(c.on_timer(t0 + 25 * S), Due::Heartbeat);
     assert_eq!(c.wake_at(), t0 + 50 * S);
@@ -160,7 +160,7 @@ fn lane(r: Route<'_>) -> Option<String> {
     match r {
         Route::Write(Lane::Reliable) => Some("reliable".into()),
         Route::Write(Lane::Unreliable) => Some("unreliable".into()),
-        Route::Write(Lane::Channel(c)) => Some(c.to_string()),
+        Route::Write(Lane::Channel(c, _)) => Some(c.to_string()),
         Route::Control => Some("control".into()),
         Route::Skip => None,
     }
@@ -169,7 +169,7 @@ fn lane(r: Route<'_>) -> Option<String> {
 #[test]
 fn replay_then_live_drops_what_the_replay_sent_and_nothing_after_it() {
     let (mut c, t0) = core();
-    c.logged_in(None, false, t0, unix(0));
+    c.logged_in(None, Reading::default(), t0, unix(0));
     let room = Channel::Room(Id::parse("r").unwrap());
     // Live frames 3..=6 were queued while the replay sent up to 4.
     c.replayed(&room, 4);
@@ -188,10 +188,18 @@ fn replay_then_live_drops_what_the_replay_sent_and_nothing_after_it() {
 #[test]
 fn frames_take_their_lanes_and_a_single_stream_client_gets_all_on_one() {
     let (mut c, t0) = core();
-    c.logged_in(None, true, t0, unix(0));
+    c.logged_in(
+        None,
+        Reading {
+            single_stream: true,
+            ..Reading::default()
+        },
+        t0,
+        unix(0),
+    );
     assert_eq!(lane(c.route(&stored("r", 1), &[])), Some("reliable".into()));
     let (mut c, t0) = core();
-    c.logged_in(None, false, t0, unix(0));
+    c.logged_in(None, Reading::default(), t0, unix(0));
     let volatile = OutFrame::new(Bytes::from_static(b"{}"), Delivery::Volatile, None);
     assert_eq!(lane(c.route(&volatile, &[])), Some("unreliable".into()));
     let control = OutFrame::new(Bytes::from_static(b"{}"), Delivery::Control, None);

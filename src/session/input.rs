@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, field};
 
 use super::commands::{self, Effects};
-use super::core::Admit;
+use super::core::{Admit, Reading};
 use super::login::{self, Refused};
 use super::verdicts::{self, Verdict};
 use super::{Driver, Flow};
@@ -151,7 +151,10 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn login(&mut self, login: Login, frame: &[u8]) -> Flow {
-        let login_single = login.single_stream;
+        let reading = Reading {
+            single_stream: login.single_stream,
+            redundancy: login.redundancy,
+        };
         let Some(url) = self.url.as_deref() else {
             // Logins come here only before one succeeded, while `url` is set.
             return Flow::Continue;
@@ -183,7 +186,7 @@ impl<T: Transport> Driver<T> {
         self.url = None;
         self.core.logged_in(
             started.state.identity.expires,
-            login_single,
+            reading,
             Instant::now(),
             now_ms(),
         );

@@ -24,6 +24,9 @@ pub(super) fn register() {
     for direction in ["in", "out"] {
         counter!("rtgate_datagrams_total", "direction" => direction).absolute(0);
     }
+    for outcome in ["sent", "dropped"] {
+        counter!("rtgate_datagram_copies_total", "outcome" => outcome).absolute(0);
+    }
     for result in [
         "ok",
         "unauthorized",
@@ -107,6 +110,10 @@ fn describe() {
     describe_counter!(
         "rtgate_datagrams_total",
         "WebTransport datagrams received (in) and sent (out)"
+    );
+    describe_counter!(
+        "rtgate_datagram_copies_total",
+        "Redundant datagram copies of stored frames (login's redundancy), sent or dropped"
     );
     describe_histogram!(
         "rtgate_outbound_queue_depth",

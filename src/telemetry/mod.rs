@@ -144,6 +144,12 @@ pub(crate) fn datagram(direction: &'static str) {
     .increment(1);
 }
 
+/// A redundant datagram copy of a stored frame: `sent`, or `dropped`
+/// (waiting copies past their bound, or one quinn would not take).
+pub(crate) fn datagram_copy(outcome: &'static str) {
+    counter!("rtgate_datagram_copies_total", "outcome" => outcome).increment(1);
+}
+
 /// A login attempt and its outcome (`ok`, `unauthorized`, `forbidden`, `timeout`).
 pub(crate) fn login(result: &'static str) {
     counter!("rtgate_logins_total", "result" => result).increment(1);

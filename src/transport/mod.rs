@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 pub(crate) use crate::model::{Channel, DirectSend, Sent, TransportKind};
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Redundancy};
 
 /// What the edge knows about the peer and the request that opened a
 /// session; the session driver takes it (the transport does not keep it).
@@ -79,8 +79,10 @@ pub(crate) enum Lane<'a> {
     /// The reliable stream of one channel: its stored frames, in `seq`
     /// order. A transport with a stream per channel keeps each channel on
     /// a stream of its own, so a loss on one does not delay another; others
-    /// use the session's stream.
-    Channel(&'a Channel),
+    /// use the session's stream. With [`Redundancy`] on, a transport with
+    /// datagrams also sends each frame that fits as one (the client keeps
+    /// the first copy by `msgId`); the others ignore it.
+    Channel(&'a Channel, Redundancy),
     /// Unreliable: a datagram where the transport has them and it fits,
     /// else the session's stream.
     Unreliable,

@@ -26,6 +26,7 @@ mod presence;
 mod redis_durability;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+mod redundancy;
 mod slow_readers;
 mod traces;
 mod webhook;

@@ -180,6 +180,12 @@ impl WtClient {
         v
     }
 
+    /// The next event as the client reported it, whatever it is (frames
+    /// and datagrams carry `at`, when they came, in ms).
+    pub(crate) async fn next_raw(&mut self) -> Value {
+        self.event().await
+    }
+
     /// Sends the client's own WebTransport flow-control grant
     /// (`{"max_data": N}` or `{"max_streams_uni": N}`).
     pub(crate) async fn grant(&mut self, credit: Value) {

@@ -15,9 +15,10 @@ Driven by JSON lines on stdin, it reports JSON lines on stdout:
                                        (WT_MAX_STREAMS capsule; flow-control profiles)
   stdout: {"cert_hash": "<hex>"}       SHA-256 of the certificate the server presented
           {"connected": <status>}      the CONNECT answer
-          {"frame": <json or text>, "stream": <id>}  a frame from the client's
-                                       stream or a server-opened one
-          {"datagram": <json>}         a datagram
+          {"frame": <json or text>, "stream": <id>, "at": <ms>}  a frame from the
+                                       client's stream or a server-opened one, and
+                                       when it came (monotonic)
+          {"datagram": <json>, "at": <ms>}  a datagram
           {"stream_end": true, "stream": <id>, "main": <bool>}  the server finished
                                        a stream (main: the client's own)
           {"session_closed": <code>, "reason": "..."}  a CLOSE_WEBTRANSPORT_SESSION capsule
@@ -127,6 +128,12 @@ def emit(obj):
     sys.stdout.flush()
 
 
+def now_ms():
+    import time
+
+    return time.monotonic() * 1000
+
+
 def decode(data: bytes):
     text = data.decode("utf-8", "replace")
     try:
@@ -218,7 +225,7 @@ class Client(QuicConnectionProtocol):
                 (n,) = struct.unpack(">I", buf[:4])
                 if len(buf) < 4 + n:
                     break
-                emit({"frame": decode(buf[4 : 4 + n]), "stream": e.stream_id})
+                emit({"frame": decode(buf[4 : 4 + n]), "stream": e.stream_id, "at": now_ms()})
                 buf = buf[4 + n :]
             self.bufs[e.stream_id] = buf
             if e.stream_ended:
@@ -227,7 +234,7 @@ class Client(QuicConnectionProtocol):
             self.capsules += e.data
             self.read_capsules()
         elif isinstance(e, DatagramReceived):
-            emit({"datagram": decode(e.data)})
+            emit({"datagram": decode(e.data), "at": now_ms()})
 
     def read_capsules(self):
         """Capsules on the CONNECT stream: type, length, value (RFC 9297)."""

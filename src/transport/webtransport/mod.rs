@@ -8,6 +8,7 @@
 //! [`Transport`]: crate::transport::Transport
 
 mod capsule;
+mod copies;
 mod datagrams;
 mod flow;
 pub(crate) mod fuzzing;

@@ -21,13 +21,14 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tracing::{debug, info};
 
 use super::capsule::{self, CapsuleReader};
+use super::copies::Copies;
 use super::datagrams::Datagrams;
 use super::flow::Flow;
 use super::inbound::{Event, Inbound};
 use super::negotiate::Draft;
 use super::wire;
 use super::{H3Connection, H3RequestStream};
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Redundancy};
 use crate::telemetry;
 use crate::transport::{Channel, DirectSend, Incoming, Lane, Liveness, Transport, TransportError};
 
@@ -100,6 +101,8 @@ pub(crate) struct WebTransportTransport {
     flow: Flow,
     /// The client's capsules, reassembled from the CONNECT stream.
     capsules: CapsuleReader,
+    /// Redundant datagram copies of channel frames, when asked for.
+    copies: Copies,
 }
 
 impl WebTransportTransport {
@@ -118,6 +121,7 @@ impl WebTransportTransport {
             .max_frame_length(max_frame.saturating_mul(4))
             .new_codec();
         let session = connect.id().into_inner();
+        let conn_for_copies = conn.clone();
         WebTransportTransport {
             inbound: Inbound::new(
                 conn.clone(),
@@ -136,6 +140,7 @@ impl WebTransportTransport {
             draft,
             flow,
             capsules: CapsuleReader::default(),
+            copies: Copies::new(conn_for_copies, session),
         }
     }
 
@@ -194,7 +199,25 @@ impl WebTransportTransport {
     /// Writes one stored frame of `channel` on the channel's own stream,
     /// opened when the channel first needs one; without stream credit, or
     /// once the client stopped that stream, on the session's stream.
-    async fn write_in(&mut self, frame: Bytes, channel: &Channel) -> Result<(), TransportError> {
+    async fn write_in(
+        &mut self,
+        frame: Bytes,
+        channel: &Channel,
+        redundancy: Redundancy,
+    ) -> Result<(), TransportError> {
+        let copy = (redundancy != Redundancy::Off).then(|| frame.clone());
+        self.write_on_lane(frame, channel).await?;
+        if let Some(frame) = copy {
+            self.copies.after(&frame, redundancy);
+        }
+        Ok(())
+    }
+
+    async fn write_on_lane(
+        &mut self,
+        frame: Bytes,
+        channel: &Channel,
+    ) -> Result<(), TransportError> {
         let now = Instant::now();
         if !self.lanes.contains_key(channel) {
             self.retire_lanes(now, true);
@@ -352,7 +375,7 @@ impl Transport for WebTransportTransport {
     async fn write(&mut self, frame: Bytes, lane: Lane<'_>) -> Result<(), TransportError> {
         match lane {
             Lane::Reliable => self.write_main(frame).await,
-            Lane::Channel(channel) => self.write_in(frame, channel).await,
+            Lane::Channel(channel, redundancy) => self.write_in(frame, channel, redundancy).await,
             Lane::Unreliable => {
                 // quinn refuses a datagram that does not fit (or a peer that
                 // takes none) without sending it: then the frame goes reliable.

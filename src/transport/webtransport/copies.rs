@@ -1,0 +1,135 @@
+//! Redundant datagram copies of stored-channel frames (`"redundancy"` at
+//! login): a lost packet costs a stream a retransmission, two to three
+//! round trips; a datagram copy of the frame, sent a moment after it in
+//! another packet, gets there in one trip unless it is lost too (the
+//! square of the loss rate). The client keeps the first copy by `msgId`.
+//!
+//! `"auto"` sends copies only while the connection loses packets (quinn's
+//! path statistics: on at two losses within [`CALM`], off after [`CALM`]
+//! without one), and not while datagrams queue (the link is the
+//! bottleneck, and copies would delay each other and everything else).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{DATAGRAM_SEND_BUFFER, wire};
+use crate::protocol::Redundancy;
+use crate::telemetry;
+
+/// How long after its stream copy a datagram copy leaves: long enough for
+/// the stream copy's packet to have gone, so that one lost packet does not
+/// take both; short against the retransmission it stands in for.
+const COPY_DELAY: Duration = Duration::from_millis(5);
+/// How often `"auto"` looks at the connection's statistics at most.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
+/// `"auto"` turns copies off after this long without a lost packet.
+const CALM: Duration = Duration::from_secs(10);
+/// Copies waiting for their moment, per session; past it they are not sent.
+const WAITING: usize = 256;
+
+/// One session's copies.
+pub(super) struct Copies {
+    conn: quinn::Connection,
+    session: u64,
+    /// The task that sends copies at their time, started with the first.
+    tx: Option<mpsc::Sender<(Instant, Bytes)>>,
+    /// `"auto"`: whether copies go now, and why.
+    lossy: bool,
+    looked: Option<Instant>,
+    lost: u64,
+    /// When a packet was last seen lost.
+    last_loss: Option<Instant>,
+}
+
+impl Copies {
+    pub(super) fn new(conn: quinn::Connection, session: u64) -> Self {
+        Self {
+            conn,
+            session,
+            tx: None,
+            lossy: false,
+            looked: None,
+            lost: 0,
+            last_loss: None,
+        }
+    }
+
+    /// After `frame` went on its channel's stream: its datagram copy, if
+    /// `redundancy` asks for one now and it fits.
+    pub(super) fn after(&mut self, frame: &Bytes, redundancy: Redundancy) {
+        let wanted = match redundancy {
+            Redundancy::Off => false,
+            Redundancy::Always => true,
+            Redundancy::Auto => self.losing() && !self.queuing(),
+        };
+        if !wanted {
+            return;
+        }
+        let datagram = wire::datagram(self.session, frame);
+        if self
+            .conn
+            .max_datagram_size()
+            .is_none_or(|max| datagram.len() > max)
+        {
+            return;
+        }
+        let tx = self.tx.get_or_insert_with(|| spawn(self.conn.clone()));
+        if tx
+            .try_send((Instant::now() + COPY_DELAY, datagram))
+            .is_err()
+        {
+            telemetry::datagram_copy("dropped");
+        }
+    }
+
+    /// Whether the connection is losing packets, with hysteresis.
+    fn losing(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .looked
+            .is_some_and(|t| now.duration_since(t) < LOOK_EVERY)
+        {
+            return self.lossy;
+        }
+        self.looked = Some(now);
+        let lost = self.conn.stats().path.lost_packets;
+        let new = lost.saturating_sub(self.lost);
+        self.lost = lost;
+        if new > 0 {
+            // Two losses within the calm period, in one look or two.
+            let recent = self.last_loss.is_some_and(|t| now.duration_since(t) < CALM);
+            if new >= 2 || recent {
+                self.lossy = true;
+            }
+            self.last_loss = Some(now);
+        } else if self.last_loss.is_none_or(|t| now.duration_since(t) >= CALM) {
+            self.lossy = false;
+        }
+        self.lossy
+    }
+
+    /// Whether datagrams queue in quinn (half its send buffer taken).
+    fn queuing(&self) -> bool {
+        self.conn.datagram_send_buffer_space() < DATAGRAM_SEND_BUFFER / 2
+    }
+}
+
+/// The task that sends each copy at its time, in order; it ends with the
+/// session (its sender dropped).
+fn spawn(conn: quinn::Connection) -> mpsc::Sender<(Instant, Bytes)> {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Bytes)>(WAITING);
+    tokio::spawn(async move {
+        while let Some((at, datagram)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            match conn.send_datagram(datagram) {
+                Ok(()) => telemetry::datagram_copy("sent"),
+                Err(quinn::SendDatagramError::ConnectionLost(_)) => return,
+                Err(_) => telemetry::datagram_copy("dropped"),
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,191 @@
+//! Issue 26: redundant datagram copies. A WebTransport login with
+//! `"redundancy":"datagram"` gets every stored-channel frame twice, on its
+//! channel's stream and as a datagram; `"auto"` only while the connection
+//! loses packets (so nothing on a clean link); a client that does not ask
+//! sees nothing new. Behind the lab's loss, a message whose stream copy was
+//! lost arrives by its datagram copy first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Client, Server, jwt, unix_now};
+use crate::netlab::{Impairment, Lab};
+use crate::wt_client::{WtClient, wt_url};
+
+/// Logs `user` in over WebTransport with `redundancy` (none when `None`),
+/// in room `r`.
+async fn phone(url: &str, ns: Option<&str>, login: Value) -> WtClient {
+    let (mut c, status) = match ns {
+        Some(ns) => WtClient::connect_in(ns, url).await,
+        None => WtClient::connect(url, None).await,
+    };
+    assert_eq!(status, 200);
+    c.send(&login).await;
+    c.recv_type(2).await;
+    c
+}
+
+/// Events until `quiet` passes without one: (msgId, way, at) of every
+/// stored message, the way being "stream" or "datagram".
+async fn arrivals(c: &mut WtClient, quiet: Duration) -> Vec<(String, &'static str, f64, Value)> {
+    let mut out = Vec::new();
+    while let Ok(e) = tokio::time::timeout(quiet, c.next_raw()).await {
+        let (m, way) = match (e.get("frame"), e.get("datagram")) {
+            (Some(f), _) => (f.clone(), "stream"),
+            (_, Some(d)) => (d.clone(), "datagram"),
+            _ => continue,
+        };
+        if let Some(id) = m["msgId"].as_str() {
+            out.push((id.to_string(), way, e["at"].as_f64().unwrap_or(0.0), m));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_channel_frame_comes_twice_when_asked_and_never_unasked() {
+    let s = Server::start(&[]);
+    let url = wt_url(&s, "/wt");
+    let mut both = phone(
+        &url,
+        None,
+        json!({"msgType": 2, "sendUserId": "both", "roomId": "r", "redundancy": "datagram"}),
+    )
+    .await;
+    let mut auto = phone(
+        &url,
+        None,
+        json!({"msgType": 2, "sendUserId": "auto", "roomId": "r", "redundancy": "auto"}),
+    )
+    .await;
+    let mut plain = phone(
+        &url,
+        None,
+        json!({"msgType": 2, "sendUserId": "plain", "roomId": "r"}),
+    )
+    .await;
+    let (mut ws, _) = Client::login(&s, "ws").await;
+    ws.send(&json!({"msgType": 5, "roomId": "r"})).await;
+    ws.recv_type(5).await;
+    for i in 0..5 {
+        ws.send(&json!({"msgType": 3, "roomId": "r", "msgBody": i}))
+            .await;
+    }
+    ws.send(&json!({"msgType": 3, "receivedUserId": "both", "msgBody": "direct"}))
+        .await;
+    let got = arrivals(&mut both, Duration::from_millis(700)).await;
+    let mut ways: HashMap<String, Vec<&str>> = HashMap::new();
+    for (id, way, _, _) in &got {
+        ways.entry(id.clone()).or_default().push(way);
+    }
+    assert_eq!(ways.len(), 6, "{got:?}");
+    for (id, w) in &ways {
+        let mut w = w.clone();
+        w.sort();
+        assert_eq!(w, ["datagram", "stream"], "{id}");
+    }
+    // A clean link loses nothing: "auto" sends no copies; unasked, none.
+    for c in [&mut auto, &mut plain] {
+        let got = arrivals(c, Duration::from_millis(500)).await;
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(got.iter().all(|(_, way, _, _)| *way == "stream"), "{got:?}");
+    }
+    // An unknown mode is refused.
+    let (mut bad, _) = WtClient::connect(&url, None).await;
+    bad.send(&json!({"msgType": 2, "sendUserId": "bad", "redundancy": "twice"}))
+        .await;
+    assert_eq!(bad.recv_type(9).await["code"], 400);
+}
+
+#[tokio::test]
+async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("SKIPPED redundancy: {why}");
+        return;
+    }
+    let lab = Lab::start(
+        Impairment {
+            loss: 8.0,
+            delay_ms: 100.0,
+            jitter_ms: 0.0,
+        },
+        120,
+    );
+    let args = [
+        "--jwt-secret",
+        "k3y",
+        "--rate-limit",
+        "0",
+        "--user-rate-limit",
+        "0",
+    ];
+    let s = Server::start_wrapped(&lab.server_wrapper(), &args);
+    let token = |u: &str| jwt("k3y", json!({"sub": u, "exp": unix_now() + 600}));
+    let url = format!("https://{}:{}/wt", lab.server_ip, s.wt.port());
+    let login =
+        |u: &str, r: &str| json!({"msgType": 2, "token": token(u), "roomId": "r", "redundancy": r});
+    let mut p = phone(&url, Some(&lab.client_ns), login("p", "datagram")).await;
+    let mut a = phone(&url, Some(&lab.client_ns), login("a", "auto")).await;
+    let mut w = Client::connect(&format!(
+        "ws://{}:{}/ws",
+        lab.server_direct_ip,
+        s.http.port()
+    ))
+    .await;
+    w.login_as(json!({"msgType": 2, "token": token("w"), "roomId": "r"}))
+        .await;
+    for i in 0..200 {
+        let m = match i % 2 {
+            0 => json!({"msgType": 3, "roomId": "r", "msgBody": i}),
+            _ => json!({"msgType": 3, "receivedUserId": "p", "msgBody": i}),
+        };
+        w.send(&m).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = arrivals(&mut p, Duration::from_secs(3)).await;
+    // Every message came by its stream (reliable); some first by datagram,
+    // well before the stream copy: that stream copy was lost and resent.
+    let mut first: BTreeMap<String, (&str, f64)> = BTreeMap::new();
+    let mut stream_at: HashMap<String, f64> = HashMap::new();
+    let mut by_channel: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (id, way, at, m) in &got {
+        if !first.contains_key(id) {
+            first.insert(id.clone(), (way, *at));
+            // What a client hands on: the first copy of each, per channel.
+            let channel = m["roomId"].as_str().unwrap_or("inbox").to_string();
+            by_channel
+                .entry(channel)
+                .or_default()
+                .push(m["seq"].as_u64().unwrap());
+        }
+        if *way == "stream" {
+            stream_at.entry(id.clone()).or_insert(*at);
+        }
+    }
+    assert_eq!(stream_at.len(), 200, "every message by its stream");
+    let rescued = first
+        .iter()
+        .filter(|(id, (way, at))| *way == "datagram" && stream_at[*id] - at >= 100.0)
+        .count();
+    assert!(
+        rescued >= 1,
+        "no stream copy was outrun by its datagram ({} by datagram first)",
+        first.values().filter(|(w, _)| *w == "datagram").count()
+    );
+    // In seq order per channel once the first copies are put in order:
+    // nothing missing, nothing twice.
+    for (channel, mut seqs) in by_channel {
+        seqs.sort_unstable();
+        let want: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
+        assert_eq!(seqs, want, "{channel}");
+    }
+    // "auto" saw the loss and sent copies too.
+    let copies = arrivals(&mut a, Duration::from_millis(500)).await;
+    assert!(
+        copies.iter().any(|(_, way, _, _)| *way == "datagram"),
+        "auto sent no copy behind 8 % loss"
+    );
+    eprintln!("redundancy lab: {rescued} of 200 rescued by their datagram copy");
+}
