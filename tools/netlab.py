@@ -10,6 +10,13 @@ clients; the client's namespace gets one for control traffic only (a
 WebDriver), its route to the server being the impaired one.
 
     tools/netlab.py --loss 3 --delay-ms 60 --jitter-ms 5 --secs 300
+    tools/netlab.py --burst 2,25,50 --rate-kbit 2000 --delay-ms 100   # a phone
+
+With --rate-kbit each direction is a link of that rate with a --queue-ms
+buffer (packets queue behind each other; past the buffer they are
+dropped); with --burst, loss follows a Gilbert-Elliott model (a good and a
+bad state), as a phone's does. A line "stats" on stdin prints the counters
+(packets and bytes each way) as a JSON line on stdout.
 
 prints one JSON line when ready:
 
@@ -100,18 +107,32 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay")
     ap.add_argument("--jitter-ms", type=float, default=0.0, help="delay varies by up to this, either way")
     ap.add_argument("--reorder", action="store_true", help="let jitter reorder packets")
+    ap.add_argument("--rate-kbit", type=float, default=0.0,
+                    help="bandwidth cap per direction, kbit/s (a token bucket: packets queue behind each other; 0: none)")
+    ap.add_argument("--queue-ms", type=float, default=300.0,
+                    help="with --rate-kbit, a packet that would wait longer than this to be sent is dropped (the phone's buffer)")
+    ap.add_argument("--burst", default=None,
+                    help="bursty loss (Gilbert-Elliott): 'P_GB,P_BG,LOSS_BAD' in percent per packet: good to bad, bad to good, "
+                         "and the loss in the bad state (--loss is the loss in the good one)")
     ap.add_argument("--secs", type=float, default=600, help="the lab ends by itself after this")
     ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args()
-    if not 0 <= a.loss <= 100 or a.delay_ms < 0 or a.jitter_ms < 0 or a.secs <= 0:
-        sys.exit("netlab: loss 0-100, delays >= 0, secs > 0")
+    if not 0 <= a.loss <= 100 or a.delay_ms < 0 or a.jitter_ms < 0 or a.secs <= 0 or a.rate_kbit < 0:
+        sys.exit("netlab: loss 0-100, delays >= 0, rate >= 0, secs > 0")
+    burst = None
+    if a.burst:
+        try:
+            burst = [float(x) for x in a.burst.split(",")]
+            assert len(burst) == 3 and all(0 <= x <= 100 for x in burst)
+        except (ValueError, AssertionError):
+            sys.exit("netlab: --burst P_GB,P_BG,LOSS_BAD, each 0-100")
     rng = random.Random(a.seed)
     sweep_stale()
     pid = os.getpid()
     s_ns, c_ns = f"{PREFIX}{pid}s", f"{PREFIX}{pid}c"
     host_if, ctl_if = f"{PREFIX}{pid}h", f"{PREFIX}{pid}k"
     made = []
-    stats = {"forwarded": 0, "dropped": 0}
+    stats = {"forwarded": 0, "dropped": 0, "queue_dropped": 0, "bytes_to_client": 0, "bytes_to_server": 0}
 
     def cleanup(*_):
         print(json.dumps({"lab": "done", **stats}), file=sys.stderr, flush=True)
@@ -170,6 +191,20 @@ def main():
     other = {s_fd: c_fd, c_fd: s_fd}
     held = []  # (release time, n, destination fd, packet)
     last = {s_fd: 0.0, c_fd: 0.0}  # latest release per direction (FIFO unless --reorder)
+    link_free = {s_fd: 0.0, c_fd: 0.0}  # when each direction's link has sent what it holds
+    bad = {s_fd: False, c_fd: False}  # Gilbert-Elliott state per direction
+    sent_bytes = {c_fd: "bytes_to_client", s_fd: "bytes_to_server"}
+
+    def lost(dst):
+        """Whether the next packet towards `dst` is lost (random or bursty)."""
+        if burst is None:
+            return a.loss and rng.random() * 100 < a.loss
+        p_gb, p_bg, loss_bad = burst
+        if bad[dst]:
+            bad[dst] = rng.random() * 100 >= p_bg
+        else:
+            bad[dst] = rng.random() * 100 < p_gb
+        return rng.random() * 100 < (loss_bad if bad[dst] else a.loss)
     n = 0
     end = time.monotonic() + a.secs
     watch = [s_fd, c_fd, sys.stdin.fileno()]
@@ -180,20 +215,33 @@ def main():
         now = time.monotonic()
         for fd in ready:
             if fd == sys.stdin.fileno():
-                if not os.read(fd, 4096):
+                line = os.read(fd, 4096)
+                if not line:
                     cleanup()
+                if b"stats" in line:
+                    print(json.dumps(stats), flush=True)
                 continue
             while True:
                 try:
                     pkt = os.read(fd, 65535)
                 except BlockingIOError:
                     break
-                if a.loss and rng.random() * 100 < a.loss:
+                dst = other[fd]
+                if lost(dst):
                     stats["dropped"] += 1
                     continue
+                sent_at = now
+                if a.rate_kbit:
+                    # The link sends one packet after another at the rate.
+                    start = max(now, link_free[dst])
+                    if start - now > a.queue_ms / 1000:
+                        stats["queue_dropped"] += 1
+                        continue
+                    link_free[dst] = start + len(pkt) * 8 / (a.rate_kbit * 1000)
+                    sent_at = link_free[dst]
                 stats["forwarded"] += 1
-                dst = other[fd]
-                t = now + (a.delay_ms + rng.uniform(-a.jitter_ms, a.jitter_ms)) / 1000
+                stats[sent_bytes[dst]] += len(pkt)
+                t = sent_at + (a.delay_ms + rng.uniform(-a.jitter_ms, a.jitter_ms)) / 1000
                 if not a.reorder:
                     t = max(t, last[dst])
                 last[dst] = t

@@ -52,6 +52,20 @@ fn micros() -> u64 {
         .as_micros() as u64
 }
 
+/// What the lab does besides loss and delay, the messages' size and the
+/// server's congestion controller.
+#[derive(Debug, Clone)]
+pub(crate) struct Net {
+    /// The server's QUIC congestion controller.
+    pub(crate) congestion: String,
+    /// Bandwidth cap per direction, kbit/s (0: none).
+    pub(crate) rate_kbit: f64,
+    /// Gilbert-Elliott loss: good to bad, bad to good, loss when bad (%).
+    pub(crate) burst: Option<(f64, f64, f64)>,
+    /// Bodies are padded to a size taken evenly up to this.
+    pub(crate) max_size: usize,
+}
+
 /// The whole table: every network, every transport.
 pub(crate) async fn lossy(
     server: &Path,
@@ -59,6 +73,8 @@ pub(crate) async fn lossy(
     delays: &[f64],
     secs: u64,
     rate: u64,
+    transports: &[String],
+    net: Net,
 ) -> anyhow::Result<Value> {
     if let Some(why) = Lab::unavailable() {
         bail!("the network lab cannot run here: {why}");
@@ -66,28 +82,50 @@ pub(crate) async fn lossy(
     let mut rows = Vec::new();
     for &delay in delays {
         for &loss in losses {
-            let lab = Lab::start(
+            let mut lab = Lab::start(
                 Impairment {
                     loss,
                     delay_ms: delay,
                     jitter_ms: delay / 10.0,
+                    rate_kbit: net.rate_kbit,
+                    burst: net.burst,
                 },
-                (secs + 20) * 3 + 60,
+                (secs + 20) * transports.len() as u64 + 60,
             );
-            let (mut child, http, wt) = start_server(server, &lab).await?;
+            let (mut child, http, wt) = start_server(server, &lab, &net.congestion).await?;
             let direct = format!("{}:{}", lab.server_direct_ip, http);
             let hash = cert_hash(direct.parse()?).await?;
             let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-            for transport in ["ws", "wt-single", "wt-channels"] {
+            for transport in transports {
+                let transport = transport.as_str();
                 let run = format!("{transport}-{loss}-{delay}").replace('.', "_");
-                let r = one_run(&lab, &direct, http, wt, &hex, transport, &run, secs, rate).await?;
+                let before = lab.stats();
+                let mut r = one_run(
+                    &lab,
+                    &direct,
+                    http,
+                    wt,
+                    &hex,
+                    transport,
+                    &run,
+                    secs,
+                    rate,
+                    net.max_size,
+                )
+                .await?;
+                let after = lab.stats();
+                let received = r["received"].as_u64().unwrap_or(0).max(1);
+                let wire =
+                    (after.bytes_to_client - before.bytes_to_client) as f64 / received as f64;
+                r["wire_bytes_per_msg"] = json!(wire.round());
                 println!(
-                    "    loss {loss:>4} %  delay {delay:>4} ms  {transport:<12} p50 {:>7.1} ms  p99 {:>7.1} ms  p99.9 {:>7.1} ms  max {:>7.1} ms  stalled {:>6} ms  ({} msgs)",
+                    "    loss {loss:>4} %  delay {delay:>4} ms  {transport:<12} p50 {:>7.1} ms  p99 {:>7.1} ms  p99.9 {:>7.1} ms  max {:>7.1} ms  stalled {:>6} ms  {:>6.0} B/msg  ({} msgs)",
                     r["p50_ms"].as_f64().unwrap_or(0.0),
                     r["p99_ms"].as_f64().unwrap_or(0.0),
                     r["p999_ms"].as_f64().unwrap_or(0.0),
                     r["max_ms"].as_f64().unwrap_or(0.0),
                     r["stalled_ms"].as_u64().unwrap_or(0),
+                    wire,
                     r["received"].as_u64().unwrap_or(0),
                 );
                 rows.push(
@@ -97,12 +135,17 @@ pub(crate) async fn lossy(
             let _ = child.kill().await;
         }
     }
-    Ok(json!({"scenario": "lossy", "secs": secs, "rate": rate, "rooms": ROOMS, "rows": rows}))
+    Ok(
+        json!({"scenario": "lossy", "secs": secs, "rate": rate, "rooms": ROOMS,
+        "rate_kbit": net.rate_kbit, "burst": net.burst.map(|(a, b, c)| vec![a, b, c]),
+        "max_size": net.max_size, "congestion": net.congestion, "rows": rows}),
+    )
 }
 
 async fn start_server(
     server: &Path,
     lab: &Lab,
+    congestion: &str,
 ) -> anyhow::Result<(tokio::process::Child, u16, u16)> {
     let data = tempfile::tempdir()?;
     let mut cmd = Command::new("ip");
@@ -123,6 +166,8 @@ async fn start_server(
             "0",
             "--max-rooms",
             "64",
+            "--congestion",
+            congestion,
         ])
         .arg("--data")
         .arg(data.keep())
@@ -160,6 +205,7 @@ async fn one_run(
     run: &str,
     secs: u64,
     rate: u64,
+    max_size: usize,
 ) -> anyhow::Result<Value> {
     let phone_user = format!("phone-{run}");
     let rooms: Vec<String> = (0..ROOMS).map(|i| format!("{run}-room{i}")).collect();
@@ -210,7 +256,8 @@ async fn one_run(
     let total = secs * rate;
     for i in 0..total {
         tick.tick().await;
-        let body = json!({"t": micros()});
+        let pad = "x".repeat(fastrand::usize(0..=max_size));
+        let body = json!({"t": micros(), "pad": pad});
         let msg = match (i as usize) % (ROOMS + 1) {
             ROOMS => json!({"msgType": 3, "receivedUserId": phone_user, "msgBody": body}),
             r => json!({"msgType": 3, "roomId": rooms[r], "msgBody": body}),
@@ -237,7 +284,12 @@ pub(crate) async fn phone(
     secs: u64,
 ) -> anyhow::Result<()> {
     let (frames_tx, mut frames) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-    let login = json!({"msgType": 2, "token": token, "rooms": rooms,
+    let redundancy = match transport {
+        "wt-datagram" => "datagram",
+        "wt-auto" => "auto",
+        _ => "off",
+    };
+    let login = json!({"msgType": 2, "token": token, "rooms": rooms, "redundancy": redundancy,
         "streams": if transport == "wt-single" { "single" } else { "channels" }});
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     if transport == "ws" {
@@ -267,6 +319,13 @@ pub(crate) async fn phone(
                 let _ = main_tx.send(b);
             }
         });
+        let dg_conn = conn.clone();
+        let dg_tx = frames_tx.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = dg_conn.receive_datagram().await {
+                let _ = dg_tx.send(d.payload().to_vec());
+            }
+        });
         let uni_conn = conn.clone();
         tokio::spawn(async move {
             while let Ok(mut s) = uni_conn.accept_uni().await {
@@ -281,6 +340,10 @@ pub(crate) async fn phone(
         keep.push(Box::new((endpoint, conn, send)));
     }
     println!("ready");
+    // As a chat client does: the first copy of each message (by seq; a
+    // copy may come by datagram too) is handed on in seq order per channel,
+    // a message whose predecessor has not come yet waits for it.
+    let mut order = InOrder::default();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut stalled, mut last) = (Duration::ZERO, None::<tokio::time::Instant>);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -297,9 +360,14 @@ pub(crate) async fn phone(
         let Ok(m) = serde_json::from_slice::<Value>(&f) else {
             continue;
         };
-        let Some(t) = m["msgBody"]["t"].as_u64() else {
+        let (Some(t), Some(seq)) = (m["msgBody"]["t"].as_u64(), m["seq"].as_u64()) else {
             continue;
         };
+        let channel = m["roomId"].as_str().unwrap_or("").to_string();
+        let delivered = order.arrived(channel, seq, t);
+        if delivered.is_empty() {
+            continue;
+        }
         let now = tokio::time::Instant::now();
         if let Some(l) = last
             && now - l > STALL_GAP
@@ -307,7 +375,10 @@ pub(crate) async fn phone(
             stalled += now - l;
         }
         last = Some(now);
-        hist.record(micros().saturating_sub(t).max(1))?;
+        let at = micros();
+        for t in delivered {
+            hist.record(at.saturating_sub(t).max(1))?;
+        }
         if now > deadline {
             break;
         }
@@ -320,4 +391,27 @@ pub(crate) async fn phone(
     );
     drop(keep);
     Ok(())
+}
+
+/// Per channel, the next seq to hand on and those that came early.
+#[derive(Default)]
+struct InOrder(std::collections::HashMap<String, (u64, std::collections::BTreeMap<u64, u64>)>);
+
+impl InOrder {
+    /// A copy of `seq` (sent at `t`) came on `channel`: the send times of
+    /// the messages it lets through, in order (none for a second copy or
+    /// one that must wait). Channels start at seq 1 (fresh rooms).
+    fn arrived(&mut self, channel: String, seq: u64, t: u64) -> Vec<u64> {
+        let (next, early) = self.0.entry(channel).or_insert((1, Default::default()));
+        if seq < *next {
+            return Vec::new();
+        }
+        early.insert(seq, t);
+        let mut out = Vec::new();
+        while let Some(t) = early.remove(next) {
+            out.push(t);
+            *next += 1;
+        }
+        out
+    }
 }

@@ -189,8 +189,9 @@ enum Cmd {
         rate: f64,
     },
     /// Delivery latency of a phone (8 rooms and its inbox) behind the
-    /// network lab, over WebSocket, WebTransport on one stream and
-    /// WebTransport per channel, at each loss and one-way delay (root).
+    /// network lab, over WebSocket and WebTransport (one stream, a stream
+    /// per channel, with datagram copies always or auto), at each loss and
+    /// one-way delay (root), and the bytes on the wire per message.
     Lossy {
         /// Loss percentages, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
@@ -204,6 +205,26 @@ enum Cmd {
         /// Messages per second (spread over the rooms and the inbox).
         #[arg(long, default_value_t = 50)]
         rate: u64,
+        /// Transports: ws, wt-single, wt-channels, wt-datagram, wt-auto.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "ws,wt-channels,wt-datagram,wt-auto"
+        )]
+        transports: Vec<String>,
+        /// Bandwidth cap per direction, kbit/s (0: none).
+        #[arg(long, default_value_t = 0.0)]
+        rate_kbit: f64,
+        /// Bursty loss instead of random (Gilbert-Elliott, percent per
+        /// packet): "P_GB,P_BG,LOSS_BAD"; --loss is then the good state's.
+        #[arg(long)]
+        burst: Option<String>,
+        /// Message bodies are padded to a size taken evenly up to this.
+        #[arg(long, default_value_t = 1000)]
+        max_size: usize,
+        /// The server's QUIC congestion controller (cubic or bbr).
+        #[arg(long, default_value = "cubic")]
+        congestion: String,
     },
     /// The phone of `lossy` (run by it inside the lab).
     #[command(hide = true)]
@@ -383,7 +404,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             delay,
             secs,
             rate,
-        } => lossy::lossy(&server, &loss, &delay, secs, rate).await?,
+            transports,
+            rate_kbit,
+            burst,
+            max_size,
+            congestion,
+        } => {
+            let burst = match burst {
+                None => None,
+                Some(b) => {
+                    let v: Vec<f64> = b.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                    anyhow::ensure!(v.len() == 3, "--burst P_GB,P_BG,LOSS_BAD");
+                    Some((v[0], v[1], v[2]))
+                }
+            };
+            let net = lossy::Net {
+                rate_kbit,
+                burst,
+                max_size,
+                congestion,
+            };
+            lossy::lossy(&server, &loss, &delay, secs, rate, &transports, net).await?
+        }
         Cmd::Phone {
             ws,
             wt,

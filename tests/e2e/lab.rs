@@ -27,6 +27,7 @@ fn lab_and_server(test: &str, loss: f64, delay_ms: f64) -> Option<(Lab, Server)>
         loss,
         delay_ms,
         jitter_ms: delay_ms / 10.0,
+        ..Impairment::default()
     };
     let lab = Lab::start(imp, 120);
     let args = [

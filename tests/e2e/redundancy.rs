@@ -110,6 +110,7 @@ async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
             loss: 8.0,
             delay_ms: 100.0,
             jitter_ms: 0.0,
+            ..Impairment::default()
         },
         120,
     );

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 /// A running lab.
 pub(crate) struct Lab {
     child: Child,
+    out: std::sync::Mutex<BufReader<std::process::ChildStdout>>,
     /// The server's namespace.
     pub(crate) server_ns: String,
     /// The impaired client's namespace.
@@ -37,6 +38,23 @@ pub(crate) struct Impairment {
     pub(crate) delay_ms: f64,
     /// Delay varies by up to this either way, ms (packets stay in order).
     pub(crate) jitter_ms: f64,
+    /// Bandwidth cap per direction, kbit/s (0: none).
+    pub(crate) rate_kbit: f64,
+    /// Bursty loss (Gilbert-Elliott), percent per packet: good to bad, bad
+    /// to good, loss in the bad state (`loss` is the good state's).
+    pub(crate) burst: Option<(f64, f64, f64)>,
+}
+
+/// The lab's counters: packets and bytes each way.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LabStats {
+    /// Bytes forwarded towards the client (the server's sends).
+    pub(crate) bytes_to_client: u64,
+    /// Bytes forwarded towards the server.
+    pub(crate) bytes_to_server: u64,
+    /// Packets dropped by loss, and by a full link buffer.
+    pub(crate) dropped: u64,
+    pub(crate) queue_dropped: u64,
 }
 
 impl Lab {
@@ -72,15 +90,20 @@ impl Lab {
             .args(["--delay-ms", &imp.delay_ms.to_string()])
             .args(["--jitter-ms", &imp.jitter_ms.to_string()])
             .args(["--secs", &secs.to_string()])
+            .args(["--rate-kbit", &imp.rate_kbit.to_string()])
+            .args(
+                imp.burst
+                    .map(|(gb, bg, bad)| vec!["--burst".to_string(), format!("{gb},{bg},{bad}")])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 runs tools/netlab.py");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("netlab answers");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).expect("netlab answers");
         let v: serde_json::Value = serde_json::from_str(&line).expect("netlab's JSON line");
         assert_eq!(v["ready"], true, "netlab: {line}");
         let s = |k: &str| v[k].as_str().unwrap().to_string();
@@ -93,6 +116,31 @@ impl Lab {
             client_control_ip: s("client_control_ip"),
             control_peer_ip: s("control_peer_ip"),
             child,
+            out: std::sync::Mutex::new(out),
+        }
+    }
+
+    /// The lab's counters now.
+    pub(crate) fn stats(&mut self) -> LabStats {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("the lab's stdin");
+        stdin
+            .write_all(b"stats\n")
+            .expect("the lab reads its stdin");
+        stdin.flush().expect("flushed");
+        let mut line = String::new();
+        self.out
+            .lock()
+            .unwrap()
+            .read_line(&mut line)
+            .expect("the lab answers");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("netlab's stats line");
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        LabStats {
+            bytes_to_client: n("bytes_to_client"),
+            bytes_to_server: n("bytes_to_server"),
+            dropped: n("dropped"),
+            queue_dropped: n("queue_dropped"),
         }
     }
 

@@ -6,8 +6,11 @@
 //!
 //! `"auto"` sends copies only while the connection loses packets (quinn's
 //! path statistics: on at two losses within [`CALM`], off after [`CALM`]
-//! without one), and not while datagrams queue (the link is the
-//! bottleneck, and copies would delay each other and everything else).
+//! without one), and not when they would queue: while datagrams wait in
+//! quinn's buffer, or when what the session sends in a round trip, copies
+//! included, would take more than a quarter of the congestion window (a
+//! loss-based controller shrinks it on a lossy link, and copies would then
+//! hold up the streams they stand in for).
 
 use std::time::Duration;
 
@@ -42,6 +45,11 @@ pub(super) struct Copies {
     lost: u64,
     /// When a packet was last seen lost.
     last_loss: Option<Instant>,
+    /// The congestion window when last looked at, in bytes.
+    cwnd: u64,
+    /// Bytes sent (frames and copies) in this second and the one before.
+    sent: [u64; 2],
+    second: Option<Instant>,
 }
 
 impl Copies {
@@ -54,16 +62,45 @@ impl Copies {
             looked: None,
             lost: 0,
             last_loss: None,
+            cwnd: u64::MAX,
+            sent: [0; 2],
+            second: None,
         }
+    }
+
+    /// Counts `n` bytes sent, by the second.
+    fn count(&mut self, n: usize) {
+        let now = Instant::now();
+        match self.second {
+            Some(t) if now.duration_since(t) < Duration::from_secs(1) => {}
+            Some(t) if now.duration_since(t) < Duration::from_secs(2) => {
+                self.sent = [0, self.sent[0]];
+                self.second = Some(t + Duration::from_secs(1));
+            }
+            _ => {
+                self.sent = [0, 0];
+                self.second = Some(now);
+            }
+        }
+        self.sent[0] += n as u64;
+    }
+
+    /// Whether a copy of `n` bytes fits: what a round trip carries, copies
+    /// included, stays under a quarter of the congestion window.
+    fn fits(&self, n: usize) -> bool {
+        let per_second = self.sent[0].max(self.sent[1]) + n as u64;
+        let rtt = self.conn.rtt().as_secs_f64();
+        (per_second as f64 * rtt * 4.0) < self.cwnd as f64
     }
 
     /// After `frame` went on its channel's stream: its datagram copy, if
     /// `redundancy` asks for one now and it fits.
     pub(super) fn after(&mut self, frame: &Bytes, redundancy: Redundancy) {
+        self.count(frame.len());
         let wanted = match redundancy {
             Redundancy::Off => false,
             Redundancy::Always => true,
-            Redundancy::Auto => self.losing() && !self.queuing(),
+            Redundancy::Auto => self.losing() && !self.queuing() && self.fits(frame.len()),
         };
         if !wanted {
             return;
@@ -76,13 +113,16 @@ impl Copies {
         {
             return;
         }
+        let len = datagram.len();
         let tx = self.tx.get_or_insert_with(|| spawn(self.conn.clone()));
         if tx
             .try_send((Instant::now() + COPY_DELAY, datagram))
             .is_err()
         {
             telemetry::datagram_copy("dropped");
+            return;
         }
+        self.count(len);
     }
 
     /// Whether the connection is losing packets, with hysteresis.
@@ -95,7 +135,9 @@ impl Copies {
             return self.lossy;
         }
         self.looked = Some(now);
-        let lost = self.conn.stats().path.lost_packets;
+        let path = self.conn.stats().path;
+        self.cwnd = path.cwnd;
+        let lost = path.lost_packets;
         let new = lost.saturating_sub(self.lost);
         self.lost = lost;
         if new > 0 {
