@@ -107,7 +107,8 @@ impl SessionHandle {
         {
             return Offer::Queued;
         }
-        match self.tx.try_send(frame) {
+        // A newer "latest value" update takes an older one's place.
+        match self.tx.try_send_replacing(frame, |f| f.latest) {
             Ok(()) => Offer::Queued,
             Err(queue::Refused::Full) => {
                 self.closer.close(CloseCode::SlowConsumer);

@@ -100,6 +100,36 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Queues `item`, or when an item queued already has the same key
+    /// (`key_of`), puts it in that one's place: a newer "latest value" update
+    /// replaces an older one still waiting instead of queueing behind it.
+    pub fn try_send_replacing(
+        &self,
+        item: T,
+        key_of: impl Fn(&T) -> Option<u64>,
+    ) -> Result<(), Refused> {
+        let Some(key) = key_of(&item) else {
+            return self.try_send(item);
+        };
+        if self.0.state.load(Ordering::Acquire) & CLOSED != 0 {
+            return Err(Refused::Closed);
+        }
+        {
+            let mut items = self.0.items();
+            if let Some(old) = items.iter_mut().rev().find(|i| key_of(i) == Some(key)) {
+                *old = item;
+                return Ok(());
+            }
+            if items.len() >= self.0.cap {
+                return Err(Refused::Full);
+            }
+            items.push_back(item);
+            self.0.state.fetch_add(1, Ordering::Release);
+        }
+        self.0.waker.wake();
+        Ok(())
+    }
+
     /// Wakes the receiver without an item (it has other work).
     pub fn wake(&self) {
         self.0.waker.wake();
@@ -180,6 +210,21 @@ impl<T> Drop for Receiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newer_latest_value_takes_the_older_ones_place() {
+        let (tx, mut rx) = bounded(3);
+        let key = |i: &(u32, Option<u64>)| i.1;
+        tx.try_send_replacing((1, Some(7)), key).unwrap();
+        tx.try_send_replacing((2, None), key).unwrap();
+        tx.try_send_replacing((3, Some(7)), key).unwrap();
+        tx.try_send_replacing((4, Some(8)), key).unwrap();
+        // Full, but the update replaces its older self.
+        tx.try_send_replacing((5, Some(8)), key).unwrap();
+        assert_eq!(tx.try_send_replacing((6, Some(9)), key), Err(Refused::Full));
+        let got: Vec<u32> = std::iter::from_fn(|| rx.try_recv()).map(|i| i.0).collect();
+        assert_eq!(got, [3, 2, 5]);
+    }
 
     #[test]
     fn it_is_bounded_ordered_and_refuses_once_the_receiver_is_gone() {

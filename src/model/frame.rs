@@ -78,17 +78,54 @@ pub struct Frame {
     pub how: Delivery,
     /// Channel position, for stored messages.
     pub position: Option<Position>,
+    /// A volatile "latest value wins" update's key (its sender, destination
+    /// and `latest`, hashed): a newer one replaces it in a session's queue.
+    pub latest: Option<u64>,
 }
 
 impl OutFrame {
     /// A frame to queue.
     pub fn new(payload: Bytes, how: Delivery, position: Option<Position>) -> Self {
+        let latest = match how {
+            Delivery::Volatile => latest_key(&payload),
+            _ => None,
+        };
         Self(Arc::new(Frame {
             payload,
             how,
             position,
+            latest,
         }))
     }
+}
+
+/// The coalescing key of a volatile frame that carries `latest`: its
+/// sender, destination and key, hashed (`None` for any other frame).
+pub fn latest_key(payload: &[u8]) -> Option<u64> {
+    // Most volatile frames have no key: no parse for them.
+    memchr_latest(payload)?;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Keyed<'a> {
+        #[serde(borrow)]
+        latest: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        send_user_id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        received_user_id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        room_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let k: Keyed<'_> = serde_json::from_slice(payload).ok()?;
+    let latest = k.latest?;
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (latest, k.send_user_id, k.received_user_id, k.room_id).hash(&mut h);
+    Some(h.finish())
+}
+
+fn memchr_latest(payload: &[u8]) -> Option<()> {
+    payload.windows(8).any(|w| w == b"\"latest\"").then_some(())
 }
 
 impl Deref for OutFrame {
@@ -119,4 +156,44 @@ pub struct Envelope {
     pub frame: OutFrame,
     /// The trace of the message it carries, when traces are exported.
     pub trace: Option<super::TraceParent>,
+}
+
+#[cfg(test)]
+mod latest_tests {
+    use super::*;
+
+    #[test]
+    fn only_volatile_frames_with_latest_have_a_key_and_it_names_sender_destination_and_key() {
+        let frame =
+            |s: &'static str, how| OutFrame::new(Bytes::from_static(s.as_bytes()), how, None);
+        let a1 = frame(
+            r#"{"msgType":3,"sendUserId":"a","roomId":"r","latest":"pos","msgBody":1}"#,
+            Delivery::Volatile,
+        );
+        let a2 = frame(
+            r#"{"msgType":3,"sendUserId":"a","roomId":"r","latest":"pos","msgBody":2}"#,
+            Delivery::Volatile,
+        );
+        let b = frame(
+            r#"{"msgType":3,"sendUserId":"b","roomId":"r","latest":"pos","msgBody":2}"#,
+            Delivery::Volatile,
+        );
+        let other_key = frame(
+            r#"{"msgType":3,"sendUserId":"a","roomId":"r","latest":"typing"}"#,
+            Delivery::Volatile,
+        );
+        let plain = frame(
+            r#"{"msgType":3,"sendUserId":"a","roomId":"r","msgBody":"latest"}"#,
+            Delivery::Volatile,
+        );
+        let stored = frame(
+            r#"{"msgType":3,"sendUserId":"a","roomId":"r","latest":"pos"}"#,
+            Delivery::Reliable,
+        );
+        assert!(a1.latest.is_some());
+        assert_eq!(a1.latest, a2.latest);
+        assert_ne!(a1.latest, b.latest);
+        assert_ne!(a1.latest, other_key.latest);
+        assert_eq!((plain.latest, stored.latest), (None, None));
+    }
 }
