@@ -321,7 +321,7 @@
         for (; ; ) {
           const { value, done } = await reader.read();
           if (done) break;
-          h.onmessage(this.decoder.decode(value));
+          h.onmessage(this.decoder.decode(value), true);
         }
       } catch {
       }
@@ -551,6 +551,12 @@
       }
       return false;
     }
+    /** The position of the channel `m` belongs to, if known (its last seq). */
+    positionOf(m) {
+      if (m.receivedUserId !== void 0) return this.inbox ?? void 0;
+      if (m.roomId !== void 0 && this.joined.has(m.roomId)) return this.rooms.get(m.roomId);
+      return void 0;
+    }
     /** A login reply: the inbox position when none is known yet. */
     loggedIn(user, inboxSeq) {
       if (this.user !== null && this.user !== user) {
@@ -611,6 +617,12 @@
       this.refreshing = false;
       this.authFailures = 0;
       this.onPageHide = () => void this.savePositions();
+      /**
+       * A stored message's datagram copy that outran a predecessor still on
+       * its way waits here, by msgId, until the gap closes or its own stream
+       * copy comes (the stream is in order: what came before it has come).
+       */
+      this.early = /* @__PURE__ */ new Map();
       const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1";
       this.opts = {
         url: origin,
@@ -717,8 +729,54 @@
     presence(roomId) {
       return this.request({ msgType: 8, roomId });
     }
-    /** Delivers a message to the page unless it is a duplicate or a stale "latest" update. */
-    onMessage(m) {
+    /** A stored message that came by datagram ahead of its channel: held. */
+    holdsBack(m) {
+      if (m.seq === void 0 || m.volatile || !m.msgId) return false;
+      const at = this.positions.positionOf(m);
+      if (at === void 0 || m.seq <= at + 1) return false;
+      if (this.early.size >= 256) this.releaseOldest();
+      this.early.set(m.msgId, m);
+      return true;
+    }
+    releaseOldest() {
+      const [id, m] = this.early.entries().next().value;
+      this.early.delete(id);
+      this.deliver(m);
+    }
+    /** Delivers held messages that are now next in their channel, in seq order. */
+    releaseEarly() {
+      for (let again = true; again && this.early.size > 0; ) {
+        again = false;
+        for (const [id, m] of this.early) {
+          const at = this.positions.positionOf(m);
+          if (at === void 0 || m.seq <= at + 1) {
+            this.early.delete(id);
+            this.deliver(m);
+            again = true;
+          }
+        }
+      }
+    }
+    /** Delivers a message to the page unless it is a duplicate or a stale
+     * "latest" update; a datagram copy ahead of its channel waits. */
+    onMessage(m, datagram = false) {
+      if (datagram && m.seq !== void 0) {
+        if (m.msgId && this.early.has(m.msgId)) return;
+        if (this.holdsBack({ ...m, via: "datagram" })) return;
+        m.via = "datagram";
+      } else if (m.msgId && this.early.has(m.msgId)) {
+        const held = this.early.get(m.msgId);
+        this.early.delete(m.msgId);
+        this.deliver(held);
+        this.releaseEarly();
+        return;
+      } else if (this.transport === "webtransport" && m.seq !== void 0) {
+        m.via = "stream";
+      }
+      this.deliver(m);
+      if (this.early.size > 0) this.releaseEarly();
+    }
+    deliver(m) {
       const verdict = this.filter.check(m);
       if (verdict === "duplicate") return;
       if (verdict === "stale") return this.events.emit("stale", m);
@@ -836,6 +894,9 @@
       if (this.opts.userId !== void 0) login.sendUserId = this.opts.userId;
       if (this.opts.token) login.token = this.opts.token;
       if (this.opts.presenceEvents) login.presenceEvents = true;
+      if (link.kind === "webtransport" && (this.opts.redundancy ?? "auto") !== "off") {
+        login.redundancy = this.opts.redundancy ?? "auto";
+      }
       const since = this.positions.since();
       if (since) login.since = since;
       link.send(JSON.stringify(login));
@@ -903,8 +964,8 @@
     handlers() {
       const h = {
         link: null,
-        onmessage: (text) => {
-          if (this.link === h.link) this.onFrame(text);
+        onmessage: (text, datagram) => {
+          if (this.link === h.link) this.onFrame(text, datagram === true);
         },
         onclose: (code, reason) => {
           if (this.link === h.link) this.onClose(code, reason);
@@ -950,7 +1011,7 @@
       this.setState("reconnecting", `closed ${code}${reason ? " " + reason : ""}; retry in ${delay} ms`);
       this.reconnectTimer = setTimeout(() => void this.open(), delay);
     }
-    onFrame(data) {
+    onFrame(data, datagram = false) {
       this.lastInbound = Date.now();
       if (data === "pong") return;
       let m;
@@ -995,7 +1056,7 @@
           }
           return this.wake(m.msgType, m);
         default:
-          return this.onMessage(m);
+          return this.onMessage(m, datagram);
       }
     }
     onLogin(m) {

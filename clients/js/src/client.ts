@@ -215,8 +215,66 @@ export class RtgateClient {
     return this.request<PresenceReply>({ msgType: 8, roomId });
   }
 
-  /** Delivers a message to the page unless it is a duplicate or a stale "latest" update. */
-  onMessage(m: Message): void {
+  /**
+   * A stored message's datagram copy that outran a predecessor still on
+   * its way waits here, by msgId, until the gap closes or its own stream
+   * copy comes (the stream is in order: what came before it has come).
+   */
+  private readonly early = new Map<string, Message>();
+
+  /** A stored message that came by datagram ahead of its channel: held. */
+  private holdsBack(m: Message): boolean {
+    if (m.seq === undefined || m.volatile || !m.msgId) return false;
+    const at = this.positions.positionOf(m);
+    if (at === undefined || m.seq <= at + 1) return false;
+    if (this.early.size >= 256) this.releaseOldest();
+    this.early.set(m.msgId, m);
+    return true;
+  }
+
+  private releaseOldest(): void {
+    const [id, m] = this.early.entries().next().value as [string, Message];
+    this.early.delete(id);
+    this.deliver(m);
+  }
+
+  /** Delivers held messages that are now next in their channel, in seq order. */
+  private releaseEarly(): void {
+    for (let again = true; again && this.early.size > 0; ) {
+      again = false;
+      for (const [id, m] of this.early) {
+        const at = this.positions.positionOf(m);
+        if (at === undefined || m.seq! <= at + 1) {
+          this.early.delete(id);
+          this.deliver(m);
+          again = true;
+        }
+      }
+    }
+  }
+
+  /** Delivers a message to the page unless it is a duplicate or a stale
+   * "latest" update; a datagram copy ahead of its channel waits. */
+  onMessage(m: Message, datagram = false): void {
+    if (datagram && m.seq !== undefined) {
+      if (m.msgId && this.early.has(m.msgId)) return;
+      if (this.holdsBack({ ...m, via: "datagram" })) return;
+      m.via = "datagram";
+    } else if (m.msgId && this.early.has(m.msgId)) {
+      // Its stream copy: what came before it on the stream has come.
+      const held = this.early.get(m.msgId)!;
+      this.early.delete(m.msgId);
+      this.deliver(held);
+      this.releaseEarly();
+      return;
+    } else if (this.transport === "webtransport" && m.seq !== undefined) {
+      m.via = "stream";
+    }
+    this.deliver(m);
+    if (this.early.size > 0) this.releaseEarly();
+  }
+
+  private deliver(m: Message): void {
     const verdict = this.filter.check(m);
     if (verdict === "duplicate") return;
     if (verdict === "stale") return this.events.emit("stale", m);
@@ -347,6 +405,9 @@ export class RtgateClient {
     if (this.opts.userId !== undefined) login.sendUserId = this.opts.userId;
     if (this.opts.token) login.token = this.opts.token;
     if (this.opts.presenceEvents) login.presenceEvents = true;
+    if (link.kind === "webtransport" && (this.opts.redundancy ?? "auto") !== "off") {
+      login.redundancy = this.opts.redundancy ?? "auto";
+    }
     // Resume: replay what arrived while we were away (or before a reload).
     const since = this.positions.since();
     if (since) login.since = since;
@@ -420,8 +481,8 @@ export class RtgateClient {
   private handlers(): LinkHandlers {
     const h: LinkHandlers = {
       link: null,
-      onmessage: (text) => {
-        if (this.link === h.link) this.onFrame(text);
+      onmessage: (text, datagram) => {
+        if (this.link === h.link) this.onFrame(text, datagram === true);
       },
       onclose: (code, reason) => {
         if (this.link === h.link) this.onClose(code, reason);
@@ -478,7 +539,7 @@ export class RtgateClient {
     this.reconnectTimer = setTimeout(() => void this.open(), delay);
   }
 
-  private onFrame(data: string): void {
+  private onFrame(data: string, datagram = false): void {
     this.lastInbound = Date.now();
     if (data === "pong") return;
     let m: Record<string, any>;
@@ -526,7 +587,7 @@ export class RtgateClient {
         }
         return this.wake(m.msgType, m);
       default:
-        return this.onMessage(m as Message);
+        return this.onMessage(m as Message, datagram);
     }
   }
 

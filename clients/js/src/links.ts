@@ -22,7 +22,8 @@ export interface Link {
 /** Where a link's frames and its end go. Set `link` before events can fire. */
 export interface LinkHandlers {
   link: Link | null;
-  onmessage(text: string): void;
+  /** A frame; `datagram` when it came as one (WebTransport). */
+  onmessage(text: string, datagram?: boolean): void;
   onclose(code: number, reason: string): void;
   /** The browser refused a datagram: volatile frames use the stream from now on. */
   ondatagramsoff?(reason: string): void;
@@ -215,7 +216,7 @@ export class WtLink implements Link {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        h.onmessage(this.decoder.decode(value as Uint8Array));
+        h.onmessage(this.decoder.decode(value as Uint8Array), true);
       }
     } catch {
       // closed

@@ -145,6 +145,13 @@ export class PositionTracker {
     return false;
   }
 
+  /** The position of the channel `m` belongs to, if known (its last seq). */
+  positionOf(m: Message): number | undefined {
+    if (m.receivedUserId !== undefined) return this.inbox ?? undefined;
+    if (m.roomId !== undefined && this.joined.has(m.roomId)) return this.rooms.get(m.roomId);
+    return undefined;
+  }
+
   /** A login reply: the inbox position when none is known yet. */
   loggedIn(user: string, inboxSeq: number): void {
     if (this.user !== null && this.user !== user) {

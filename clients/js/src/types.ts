@@ -24,6 +24,9 @@ export interface Message extends Outgoing {
   ts?: number;
   seq?: number;
   sendUserId?: Id;
+  /** Set by this client, not the server: how the first copy came
+   * ("datagram": a redundant copy outran the stream's). */
+  via?: "stream" | "datagram";
 }
 
 /** The ack of a stored message (msgType 4). */
@@ -159,6 +162,12 @@ export interface ClientOptions {
   presenceEvents?: boolean;
   /** "auto" (WebTransport raced against WebSocket), "webtransport" or "websocket". */
   transport?: "auto" | TransportKind;
+  /**
+   * Redundant datagram copies of stored messages over WebTransport:
+   * "auto" (default: only while the connection loses packets), "datagram"
+   * (always) or "off". The first copy is kept, in seq order per channel.
+   */
+  redundancy?: "auto" | "datagram" | "off";
   /** WebTransport URL; default: the one `/cert-hash` names. */
   wtUrl?: string;
   /** How long a WebTransport attempt may take (ms, default 3000). */

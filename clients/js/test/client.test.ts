@@ -325,3 +325,29 @@ test("replies are matched to requests by room: a join by the server or another r
   const ws2 = await socket(1);
   assert.deepEqual([...ws2.sent[0].rooms].sort(), ["b", "x"]);
 });
+
+test("a datagram copy ahead of its channel waits for its predecessor or its own stream copy", async () => {
+  const c = client();
+  const got: string[] = [];
+  c.on("message", (m) => got.push(`${m.msgId} ${m.via ?? ""}`.trim()));
+  const done = c.connect();
+  (await socket(0)).reply(login(10));
+  await done;
+  const dm = (seq: number, msgId: string) => ({ msgType: 3, receivedUserId: "alice", seq, msgId });
+  // 12 outruns 11 by datagram: it waits, then both go, in order.
+  c.onMessage(dm(12, "b"), true);
+  assert.deepEqual(got, []);
+  c.onMessage(dm(11, "a"), false);
+  c.onMessage(dm(12, "b"), false);
+  assert.deepEqual(got, ["a", "b datagram"], "in seq order, the second copy dropped");
+  // 14 by datagram with 13 never coming to this session: its own stream
+  // copy lets it go (the stream is in order).
+  c.onMessage(dm(14, "d"), true);
+  assert.equal(got.length, 2);
+  c.onMessage(dm(14, "d"), false);
+  assert.deepEqual(got.slice(2), ["d datagram"]);
+  // A datagram copy that is next goes at once; its stream copy is a duplicate.
+  c.onMessage(dm(15, "e"), true);
+  c.onMessage(dm(15, "e"), false);
+  assert.deepEqual(got.slice(3), ["e datagram"]);
+});
