@@ -10,7 +10,10 @@
 //! per channel. Lines on stdin as for `ws_client`; lines starting
 //! with `~` are sent as a datagram (`~{"msgType":1}`). When the session
 //! ends (a server restart, a lost network) it reconnects like `ws_client`:
-//! jittered back-off, its rooms rejoined, `since` from what it printed.
+//! jittered back-off, its rooms rejoined, `since` from what it printed. It
+//! asks for redundant datagram copies while the network loses packets
+//! (`"redundancy":"auto"`) and prints the first copy of each message, in
+//! seq order per channel.
 
 #[path = "chat/mod.rs"]
 mod chat;
@@ -52,7 +55,10 @@ async fn write_frame(send: &mut wtransport::SendStream, body: &[u8]) -> anyhow::
 }
 
 /// Hands every length-prefixed frame of a stream to `out` until it ends.
-async fn read_frames(recv: &mut wtransport::RecvStream, out: mpsc::UnboundedSender<String>) {
+async fn read_frames(
+    recv: &mut wtransport::RecvStream,
+    out: mpsc::UnboundedSender<(String, bool)>,
+) {
     let mut len = [0u8; 4];
     loop {
         if recv.read_exact(&mut len).await.is_err() {
@@ -63,7 +69,7 @@ async fn read_frames(recv: &mut wtransport::RecvStream, out: mpsc::UnboundedSend
             break;
         }
         if out
-            .send(String::from_utf8_lossy(&body).into_owned())
+            .send((String::from_utf8_lossy(&body).into_owned(), false))
             .is_err()
         {
             break;
@@ -109,10 +115,13 @@ async fn session(base: &str, user: &str, chat: &mut Chat) -> anyhow::Result<End>
     let (conn, mut send, mut recv) = tokio::time::timeout(CONNECT_TIMEOUT, open)
         .await
         .context("no session within 5 s")??;
-    write_frame(&mut send, chat.login(user).to_string().as_bytes()).await?;
+    // Redundant datagram copies while the network loses packets.
+    let mut login = chat.login(user);
+    login["redundancy"] = serde_json::json!("auto");
+    write_frame(&mut send, login.to_string().as_bytes()).await?;
     // Frames from the session's stream, the streams the server opens (one
     // per channel) and datagrams, printed and followed in one place.
-    let (out, mut frames) = mpsc::unbounded_channel();
+    let (out, mut frames) = mpsc::unbounded_channel::<(String, bool)>();
     let mut readers = tokio::task::JoinSet::new();
     let own_out = out.clone();
     readers.spawn(async move { read_frames(&mut recv, own_out).await });
@@ -126,14 +135,17 @@ async fn session(base: &str, user: &str, chat: &mut Chat) -> anyhow::Result<End>
     let dg_conn = conn.clone();
     readers.spawn(async move {
         while let Ok(d) = dg_conn.receive_datagram().await {
-            if out.send(String::from_utf8_lossy(&d).into_owned()).is_err() {
+            if out
+                .send((String::from_utf8_lossy(&d).into_owned(), true))
+                .is_err()
+            {
                 break;
             }
         }
     });
     let end = loop {
         tokio::select! {
-            Some(frame) = frames.recv() => chat.received(&frame),
+            Some((frame, datagram)) = frames.recv() => chat.received_copy(&frame, datagram),
             e = conn.closed() => {
                 let code = match &e {
                     wtransport::error::ConnectionError::ApplicationClosed(c) => {
@@ -157,7 +169,7 @@ async fn session(base: &str, user: &str, chat: &mut Chat) -> anyhow::Result<End>
                 }
                 None => {
                     // Stdin ended: give the answers a moment, then leave.
-                    let drain = async { while let Some(f) = frames.recv().await { chat.received(&f); } };
+                    let drain = async { while let Some((f, d)) = frames.recv().await { chat.received_copy(&f, d); } };
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
                     conn.close(wtransport::VarInt::from_u32(1000), b"bye");
                     break End::Done;

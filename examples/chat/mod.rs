@@ -118,6 +118,18 @@ impl Positions {
         }
     }
 
+    /// The position of the channel `f` belongs to (its last seq), if known.
+    #[allow(dead_code)] // wt_client's: ws_client gets no copies
+    fn position_of(&self, f: &Value) -> Option<u64> {
+        if !f["receivedUserId"].is_null() {
+            return self.inbox;
+        }
+        let room = f["roomId"].as_str()?;
+        self.joined
+            .contains(room)
+            .then(|| self.rooms.get(room).copied())?
+    }
+
     /// The login frame for `user`: the rooms it was in, and `since`.
     pub(crate) fn login(&self, user: &str) -> Value {
         let mut l = login(user);
@@ -155,6 +167,14 @@ pub(crate) struct Chat {
     positions: Positions,
     backoff: Backoff,
     typed: u64,
+    /// Stored messages already printed (by msgId, the newest few thousand):
+    /// the second copy of one (stream and datagram) is dropped.
+    #[allow(dead_code)] // wt_client's: ws_client gets no copies
+    seen: std::collections::VecDeque<String>,
+    /// Datagram copies that outran a predecessor, waiting for it or for
+    /// their own stream copy.
+    #[allow(dead_code)] // wt_client's: ws_client gets no copies
+    early: Vec<(String, String)>,
 }
 
 impl Chat {
@@ -164,7 +184,65 @@ impl Chat {
             positions: Positions::default(),
             backoff: Backoff::new(),
             typed: 0,
+            seen: Default::default(),
+            early: Vec::new(),
         }
+    }
+
+    /// A frame that came by `datagram` or on a stream, with redundant
+    /// copies (`"redundancy"`): the first copy of a stored message is
+    /// printed, in seq order per channel; a datagram copy ahead of its
+    /// channel waits for its predecessor, or for its own stream copy (the
+    /// stream is in order: what came before it has come).
+    #[allow(dead_code)] // wt_client's: ws_client gets no copies
+    pub(crate) fn received_copy(&mut self, text: &str, datagram: bool) {
+        let Ok(f) = serde_json::from_str::<Value>(text) else {
+            return self.received(text);
+        };
+        let (Some(id), Some(seq)) = (f["msgId"].as_str(), f["seq"].as_u64()) else {
+            return self.received(text);
+        };
+        if self.seen.iter().any(|s| s == id) {
+            return;
+        }
+        if let Some(i) = self.early.iter().position(|(e, _)| e == id) {
+            if datagram {
+                return;
+            }
+            let (_, held) = self.early.remove(i);
+            self.print_once(id, &held);
+        } else if datagram
+            && self
+                .positions
+                .position_of(&f)
+                .is_some_and(|at| seq > at + 1)
+        {
+            self.early.push((id.to_owned(), text.to_owned()));
+            return;
+        } else {
+            self.print_once(id, text);
+        }
+        // Held copies that are next now.
+        while let Some(i) = self.early.iter().position(|(_, t)| {
+            serde_json::from_str::<Value>(t).is_ok_and(|f| {
+                let at = self.positions.position_of(&f);
+                f["seq"]
+                    .as_u64()
+                    .is_some_and(|s| at.is_none_or(|at| s <= at + 1))
+            })
+        }) {
+            let (id, held) = self.early.remove(i);
+            self.print_once(&id, &held);
+        }
+    }
+
+    #[allow(dead_code)] // wt_client's: ws_client gets no copies
+    fn print_once(&mut self, id: &str, text: &str) {
+        self.seen.push_back(id.to_owned());
+        if self.seen.len() > 5_000 {
+            self.seen.pop_front();
+        }
+        self.received(text);
     }
 
     /// The login frame for `user`, resuming where the last connection was.
