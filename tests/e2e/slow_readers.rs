@@ -150,8 +150,9 @@ async fn a_webtransport_reader_that_withholds_flow_control_is_closed_4008() {
 
 /// Issue 26, item 4: a reader that falls behind on a "latest value wins"
 /// stream (a position, a cursor) gets the newest value when it reads
-/// again, not a backlog: in its queue a newer update takes an older one's
-/// place, so the queue never fills and the session is not closed.
+/// again, not a backlog: once the sockets' buffers are full, a newer update
+/// takes an older one's place in its queue, so the queue never fills and
+/// the session is not closed.
 #[tokio::test]
 async fn a_slow_reader_of_a_position_stream_gets_the_newest_value_not_a_backlog() {
     let s = Server::start(&[
@@ -170,25 +171,26 @@ async fn a_slow_reader_of_a_position_stream_gets_the_newest_value_not_a_backlog(
     let mut car = Client::connect(&s.ws_url("/ws")).await;
     car.login_as(json!({"msgType": 2, "sendUserId": "car", "roomId": "r"}))
         .await;
-    // The map does not read while the car reports 3,000 positions (about
-    // 1.5 MB: far more than the sockets between them hold).
-    let pad = "x".repeat(400);
-    for n in 0..3_000 {
+    // The map does not read while the car reports 4,000 positions (about
+    // 8 MB: more than the kernel's buffers between them hold, whatever
+    // they grow to; tcp_wmem's maximum is 4 MB by default).
+    let pad = "x".repeat(2_000);
+    for n in 0..4_000 {
         car.send(&json!({"msgType": 3, "roomId": "r", "volatile": true, "latest": "pos", "msgBody": {"n": n, "pad": pad}}))
             .await;
     }
     car.send(&json!({"msgType": 1})).await;
     car.recv_type(1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // It reads again: far fewer than 3,000, in order, ending with the newest.
+    // It reads again: fewer than 4,000, in order, ending with the newest.
     let mut got = Vec::new();
     while let Ok(m) = tokio::time::timeout(Duration::from_millis(700), map.recv_type(3)).await {
         got.push(m["msgBody"]["n"].as_u64().unwrap());
-        if got.last() == Some(&2_999) {
+        if got.last() == Some(&3_999) {
             break;
         }
     }
-    assert_eq!(got.last(), Some(&2_999), "the newest position arrives");
+    assert_eq!(got.last(), Some(&3_999), "the newest position arrives");
     assert!(got.windows(2).all(|w| w[0] < w[1]), "newer only");
     assert!(
         got.len() < 3_000,
