@@ -85,19 +85,7 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Queues `item` without waiting.
     pub fn try_send(&self, item: T) -> Result<(), Refused> {
-        if self.0.state.load(Ordering::Acquire) & CLOSED != 0 {
-            return Err(Refused::Closed);
-        }
-        {
-            let mut items = self.0.items();
-            if items.len() >= self.0.cap {
-                return Err(Refused::Full);
-            }
-            items.push_back(item);
-            self.0.state.fetch_add(1, Ordering::Release);
-        }
-        self.0.waker.wake();
-        Ok(())
+        self.try_send_replacing(item, |_| None)
     }
 
     /// Queues `item`, or when an item queued already has the same key
@@ -108,15 +96,15 @@ impl<T> Sender<T> {
         item: T,
         key_of: impl Fn(&T) -> Option<u64>,
     ) -> Result<(), Refused> {
-        let Some(key) = key_of(&item) else {
-            return self.try_send(item);
-        };
         if self.0.state.load(Ordering::Acquire) & CLOSED != 0 {
             return Err(Refused::Closed);
         }
+        let key = key_of(&item);
         {
             let mut items = self.0.items();
-            if let Some(old) = items.iter_mut().rev().find(|i| key_of(i) == Some(key)) {
+            if key.is_some()
+                && let Some(old) = items.iter_mut().rev().find(|i| key_of(i) == key)
+            {
                 *old = item;
                 return Ok(());
             }

@@ -119,6 +119,20 @@ pub struct OutboxLimits {
     pub max_age: Duration,
 }
 
+/// Counts (and logs) the events a store's outbox trim dropped: `too_old`
+/// past the age bound, `over_bytes` past the byte bound.
+pub(crate) fn outbox_trimmed(too_old: u64, over_bytes: u64) {
+    crate::telemetry::events_dropped("age", too_old);
+    crate::telemetry::events_dropped("bytes", over_bytes);
+    if too_old + over_bytes > 0 {
+        tracing::warn!(
+            too_old,
+            over_bytes,
+            "the event outbox dropped its oldest events (is the event webhook down?)"
+        );
+    }
+}
+
 /// What the event outbox holds now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxDepth {

@@ -31,7 +31,6 @@ use crate::model::Channel;
 use crate::protocol::Id;
 use crate::redis_io::envelope::tag;
 use crate::redis_io::{RedisConn, durability};
-use crate::telemetry;
 use tokio_util::sync::CancellationToken;
 
 /// How often the outbox's bounds are applied.
@@ -286,15 +285,7 @@ impl Store for RedisStore {
                 }
                 match outbox::trim(&mut conn, limits).await {
                     Ok((aged, bytes)) => {
-                        telemetry::events_dropped("age", aged);
-                        telemetry::events_dropped("bytes", bytes);
-                        if aged + bytes > 0 {
-                            tracing::warn!(
-                                too_old = aged,
-                                over_bytes = bytes,
-                                "the event outbox dropped its oldest events (is the event webhook down?)"
-                            );
-                        }
+                        super::outbox_trimmed(aged, bytes);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "the event outbox could not be trimmed now")

@@ -6,7 +6,6 @@ use rusqlite::params;
 
 use super::writer::Writer;
 use crate::model::now_ms;
-use crate::telemetry;
 
 impl Writer {
     /// Drops the events past the outbox's bounds, if it has any.
@@ -53,15 +52,7 @@ impl Writer {
         });
         match result {
             Ok((aged, bytes)) => {
-                telemetry::events_dropped("age", aged);
-                telemetry::events_dropped("bytes", bytes);
-                if aged + bytes > 0 {
-                    tracing::warn!(
-                        too_old = aged,
-                        over_bytes = bytes,
-                        "the event outbox dropped its oldest events (is the event webhook down?)"
-                    );
-                }
+                crate::store::outbox_trimmed(aged, bytes);
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
