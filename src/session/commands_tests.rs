@@ -15,6 +15,7 @@ use crate::config::{Config, Options};
 use crate::hub::{Hub, SessionHandle};
 use crate::model::SessionId;
 use crate::protocol::message::{ERROR, HEARTBEAT, JOIN, LEAVE, PRESENCE};
+use crate::protocol::{Destination, Publish};
 use crate::routing::Dispatcher;
 use crate::store::{MemoryStore, Retention};
 

@@ -10,6 +10,7 @@ mod input;
 pub(crate) mod limits;
 mod login;
 mod output;
+mod publish;
 mod sources;
 mod state;
 mod verdicts;
