@@ -4,6 +4,7 @@
 
 pub mod defaults;
 mod options;
+mod resolve;
 mod resolved;
 
 use std::fmt;
