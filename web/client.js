@@ -48,6 +48,56 @@
     }
   };
 
+  // src/copies.ts
+  var MAX_HELD = 256;
+  var EarlyCopies = class {
+    /** `positionOf` answers a channel's last delivered seq, if known. */
+    constructor(positionOf) {
+      this.positionOf = positionOf;
+      this.held = /* @__PURE__ */ new Map();
+    }
+    get size() {
+      return this.held.size;
+    }
+    has(msgId) {
+      return this.held.has(msgId);
+    }
+    /** Takes back a held copy (its stream copy came). */
+    take(msgId) {
+      const m = this.held.get(msgId);
+      this.held.delete(msgId);
+      return m;
+    }
+    /** Holds `m` if it came ahead of its channel (true); `deliver` gets the
+     * oldest held copy when there is no room left. */
+    hold(m, deliver) {
+      if (m.seq === void 0 || m.volatile || !m.msgId) return false;
+      const at = this.positionOf(m);
+      if (at === void 0 || m.seq <= at + 1) return false;
+      if (this.held.size >= MAX_HELD) {
+        const [id, oldest] = this.held.entries().next().value;
+        this.held.delete(id);
+        deliver(oldest);
+      }
+      this.held.set(m.msgId, m);
+      return true;
+    }
+    /** Hands `deliver` the held copies that are now next in their channel, in seq order. */
+    release(deliver) {
+      for (let again = true; again && this.held.size > 0; ) {
+        again = false;
+        for (const [id, m] of this.held) {
+          const at = this.positionOf(m);
+          if (at === void 0 || m.seq <= at + 1) {
+            this.held.delete(id);
+            deliver(m);
+            again = true;
+          }
+        }
+      }
+    }
+  };
+
   // src/dedupe.ts
   var BoundedSet = class {
     constructor(limit) {
@@ -617,12 +667,8 @@
       this.refreshing = false;
       this.authFailures = 0;
       this.onPageHide = () => void this.savePositions();
-      /**
-       * A stored message's datagram copy that outran a predecessor still on
-       * its way waits here, by msgId, until the gap closes or its own stream
-       * copy comes (the stream is in order: what came before it has come).
-       */
-      this.early = /* @__PURE__ */ new Map();
+      /** Datagram copies ahead of their channel, held until it catches up. */
+      this.early = new EarlyCopies((m) => this.positions.positionOf(m));
       const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1";
       this.opts = {
         url: origin,
@@ -729,52 +775,23 @@
     presence(roomId) {
       return this.request({ msgType: 8, roomId });
     }
-    /** A stored message that came by datagram ahead of its channel: held. */
-    holdsBack(m) {
-      if (m.seq === void 0 || m.volatile || !m.msgId) return false;
-      const at = this.positions.positionOf(m);
-      if (at === void 0 || m.seq <= at + 1) return false;
-      if (this.early.size >= 256) this.releaseOldest();
-      this.early.set(m.msgId, m);
-      return true;
-    }
-    releaseOldest() {
-      const [id, m] = this.early.entries().next().value;
-      this.early.delete(id);
-      this.deliver(m);
-    }
-    /** Delivers held messages that are now next in their channel, in seq order. */
-    releaseEarly() {
-      for (let again = true; again && this.early.size > 0; ) {
-        again = false;
-        for (const [id, m] of this.early) {
-          const at = this.positions.positionOf(m);
-          if (at === void 0 || m.seq <= at + 1) {
-            this.early.delete(id);
-            this.deliver(m);
-            again = true;
-          }
-        }
-      }
-    }
     /** Delivers a message to the page unless it is a duplicate or a stale
      * "latest" update; a datagram copy ahead of its channel waits. */
     onMessage(m, datagram = false) {
+      const deliver = (x) => this.deliver(x);
       if (datagram && m.seq !== void 0) {
         if (m.msgId && this.early.has(m.msgId)) return;
-        if (this.holdsBack({ ...m, via: "datagram" })) return;
+        if (this.early.hold({ ...m, via: "datagram" }, deliver)) return;
         m.via = "datagram";
       } else if (m.msgId && this.early.has(m.msgId)) {
-        const held = this.early.get(m.msgId);
-        this.early.delete(m.msgId);
-        this.deliver(held);
-        this.releaseEarly();
+        this.deliver(this.early.take(m.msgId));
+        this.early.release(deliver);
         return;
       } else if (this.transport === "webtransport" && m.seq !== void 0) {
         m.via = "stream";
       }
       this.deliver(m);
-      if (this.early.size > 0) this.releaseEarly();
+      if (this.early.size > 0) this.early.release(deliver);
     }
     deliver(m) {
       const verdict = this.filter.check(m);

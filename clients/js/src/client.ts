@@ -4,6 +4,7 @@
 // disconnected, token refresh through a callback.
 
 import { Backoff } from "./backoff.js";
+import { EarlyCopies } from "./copies.js";
 import { DeliveryFilter } from "./dedupe.js";
 import { Emitter, type Listener } from "./emitter.js";
 import { RtgateError } from "./errors.js";
@@ -215,63 +216,27 @@ export class RtgateClient {
     return this.request<PresenceReply>({ msgType: 8, roomId });
   }
 
-  /**
-   * A stored message's datagram copy that outran a predecessor still on
-   * its way waits here, by msgId, until the gap closes or its own stream
-   * copy comes (the stream is in order: what came before it has come).
-   */
-  private readonly early = new Map<string, Message>();
-
-  /** A stored message that came by datagram ahead of its channel: held. */
-  private holdsBack(m: Message): boolean {
-    if (m.seq === undefined || m.volatile || !m.msgId) return false;
-    const at = this.positions.positionOf(m);
-    if (at === undefined || m.seq <= at + 1) return false;
-    if (this.early.size >= 256) this.releaseOldest();
-    this.early.set(m.msgId, m);
-    return true;
-  }
-
-  private releaseOldest(): void {
-    const [id, m] = this.early.entries().next().value as [string, Message];
-    this.early.delete(id);
-    this.deliver(m);
-  }
-
-  /** Delivers held messages that are now next in their channel, in seq order. */
-  private releaseEarly(): void {
-    for (let again = true; again && this.early.size > 0; ) {
-      again = false;
-      for (const [id, m] of this.early) {
-        const at = this.positions.positionOf(m);
-        if (at === undefined || m.seq! <= at + 1) {
-          this.early.delete(id);
-          this.deliver(m);
-          again = true;
-        }
-      }
-    }
-  }
+  /** Datagram copies ahead of their channel, held until it catches up. */
+  private readonly early = new EarlyCopies((m) => this.positions.positionOf(m));
 
   /** Delivers a message to the page unless it is a duplicate or a stale
    * "latest" update; a datagram copy ahead of its channel waits. */
   onMessage(m: Message, datagram = false): void {
+    const deliver = (x: Message) => this.deliver(x);
     if (datagram && m.seq !== undefined) {
       if (m.msgId && this.early.has(m.msgId)) return;
-      if (this.holdsBack({ ...m, via: "datagram" })) return;
+      if (this.early.hold({ ...m, via: "datagram" }, deliver)) return;
       m.via = "datagram";
     } else if (m.msgId && this.early.has(m.msgId)) {
       // Its stream copy: what came before it on the stream has come.
-      const held = this.early.get(m.msgId)!;
-      this.early.delete(m.msgId);
-      this.deliver(held);
-      this.releaseEarly();
+      this.deliver(this.early.take(m.msgId)!);
+      this.early.release(deliver);
       return;
     } else if (this.transport === "webtransport" && m.seq !== undefined) {
       m.via = "stream";
     }
     this.deliver(m);
-    if (this.early.size > 0) this.releaseEarly();
+    if (this.early.size > 0) this.early.release(deliver);
   }
 
   private deliver(m: Message): void {
