@@ -12,7 +12,7 @@ pub use command::{
 };
 pub use error::{CloseCode, ProtoError};
 pub use id::{Id, IdError};
-pub use message::{Delivered, Reply, SincePositions};
+pub use message::{Delivered, Reply, SincePositions, is_business};
 
 /// The literal answer to a literal `ping`.
 pub const PONG: &[u8] = b"pong";

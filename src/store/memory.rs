@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, ready};
 use serde_json::value::RawValue;
 
+use super::chat::{ChatStore, Located, MAX_READS_PAGE, ReadMark, ReadsPage};
 use super::{
     AppendRequest, Appended, CommitSink, Committed, DedupeKey, OutboxDepth, OutboxEntry,
     OutboxLimits, Page, Retention, Store, StoreError,
@@ -35,6 +36,12 @@ struct State {
     /// Dedupe keys in insertion order, for expiry.
     dedupe_order: VecDeque<(Instant, (Channel, DedupeKey))>,
     cursors: HashMap<Id, u64>,
+    /// Where each retained message is, by msgId.
+    ids: HashMap<String, (Channel, u64)>,
+    /// Read positions per channel, by user.
+    reads: HashMap<Channel, std::collections::BTreeMap<Id, u64>>,
+    /// The channels each user has a read position in.
+    read_by_user: HashMap<Id, std::collections::BTreeSet<Channel>>,
     /// Whether stored messages leave events.
     events: bool,
     /// Events not yet acked, oldest first.
@@ -105,8 +112,18 @@ impl State {
 struct Log {
     /// Seq of the last appended message (0: none yet).
     last: u64,
-    /// Retained messages: (seq, stored at, payload), oldest first.
-    entries: VecDeque<(u64, Instant, Bytes)>,
+    /// Retained messages, oldest first.
+    entries: VecDeque<Entry>,
+}
+
+/// One retained message.
+struct Entry {
+    seq: u64,
+    at: Instant,
+    payload: Bytes,
+    msg_id: String,
+    /// Whether it counts as unread ([`super::counts_as_unread`]).
+    counted: bool,
 }
 
 impl MemoryStore {
@@ -150,15 +167,27 @@ impl Store for MemoryStore {
         let seq = log.last;
         req.message.seq = Some(seq);
         let payload = req.message.to_bytes();
-        log.entries.push_back((seq, now, payload.clone()));
+        log.entries.push_back(Entry {
+            seq,
+            at: now,
+            payload: payload.clone(),
+            msg_id: req.message.msg_id.clone(),
+            counted: super::counts_as_unread(req.message.msg_type),
+        });
+        let mut gone = Vec::new();
         while log.entries.len() as u64 > self.retention.max_count
             || log
                 .entries
                 .front()
-                .is_some_and(|(_, at, _)| now.duration_since(*at) > self.retention.max_age)
+                .is_some_and(|e| now.duration_since(e.at) > self.retention.max_age)
         {
-            log.entries.pop_front();
+            gone.extend(log.entries.pop_front().map(|e| e.msg_id));
         }
+        for id in gone {
+            st.ids.remove(&id);
+        }
+        st.ids
+            .insert(req.message.msg_id.clone(), (req.channel.clone(), seq));
         let ack = Appended {
             msg_id: req.message.msg_id.clone(),
             seq,
@@ -196,19 +225,14 @@ impl Store for MemoryStore {
             }))
             .boxed();
         };
-        let first_kept = log.entries.front().map_or(log.last + 1, |(s, _, _)| *s);
+        let first_kept = log.entries.front().map_or(log.last + 1, |e| e.seq);
         let mut page = Page {
             latest: log.last,
             last: since,
             gap: since + 1 < first_kept && since < log.last,
             ..Page::default()
         };
-        for (seq, _, payload) in log
-            .entries
-            .iter()
-            .filter(|(s, _, _)| *s > since)
-            .take(limit)
-        {
+        for Entry { seq, payload, .. } in log.entries.iter().filter(|e| e.seq > since).take(limit) {
             let text = std::str::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()));
             let raw = text.and_then(|t| {
                 RawValue::from_string(t.to_owned()).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -307,5 +331,112 @@ impl Store for MemoryStore {
             bytes: st.outbox_bytes,
         };
         ready(Ok(depth)).boxed()
+    }
+}
+
+impl ChatStore for MemoryStore {
+    fn locate(&self, msg_ids: Vec<String>) -> BoxFuture<'static, Result<Vec<Located>, StoreError>> {
+        let st = self.lock();
+        let found = msg_ids
+            .into_iter()
+            .filter_map(|id| {
+                let (channel, seq) = st.ids.get(&id)?.clone();
+                let log = st.logs.get(&channel)?;
+                let first = log.entries.front()?.seq;
+                let e = log.entries.get(seq.checked_sub(first)? as usize)?;
+                Some(Located {
+                    msg_id: id,
+                    channel,
+                    seq,
+                    payload: e.payload.clone(),
+                })
+            })
+            .collect();
+        ready(Ok(found)).boxed()
+    }
+
+    fn redact(
+        &self,
+        channel: &Channel,
+        seq: u64,
+        payload: Bytes,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let mut st = self.lock();
+        if let Some(log) = st.logs.get_mut(channel)
+            && let Some(first) = log.entries.front().map(|e| e.seq)
+            && let Some(e) = seq
+                .checked_sub(first)
+                .and_then(|i| log.entries.get_mut(i as usize))
+        {
+            e.payload = payload;
+        }
+        ready(Ok(())).boxed()
+    }
+
+    fn set_reads(&self, marks: Vec<ReadMark>) -> BoxFuture<'static, Result<Vec<u64>, StoreError>> {
+        let mut st = self.lock();
+        let mut out = Vec::with_capacity(marks.len());
+        for m in marks {
+            let latest = st.logs.get(&m.channel).map_or(0, |l| l.last);
+            let pos = st
+                .reads
+                .entry(m.channel.clone())
+                .or_default()
+                .entry(m.user.clone())
+                .or_default();
+            *pos = (*pos).max(m.seq.min(latest));
+            out.push(*pos);
+            st.read_by_user.entry(m.user).or_default().insert(m.channel);
+        }
+        ready(Ok(out)).boxed()
+    }
+
+    fn reads(
+        &self,
+        channel: &Channel,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<ReadsPage, StoreError>> {
+        let st = self.lock();
+        let limit = limit.clamp(1, MAX_READS_PAGE);
+        let mut page = ReadsPage::default();
+        if let Some(reads) = st.reads.get(channel) {
+            let from = after.as_deref().unwrap_or("");
+            let mut rest = reads
+                .iter()
+                .filter(|(u, _)| u.as_str() > from)
+                .map(|(u, s)| (u.clone(), *s));
+            page.reads = rest.by_ref().take(limit).collect();
+            if rest.next().is_some() {
+                page.next = page.reads.last().map(|(u, _)| u.to_string());
+            }
+        }
+        ready(Ok(page)).boxed()
+    }
+
+    fn read_positions(
+        &self,
+        user: &Id,
+    ) -> BoxFuture<'static, Result<Vec<(Channel, u64)>, StoreError>> {
+        let st = self.lock();
+        let positions = st
+            .read_by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c.clone(), *st.reads.get(c)?.get(user)?)))
+            .collect();
+        ready(Ok(positions)).boxed()
+    }
+
+    fn unread(&self, channel: &Channel, after: u64) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let st = self.lock();
+        let n = st.logs.get(channel).map_or(0, |l| {
+            l.entries
+                .iter()
+                .filter(|e| e.seq > after && e.counted)
+                .count() as u64
+        });
+        ready(Ok(n)).boxed()
     }
 }

@@ -3,6 +3,7 @@
 //! stored, and committed messages are handed to a [`CommitSink`] in `seq`
 //! order per channel, which is how delivery order equals storage order.
 
+pub mod chat;
 #[cfg(test)]
 mod conformance;
 pub mod memory;
@@ -18,6 +19,7 @@ use serde_json::value::RawValue;
 use crate::model::{Channel, SessionId, TraceParent};
 use crate::protocol::{Delivered, Id};
 
+pub use chat::{ChatStore, Located, ReadMark, ReadsPage, counts_as_unread};
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, Replication};
 pub use sqlite::SqliteStore;
@@ -177,7 +179,7 @@ impl Default for Retention {
 
 /// A message store. Implementations: [`MemoryStore`] (tests, single node
 /// without a data folder), and the durable ones.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ChatStore + Send + Sync + 'static {
     /// Stores a message and assigns its `seq`. The request is queued before
     /// this returns, so appends made one after another from one task get
     /// increasing seqs; the future resolves once the message is durable and

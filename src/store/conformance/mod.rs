@@ -1,8 +1,11 @@
 //! Behaviour every [`Store`] must show, run against each implementation
 //! (the fixtures are in `fixtures.rs`; SQLite-only cases in `sqlite.rs`).
 
+mod chat;
 mod fixtures;
 mod sqlite;
+
+use chat::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -420,5 +423,9 @@ conformance!(
     dedupe_is_per_user_and_channel_and_keys_never_collide,
     retention_by_age_removes_old_messages,
     the_outbox_keeps_events_until_acked,
-    the_outbox_keeps_to_its_bounds
+    the_outbox_keeps_to_its_bounds,
+    messages_are_found_by_msg_id,
+    a_redaction_replaces_the_stored_body_in_place,
+    read_positions_only_move_forward_within_the_log,
+    unread_counts_business_messages_after_a_position
 );

@@ -1,6 +1,7 @@
 //! SQLite-only behaviour: retention that keeps up with appends, reopening,
 //! a second opener, a corrupt file, a failed commit.
 
+use crate::store::ChatStore;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,5 +223,41 @@ async fn sqlite_opens_a_version_2_outbox() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+/// A data folder of version 3 (no msgId column, no read positions) opens:
+/// its messages are found by msgId and count as unread.
+#[tokio::test]
+async fn sqlite_opens_a_version_3_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("rtgate.db")).unwrap();
+        conn.execute_batch(
+            r#"CREATE TABLE channels (channel TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE messages (channel TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+                 payload BLOB NOT NULL, PRIMARY KEY (channel, seq)) WITHOUT ROWID;
+             INSERT INTO channels VALUES ('r:old', 2);
+             INSERT INTO messages VALUES ('r:old', 1, 1, CAST('{"msgType":3,"msgId":"o1","seq":1}' AS BLOB));
+             INSERT INTO messages VALUES ('r:old', 2, 2, CAST('{"msgType":3,"msgId":"o2","seq":2}' AS BLOB));
+             PRAGMA user_version = 3;"#,
+        )
+        .unwrap();
+    }
+    let store = open_sqlite(dir.path()).unwrap();
+    let room = Channel::Room(id("old"));
+    let found = store.locate(vec!["o2".into()]).await.unwrap();
+    assert_eq!((found.len(), found[0].seq), (1, 2));
+    assert_eq!(store.unread(&room, 0).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .set_reads(vec![crate::store::ReadMark {
+                channel: room.clone(),
+                user: id("u"),
+                seq: 1
+            }])
+            .await
+            .unwrap(),
+        [1]
+    );
 }

@@ -18,6 +18,7 @@ use redis::AsyncCommands;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+mod chat;
 mod outbox;
 mod writer;
 
@@ -168,50 +169,73 @@ impl Store for RedisStore {
         limit: usize,
     ) -> BoxFuture<'static, Result<Page, StoreError>> {
         let (seq, log) = (seq_key(channel), log_key(channel));
+        let channel = channel.clone();
         let mut conn = self.conn.clone();
         async move {
-            let latest: Option<u64> = conn.get(&seq).await.map_err(unavailable)?;
-            let latest = latest.unwrap_or(0);
-            let first: Vec<StreamEntry> = redis::cmd("XRANGE")
-                .arg(&log)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
+            // One round trip for the channel's bounds: its latest seq, its
+            // first entry, its first redaction (a redacted entry left the
+            // stream for the redactions' set), and the page itself.
+            let answers = conn
+                .run_all(vec![
+                    redis::cmd("GET").arg(&seq).to_owned(),
+                    redis::cmd("XRANGE")
+                        .arg(&log)
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(1)
+                        .to_owned(),
+                    redis::cmd("ZRANGE")
+                        .arg(chat::redacted_key(&channel))
+                        .arg(0)
+                        .arg(0)
+                        .arg("WITHSCORES")
+                        .to_owned(),
+                    redis::cmd("XRANGE")
+                        .arg(&log)
+                        .arg(format!("{}-0", since + 1))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(limit)
+                        .to_owned(),
+                ])
                 .await
                 .map_err(unavailable)?;
+            let [latest, first, first_redacted, entries]: [redis::Value; 4] = answers
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("short answer".into()))?;
+            let latest: u64 = redis::from_redis_value::<Option<u64>>(latest)
+                .map_err(unavailable)?
+                .unwrap_or(0);
+            let first: Vec<StreamEntry> = redis::from_redis_value(first).map_err(unavailable)?;
+            let first_redacted: Vec<(Vec<u8>, f64)> =
+                redis::from_redis_value(first_redacted).map_err(unavailable)?;
+            let entries: Vec<StreamEntry> =
+                redis::from_redis_value(entries).map_err(unavailable)?;
             let first_kept = first
                 .first()
                 .and_then(|(id, _)| seq_of(id))
                 .unwrap_or(latest + 1);
-            let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-                .arg(&log)
-                .arg(format!("{}-0", since + 1))
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let first_kept = first_redacted
+                .first()
+                .map_or(first_kept, |(_, s)| first_kept.min(*s as u64));
+            let entries = match first_redacted.is_empty() {
+                true => chat::plain(entries),
+                false => chat::merge_redacted(&mut conn, &channel, since, limit, entries).await?,
+            };
             let mut page = Page {
                 latest,
                 last: since,
                 gap: since + 1 < first_kept && since < latest,
                 ..Page::default()
             };
-            for (id, fields) in entries {
-                let payload = fields
-                    .into_iter()
-                    .find(|(k, _)| k == "p")
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
+            for (seq, payload) in entries {
                 let text =
                     String::from_utf8(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 page.messages.push(
                     RawValue::from_string(text).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 );
-                page.last = seq_of(&id).unwrap_or(page.last);
+                page.last = seq;
             }
             Ok(page)
         }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::{Replication, log_key, outbox, seq_key, unavailable};
+use super::{Replication, chat, log_key, outbox, seq_key, unavailable};
 use crate::model::event::message_stored;
 use crate::model::{Channel, now_ms, plan};
 use crate::redis_io::RedisConn;
@@ -33,19 +33,22 @@ const SEQ_CACHE: usize = 100_000;
 /// of each waiting for Redis's deadline.
 const BACKOFF: Duration = Duration::from_millis(500);
 
-/// KEYS: seq, log, [dedupe]. ARGV: the seq the writer expects the channel to
-/// be at, the msgId expected as the stream's last entry ('' for none), the
-/// payload, msgId, ts, dedupe window (ms), maxlen, the publish command
-/// (`PUBLISH`, or `SPUBLISH` in a Redis Cluster), the retention age (ms) and
-/// its cutoff (ms since the epoch), then channel/message pairs to publish.
+/// KEYS: seq, log, unread count, redactions, [dedupe]. ARGV: the seq the
+/// writer expects the channel to be at, the msgId expected as the stream's
+/// last entry ('' for none), the payload, msgId, ts, dedupe window (ms),
+/// maxlen, the publish command (`PUBLISH`, or `SPUBLISH` in a Redis
+/// Cluster), the retention age (ms) and its cutoff (ms since the epoch),
+/// 1 when the message counts as unread (else 0), then channel/message
+/// pairs to publish. Each entry keeps `n`: how many entries before it
+/// count as unread (see `chat.rs`).
 /// Answers {0, ack}, {1, ack} for a resend, or {2, seq} when the channel is
 /// not where the writer expected it. Retention: MAXLEN by count, up to
 /// eight entries older than the cutoff removed per append, and the whole
 /// channel (log and seq) expires after the age when it goes quiet; a client
 /// resuming past its end is then told it was reset.
 const APPEND: &str = r#"
-if #KEYS == 3 then
-  local d = redis.call('GET', KEYS[3])
+if #KEYS == 5 then
+  local d = redis.call('GET', KEYS[5])
   if d then return {1, d} end
 end
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -56,7 +59,10 @@ if ARGV[2] ~= '' then
 end
 local seq = cur + 1
 redis.call('SET', KEYS[1], seq)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq .. '-1', 'p', ARGV[3], 'm', ARGV[4], 't', ARGV[5])
+local n = tonumber(redis.call('GET', KEYS[3]) or '0')
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[7], seq .. '-1', 'p', ARGV[3], 'm', ARGV[4], 't', ARGV[5], 'n', n)
+if ARGV[11] == '1' then redis.call('SET', KEYS[3], n + 1) end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (seq - tonumber(ARGV[7]) + 1))
 local cutoff = tonumber(ARGV[10])
 for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
   local t = tonumber(e[2][6])
@@ -64,9 +70,11 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)) do
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
+redis.call('PEXPIRE', KEYS[3], ARGV[9])
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
 local ack = ARGV[4] .. ' ' .. seq .. ' ' .. ARGV[5]
-if #KEYS == 3 then redis.call('SET', KEYS[3], ack, 'PX', ARGV[6]) end
-for i = 11, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
+if #KEYS == 5 then redis.call('SET', KEYS[5], ack, 'PX', ARGV[6]) end
+for i = 12, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
 return {0, ack}
 "#;
 
@@ -208,6 +216,12 @@ impl Writer {
             let t = tag(&job.req.channel);
             match parse_answer(v) {
                 Ok(Answer::Stored(ack)) => {
+                    stored_events.push(chat::index_entry(
+                        &ack.msg_id,
+                        &p.channel,
+                        ack.seq,
+                        self.retention.max_age,
+                    ));
                     self.remember(t, p.seq);
                     after.extend(p.after);
                     if self.events.load(Ordering::Acquire) {
@@ -234,9 +248,10 @@ impl Writer {
                 }
             }
         }
-        // Their events before their acks: after a crash here the sender
-        // resends, and the resend (a duplicate) leaves no second event; an
-        // outbox Redis cannot take loses these events, logged.
+        // Their events (and msgId index entries) before their acks: after a
+        // crash here the sender resends, and the resend (a duplicate)
+        // leaves no second event; an outbox Redis cannot take loses these
+        // events, logged.
         if let Err(e) = self.conn.run_all(stored_events).await {
             warn!(error = %e, "redis: message.stored events were not recorded");
         }
@@ -302,7 +317,12 @@ impl Writer {
         let age_ms = self.retention.max_age.as_millis() as u64;
         let payload = req.message.to_bytes();
         let payload_kept = payload.clone();
-        let mut keys = vec![seq_key(&req.channel), log_key(&req.channel)];
+        let mut keys = vec![
+            seq_key(&req.channel),
+            log_key(&req.channel),
+            chat::count_key(&req.channel),
+            chat::redacted_key(&req.channel),
+        ];
         if let Some(d) = &req.dedupe {
             // The user's length first: no two (user, id) pairs share a key.
             keys.push(format!(
@@ -324,7 +344,10 @@ impl Writer {
             .arg(self.retention.max_count)
             .arg(self.conn.publish_command())
             .arg(age_ms)
-            .arg(now_ms().saturating_sub(age_ms));
+            .arg(now_ms().saturating_sub(age_ms))
+            .arg(u8::from(crate::store::counts_as_unread(
+                req.message.msg_type,
+            )));
         let mut after = Vec::new();
         for env in plan(&req.message, payload, &req.channel, req.origin, req.trace) {
             let (channel, msg) = envelope::encode(&env);

@@ -5,12 +5,15 @@
 //! thread between groups (`retention.rs`). Reads use their own connections;
 //! what a login reads most is mirrored in memory (`index.rs`).
 
+mod chat;
 mod index;
 mod outbox;
 mod retention;
+mod schema;
 mod writer;
 
 use index::SeqIndex;
+use schema::{MIGRATE_1_TO_2, MIGRATE_2_TO_3, MIGRATE_3_TO_4, SCHEMA};
 
 use writer::Writer;
 
@@ -41,50 +44,6 @@ const READERS: usize = 4;
 /// Requests waiting for the writer before appends are refused (503).
 const QUEUE: usize = 65_536;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS channels (
-    channel TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    channel TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    PRIMARY KEY (channel, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts);
-CREATE TABLE IF NOT EXISTS dedupe (
-    user TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    client_msg_id TEXT NOT NULL,
-    msg_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    expires INTEGER NOT NULL,
-    PRIMARY KEY (user, channel, client_msg_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_expires ON dedupe (expires);
-CREATE TABLE IF NOT EXISTS cursors (
-    user TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    body TEXT NOT NULL,
-    ts INTEGER NOT NULL DEFAULT 0
-);
-PRAGMA user_version = 3;
-";
-
-/// Version 1 deduped per user across channels; its entries live minutes,
-/// so the table is dropped and recreated per (user, channel).
-const MIGRATE_1_TO_2: &str = "DROP TABLE IF EXISTS dedupe;";
-
-/// Version 3 keeps when each event entered the outbox (its age bound);
-/// events of version 2 have no time (0) and are bounded by bytes only.
-const MIGRATE_2_TO_3: &str = "ALTER TABLE outbox ADD COLUMN ts INTEGER NOT NULL DEFAULT 0;";
-
 fn channel_key(c: &Channel) -> String {
     match c {
         Channel::Inbox(u) => format!("i:{u}"),
@@ -106,6 +65,9 @@ enum Request {
     Events(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
     /// Delivered events out of it.
     EventsDone(Vec<i64>, oneshot::Sender<Result<(), StoreError>>),
+    /// Any other write (read positions, a redaction), run inside the
+    /// writer's transaction.
+    Exec(chat::Write, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// The SQLite store.
@@ -164,6 +126,11 @@ impl SqliteStore {
         if version == 2 {
             writer
                 .execute_batch(MIGRATE_2_TO_3)
+                .map_err(|e| corrupt_or_unavailable(&path, e))?;
+        }
+        if schema::lacks_msg_ids(&writer).map_err(|e| corrupt_or_unavailable(&path, e))? {
+            writer
+                .execute_batch(MIGRATE_3_TO_4)
                 .map_err(|e| corrupt_or_unavailable(&path, e))?;
         }
         writer

@@ -49,6 +49,7 @@ enum Work {
     Cursor(Id, u64),
     Events(Vec<String>),
     EventsDone(Vec<i64>),
+    Exec(super::chat::Write),
 }
 
 /// One append of a batch, between its insert and its commit.
@@ -168,6 +169,10 @@ impl Writer {
                     cursors.push(reply);
                     work.push(Work::EventsDone(ids));
                 }
+                Request::Exec(write, reply) => {
+                    cursors.push(reply);
+                    work.push(Work::Exec(write));
+                }
             }
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -208,6 +213,7 @@ impl Writer {
                         del.execute([id])?;
                     }
                 }
+                Work::Exec(write) => write(&self.conn)?,
             }
         }
         self.conn.execute_batch("COMMIT")
@@ -267,13 +273,16 @@ impl Writer {
         let payload = req.message.to_bytes();
         self.conn
             .prepare_cached(
-                "INSERT INTO messages (channel, seq, ts, payload) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO messages (channel, seq, ts, payload, msg_id, counted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 key,
                 seq as i64,
                 req.message.ts as i64,
-                &payload[..]
+                &payload[..],
+                req.message.msg_id,
+                crate::store::counts_as_unread(req.message.msg_type)
             ])?;
         self.conn
             .prepare_cached(
