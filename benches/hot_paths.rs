@@ -48,6 +48,7 @@ fn delivered() -> Delivered {
         ts: 1_795_654_670_061,
         volatile: false,
         latest: None,
+        chat: None,
     }
 }
 

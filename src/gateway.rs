@@ -12,6 +12,7 @@ use crate::broker::Broker;
 use crate::budgets::UserBudgets;
 use crate::caps::ConnLimiter;
 use crate::certs::CurrentCertificate;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::hub::Hub;
@@ -57,6 +58,8 @@ struct Shared {
     wt: OnceLock<WtInfo>,
     /// Events the event webhook refused and this node set aside.
     quarantine: Arc<Quarantine>,
+    /// Receipts, read positions, amendments, typing.
+    chat: Chat,
 }
 
 impl Gateway {
@@ -70,6 +73,7 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Self {
         let auth = Authenticator::new(config.auth.jwt_secret.as_ref().map(|s| s.expose()));
+        let chat = Chat::new(store.clone(), broker.clone());
         let publisher = Publisher::new(store, broker);
         let budgets = UserBudgets::new(
             config.limits.user_rate_limit,
@@ -90,6 +94,7 @@ impl Gateway {
             hooks,
             wt: OnceLock::new(),
             quarantine: Arc::default(),
+            chat,
         };
         Self {
             inner: Arc::new(inner),
@@ -159,6 +164,11 @@ impl Gateway {
     /// The per-user budgets.
     pub(crate) fn budgets(&self) -> &UserBudgets {
         &self.inner.budgets
+    }
+
+    /// Receipts, read positions, amendments, typing.
+    pub(crate) fn chat(&self) -> &Chat {
+        &self.inner.chat
     }
 
     /// The connection caps.

@@ -25,6 +25,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("store", 6),
     ("broker", 6),
     ("routing", 7),
+    // Receipts, read positions, amendments, typing: over the store and
+    // broker, beside the publish path.
+    ("chat", 7),
     ("webhook", 7),
     ("gateway", 8),
     ("session", 9),

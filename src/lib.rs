@@ -29,6 +29,7 @@ pub(crate) mod broker;
 pub(crate) mod budgets;
 pub(crate) mod caps;
 pub mod certs;
+pub(crate) mod chat;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -91,6 +91,7 @@ impl Publisher {
             ts: now_ms(),
             volatile: p.volatile,
             latest: p.latest,
+            chat: None,
         };
         if p.volatile {
             let payload = message.to_bytes();

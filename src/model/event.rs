@@ -67,7 +67,13 @@ fn event(kind: &'static str) -> Event<'static> {
 /// message is JSON this node serialized (on the store's commit path):
 /// spliced in, not parsed again.
 pub fn message_stored(message: &[u8]) -> String {
-    let head = serde_json::to_string(&event("message.stored")).expect("an event serializes");
+    // Serialized by this node, `msgType` first: an amendment (14) is
+    // `message.amended`.
+    let kind = match message.starts_with(b"{\"msgType\":14,") {
+        true => "message.amended",
+        false => "message.stored",
+    };
+    let head = serde_json::to_string(&event(kind)).expect("an event serializes");
     let mut out = String::with_capacity(head.len() + message.len() + 12);
     out.push_str(&head[..head.len() - 1]);
     out.push_str(",\"message\":");

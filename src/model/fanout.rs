@@ -95,6 +95,7 @@ mod tests {
             ts: 1,
             volatile: seq.is_none(),
             latest: None,
+            chat: None,
         }
     }
 

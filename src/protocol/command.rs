@@ -56,6 +56,8 @@ pub enum Command {
         since: u64,
         /// At most this many messages (1..=100).
         limit: u32,
+        /// `"view":"latest"`: amendments folded into their messages.
+        latest_view: bool,
     },
     /// msgType 8 with `roomId`.
     PresenceRoom(Id),
@@ -65,6 +67,26 @@ pub enum Command {
     Refresh {
         /// The new JWT.
         token: String,
+    },
+    /// msgType 12: a receipt.
+    Receipt(super::chat::Receipt),
+    /// msgType 13: read positions of a room, or the caller's unread counts.
+    ReadState {
+        /// The room; without it, the caller's unread counts.
+        room: Option<Id>,
+        /// Members' positions after this one (a previous answer's `next`).
+        after: Option<String>,
+        /// At most this many members' positions.
+        limit: usize,
+    },
+    /// msgType 14: an amendment.
+    Amend(super::chat::Amend),
+    /// msgType 15: typing.
+    Typing {
+        /// Where the notice goes.
+        to: Destination,
+        /// Started or stopped.
+        typing: bool,
     },
 }
 
@@ -309,10 +331,20 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                     "limit must be 1 to {MAX_HISTORY_LIMIT}"
                 )));
             }
+            let latest_view = match super::chat::text(w.view, "view")?.as_deref() {
+                None | Some("log") => false,
+                Some("latest") => true,
+                Some(other) => {
+                    return Err(ProtoError::bad(format!(
+                        "view: \"latest\" or \"log\", not {other:?}"
+                    )));
+                }
+            };
             Ok(Command::History {
                 room: w.room_id,
                 since,
                 limit,
+                latest_view,
             })
         }
         message::PRESENCE => match (w.room_id, w.user_ids) {
@@ -359,7 +391,8 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 latest: w.latest,
             }))
         }
-        t => Err(ProtoError::bad(format!("unknown msgType {t}"))),
+        t => super::chat::decode(t, w)
+            .unwrap_or_else(|| Err(ProtoError::bad(format!("unknown msgType {t}")))),
     }
 }
 

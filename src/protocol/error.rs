@@ -108,6 +108,10 @@ pub enum ProtoError {
     /// 403: not allowed (a room outside the token's claim, not a member).
     #[error("{0}")]
     Forbidden(String),
+    /// 404: the message a receipt or an amendment names is not there
+    /// (unknown, or gone with retention).
+    #[error("{0}")]
+    NotFound(String),
     /// 409: a limit on the session's state (too many rooms).
     #[error("{0}")]
     Conflict(String),
@@ -137,6 +141,7 @@ impl ProtoError {
             Self::BadRequest(_) => 400,
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
             Self::TooLarge { .. } => 413,
             Self::RateLimited(_) | Self::Limit(_) => 429,

@@ -32,6 +32,14 @@ pub const ERROR: i64 = 9;
 pub const REFRESH: i64 = 10;
 /// msgType 11: a presence event.
 pub const PRESENCE_EVENT: i64 = 11;
+/// msgType 12: a receipt.
+pub const RECEIPT: i64 = 12;
+/// msgType 13: read state and unread counts.
+pub const READ_STATE: i64 = 13;
+/// msgType 14: an amendment (edit, delete, reaction).
+pub const AMEND: i64 = 14;
+/// msgType 15: typing.
+pub const TYPING: i64 = 15;
 /// Every msgType at or above this one is a business message.
 pub const FIRST_CUSTOM: i64 = 100;
 
@@ -84,6 +92,25 @@ pub struct Wire {
     pub latest: Option<String>,
     /// At a join (or login): send msgType 11 presence events of the rooms.
     pub presence_events: Option<bool>,
+    // The fields of msgTypes 12 to 15 (and history's `view`), loosely
+    // typed: a legacy client's frame of another msgType may carry fields of
+    // these names with any type; `chat.rs` checks them.
+    /// Receipt kind (msgType 12).
+    pub kind: Option<serde_json::Value>,
+    /// Receipt: the messages (msgType 12).
+    pub msg_ids: Option<serde_json::Value>,
+    /// Amendment: the target (msgType 14).
+    pub msg_id: Option<serde_json::Value>,
+    /// Amendment: what it does (msgType 14).
+    pub op: Option<serde_json::Value>,
+    /// Amendment: the reaction (msgType 14).
+    pub reaction: Option<serde_json::Value>,
+    /// Typing or not (msgType 15).
+    pub typing: Option<serde_json::Value>,
+    /// History: `"latest"` folds amendments into their messages.
+    pub view: Option<serde_json::Value>,
+    /// Read state: where the page of members starts (msgType 13).
+    pub after: Option<serde_json::Value>,
 }
 
 /// `since`: a plain position for history, an object of positions at login.
@@ -166,6 +193,37 @@ pub struct Delivered {
     /// sender, destination and key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<String>,
+    /// The fields of receipts, amendments and typing (msgTypes 12, 14, 15).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Box<ChatFields>>,
+}
+
+/// What receipts (12), amendments (14) and typing notices (15) carry
+/// beside a message's fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatFields {
+    /// Receipt: `"delivered"` or `"read"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Receipt: who delivered or read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Id>,
+    /// Receipt: the messages it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_ids: Option<Vec<String>>,
+    /// Amendment: the msgId of the message it amends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amends: Option<String>,
+    /// Amendment: `"edit"`, `"delete"`, `"react"` or `"unreact"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// Amendment: the reaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<String>,
+    /// Typing: started (true) or stopped (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typing: Option<bool>,
 }
 
 impl Delivered {
@@ -232,6 +290,16 @@ pub struct Reply {
     /// Refresh: when the session's credentials expire, Unix seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
+    /// Read state: members' read positions in a room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<BTreeMap<Id, u64>>,
+    /// Login and read state: unread counts (a number for one room, or
+    /// `{"inbox":N,"rooms":{...}}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<serde_json::Value>,
+    /// Read state: where the next page of members starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 impl Reply {

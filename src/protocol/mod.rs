@@ -2,17 +2,19 @@
 //! rules, frame decoding and validation, error and close codes. No I/O and no
 //! tokio here, so it is unit-tested, property-tested and fuzzed on its own.
 
+pub mod chat;
 pub mod command;
 pub mod error;
 pub mod id;
 pub mod message;
 
+pub use chat::{Amend, AmendOp, Receipt, ReceiptKind};
 pub use command::{
     Command, DecodeError, Destination, Inbound, Login, Publish, Redundancy, decode, decode_publish,
 };
 pub use error::{CloseCode, ProtoError};
 pub use id::{Id, IdError};
-pub use message::{Delivered, Reply, SincePositions, is_business};
+pub use message::{ChatFields, Delivered, Reply, SincePositions, is_business};
 
 /// The literal answer to a literal `ping`.
 pub const PONG: &[u8] = b"pong";
@@ -53,7 +55,7 @@ mod proptests {
                 msg_type, send_user_id: from.clone(), received_user_id: to.clone(), room_id: room.clone(),
                 biz_type, biz_opt_module: biz_mod,
                 msg_body: body.as_deref().map(|b| serde_json::value::RawValue::from_string(b.to_string()).unwrap()),
-                msg_id: "m".into(), seq, ts, volatile: false, latest: None,
+                msg_id: "m".into(), seq, ts, volatile: false, latest: None, chat: None,
             };
             let bytes = msg.to_bytes();
             let back: Delivered = serde_json::from_slice(&bytes).unwrap();

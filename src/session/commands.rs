@@ -129,9 +129,18 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
             leave(s, gw, &room);
             Effects::reply(Reply::left(room))
         }
-        Command::History { room, since, limit } => {
-            Effects::answer(history(s, gw, room, since, limit).await)
+        Command::History {
+            room,
+            since,
+            limit,
+            latest_view,
+        } => Effects::answer(history(s, gw, room, since, limit, latest_view).await),
+        Command::Receipt(r) => super::chat::receipt(s, gw, r).await,
+        Command::ReadState { room, after, limit } => {
+            super::chat::read_state(s, gw, room, after, limit).await
         }
+        Command::Amend(a) => super::chat::amend(s, gw, a).await,
+        Command::Typing { to, typing } => super::chat::typing(s, gw, to, typing),
         Command::PresenceRoom(room) => {
             let result = match may_read(s, gw, &room).await {
                 Ok(()) => gw
@@ -330,6 +339,7 @@ async fn history(
     room: Option<Id>,
     since: u64,
     limit: u32,
+    latest_view: bool,
 ) -> Result<Reply, ProtoError> {
     let channel = match &room {
         Some(r) => {
@@ -338,12 +348,22 @@ async fn history(
         }
         None => Channel::Inbox(s.user().clone()),
     };
-    let page = gw.store().read(&channel, since, limit as usize).await?;
+    let (latest, messages) = match latest_view {
+        true => {
+            gw.chat()
+                .latest_view(&channel, since, limit as usize)
+                .await?
+        }
+        false => {
+            let page = gw.store().read(&channel, since, limit as usize).await?;
+            (page.latest, page.messages)
+        }
+    };
     Ok(Reply {
         msg_type: HISTORY,
         room_id: room,
-        seq: Some(page.latest),
-        messages: Some(page.messages),
+        seq: Some(latest),
+        messages: Some(messages),
         ..Reply::default()
     })
 }

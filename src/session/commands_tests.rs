@@ -72,6 +72,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         presence_rooms: Vec::new(),
         read_grants: Default::default(),
         pending: Default::default(),
+        typing: Vec::new(),
     }
 }
 
@@ -209,6 +210,7 @@ async fn history_reads_the_room_or_the_inbox_in_seq_order() {
         room: room.map(id),
         since,
         limit: 100,
+        latest_view: false,
     };
     let r = one(handle(&mut s, &gw, history(Some("r1"), 1)).await);
     assert_eq!(r.seq, Some(3));

@@ -136,6 +136,7 @@ pub(crate) async fn login(
         presence_rooms: Vec::new(),
         read_grants: Default::default(),
         pending: Default::default(),
+        typing: Vec::new(),
     };
     info!(session = %id, "logged in");
     telemetry::login("ok");
@@ -228,6 +229,18 @@ pub(crate) async fn login(
     if let Some(e) = store_error {
         errors.push(ProtoError::Unavailable(format!("replay incomplete: {e}")));
     }
+    // Unread counts of the inbox and the rooms joined at login.
+    let unread = match gw
+        .chat()
+        .unread(&user, state.rooms.iter().cloned(), false)
+        .await
+    {
+        Ok(u) => serde_json::to_value(u).ok(),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
     let reply = Reply {
         msg_type: LOGIN,
         send_user_id: Some(user),
@@ -237,6 +250,7 @@ pub(crate) async fn login(
         wt_draft: url.wt_draft,
         inbox_seq: Some(inbox_seq),
         unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
+        unread,
         ts: Some(now_ms()),
         ..Reply::default()
     };

@@ -3,6 +3,7 @@
 //! deadline, credentials' expiry), pending acks, its outbound queue and the
 //! peer ([`sources`]), and writes what [`login`] and [`commands`] decide.
 
+mod chat;
 mod commands;
 mod control;
 mod core;

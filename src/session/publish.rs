@@ -52,17 +52,26 @@ pub(super) fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
             ..Effects::default()
         };
     }
+    let room = match &p.to {
+        Destination::Room(room) if !p.volatile => Some(room.clone()),
+        _ => None,
+    };
     let sent = span.in_scope(|| gw.publisher().send(s.user().clone(), Some(s.id), p));
     match sent {
         Sent::Volatile => Effects::default(),
-        Sent::Stored(fut) => Effects {
-            acks: vec![traced(
-                fut.map(move |r| Done::Ack(cmid, r.map(Some).map_err(Into::into)))
-                    .boxed(),
-                span,
-            )],
-            ..Effects::default()
-        },
+        Sent::Stored(fut) => {
+            let (gw, user) = (gw.clone(), s.user().clone());
+            let fut = fut.map(move |r| {
+                if let (Ok(a), Some(room)) = (&r, room) {
+                    gw.chat().sent_to_room(&user, &room, a.seq);
+                }
+                Done::Ack(cmid, r.map(Some).map_err(Into::into))
+            });
+            Effects {
+                acks: vec![traced(fut.boxed(), span)],
+                ..Effects::default()
+            }
+        }
     }
 }
 
@@ -84,18 +93,29 @@ fn publish_after_hook(s: &mut LoggedIn, gw: &Gateway, mut p: Publish, hooked: bo
     let publisher = gw.publisher().clone();
     let user = s.user().clone();
     let origin = s.id;
+    let gw = gw.clone();
     async move {
         let cmid = p.client_msg_id.clone();
+        let room = match &p.to {
+            Destination::Room(room) => Some(room.clone()),
+            Destination::User { .. } => None,
+        };
         let verdict = match hooked {
             true => hooks.publish(Some(&user), &mut p).await,
             false => Ok(()),
         };
         previous.wait().await;
-        let sent = verdict.map(|()| publisher.send(user, Some(origin), p));
+        let sent = verdict.map(|()| publisher.send(user.clone(), Some(origin), p));
         // Handed to the store (or refused): the next message may go.
         drop(turn);
         match sent {
-            Ok(Sent::Stored(fut)) => Done::Ack(cmid, fut.await.map(Some).map_err(Into::into)),
+            Ok(Sent::Stored(fut)) => {
+                let r = fut.await;
+                if let (Ok(a), Some(room)) = (&r, room) {
+                    gw.chat().sent_to_room(&user, &room, a.seq);
+                }
+                Done::Ack(cmid, r.map(Some).map_err(Into::into))
+            }
             Ok(Sent::Volatile) => unreachable!("volatile messages take volatile_after_hook"),
             Err(e) => Done::Ack(cmid, Err(e)),
         }

@@ -32,6 +32,9 @@ pub(crate) struct LoggedIn {
     /// Rooms whose join hook verdict is on its way, and the commands
     /// waiting behind each.
     pub(crate) pending: super::verdicts::Pending,
+    /// When it last sent a typing notice, per destination (at most one a
+    /// second each).
+    pub(crate) typing: Vec<(crate::protocol::Destination, std::time::Instant)>,
 }
 
 /// How long a join hook's answer about reading a room holds.

@@ -53,11 +53,17 @@ fn room_of(cmd: &Command) -> Option<&Id> {
         | Command::PresenceRoom(room)
         | Command::History {
             room: Some(room), ..
-        } => Some(room),
-        Command::Publish(p) => match &p.to {
-            Destination::Room(room) => Some(room),
-            Destination::User { .. } => None,
-        },
+        }
+        | Command::ReadState {
+            room: Some(room), ..
+        }
+        | Command::Receipt(crate::protocol::Receipt::Room { room, .. }) => Some(room),
+        Command::Publish(crate::protocol::Publish { to, .. }) | Command::Typing { to, .. } => {
+            match to {
+                Destination::Room(room) => Some(room),
+                Destination::User { .. } => None,
+            }
+        }
         _ => None,
     }
 }

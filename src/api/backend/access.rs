@@ -34,6 +34,15 @@ pub(crate) enum ApiError {
     /// The store or broker cannot serve now.
     #[error("{0}")]
     Unavailable(String),
+    /// What the request names is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is not allowed on what it names.
+    #[error("{0}")]
+    Denied(String),
+    /// The request conflicts with the state of what it names.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ApiError {
@@ -49,6 +58,9 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Denied(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 }
@@ -57,6 +69,9 @@ impl From<ProtoError> for ApiError {
     fn from(e: ProtoError) -> Self {
         match e {
             ProtoError::Unavailable(r) => Self::Unavailable(r),
+            ProtoError::NotFound(r) => Self::NotFound(r),
+            ProtoError::Forbidden(r) => Self::Denied(r),
+            ProtoError::Conflict(r) => Self::Conflict(r),
             other => Self::BadRequest(other.to_string()),
         }
     }

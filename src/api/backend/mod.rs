@@ -6,6 +6,7 @@
 //! routes feed the operator's page (`/admin`).
 
 mod access;
+mod amend;
 mod control;
 pub(crate) mod fuzzing;
 mod messages;
@@ -56,6 +57,7 @@ pub(crate) fn router() -> Router<Gateway> {
         .routes(routes!(messages::publish))
         .routes(routes!(messages::broadcast))
         .routes(routes!(messages::history))
+        .routes(routes!(amend::amend))
         .routes(routes!(control::presence))
         .routes(routes!(control::disconnect))
         .routes(routes!(control::join))

@@ -46,6 +46,7 @@ pub(super) fn request(channel: Channel, n: u64, cmid: Option<&str>) -> AppendReq
         ts: crate::model::now_ms(),
         volatile: false,
         latest: None,
+        chat: None,
     };
     let dedupe = cmid.map(|c| DedupeKey {
         user: id("sender"),
