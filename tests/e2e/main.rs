@@ -2,6 +2,7 @@
 
 mod api;
 mod browser;
+mod chat;
 mod cluster;
 mod common;
 mod config;
