@@ -12,6 +12,7 @@
   var index_exports = {};
   __export(index_exports, {
     Backoff: () => Backoff,
+    DeliveredReceipts: () => DeliveredReceipts,
     DeliveryFilter: () => DeliveryFilter,
     FrameDecoder: () => FrameDecoder,
     IndexedDbStore: () => IndexedDbStore,
@@ -22,6 +23,7 @@
     RtgateError: () => RtgateError,
     TransportMemory: () => TransportMemory,
     encodeFrame: () => encodeFrame,
+    receiptFrames: () => receiptFrames,
     tokenSubject: () => tokenSubject
   });
 
@@ -637,6 +639,39 @@
     }
   };
 
+  // src/receipts.ts
+  var MAX_RECEIPT_IDS = 100;
+  var DeliveredReceipts = class {
+    constructor(send, delayMs = 300) {
+      this.send = send;
+      this.delayMs = delayMs;
+      this.ids = [];
+    }
+    /** A direct message reached us. */
+    add(msgId) {
+      this.ids.push(msgId);
+      if (this.ids.length >= MAX_RECEIPT_IDS) return this.flush();
+      if (this.timer === void 0) this.timer = setTimeout(() => this.flush(), this.delayMs);
+    }
+    /** Sends what is gathered now. */
+    flush() {
+      clearTimeout(this.timer);
+      this.timer = void 0;
+      for (const frame of receiptFrames("delivered", this.ids.splice(0))) this.send(frame);
+    }
+    stop() {
+      clearTimeout(this.timer);
+      this.timer = void 0;
+    }
+  };
+  function receiptFrames(kind, ids) {
+    const frames = [];
+    for (let i = 0; i < ids.length; i += MAX_RECEIPT_IDS) {
+      frames.push({ msgType: 12, kind, msgIds: ids.slice(i, i + MAX_RECEIPT_IDS) });
+    }
+    return frames;
+  }
+
   // src/client.ts
   var RtgateClient = class {
     constructor(opts = {}) {
@@ -667,6 +702,8 @@
       this.refreshing = false;
       this.authFailures = 0;
       this.onPageHide = () => void this.savePositions();
+      /** Delivered receipts on their way, a moment's worth per frame. */
+      this.delivered = new DeliveredReceipts((f) => this.sendNow(f));
       /** Datagram copies ahead of their channel, held until it catches up. */
       this.early = new EarlyCopies((m) => this.positions.positionOf(m));
       const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1";
@@ -775,6 +812,57 @@
     presence(roomId) {
       return this.request({ msgType: 8, roomId });
     }
+    // --- chat: receipts, read state, amendments, typing -------------------
+    /** "I have read these direct messages" (their senders get a receipt). */
+    markRead(msgIds) {
+      for (const f of receiptFrames("read", msgIds)) this.sendNow(f);
+    }
+    /** "I have read this room up to `seq`" (its members are told). */
+    markRoomRead(roomId, seq) {
+      this.sendNow({ msgType: 12, kind: "read", roomId, seq });
+    }
+    /** "These direct messages reached me" (done by itself unless `autoDelivered: false`). */
+    markDelivered(msgIds) {
+      for (const f of receiptFrames("delivered", msgIds)) this.sendNow(f);
+    }
+    /** Unread counts of the inbox and every room joined or read. */
+    async unread() {
+      const r = await this.request({ msgType: 13 });
+      return r.unread;
+    }
+    /** Members' read positions in a room (paged by `after`), and our unread count there. */
+    readState(roomId, opts = {}) {
+      return this.request({ msgType: 13, roomId, ...opts });
+    }
+    /** Replaces the body of one of our messages; resolves with the amendment's ack. */
+    edit(msgId, body) {
+      return this.sendStored({ msgType: 14, msgId, op: "edit", msgBody: body });
+    }
+    /** Deletes one of our messages (its body leaves the server's store). */
+    delete(msgId) {
+      return this.sendStored({ msgType: 14, msgId, op: "delete" });
+    }
+    /** Adds (or with `on = false` takes back) a reaction. */
+    react(msgId, reaction, on = true) {
+      return this.sendStored({ msgType: 14, msgId, op: on ? "react" : "unreact", reaction });
+    }
+    /** Tells a room or a user that we are typing (volatile; the server passes one a second). */
+    typing(dest, typing = true) {
+      if (this.connected) this.link.sendVolatile(JSON.stringify({ msgType: 15, ...dest, typing }));
+    }
+    /** A frame through the outbox: acked like a message, resent after a reconnect. */
+    sendStored(frame) {
+      const out = { ...frame, clientMsgId: newClientMsgId() };
+      const acked = this.outbox.add(out, this.opts.sendTimeoutMs);
+      this.flush();
+      return acked;
+    }
+    /** A frame now, or after the next login. */
+    sendNow(frame) {
+      const write = () => this.link.send(JSON.stringify(frame));
+      if (this.connected) write();
+      else if (!this.closedByUser) this.afterLogin.push(write);
+    }
     /** Delivers a message to the page unless it is a duplicate or a stale
      * "latest" update; a datagram copy ahead of its channel waits. */
     onMessage(m, datagram = false) {
@@ -797,9 +885,22 @@
       const verdict = this.filter.check(m);
       if (verdict === "duplicate") return;
       if (verdict === "stale") return this.events.emit("stale", m);
-      if (this.positions.observe(m)) {
+      const notice = m.volatile === true;
+      if (!notice && this.positions.observe(m)) {
         if (m.receivedUserId !== void 0) this.scheduleCursor();
         this.scheduleSave();
+      }
+      switch (m.msgType) {
+        case 12:
+          return this.events.emit("receipt", m);
+        case 14:
+          return this.events.emit("amended", m);
+        case 15:
+          return this.events.emit("typing", m);
+      }
+      const me = this.positions.user;
+      if (this.opts.autoDelivered !== false && m.seq !== void 0 && m.msgId && m.receivedUserId !== void 0 && String(m.receivedUserId) === me && String(m.sendUserId) !== me) {
+        this.delivered.add(m.msgId);
       }
       this.events.emit("message", m);
     }
@@ -1062,6 +1163,7 @@
         case 6:
         case 7:
         case 8:
+        case 13:
           if (m.msgType === 6 && this.waiterFor(m) < 0) {
             this.positions.leftRoom(m.roomId);
             this.scheduleSave();
@@ -1211,6 +1313,7 @@
       }
     }
     stopTimers() {
+      this.delivered.flush();
       clearInterval(this.hbTimer);
       for (const t of [this.cursorTimer, this.reconnectTimer, this.retryTimer]) clearTimeout(t);
       this.cursorTimer = this.reconnectTimer = this.retryTimer = void 0;

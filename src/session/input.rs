@@ -35,7 +35,8 @@ impl<T: Transport> Driver<T> {
             return self.refused(size, None).await;
         }
         let mut decoded = decode(&frame);
-        // A datagram may carry only a heartbeat or a volatile message: a
+        // A datagram may carry only a heartbeat or a volatile message (a
+        // typing notice is one): a
         // login, a stored message or a command would be lost or reordered
         // without the client knowing (PROTOCOL.md section 9).
         if datagram
@@ -44,6 +45,7 @@ impl<T: Transport> Driver<T> {
                 Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat)) | Err(_)
             )
             && !matches!(&decoded, Ok(Inbound::Command(Command::Publish(p))) if p.volatile)
+            && !matches!(&decoded, Ok(Inbound::Command(Command::Typing { .. })))
         {
             let cmid = match &decoded {
                 Ok(Inbound::Command(Command::Publish(p))) => p.client_msg_id.clone(),

@@ -12,6 +12,7 @@ import { type Link, type LinkHandlers, WsLink, WtLink } from "./links.js";
 import { TransportMemory } from "./memory.js";
 import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
 import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker, sanitize } from "./positions.js";
+import { DeliveredReceipts, receiptFrames } from "./receipts.js";
 import type {
   Ack,
   ClientEvents,
@@ -24,8 +25,10 @@ import type {
   Message,
   Outgoing,
   PresenceReply,
+  ReadState,
   RoomReply,
   TransportKind,
+  Unread,
 } from "./types.js";
 
 type Resolved = Required<
@@ -92,6 +95,8 @@ export class RtgateClient {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly onPageHide = () => void this.savePositions();
+  /** Delivered receipts on their way, a moment's worth per frame. */
+  private readonly delivered = new DeliveredReceipts((f) => this.sendNow(f));
 
   constructor(opts: ClientOptions = {}) {
     const origin = typeof location !== "undefined" ? location.origin : "http://127.0.0.1";
@@ -216,6 +221,69 @@ export class RtgateClient {
     return this.request<PresenceReply>({ msgType: 8, roomId });
   }
 
+  // --- chat: receipts, read state, amendments, typing -------------------
+
+  /** "I have read these direct messages" (their senders get a receipt). */
+  markRead(msgIds: string[]): void {
+    for (const f of receiptFrames("read", msgIds)) this.sendNow(f);
+  }
+
+  /** "I have read this room up to `seq`" (its members are told). */
+  markRoomRead(roomId: Id, seq: number): void {
+    this.sendNow({ msgType: 12, kind: "read", roomId, seq });
+  }
+
+  /** "These direct messages reached me" (done by itself unless `autoDelivered: false`). */
+  markDelivered(msgIds: string[]): void {
+    for (const f of receiptFrames("delivered", msgIds)) this.sendNow(f);
+  }
+
+  /** Unread counts of the inbox and every room joined or read. */
+  async unread(): Promise<Unread> {
+    const r = await this.request<{ unread: Unread }>({ msgType: 13 });
+    return r.unread;
+  }
+
+  /** Members' read positions in a room (paged by `after`), and our unread count there. */
+  readState(roomId: Id, opts: { after?: string; limit?: number } = {}): Promise<ReadState> {
+    return this.request<ReadState>({ msgType: 13, roomId, ...opts });
+  }
+
+  /** Replaces the body of one of our messages; resolves with the amendment's ack. */
+  edit(msgId: string, body: unknown): Promise<Ack | null> {
+    return this.sendStored({ msgType: 14, msgId, op: "edit", msgBody: body });
+  }
+
+  /** Deletes one of our messages (its body leaves the server's store). */
+  delete(msgId: string): Promise<Ack | null> {
+    return this.sendStored({ msgType: 14, msgId, op: "delete" });
+  }
+
+  /** Adds (or with `on = false` takes back) a reaction. */
+  react(msgId: string, reaction: string, on = true): Promise<Ack | null> {
+    return this.sendStored({ msgType: 14, msgId, op: on ? "react" : "unreact", reaction });
+  }
+
+  /** Tells a room or a user that we are typing (volatile; the server passes one a second). */
+  typing(dest: { roomId?: Id; receivedUserId?: Id }, typing = true): void {
+    if (this.connected) this.link!.sendVolatile(JSON.stringify({ msgType: 15, ...dest, typing }));
+  }
+
+  /** A frame through the outbox: acked like a message, resent after a reconnect. */
+  private sendStored(frame: Record<string, unknown>): Promise<Ack | null> {
+    const out = { ...frame, clientMsgId: newClientMsgId() } as OutFrame;
+    const acked = this.outbox.add(out, this.opts.sendTimeoutMs);
+    this.flush();
+    return acked;
+  }
+
+  /** A frame now, or after the next login. */
+  private sendNow(frame: Record<string, unknown>): void {
+    const write = () => this.link!.send(JSON.stringify(frame));
+    if (this.connected) write();
+    else if (!this.closedByUser) this.afterLogin.push(write);
+  }
+
   /** Datagram copies ahead of their channel, held until it catches up. */
   private readonly early = new EarlyCopies((m) => this.positions.positionOf(m));
 
@@ -243,9 +311,30 @@ export class RtgateClient {
     const verdict = this.filter.check(m);
     if (verdict === "duplicate") return;
     if (verdict === "stale") return this.events.emit("stale", m);
-    if (this.positions.observe(m)) {
+    // A room read notice's seq is the reader's position, not the room's.
+    const notice = m.volatile === true;
+    if (!notice && this.positions.observe(m)) {
       if (m.receivedUserId !== undefined) this.scheduleCursor();
       this.scheduleSave();
+    }
+    switch (m.msgType) {
+      case 12:
+        return this.events.emit("receipt", m as never);
+      case 14:
+        return this.events.emit("amended", m as never);
+      case 15:
+        return this.events.emit("typing", m as never);
+    }
+    const me = this.positions.user;
+    if (
+      this.opts.autoDelivered !== false &&
+      m.seq !== undefined &&
+      m.msgId &&
+      m.receivedUserId !== undefined &&
+      String(m.receivedUserId) === me &&
+      String(m.sendUserId) !== me
+    ) {
+      this.delivered.add(m.msgId);
     }
     this.events.emit("message", m);
   }
@@ -539,6 +628,7 @@ export class RtgateClient {
       case 6:
       case 7:
       case 8:
+      case 13:
         // A leave we did not ask for: a refreshed token or the backend took the room away.
         if (m.msgType === 6 && this.waiterFor(m) < 0) {
           this.positions.leftRoom(m.roomId);
@@ -709,6 +799,8 @@ export class RtgateClient {
   }
 
   private stopTimers(): void {
+    // Gathered receipts go now, or after the next login.
+    this.delivered.flush();
     clearInterval(this.hbTimer);
     for (const t of [this.cursorTimer, this.reconnectTimer, this.retryTimer]) clearTimeout(t);
     this.cursorTimer = this.reconnectTimer = this.retryTimer = undefined;

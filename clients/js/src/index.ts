@@ -9,4 +9,5 @@ export { Outbox } from "./outbox.js";
 export { IndexedDbStore, MemoryStore, PositionTracker } from "./positions.js";
 export type { PositionStore, Positions } from "./positions.js";
 export { TransportMemory } from "./memory.js";
+export { DeliveredReceipts, receiptFrames } from "./receipts.js";
 export type * from "./types.js";

@@ -50,6 +50,52 @@ export interface LoginReply {
   unrecovered?: string[];
   /** On WebTransport: the draft the session speaks ("draft-02", "draft-13", ...). */
   wtDraft?: string;
+  /** Unread counts of the inbox and the rooms joined at login. */
+  unread?: Unread;
+}
+
+/** Unread counts (the login reply, `unread()`). */
+export interface Unread {
+  inbox: number;
+  rooms: Record<string, number>;
+}
+
+/**
+ * A receipt (msgType 12): stored in the sender's inbox for direct messages
+ * (`msgIds`, with a `seq`), or a room member's read position (`roomId`,
+ * `seq` is how far `by` has read; not stored).
+ */
+export interface Receipt extends Message {
+  msgType: 12;
+  kind: "delivered" | "read";
+  by: Id;
+  msgIds?: string[];
+}
+
+/** An amendment (msgType 14) of the message `amends`. */
+export interface Amendment extends Message {
+  msgType: 14;
+  amends: string;
+  op: "edit" | "delete" | "react" | "unreact";
+  reaction?: string;
+}
+
+/** A typing notice (msgType 15). */
+export interface Typing extends Message {
+  msgType: 15;
+  typing: boolean;
+}
+
+/** A room's read state (msgType 13 with `roomId`). */
+export interface ReadState {
+  msgType: 13;
+  roomId: Id;
+  /** Members' read positions. */
+  reads: Record<string, number>;
+  /** The caller's unread count in the room. */
+  unread: number;
+  /** Pass as `after` for the next page of members. */
+  next?: string;
 }
 
 /** An error (msgType 9). */
@@ -142,6 +188,12 @@ export interface ClientEvents {
   presence: PresenceEvent;
   /** The number of sends waiting for their ack changed. */
   outbox: { pending: number };
+  /** A delivered or read receipt for our messages, or a room member's read position. */
+  receipt: Receipt;
+  /** An edit, delete or reaction of a message (live or replayed), once. */
+  amended: Amendment;
+  /** Someone started or stopped typing. */
+  typing: Typing;
 }
 
 export interface ClientOptions {
@@ -190,4 +242,6 @@ export interface ClientOptions {
   backoffMs?: number;
   /** Longest reconnect delay (ms, default 15000). */
   maxBackoffMs?: number;
+  /** Send delivered receipts for direct messages as they arrive (default true). */
+  autoDelivered?: boolean;
 }

@@ -82,7 +82,8 @@ afterEach(async () => {
 });
 
 test("a send made while disconnected goes out after the next login and settles with its ack", async () => {
-  const c = client();
+  // (Delivered receipts are tested in chat.test.ts.)
+  const c = client({ autoDelivered: false });
   const first = c.connect();
   const ws1 = await socket(0);
   assert.deepEqual(ws1.sent[0], { msgType: 2, rooms: [], sendUserId: "alice" });
@@ -350,4 +351,95 @@ test("a datagram copy ahead of its channel waits for its predecessor or its own 
   c.onMessage(dm(15, "e"), true);
   c.onMessage(dm(15, "e"), false);
   assert.deepEqual(got.slice(3), ["e datagram"]);
+});
+
+// --- chat: receipts, read state, amendments, typing ----------------------
+
+test("direct messages from others are receipted as delivered, a moment's worth per frame", async () => {
+  const c = client();
+  const done = c.connect();
+  const ws = await socket(0);
+  ws.reply(login());
+  await done;
+  ws.reply({ msgType: 3, msgId: "m1", sendUserId: "bob", receivedUserId: "alice", seq: 1 });
+  ws.reply({ msgType: 3, msgId: "m2", sendUserId: "bob", receivedUserId: "alice", seq: 2 });
+  // Not receipted: our own copy, a room message.
+  ws.reply({ msgType: 3, msgId: "own", sendUserId: "alice", receivedUserId: "carol" });
+  ws.reply({ msgType: 3, msgId: "r1", sendUserId: "bob", roomId: "lobby", seq: 1 });
+  await until(() => ws.sent.some((f) => f.msgType === 12), "the receipt");
+  const receipts = ws.sent.filter((f) => f.msgType === 12);
+  assert.deepEqual(receipts, [{ msgType: 12, kind: "delivered", msgIds: ["m1", "m2"] }]);
+});
+
+test("autoDelivered: false sends no receipt; markRead and markRoomRead send what they are told", async () => {
+  const c = client({ autoDelivered: false });
+  const done = c.connect();
+  const ws = await socket(0);
+  ws.reply(login());
+  await done;
+  ws.reply({ msgType: 3, msgId: "m1", sendUserId: "bob", receivedUserId: "alice", seq: 1 });
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(ws.sent.filter((f) => f.msgType === 12).length, 0);
+  const ids = Array.from({ length: 150 }, (_, i) => `m${i}`);
+  c.markRead(ids);
+  c.markRoomRead("lobby", 7);
+  const sent = ws.sent.filter((f) => f.msgType === 12);
+  assert.deepEqual(sent.map((f) => f.msgIds?.length ?? f.seq), [100, 50, 7], "100 ids per frame");
+  assert.equal(sent[2].roomId, "lobby");
+});
+
+test("receipts, amendments and typing come as their own events; a read notice moves no position", async () => {
+  const c = client({ rooms: ["lobby"] });
+  const seen: string[] = [];
+  c.on("receipt", (r) => seen.push(`receipt ${r.kind} ${r.by} ${r.msgIds?.join(",") ?? r.seq}`));
+  c.on("amended", (a) => seen.push(`amended ${a.op} ${a.amends}`));
+  c.on("typing", (t) => seen.push(`typing ${t.sendUserId} ${t.typing}`));
+  c.on("message", (m) => seen.push(`message ${m.msgId}`));
+  const done = c.connect();
+  const ws = await socket(0);
+  ws.reply(login());
+  await done;
+  ws.reply({ msgType: 3, msgId: "r1", sendUserId: "bob", roomId: "lobby", seq: 1 });
+  ws.reply({ msgType: 12, msgId: "n1", kind: "read", by: "bob", roomId: "lobby", seq: 9, volatile: true, sendUserId: "bob" });
+  ws.reply({ msgType: 12, msgId: "n2", kind: "read", by: "bob", msgIds: ["x"], receivedUserId: "alice", seq: 1, sendUserId: "bob" });
+  ws.reply({ msgType: 12, msgId: "n2", kind: "read", by: "bob", msgIds: ["x"], receivedUserId: "alice", seq: 1, sendUserId: "bob" });
+  ws.reply({ msgType: 14, msgId: "a1", amends: "r1", op: "edit", roomId: "lobby", seq: 2, sendUserId: "bob" });
+  ws.reply({ msgType: 15, msgId: "t1", roomId: "lobby", typing: true, volatile: true, latest: "typing", sendUserId: "bob" });
+  assert.deepEqual(seen, [
+    "message r1",
+    "receipt read bob 9",
+    "receipt read bob x",
+    "amended edit r1",
+    "typing bob true",
+  ]);
+  // The room stays at 2 (the amendment), not 9 (bob's read position).
+  ws.drop();
+  const ws2 = await socket(1);
+  assert.deepEqual(ws2.sent[0].since, { inbox: 1, rooms: { lobby: 2 } });
+});
+
+test("edits, deletes and reactions go through the outbox; unread and readState are requests", async () => {
+  const c = client();
+  const done = c.connect();
+  const ws = await socket(0);
+  ws.reply(login());
+  await done;
+  const edited = c.edit("m1", { text: "fixed" });
+  const reacted = c.react("m1", "👍", false);
+  const [e, r] = ws.sent.slice(1);
+  assert.deepEqual({ ...e, clientMsgId: 0 }, { msgType: 14, msgId: "m1", op: "edit", msgBody: { text: "fixed" }, clientMsgId: 0 });
+  assert.equal(r.op, "unreact");
+  ws.reply({ msgType: 4, clientMsgId: e.clientMsgId, msgId: "a1", seq: 2 });
+  ws.reply({ msgType: 4, clientMsgId: r.clientMsgId, msgId: "a2", seq: 3 });
+  assert.equal((await edited)?.msgId, "a1");
+  assert.equal((await reacted)?.msgId, "a2");
+  const unread = c.unread();
+  const state = c.readState("lobby", { limit: 10 });
+  assert.deepEqual(ws.sent.slice(3), [{ msgType: 13 }, { msgType: 13, roomId: "lobby", limit: 10 }]);
+  ws.reply({ msgType: 13, unread: { inbox: 2, rooms: { lobby: 1 } } });
+  ws.reply({ msgType: 13, roomId: "lobby", reads: { bob: 4 }, unread: 1 });
+  assert.deepEqual(await unread, { inbox: 2, rooms: { lobby: 1 } });
+  assert.deepEqual((await state).reads, { bob: 4 });
+  c.typing({ roomId: "lobby" });
+  assert.deepEqual(ws.sent.at(-1), { msgType: 15, roomId: "lobby", typing: true });
 });
