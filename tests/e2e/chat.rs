@@ -417,7 +417,11 @@ async fn typing_is_volatile_at_most_once_a_second_and_rides_datagrams() {
     bob.send_datagram(&json!({"msgType": 15, "roomId": "r", "typing": true}))
         .await;
     let t = alice.recv_type(15).await;
-    assert_eq!((t["sendUserId"].as_str(), t["roomId"].as_str()), (Some("bob"), Some("r")), "{t}");
+    assert_eq!(
+        (t["sendUserId"].as_str(), t["roomId"].as_str()),
+        (Some("bob"), Some("r")),
+        "{t}"
+    );
     // Never stored: the room's history is empty.
     alice
         .send(&json!({"msgType": 7, "roomId": "r", "since": 0}))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Client as Browser;
 use serde_json::json;
 
-use super::{Driver, click, fill, open_and_login, text, wait_for};
+use super::{Driver, WT_ONLY, click, fill, open_and_login, text, wait_for};
 use crate::common::{Client, Server};
 
 #[tokio::test]
@@ -222,4 +222,56 @@ async fn two_windows_chat_with_no_setup_and_see_replayed_and_live_messages() {
     .unwrap();
     ann.close().await.unwrap();
     ben.close().await.unwrap();
+}
+
+/// Issue 28: two windows of the demo page show what a chat needs: alice's
+/// message is ticked sent, then read once bob's window opens; bob's window
+/// counts it unread at login; typing, a reaction, an edit and a room read
+/// position reach the other window.
+#[tokio::test]
+async fn two_windows_show_ticks_unread_counts_typing_reactions_and_edits() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let alice = driver.browser("alice").await;
+    let bob = driver.browser("bob").await;
+    open_and_login(&alice, &server, WT_ONLY, "alice", "webtransport").await;
+    wait_for(&alice, "log", "joined lobby").await;
+    fill(&alice, "to", "bob").await;
+    fill(&alice, "text", "are you there?\n").await;
+    wait_for(
+        &alice,
+        "log",
+        "[direct to bob] are you there? (seq 1)✓ sent",
+    )
+    .await;
+    // Bob's window opens: the message is unread at login, shown, and read.
+    open_and_login(&bob, &server, "?transport=websocket", "bob", "websocket").await;
+    wait_for(&bob, "log", "unread at login: inbox 1").await;
+    wait_for(&bob, "log", "replayed [direct] alice: are you there?").await;
+    wait_for(&alice, "log", "are you there? (seq 1)✓✓ read").await;
+    wait_for(&bob, "unread", "inbox 0").await;
+    // Bob types to alice: her window says so.
+    fill(&bob, "to", "alice").await;
+    fill(&bob, "text", "yes").await;
+    wait_for(&alice, "typing", "bob is typing").await;
+    // Bob reacts to alice's message; she sees who.
+    bob.execute(
+        "document.querySelector('#log button.react').click()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for(&alice, "log", "👍 bob").await;
+    // Alice edits her message; bob's window shows the new text.
+    fill(&alice, "text", "are you there, bob?").await;
+    click(&alice, "edit-last").await;
+    wait_for(&bob, "log", "alice: are you there, bob? (edited)").await;
+    // In the lobby, bob reading alice's room message shows on her line.
+    wait_for(&bob, "log", "joined lobby").await;
+    fill(&alice, "to", "").await;
+    fill(&alice, "text", "hello lobby\n").await;
+    wait_for(&bob, "log", "[room lobby] alice: hello lobby").await;
+    wait_for(&alice, "log", "hello lobby (seq 1)✓✓ read by bob").await;
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
 }
