@@ -16,6 +16,7 @@
 
 mod baseline;
 mod chaos;
+mod chat;
 mod hooks;
 mod load;
 mod lossy;
@@ -53,6 +54,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Logins of a user in many rooms, with and without unread counts.
+    Unread {
+        /// Rooms the user is in.
+        #[arg(long, default_value_t = 50)]
+        rooms: usize,
+        /// Messages in each room.
+        #[arg(long, default_value_t = 200)]
+        history: usize,
+        /// Logins of each kind.
+        #[arg(long, default_value_t = 500)]
+        logins: usize,
+    },
+    /// One room whose members report a read position for every message,
+    /// against the same room without receipts.
+    Receipts {
+        /// Members of the room.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages sent to it.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u64,
+    },
     /// A reconnect storm: N clients drop at once, messages go to their
     /// rooms, and all come back together with `since`.
     Storm {
@@ -323,6 +349,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pin = !cli.no_pin;
     let server = cli.server.clone();
     let out: Value = match cli.cmd {
+        Cmd::Unread {
+            rooms,
+            history,
+            logins,
+        } => {
+            let target = Target::pick(false, false, server);
+            chat::unread(&target, rooms, history, logins, pin).await?
+        }
+        Cmd::Receipts {
+            members,
+            messages,
+            rate,
+        } => {
+            let target = Target::pick(false, false, server);
+            chat::receipts(&target, members, messages, rate, pin).await?
+        }
         Cmd::Storm {
             n,
             rooms,

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -50,6 +49,7 @@ impl Reads {
     /// Queues a mark; `announce` sends the room's members a notice once it
     /// is written (not to `origin`, the reader's session).
     pub(super) fn mark(&self, mark: ReadMark, announce: bool, origin: Option<SessionId>) {
+        crate::telemetry::read_mark();
         if self.tx.try_send((mark, origin, announce)).is_err() {
             crate::telemetry::store_error();
         }
@@ -97,6 +97,7 @@ async fn run(
                 seq: *seq,
             })
             .collect();
+        crate::telemetry::read_batch();
         let positions = match store.set_reads(marks).await {
             Ok(p) => p,
             Err(e) => {
@@ -176,18 +177,19 @@ pub(super) async fn unread(
     let inbox = Channel::Inbox(user.clone());
     let at = |c: &Channel| positions.get(c).copied().unwrap_or(0);
     let rooms: Vec<Id> = wanted.into_iter().collect();
-    let counts = join_all(rooms.iter().map(|r| {
+    let mut asked: Vec<(Channel, u64)> = vec![(inbox.clone(), at(&inbox))];
+    asked.extend(rooms.iter().map(|r| {
         let c = Channel::Room(r.clone());
         let after = at(&c);
-        async move { store.unread(&c, after).await }
-    }))
-    .await;
+        (c, after)
+    }));
+    let counts = store.unread_many(asked).await?;
     let mut out = Unread {
-        inbox: store.unread(&inbox, at(&inbox)).await?,
+        inbox: counts.first().copied().unwrap_or(0),
         rooms: BTreeMap::new(),
     };
-    for (room, n) in rooms.into_iter().zip(counts) {
-        out.rooms.insert(room, n?);
+    for (room, n) in rooms.into_iter().zip(counts.into_iter().skip(1)) {
+        out.rooms.insert(room, n);
     }
     Ok(out)
 }

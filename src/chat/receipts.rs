@@ -130,6 +130,7 @@ fn store_notice(store: &Arc<dyn Store>, p: Pending, again: &mpsc::Sender<Pending
                 ..ChatFields::default()
             })),
         };
+        crate::telemetry::receipt_notice();
         let stored = store.append(AppendRequest {
             channel: Channel::Inbox(p.to.clone()),
             message,

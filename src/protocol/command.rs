@@ -121,6 +121,8 @@ pub struct Login {
     pub presence_events: bool,
     /// Redundant datagram copies of stored-channel frames (WebTransport).
     pub redundancy: Redundancy,
+    /// Unread counts in the reply (`"unread":false` turns them off).
+    pub unread: bool,
 }
 
 /// Whether a stored-channel frame also travels as a datagram
@@ -306,6 +308,7 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 single_stream,
                 presence_events: w.presence_events.unwrap_or(false),
                 redundancy,
+                unread: !matches!(w.unread, Some(serde_json::Value::Bool(false))),
             }))
         }
         message::ACK => {

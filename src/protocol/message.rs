@@ -111,6 +111,8 @@ pub struct Wire {
     pub view: Option<serde_json::Value>,
     /// Read state: where the page of members starts (msgType 13).
     pub after: Option<serde_json::Value>,
+    /// Login: `false` when the client does not want unread counts.
+    pub unread: Option<serde_json::Value>,
 }
 
 /// `since`: a plain position for history, an object of positions at login.

@@ -230,16 +230,21 @@ pub(crate) async fn login(
         errors.push(ProtoError::Unavailable(format!("replay incomplete: {e}")));
     }
     // Unread counts of the inbox and the rooms joined at login.
-    let unread = match gw
-        .chat()
-        .unread(&user, state.rooms.iter().cloned(), false)
-        .await
-    {
-        Ok(u) => serde_json::to_value(u).ok(),
-        Err(e) => {
+    let counted = match login.unread {
+        true => Some(
+            gw.chat()
+                .unread(&user, state.rooms.iter().cloned(), false)
+                .await,
+        ),
+        false => None,
+    };
+    let unread = match counted {
+        Some(Ok(u)) => serde_json::to_value(u).ok(),
+        Some(Err(e)) => {
             errors.push(e);
             None
         }
+        None => None,
     };
     let reply = Reply {
         msg_type: LOGIN,

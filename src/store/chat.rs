@@ -5,6 +5,7 @@
 //! these over all three.
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::StoreError;
@@ -88,7 +89,17 @@ pub trait ChatStore {
         user: &Id,
     ) -> BoxFuture<'static, Result<Vec<(Channel, u64)>, StoreError>>;
 
-    /// How many stored messages after `after` in the channel count as
-    /// unread ([`counts_as_unread`]).
-    fn unread(&self, channel: &Channel, after: u64) -> BoxFuture<'static, Result<u64, StoreError>>;
+    /// For each (channel, position): how many stored messages after the
+    /// position count as unread ([`counts_as_unread`]). One read for all
+    /// (a login asks for every room at once).
+    fn unread_many(
+        &self,
+        positions: Vec<(Channel, u64)>,
+    ) -> BoxFuture<'static, Result<Vec<u64>, StoreError>>;
+
+    /// [`ChatStore::unread_many`] of one channel.
+    fn unread(&self, channel: &Channel, after: u64) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let counts = self.unread_many(vec![(channel.clone(), after)]);
+        async move { Ok(counts.await?.pop().unwrap_or(0)) }.boxed()
+    }
 }

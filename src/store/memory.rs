@@ -429,14 +429,22 @@ impl ChatStore for MemoryStore {
         ready(Ok(positions)).boxed()
     }
 
-    fn unread(&self, channel: &Channel, after: u64) -> BoxFuture<'static, Result<u64, StoreError>> {
+    fn unread_many(
+        &self,
+        positions: Vec<(Channel, u64)>,
+    ) -> BoxFuture<'static, Result<Vec<u64>, StoreError>> {
         let st = self.lock();
-        let n = st.logs.get(channel).map_or(0, |l| {
-            l.entries
-                .iter()
-                .filter(|e| e.seq > after && e.counted)
-                .count() as u64
-        });
-        ready(Ok(n)).boxed()
+        let counts = positions
+            .iter()
+            .map(|(channel, after)| {
+                st.logs.get(channel).map_or(0, |l| {
+                    l.entries
+                        .iter()
+                        .filter(|e| e.seq > *after && e.counted)
+                        .count() as u64
+                })
+            })
+            .collect();
+        ready(Ok(counts)).boxed()
     }
 }

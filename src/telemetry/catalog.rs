@@ -65,6 +65,9 @@ pub(super) fn register() {
         "rtgate_broker_dropped_total",
         "rtgate_broker_resyncs_total",
         "rtgate_broker_reconnects_total",
+        "rtgate_read_marks_total",
+        "rtgate_read_batches_total",
+        "rtgate_receipt_notices_total",
     ] {
         counter!(name).absolute(0);
     }
@@ -153,6 +156,18 @@ fn describe() {
         "Requests carried by one store commit"
     );
     describe_counter!("rtgate_store_errors_total", "Failed store commits");
+    describe_counter!(
+        "rtgate_read_marks_total",
+        "Read positions clients reported (msgType 12, and own room messages)"
+    );
+    describe_counter!(
+        "rtgate_read_batches_total",
+        "Batched writes of read positions (each carries every mark of a flush)"
+    );
+    describe_counter!(
+        "rtgate_receipt_notices_total",
+        "Receipt notices stored in senders' inboxes (merged per reader and second)"
+    );
     describe_counter!(
         "rtgate_broker_published_total",
         "Envelopes handed to the broker"

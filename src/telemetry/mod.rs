@@ -184,6 +184,21 @@ pub(crate) fn store_error() {
     counter!("rtgate_store_errors_total").increment(1);
 }
 
+/// A read position a client reported.
+pub(crate) fn read_mark() {
+    counter!("rtgate_read_marks_total").increment(1);
+}
+
+/// One batched write of read positions.
+pub(crate) fn read_batch() {
+    counter!("rtgate_read_batches_total").increment(1);
+}
+
+/// A receipt notice stored in a sender's inbox.
+pub(crate) fn receipt_notice() {
+    counter!("rtgate_receipt_notices_total").increment(1);
+}
+
 /// An envelope handed to the broker.
 pub(crate) fn broker_published() {
     counter!("rtgate_broker_published_total").increment(1);

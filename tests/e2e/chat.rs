@@ -177,6 +177,12 @@ async fn room_read_positions_are_announced_forward_only_and_counted_unread() {
         .login_as(json!({"msgType": 2, "sendUserId": "bob", "roomId": "r"}))
         .await;
     assert_eq!(reply["unread"]["rooms"]["r"], 1, "{reply}");
+    // A client that does not want them is not given counts.
+    let mut quiet = Client::connect(&format!("ws://{}/ws", s.http)).await;
+    let reply = quiet
+        .login_as(json!({"msgType": 2, "sendUserId": "bob", "roomId": "r", "unread": false}))
+        .await;
+    assert!(reply.get("unread").is_none(), "{reply}");
     // Paging: one member per page.
     let first = read_state(
         &mut alice,

@@ -187,4 +187,14 @@ pub(super) async fn unread_counts_business_messages_after_a_position(make: Make)
     assert_eq!(store.unread(&ch, 0).await.unwrap(), 6);
     assert_eq!(store.unread(&ch, 8).await.unwrap(), 2);
     assert_eq!(store.unread(&ch, 10).await.unwrap(), 0);
+    // Many channels in one call, in the order asked.
+    let other = Channel::Room(id("cnt-room"));
+    store.append(request(other.clone(), 1, None)).await.unwrap();
+    let many = vec![
+        (ch.clone(), 8),
+        (Channel::Room(id("none")), 0),
+        (other, 0),
+        (ch, 0),
+    ];
+    assert_eq!(store.unread_many(many).await.unwrap(), [2, 0, 1, 6]);
 }

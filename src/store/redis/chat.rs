@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, ready};
+use futures_util::future::BoxFuture;
 
 use super::{RedisStore, StreamEntry, log_key, seq_key, seq_of, unavailable};
 use crate::model::Channel;
@@ -372,21 +372,31 @@ impl ChatStore for RedisStore {
         .boxed()
     }
 
-    fn unread(&self, channel: &Channel, after: u64) -> BoxFuture<'static, Result<u64, StoreError>> {
-        if after >= crate::protocol::command::MAX_POSITION {
-            return ready(Ok(0)).boxed();
-        }
-        let keys = [log_key(channel), count_key(channel), redacted_key(channel)];
+    fn unread_many(
+        &self,
+        positions: Vec<(Channel, u64)>,
+    ) -> BoxFuture<'static, Result<Vec<u64>, StoreError>> {
         let mut conn = self.conn.clone();
         async move {
-            redis::cmd("EVAL")
-                .arg(UNREAD)
-                .arg(3)
-                .arg(&keys)
-                .arg(after)
-                .query_async::<u64>(&mut conn)
-                .await
-                .map_err(unavailable)
+            // One pipeline: a login's rooms in one round trip.
+            let cmds = positions
+                .iter()
+                .map(|(c, after)| {
+                    redis::cmd("EVAL")
+                        .arg(UNREAD)
+                        .arg(3)
+                        .arg(log_key(c))
+                        .arg(count_key(c))
+                        .arg(redacted_key(c))
+                        .arg((*after).min(crate::protocol::command::MAX_POSITION - 1))
+                        .to_owned()
+                })
+                .collect();
+            let answers = conn.run_all(cmds).await.map_err(unavailable)?;
+            answers
+                .into_iter()
+                .map(|v| redis::from_redis_value::<u64>(v).map_err(unavailable))
+                .collect()
         }
         .boxed()
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, future::ready};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{Request, SqliteStore, channel_key, db_err};
@@ -167,22 +167,56 @@ impl ChatStore for SqliteStore {
         })
     }
 
-    fn unread(&self, channel: &Channel, after: u64) -> BoxFuture<'static, Result<u64, StoreError>> {
-        let key = channel_key(channel);
-        if self
-            .index
-            .latest(&key)
-            .is_some_and(|latest| after >= latest)
-        {
-            return ready(Ok(0)).boxed();
+    fn unread_many(
+        &self,
+        positions: Vec<(Channel, u64)>,
+    ) -> BoxFuture<'static, Result<Vec<u64>, StoreError>> {
+        // Channels read up to their latest seq (most, at a login) are
+        // answered from the mirror; the rest in one read.
+        let mut counts = vec![0; positions.len()];
+        let mut ask = Vec::new();
+        for (i, (channel, after)) in positions.iter().enumerate() {
+            let key = channel_key(channel);
+            if !self
+                .index
+                .latest(&key)
+                .is_some_and(|latest| *after >= latest)
+            {
+                ask.push((i, key, *after));
+            }
+        }
+        if ask.is_empty() {
+            return ready(Ok(counts)).boxed();
         }
         self.read_with(move |conn| {
-            conn.prepare_cached(
-                "SELECT count(*) FROM messages WHERE channel = ?1 AND seq > ?2 AND counted",
-            )
-            .and_then(|mut s| s.query_row(params![key, after as i64], |r| r.get::<_, i64>(0)))
-            .map(|n| n as u64)
-            .map_err(db_err)
+            // The channel's count minus the count before the first message
+            // after the position: one lookup per channel.
+            let mut first = conn
+                .prepare_cached(
+                    "SELECT coalesce((SELECT total FROM channels WHERE channel = ?1), 0) - n
+                     FROM messages WHERE channel = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
+                )
+                .map_err(db_err)?;
+            let mut scan = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM messages WHERE channel = ?1 AND seq > ?2 AND counted",
+                )
+                .map_err(db_err)?;
+            for (i, key, after) in ask {
+                let n: Option<Option<i64>> = first
+                    .query_row(params![key, after as i64], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                counts[i] = match n {
+                    None => 0,
+                    Some(Some(n)) => n.max(0) as u64,
+                    // A message without its count: scan.
+                    Some(None) => scan
+                        .query_row(params![key, after as i64], |r| r.get::<_, i64>(0))
+                        .map_err(db_err)? as u64,
+                };
+            }
+            Ok(counts)
         })
     }
 }

@@ -3,7 +3,8 @@
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channels (
     channel TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL,
+    total INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     channel TEXT NOT NULL,
@@ -12,6 +13,7 @@ CREATE TABLE IF NOT EXISTS messages (
     payload BLOB NOT NULL,
     msg_id TEXT,
     counted INTEGER NOT NULL DEFAULT 1,
+    n INTEGER,
     PRIMARY KEY (channel, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_msg_id ON messages (msg_id);
@@ -57,12 +59,21 @@ pub(super) const MIGRATE_2_TO_3: &str =
 
 /// Version 4 finds messages by `msgId` (receipts and amendments name
 /// them), knows which ones count as unread (every message of versions
-/// before 4 was a business message, so the default is right), and keeps
+/// before 4 was a business message, so the default is right), counts
+/// them (`channels.total`; each message's `n`: how many counted ones came
+/// before it, so an unread count is one lookup, not a scan), and keeps
 /// read positions (the `reads` table, made by [`SCHEMA`]).
 pub(super) const MIGRATE_3_TO_4: &str = "
 ALTER TABLE messages ADD COLUMN msg_id TEXT;
 ALTER TABLE messages ADD COLUMN counted INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE messages ADD COLUMN n INTEGER;
+ALTER TABLE channels ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
 UPDATE messages SET msg_id = json_extract(CAST(payload AS TEXT), '$.msgId');
+UPDATE messages SET n = r.rn FROM (
+    SELECT channel, seq, ROW_NUMBER() OVER (PARTITION BY channel ORDER BY seq) - 1 AS rn
+    FROM messages
+) AS r WHERE messages.channel = r.channel AND messages.seq = r.seq;
+UPDATE channels SET total = (SELECT count(*) FROM messages WHERE messages.channel = channels.channel);
 ";
 
 /// Whether the database has a `messages` table of a version before 4.

@@ -273,8 +273,9 @@ impl Writer {
         let payload = req.message.to_bytes();
         self.conn
             .prepare_cached(
-                "INSERT INTO messages (channel, seq, ts, payload, msg_id, counted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO messages (channel, seq, ts, payload, msg_id, counted, n)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6,
+                   coalesce((SELECT total FROM channels WHERE channel = ?1), 0))",
             )?
             .execute(params![
                 key,
@@ -286,10 +287,15 @@ impl Writer {
             ])?;
         self.conn
             .prepare_cached(
-                "INSERT INTO channels (channel, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT(channel) DO UPDATE SET last_seq = excluded.last_seq",
+                "INSERT INTO channels (channel, last_seq, total) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(channel) DO UPDATE
+                 SET last_seq = excluded.last_seq, total = total + excluded.total",
             )?
-            .execute(params![key, seq as i64])?;
+            .execute(params![
+                key,
+                seq as i64,
+                crate::store::counts_as_unread(req.message.msg_type)
+            ])?;
         // Retention by count, as part of the append: the rows that fall off
         // the end go in the same transaction (one, or a range after the
         // limit was lowered), so the table never grows past it.
