@@ -177,11 +177,7 @@ impl ChatStore for SqliteStore {
         let mut ask = Vec::new();
         for (i, (channel, after)) in positions.iter().enumerate() {
             let key = channel_key(channel);
-            if !self
-                .index
-                .latest(&key)
-                .is_some_and(|latest| *after >= latest)
-            {
+            if self.index.latest(&key).is_none_or(|latest| *after < latest) {
                 ask.push((i, key, *after));
             }
         }
