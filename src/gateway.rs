@@ -73,7 +73,7 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Self {
         let auth = Authenticator::new(config.auth.jwt_secret.as_ref().map(|s| s.expose()));
-        let chat = Chat::new(store.clone(), broker.clone());
+        let chat = Chat::new(store.clone(), broker.clone(), hub.clone());
         let publisher = Publisher::new(store, broker);
         let budgets = UserBudgets::new(
             config.limits.user_rate_limit,

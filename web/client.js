@@ -702,6 +702,8 @@
       this.refreshing = false;
       this.authFailures = 0;
       this.onPageHide = () => void this.savePositions();
+      /** Room read positions waiting to be sent, per room. */
+      this.roomReads = /* @__PURE__ */ new Map();
       /** Delivered receipts on their way, a moment's worth per frame. */
       this.delivered = new DeliveredReceipts((f) => this.sendNow(f));
       /** Datagram copies ahead of their channel, held until it catches up. */
@@ -817,9 +819,20 @@
     markRead(msgIds) {
       for (const f of receiptFrames("read", msgIds)) this.sendNow(f);
     }
-    /** "I have read this room up to `seq`" (its members are told). */
+    /**
+     * "I have read this room up to `seq`" (its members are told). Sent at
+     * most twice a second per room, the furthest position: a busy room read
+     * message by message costs the server one receipt per half second.
+     */
     markRoomRead(roomId, seq) {
-      this.sendNow({ msgType: 12, kind: "read", roomId, seq });
+      const room = String(roomId);
+      this.roomReads.set(room, Math.max(seq, this.roomReads.get(room) ?? 0));
+      if (this.roomReadTimer !== void 0) return;
+      this.roomReadTimer = setTimeout(() => {
+        this.roomReadTimer = void 0;
+        for (const [r, s] of this.roomReads) this.sendNow({ msgType: 12, kind: "read", roomId: r, seq: s });
+        this.roomReads.clear();
+      }, 500);
     }
     /** "These direct messages reached me" (done by itself unless `autoDelivered: false`). */
     markDelivered(msgIds) {
@@ -1314,6 +1327,10 @@
     }
     stopTimers() {
       this.delivered.flush();
+      clearTimeout(this.roomReadTimer);
+      this.roomReadTimer = void 0;
+      for (const [r, s] of this.roomReads) this.sendNow({ msgType: 12, kind: "read", roomId: r, seq: s });
+      this.roomReads.clear();
       clearInterval(this.hbTimer);
       for (const t of [this.cursorTimer, this.reconnectTimer, this.retryTimer]) clearTimeout(t);
       this.cursorTimer = this.reconnectTimer = this.retryTimer = void 0;

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::broker::Broker;
+use crate::hub::Hub;
 use crate::model::{Channel, SessionId, now_ms, plan};
 use crate::protocol::{ChatFields, Delivered, Destination, Id, ProtoError};
 use crate::store::{Store, StoreError};
@@ -84,10 +85,10 @@ pub(crate) fn notice(from: &Id, to: &Destination, msg_type: i64, chat: ChatField
 impl Chat {
     /// The chat features over a store and a broker. Starts the tasks that
     /// merge receipts and write read positions in batches.
-    pub(crate) fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>, hub: Hub) -> Self {
         Self {
             receipts: receipts::Merger::start(store.clone()),
-            reads: reads::Reads::start(store.clone(), broker.clone()),
+            reads: reads::Reads::start(store.clone(), broker.clone(), hub),
             store,
             broker,
         }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{Chat, notice};
 use crate::broker::Broker;
+use crate::hub::Hub;
 use crate::model::{Channel, SessionId, plan};
 use crate::protocol::{ChatFields, Destination, Id, ProtoError};
 use crate::store::{ReadMark, Store};
@@ -24,6 +25,11 @@ pub(crate) const FLUSH: Duration = Duration::from_millis(250);
 /// Most read notices one room gets per flush; the positions past it are
 /// stored and answered by msgType 13, not announced.
 pub(crate) const NOTICES_PER_FLUSH: usize = 20;
+/// Rooms with more member sessions than this on the reader's node get no
+/// read notices: there every member's progress, sent to every member, would
+/// cost more than the messages (measured in BENCHMARKS.md); their members
+/// ask with msgType 13 when they want to know.
+pub(crate) const NOTICE_MAX_MEMBERS: usize = 100;
 /// Marks waiting before new ones are dropped (they are positions: a later
 /// mark carries the same news).
 const QUEUE: usize = 65_536;
@@ -37,10 +43,10 @@ pub(super) struct Reads {
 }
 
 impl Reads {
-    pub(super) fn start(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Self {
+    pub(super) fn start(store: Arc<dyn Store>, broker: Arc<dyn Broker>, hub: Hub) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn(run(store, broker, rx))),
+            Ok(rt) => drop(rt.spawn(run(store, broker, hub, rx))),
             Err(_) => tracing::warn!("no runtime: read positions are not written"),
         }
         Self { tx }
@@ -59,6 +65,7 @@ impl Reads {
 async fn run(
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
+    hub: Hub,
     mut rx: mpsc::Receiver<(ReadMark, Option<SessionId>, bool)>,
 ) {
     let mut announced: HashMap<(Channel, Id), u64> = HashMap::new();
@@ -119,7 +126,7 @@ async fn run(
                 continue;
             }
             let sent = per_room.entry(room.clone()).or_default();
-            if *sent >= NOTICES_PER_FLUSH {
+            if *sent >= NOTICES_PER_FLUSH || hub.room_size(room) > NOTICE_MAX_MEMBERS {
                 continue;
             }
             *sent += 1;

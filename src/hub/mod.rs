@@ -296,6 +296,11 @@ impl Hub {
         self.inner.rooms.iter().map(|e| e.key().clone()).collect()
     }
 
+    /// A room's member sessions on this node.
+    pub fn room_size(&self, room: &Id) -> usize {
+        self.inner.rooms.get(room).map_or(0, |m| m.len())
+    }
+
     /// Each local room with its member sessions here.
     pub fn room_sizes(&self) -> Vec<(Id, usize)> {
         self.inner

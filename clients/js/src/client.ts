@@ -95,6 +95,9 @@ export class RtgateClient {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly onPageHide = () => void this.savePositions();
+  /** Room read positions waiting to be sent, per room. */
+  private readonly roomReads = new Map<string, number>();
+  private roomReadTimer: ReturnType<typeof setTimeout> | undefined;
   /** Delivered receipts on their way, a moment's worth per frame. */
   private readonly delivered = new DeliveredReceipts((f) => this.sendNow(f));
 
@@ -228,9 +231,20 @@ export class RtgateClient {
     for (const f of receiptFrames("read", msgIds)) this.sendNow(f);
   }
 
-  /** "I have read this room up to `seq`" (its members are told). */
+  /**
+   * "I have read this room up to `seq`" (its members are told). Sent at
+   * most twice a second per room, the furthest position: a busy room read
+   * message by message costs the server one receipt per half second.
+   */
   markRoomRead(roomId: Id, seq: number): void {
-    this.sendNow({ msgType: 12, kind: "read", roomId, seq });
+    const room = String(roomId);
+    this.roomReads.set(room, Math.max(seq, this.roomReads.get(room) ?? 0));
+    if (this.roomReadTimer !== undefined) return;
+    this.roomReadTimer = setTimeout(() => {
+      this.roomReadTimer = undefined;
+      for (const [r, s] of this.roomReads) this.sendNow({ msgType: 12, kind: "read", roomId: r, seq: s });
+      this.roomReads.clear();
+    }, 500);
   }
 
   /** "These direct messages reached me" (done by itself unless `autoDelivered: false`). */
@@ -801,6 +815,10 @@ export class RtgateClient {
   private stopTimers(): void {
     // Gathered receipts go now, or after the next login.
     this.delivered.flush();
+    clearTimeout(this.roomReadTimer);
+    this.roomReadTimer = undefined;
+    for (const [r, s] of this.roomReads) this.sendNow({ msgType: 12, kind: "read", roomId: r, seq: s });
+    this.roomReads.clear();
     clearInterval(this.hbTimer);
     for (const t of [this.cursorTimer, this.reconnectTimer, this.retryTimer]) clearTimeout(t);
     this.cursorTimer = this.reconnectTimer = this.retryTimer = undefined;

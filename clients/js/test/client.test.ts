@@ -382,7 +382,10 @@ test("autoDelivered: false sends no receipt; markRead and markRoomRead send what
   assert.equal(ws.sent.filter((f) => f.msgType === 12).length, 0);
   const ids = Array.from({ length: 150 }, (_, i) => `m${i}`);
   c.markRead(ids);
+  c.markRoomRead("lobby", 5);
   c.markRoomRead("lobby", 7);
+  c.markRoomRead("lobby", 6);
+  await until(() => ws.sent.filter((f) => f.msgType === 12).length === 3, "the room's position");
   const sent = ws.sent.filter((f) => f.msgType === 12);
   assert.deepEqual(sent.map((f) => f.msgIds?.length ?? f.seq), [100, 50, 7], "100 ids per frame");
   assert.equal(sent[2].roomId, "lobby");
