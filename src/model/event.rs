@@ -66,12 +66,13 @@ fn event(kind: &'static str) -> Event<'static> {
 /// `message.stored`, carrying the message as recipients get it. The
 /// message is JSON this node serialized (on the store's commit path):
 /// spliced in, not parsed again.
-pub fn message_stored(message: &[u8]) -> String {
+pub fn message_stored(message: &[u8]) -> Option<String> {
     // Serialized by this node, `msgType` first: an amendment (14) is
-    // `message.amended`.
-    let kind = match message.starts_with(b"{\"msgType\":14,") {
-        true => "message.amended",
-        false => "message.stored",
+    // `message.amended`; a receipt (12) is no event.
+    let kind = match message {
+        m if m.starts_with(b"{\"msgType\":14,") => "message.amended",
+        m if m.starts_with(b"{\"msgType\":12,") => return None,
+        _ => "message.stored",
     };
     let head = serde_json::to_string(&event(kind)).expect("an event serializes");
     let mut out = String::with_capacity(head.len() + message.len() + 12);
@@ -79,7 +80,7 @@ pub fn message_stored(message: &[u8]) -> String {
     out.push_str(",\"message\":");
     out.push_str(&String::from_utf8_lossy(message));
     out.push('}');
-    out
+    Some(out)
 }
 
 /// The event of a presence edge.
@@ -111,10 +112,23 @@ mod tests {
 
     #[test]
     fn events_carry_an_id_a_type_and_what_happened() {
-        let m: Value = serde_json::from_str(&message_stored(br#"{"msgType":3,"seq":4}"#)).unwrap();
+        let m: Value =
+            serde_json::from_str(&message_stored(br#"{"msgType":3,"seq":4}"#).unwrap()).unwrap();
         assert_eq!(m["type"], "message.stored");
         assert_eq!(m["message"]["seq"], 4);
         assert_eq!(m["id"].as_str().unwrap().len(), 36);
+        let a: Value = serde_json::from_str(
+            &message_stored(br#"{"msgType":14,"amends":"m","seq":5}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (a["type"].as_str(), a["message"]["amends"].as_str()),
+            (Some("message.amended"), Some("m"))
+        );
+        assert!(
+            message_stored(br#"{"msgType":12,"kind":"read"}"#).is_none(),
+            "a receipt is no event"
+        );
         let (room, user) = (Id::parse("r").unwrap(), Id::parse("u").unwrap());
         let info: Box<RawValue> = serde_json::from_str(r#"{"n":1}"#).unwrap();
         let j: Value = serde_json::from_str(&of_edge(

@@ -198,8 +198,10 @@ impl Store for MemoryStore {
             st.dedupe.insert(key.clone(), (ack.clone(), now));
             st.dedupe_order.push_back((now, key));
         }
-        if st.events {
-            st.push_event(crate::model::event::message_stored(&payload));
+        if st.events
+            && let Some(e) = crate::model::event::message_stored(&payload)
+        {
+            st.push_event(e);
         }
         self.sink.committed(Committed {
             channel: req.channel,

@@ -532,3 +532,66 @@ async fn receipts_and_read_positions_cross_nodes_over_redis() {
     let edit = bob.recv_type(14).await;
     assert_eq!(edit["msgBody"], "edited");
 }
+
+#[tokio::test]
+async fn an_edit_passes_the_publish_hook_and_amendments_are_events_receipts_not() {
+    use crate::hooks::{Backend, HOOK_SECRET};
+    let b = Backend::start();
+    let (p, e) = (b.url("publish"), b.url("events"));
+    let s = Server::start(&[
+        "--publish-hook",
+        &p,
+        "--event-hook",
+        &e,
+        "--hook-secret",
+        HOOK_SECRET,
+    ]);
+    let (mut alice, _) = Client::login(&s, "alice").await;
+    let (mut bob, _) = Client::login(&s, "bob").await;
+    let m = dm(&mut alice, "bob", "hello").await;
+    bob.recv_type(3).await;
+    bob.send(&json!({"msgType": 12, "kind": "read", "msgIds": [m["msgId"]]}))
+        .await;
+    alice.recv_type(12).await;
+    // The example backend masks a rude word in what it is shown.
+    let ack = amend(
+        &mut alice,
+        json!({"msgType": 14, "msgId": m["msgId"], "op": "edit", "msgBody": {"t": "darn it"}}),
+    )
+    .await;
+    assert_eq!(ack["msgType"], 4, "{ack}");
+    let edit = bob.recv_type(14).await;
+    assert_eq!(edit["msgBody"], json!({"t": "**** it"}), "{edit}");
+    let seen = b.calls("publish").await;
+    assert!(
+        seen.iter().any(|c| c["body"]["message"]["msgType"] == 14),
+        "{seen:?}"
+    );
+    // Events: the message and the amendment; the receipt is none.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let events: Vec<Value> = b
+            .calls("events")
+            .await
+            .into_iter()
+            .filter(|c| c["status"].as_u64().is_some_and(|s| s < 300))
+            .flat_map(|c| c["body"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let types: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["type"].as_str())
+            .filter(|t| t.starts_with("message."))
+            .collect();
+        if types.len() >= 2 {
+            assert_eq!(types, ["message.stored", "message.amended"], "{events:?}");
+            let amended = events
+                .iter()
+                .find(|e| e["type"] == "message.amended")
+                .unwrap();
+            assert_eq!(amended["message"]["amends"], m["msgId"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "events: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -310,6 +310,7 @@ async fn the_openapi_document_matches_the_real_routes() {
             "GET /api/nodes",
             "GET /api/presence",
             "GET /api/rooms",
+            "POST /api/amend",
             "POST /api/broadcast",
             "POST /api/disconnect",
             "POST /api/join",

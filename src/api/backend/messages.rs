@@ -264,6 +264,9 @@ pub(crate) struct HistoryQuery {
     since: Option<u64>,
     /// At most this many (1 to 100, default 100).
     limit: Option<u32>,
+    /// `latest`: messages with their amendments folded in (default `log`:
+    /// the entries as stored).
+    view: Option<String>,
 }
 
 /// A page of a channel, as msgType 7 answers it.
@@ -322,17 +325,33 @@ pub(crate) async fn history(
             "limit must be 1 to {MAX_HISTORY_LIMIT}"
         )));
     }
-    let page = gw
-        .store()
-        .read(&channel, q.since.unwrap_or(0), limit as usize)
-        .await
-        .map_err(|e| ApiError::from(ProtoError::from(e)))?;
+    let since = q.since.unwrap_or(0);
+    let (latest, messages) = match q.view.as_deref() {
+        None | Some("log") => {
+            let page = gw
+                .store()
+                .read(&channel, since, limit as usize)
+                .await
+                .map_err(|e| ApiError::from(ProtoError::from(e)))?;
+            (page.latest, page.messages)
+        }
+        Some("latest") => {
+            gw.chat()
+                .latest_view(&channel, since, limit as usize)
+                .await?
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "view: \"latest\" or \"log\", not {other:?}"
+            )));
+        }
+    };
     Ok(Json(History {
         msg_type: HISTORY,
         room_id,
         user_id,
-        seq: page.latest,
-        messages: page.messages,
+        seq: latest,
+        messages,
     }))
 }
 

@@ -23,12 +23,18 @@ use crate::store::StoreError;
 use crate::store::chat::{ChatStore, Located, MAX_READS_PAGE, ReadMark, ReadsPage};
 
 /// KEYS: the channel's reads hash, its seq. ARGV: user, seq. Moves the
-/// position forward only, never past the channel's latest; answers it.
+/// position forward only, never past the channel's latest; answers it. The
+/// hash expires with the channel (the append script renews both).
 const SET_READ: &str = r#"
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local v = math.min(tonumber(ARGV[2]), latest)
-if v > cur then redis.call('HSET', KEYS[1], ARGV[1], v) return v end
+if v > cur then
+  redis.call('HSET', KEYS[1], ARGV[1], v)
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  return v
+end
 return cur
 "#;
 
@@ -70,7 +76,8 @@ pub(super) fn redacted_key(c: &Channel) -> String {
     format!("rtgate:{}:red", tag(c))
 }
 
-fn reads_key(c: &Channel) -> String {
+/// Read positions of a channel's members; expires with the channel.
+pub(super) fn reads_key(c: &Channel) -> String {
     format!("rtgate:{}:reads", tag(c))
 }
 

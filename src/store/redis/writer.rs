@@ -33,7 +33,7 @@ const SEQ_CACHE: usize = 100_000;
 /// of each waiting for Redis's deadline.
 const BACKOFF: Duration = Duration::from_millis(500);
 
-/// KEYS: seq, log, unread count, redactions, [dedupe]. ARGV: the seq the
+/// KEYS: seq, log, unread count, redactions, read positions, [dedupe]. ARGV: the seq the
 /// writer expects the channel to be at, the msgId expected as the stream's
 /// last entry ('' for none), the payload, msgId, ts, dedupe window (ms),
 /// maxlen, the publish command (`PUBLISH`, or `SPUBLISH` in a Redis
@@ -47,8 +47,8 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// channel (log and seq) expires after the age when it goes quiet; a client
 /// resuming past its end is then told it was reset.
 const APPEND: &str = r#"
-if #KEYS == 5 then
-  local d = redis.call('GET', KEYS[5])
+if #KEYS == 6 then
+  local d = redis.call('GET', KEYS[6])
   if d then return {1, d} end
 end
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -72,8 +72,9 @@ redis.call('PEXPIRE', KEYS[2], ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('PEXPIRE', KEYS[3], ARGV[9])
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
+redis.call('PEXPIRE', KEYS[5], ARGV[9])
 local ack = ARGV[4] .. ' ' .. seq .. ' ' .. ARGV[5]
-if #KEYS == 5 then redis.call('SET', KEYS[5], ack, 'PX', ARGV[6]) end
+if #KEYS == 6 then redis.call('SET', KEYS[6], ack, 'PX', ARGV[6]) end
 for i = 12, #ARGV, 2 do redis.call(ARGV[8], ARGV[i], ARGV[i + 1]) end
 return {0, ack}
 "#;
@@ -224,8 +225,10 @@ impl Writer {
                     ));
                     self.remember(t, p.seq);
                     after.extend(p.after);
-                    if self.events.load(Ordering::Acquire) {
-                        stored_events.push(outbox::add(&message_stored(&p.payload)));
+                    if self.events.load(Ordering::Acquire)
+                        && let Some(e) = message_stored(&p.payload)
+                    {
+                        stored_events.push(outbox::add(&e));
                     }
                     answered.push((job, seq_key(&p.channel), ack));
                 }
@@ -322,6 +325,7 @@ impl Writer {
             log_key(&req.channel),
             chat::count_key(&req.channel),
             chat::redacted_key(&req.channel),
+            chat::reads_key(&req.channel),
         ];
         if let Some(d) = &req.dedupe {
             // The user's length first: no two (user, id) pairs share a key.

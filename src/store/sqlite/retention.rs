@@ -53,6 +53,15 @@ impl Writer {
                     )?
                     .query_map(params![TRIM_STEP as i64], |r| r.get::<_, String>(0))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                // Read positions in a channel that starts anew would hide
+                // its new messages: they go with it.
+                let mut reads = self
+                    .conn
+                    .prepare_cached("DELETE FROM reads WHERE channel = ?1")?;
+                for key in &gone {
+                    reads.execute([key])?;
+                }
+                drop(reads);
                 self.conn.execute_batch("COMMIT")?;
                 Ok(gone)
             });

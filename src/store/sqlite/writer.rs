@@ -332,8 +332,10 @@ impl Writer {
                     expires as i64
                 ])?;
         }
-        if self.events.load(Ordering::Acquire) {
-            self.event(&crate::model::event::message_stored(&payload))?;
+        if self.events.load(Ordering::Acquire)
+            && let Some(e) = crate::model::event::message_stored(&payload)
+        {
+            self.event(&e)?;
         }
         let committed = Committed {
             channel: req.channel,
