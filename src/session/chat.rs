@@ -79,6 +79,10 @@ pub(super) async fn read_state(
 pub(super) async fn amend(s: &mut LoggedIn, gw: &Gateway, a: Amend) -> Effects {
     let cmid = a.client_msg_id.clone();
     let actor = Actor::User(s.user().clone());
+    // An amendment is stored like a message: it spends the user's budget.
+    if let Err(e) = gw.budgets().message(s.user(), None) {
+        return Effects::error(e, cmid);
+    }
     let checked = async {
         let target = gw.chat().target(&a.target).await?;
         if let Some(room) = target.room() {
