@@ -54,7 +54,10 @@ async fn accept_loop(listener: WtListener, gw: Gateway, active: Arc<AtomicUsize>
             // task for the session's whole life.
             match Box::pin(open(incoming, &gw)).await {
                 Ok((transport, peer)) => {
-                    let door = Some(transport.datagrams());
+                    // The side door sends JSON datagrams: a MessagePack
+                    // session takes every frame through its queue.
+                    let door = (peer.encoding == crate::protocol::Encoding::Json)
+                        .then(|| transport.datagrams());
                     crate::session::run(transport, door, peer, gw).await
                 }
                 Err(e) => debug!(error = %e, "webtransport connection ended before a session"),

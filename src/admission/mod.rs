@@ -15,6 +15,7 @@ use crate::auth::origin_allowed;
 use crate::caps::{CapHit, ConnPermit};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
+use crate::protocol::Encoding;
 use crate::telemetry;
 use crate::transport::PeerInfo;
 
@@ -108,6 +109,12 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         None
     };
     let mut query = a.query;
+    let Ok(encoding) = Encoding::from_query(query.get("encoding").map(String::as_str)) else {
+        return Err(Refusal {
+            status: 400,
+            reason: "encoding must be json or msgpack",
+        });
+    };
     // Request headers are credentials for a connect hook only; without one
     // nothing reads them, so they are not kept.
     let hooked = gw.hooks().has_connect();
@@ -123,5 +130,6 @@ pub(crate) fn admit(gw: &Gateway, a: Arrival<'_>) -> Result<PeerInfo, Refusal> {
         authorization: keep(a.authorization),
         wt_draft: None,
         address_permit,
+        encoding,
     })
 }

@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use crate::admission::{Arrival, admit};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
+use crate::protocol::Encoding;
+use crate::protocol::encoding::MSGPACK_SUBPROTOCOL;
 use crate::transport::tcp::DirectWs;
 use crate::transport::websocket::WebSocketTransport;
 
@@ -62,7 +64,15 @@ fn upgrade(
         cookie: text(header::COOKIE),
         authorization: text(header::AUTHORIZATION),
     };
-    let peer = match admit(&gw, arrival) {
+    // MessagePack by the subprotocol `rtgate.msgpack` (or by
+    // `encoding=msgpack` in the query, which admission reads).
+    let asks_msgpack = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == MSGPACK_SUBPROTOCOL);
+    let mut peer = match admit(&gw, arrival) {
         Ok(peer) => peer,
         Err(r) => {
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
@@ -74,6 +84,14 @@ fn upgrade(
     // keeps its read buffer for the connection's life: 256 bytes hold a short
     // chat frame in one read (a larger one takes more reads and grows the
     // buffer while it is read), and cost an idle connection half of 512's.
+    let ws = match asks_msgpack {
+        true => {
+            peer.encoding = Encoding::MsgPack;
+            ws.protocols([MSGPACK_SUBPROTOCOL])
+        }
+        false => ws,
+    };
+    let binary = peer.encoding == Encoding::MsgPack;
     let hard_limit = gw.config().limits.max_frame.saturating_mul(4);
     let tasks = gw.tasks().clone();
     // axum's upgrade task keeps the callback's captures for the connection's
@@ -84,9 +102,11 @@ fn upgrade(
         .max_frame_size(hard_limit)
         .read_buffer_size(256)
         .on_upgrade(move |socket| {
-            let door = direct.as_ref().map(DirectWs::sender);
+            // The fan-out's side door writes JSON text frames: a MessagePack
+            // session takes every frame through its queue.
+            let door = direct.as_ref().filter(|_| !binary).map(DirectWs::sender);
             tasks.track_future(crate::session::run(
-                WebSocketTransport::new(socket, direct),
+                WebSocketTransport::new(socket, direct, binary),
                 door,
                 *peer,
                 gw,

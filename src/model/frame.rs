@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Channel, SessionId};
-use crate::protocol::Id;
+use crate::protocol::{Encoding, Id};
 
 /// How a frame should travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,10 @@ pub struct Frame {
     /// A volatile "latest value wins" update's key (its sender, destination
     /// and `latest`, hashed): a newer one replaces it in a session's queue.
     pub latest: Option<u64>,
+    /// The payload as MessagePack, made by the first MessagePack session
+    /// that writes the frame and shared by the others: once per message
+    /// per node, not once per recipient.
+    msgpack: std::sync::OnceLock<Bytes>,
 }
 
 impl OutFrame {
@@ -95,7 +99,31 @@ impl OutFrame {
             how,
             position,
             latest,
+            msgpack: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The payload in `encoding`.
+    pub fn encoded(&self, encoding: Encoding) -> Bytes {
+        match encoding {
+            Encoding::Json => self.payload.clone(),
+            Encoding::MsgPack => self
+                .msgpack
+                .get_or_init(|| encode(&self.payload, encoding))
+                .clone(),
+        }
+    }
+}
+
+/// A JSON frame in `encoding`. The server writes only valid JSON, so
+/// MessagePack always has one; if ever not, the JSON goes as it is (the
+/// client answers with an error, not silence).
+pub fn encode(json: &Bytes, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Json => json.clone(),
+        Encoding::MsgPack => crate::protocol::encoding::json_to_msgpack(json)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| json.clone()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod command;
+pub mod encoding;
 pub mod error;
 pub mod id;
 pub mod message;
@@ -12,6 +13,7 @@ pub use chat::{Amend, AmendOp, Receipt, ReceiptKind};
 pub use command::{
     Command, DecodeError, Destination, Inbound, Login, Publish, Redundancy, decode, decode_publish,
 };
+pub use encoding::Encoding;
 pub use error::{CloseCode, ProtoError};
 pub use id::{Id, IdError};
 pub use message::{ChatFields, Delivered, Reply, SincePositions, is_business};

@@ -13,7 +13,8 @@ use super::login::{self, Refused};
 use super::verdicts::{self, Verdict};
 use super::{Driver, Flow};
 use crate::model::{Delivery, now_ms};
-use crate::protocol::{Command, DecodeError, Inbound, Login, PONG, ProtoError, decode};
+use crate::protocol::encoding::msgpack_to_json;
+use crate::protocol::{Command, DecodeError, Encoding, Inbound, Login, PONG, ProtoError, decode};
 use crate::telemetry;
 use crate::transport::{Incoming, Transport};
 
@@ -34,7 +35,18 @@ impl<T: Transport> Driver<T> {
         if size != Admit::Handle {
             return self.refused(size, None).await;
         }
-        let mut decoded = decode(&frame);
+        // A MessagePack peer's frames become the JSON every transport's
+        // frames are decoded from (a literal `ping` stays what it is).
+        let mut decoded = match self.encoding {
+            Encoding::MsgPack if frame.trim_ascii() != b"ping" => match msgpack_to_json(&frame) {
+                Ok(json) => decode(&json),
+                Err(error) => Err(DecodeError {
+                    error,
+                    client_msg_id: None,
+                }),
+            },
+            _ => decode(&frame),
+        };
         // A datagram may carry only a heartbeat or a volatile message (a
         // typing notice is one): a
         // login, a stored message or a command would be lost or reordered

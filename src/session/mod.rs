@@ -29,7 +29,7 @@ use crate::auth::UrlCredentials;
 use crate::gateway::Gateway;
 use crate::hub::Closer;
 use crate::model::{DirectSend, now_ms};
-use crate::protocol::{CloseCode, Id, ProtoError, Reply};
+use crate::protocol::{CloseCode, Encoding, Id, ProtoError, Reply};
 use crate::store::Appended;
 use crate::telemetry;
 use crate::transport::{PeerInfo, Transport, TransportError};
@@ -94,6 +94,7 @@ pub(crate) fn run<T: Transport>(
         acks: None,
         writable: true,
         wake: WakeFlag::new(),
+        encoding: peer.encoding,
     };
     async move {
         m.opened();
@@ -171,6 +172,8 @@ struct Driver<T> {
     writable: bool,
     /// Raised when a source other than the outbound queue woke the task.
     wake: WakeFlag,
+    /// How the peer's frames are encoded; inside, every frame is JSON.
+    encoding: Encoding,
 }
 
 impl<T: Transport> Driver<T> {

@@ -15,6 +15,7 @@ use tracing::{debug, info};
 use super::core::Route;
 use super::{Driver, Flow, INBOUND_DRAIN, REPLAY_PAGE, WRITE_BATCH};
 use crate::hub::Closer;
+use crate::model::frame::encode;
 use crate::model::{Channel, Delivery, OutFrame};
 use crate::protocol::message::{ERROR, LEAVE};
 use crate::protocol::{CloseCode, ProtoError, Reply};
@@ -100,6 +101,7 @@ impl<T: Transport> Driver<T> {
     /// Sends one frame, unless the peer can no longer be written to.
     pub(super) async fn send(&mut self, frame: Bytes, how: Delivery) -> Result<(), WriteError> {
         let lane = self.core.lane_of(how);
+        let frame = encode(&frame, self.encoding);
         self.write(frame, lane).await
     }
 
@@ -112,6 +114,7 @@ impl<T: Transport> Driver<T> {
         channel: &Channel,
     ) -> Result<(), WriteError> {
         let lane = self.core.channel_lane(channel);
+        let frame = encode(&frame, self.encoding);
         self.write(frame, lane).await
     }
 
@@ -197,7 +200,10 @@ impl<T: Transport> Driver<T> {
                     other => return other,
                 },
                 Route::Write(lane) => {
-                    if let Err(e) = self.write(frame.payload.clone(), lane).await {
+                    // In the peer's encoding, made once per frame for all
+                    // the sessions that share it.
+                    let bytes = frame.encoded(self.encoding);
+                    if let Err(e) = self.write(bytes, lane).await {
                         return e.into();
                     }
                     written += 1;

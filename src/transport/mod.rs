@@ -44,6 +44,9 @@ pub(crate) struct PeerInfo {
     /// The place of a client behind a trusted proxy under the per-address
     /// cap, held for the session's life.
     pub address_permit: Option<std::sync::Arc<crate::caps::ConnPermit>>,
+    /// How the session's frames are encoded (`encoding=msgpack`, or the
+    /// WebSocket subprotocol `rtgate.msgpack`).
+    pub encoding: crate::protocol::Encoding,
 }
 
 /// One frame received from the peer.

@@ -24,12 +24,15 @@ pub(crate) struct WebSocketTransport {
     /// The socket's shared handle on a plain TCP connection: cut when a
     /// close cannot be sent.
     socket: Option<DirectWs>,
+    /// Frames go as binary messages (MessagePack), not text.
+    binary: bool,
 }
 
 impl WebSocketTransport {
-    /// Wraps an upgraded socket, with its shared handle if it has one.
-    pub(crate) fn new(ws: WebSocket, socket: Option<DirectWs>) -> Self {
-        Self { ws, socket }
+    /// Wraps an upgraded socket, with its shared handle if it has one;
+    /// `binary` for a session whose frames are MessagePack.
+    pub(crate) fn new(ws: WebSocket, socket: Option<DirectWs>, binary: bool) -> Self {
+        Self { ws, socket, binary }
     }
 }
 
@@ -70,6 +73,10 @@ impl Transport for WebSocketTransport {
 
     /// Every lane is the one socket: frames keep the order they are written in.
     async fn write(&mut self, frame: Bytes, _lane: Lane<'_>) -> Result<(), TransportError> {
+        // A MessagePack session's `pong` stays text, like its `ping`.
+        if self.binary && frame != crate::protocol::PONG {
+            return self.ws.feed(Message::Binary(frame)).await.map_err(io);
+        }
         let text = Utf8Bytes::try_from(frame)
             .map_err(|e| TransportError::Io(format!("frame is not UTF-8: {e}")))?;
         self.ws.feed(Message::Text(text)).await.map_err(io)

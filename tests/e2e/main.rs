@@ -18,6 +18,7 @@ mod limits;
 mod login;
 mod messaging;
 mod monitoring;
+mod msgpack;
 #[path = "../support/netlab.rs"]
 mod netlab;
 mod nginx;
