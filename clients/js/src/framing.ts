@@ -2,10 +2,15 @@
 // that many bytes of UTF-8 JSON (docs/protocol.md §2).
 
 const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
 
 /** One text frame with its length prefix. */
 export function encodeFrame(text: string): Uint8Array {
-  const body = encoder.encode(text);
+  return encodeFrameBytes(encoder.encode(text));
+}
+
+/** One frame's bytes (JSON text or MessagePack) with the length prefix. */
+export function encodeFrameBytes(body: Uint8Array): Uint8Array {
   const frame = new Uint8Array(4 + body.length);
   new DataView(frame.buffer).setUint32(0, body.length);
   frame.set(body, 4);
@@ -15,7 +20,9 @@ export function encodeFrame(text: string): Uint8Array {
 /** Splits a byte stream into frames, whatever the chunking. */
 export class FrameDecoder {
   private buf: Uint8Array = new Uint8Array(0);
-  private readonly decoder = new TextDecoder();
+
+  /** `decode` turns a frame's bytes into JSON text (UTF-8 by default). */
+  constructor(private readonly decode: (bytes: Uint8Array) => string = (b) => utf8.decode(b)) {}
 
   /** Takes a chunk; returns the frames it completed, in order. */
   push(chunk: Uint8Array): string[] {
@@ -32,7 +39,7 @@ export class FrameDecoder {
     while (this.buf.length - at >= 4) {
       const n = new DataView(this.buf.buffer, this.buf.byteOffset + at).getUint32(0);
       if (this.buf.length - at < 4 + n) break;
-      frames.push(this.decoder.decode(this.buf.subarray(at + 4, at + 4 + n)));
+      frames.push(this.decode(this.buf.subarray(at + 4, at + 4 + n)));
       at += 4 + n;
     }
     // Keep only the unfinished tail (a copy, so a large chunk is not pinned).

@@ -2,7 +2,8 @@
 // frame) and WebTransport (length-prefixed frames on a bidirectional stream,
 // a server-opened stream per channel, datagrams for volatile messages).
 
-import { encodeFrame, FrameDecoder } from "./framing.js";
+import { Codec, MSGPACK_SUBPROTOCOL } from "./codec.js";
+import { encodeFrameBytes, FrameDecoder } from "./framing.js";
 import type { TransportKind } from "./types.js";
 
 /** One connection, whichever transport carries it. */
@@ -33,6 +34,8 @@ export interface LinkOptions {
   url: string;
   token?: string;
   wtUrl?: string;
+  /** MessagePack frames instead of JSON text. */
+  encoding?: "json" | "msgpack";
 }
 
 export class WsLink implements Link {
@@ -40,7 +43,10 @@ export class WsLink implements Link {
   readonly datagrams = false;
   open = true;
 
-  constructor(private readonly ws: WebSocket) {}
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly codec = new Codec(),
+  ) {}
 
   /** Resolves with the link once open, or with a closed link when it never opened. */
   static open(opts: LinkOptions, h: LinkHandlers): Promise<WsLink> {
@@ -49,11 +55,14 @@ export class WsLink implements Link {
       u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
       u.pathname = "/ws";
       if (opts.token) u.searchParams.set("token", opts.token);
-      const ws = new WebSocket(u.toString());
-      const link = new WsLink(ws);
+      const codec = new Codec(opts.encoding);
+      const ws = codec.packed ? new WebSocket(u.toString(), [MSGPACK_SUBPROTOCOL]) : new WebSocket(u.toString());
+      ws.binaryType = "arraybuffer";
+      const link = new WsLink(ws, codec);
       h.link = link;
       ws.onopen = () => resolve(link);
-      ws.onmessage = (ev) => h.onmessage(ev.data as string);
+      ws.onmessage = (ev) =>
+        h.onmessage(typeof ev.data === "string" ? ev.data : codec.unpack(new Uint8Array(ev.data as ArrayBuffer)));
       ws.onclose = (ev) => {
         link.open = false;
         resolve(link);
@@ -64,7 +73,9 @@ export class WsLink implements Link {
   }
 
   send(text: string): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.codec.packed && text !== "ping") this.ws.send(this.codec.pack(text));
+    else this.ws.send(text);
   }
 
   sendVolatile(text: string): void {
@@ -87,8 +98,6 @@ export const SAFE_DATAGRAM = 1000;
 export class WtLink implements Link {
   readonly kind = "webtransport" as const;
   open = true;
-  private readonly encoder = new TextEncoder();
-  private readonly decoder = new TextDecoder();
   private dgWriter: WritableStreamDefaultWriter<Uint8Array> | null;
   private readonly dgMax: number;
   private handlers: LinkHandlers | null = null;
@@ -96,6 +105,7 @@ export class WtLink implements Link {
   constructor(
     readonly wt: WebTransport,
     private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
+    private readonly codec = new Codec(),
   ) {
     // Safari 26.4 has no `datagrams.writable`: volatile frames go on the stream.
     let dg: WritableStreamDefaultWriter<Uint8Array> | null = null;
@@ -127,6 +137,8 @@ export class WtLink implements Link {
     }
     const u = new URL(opts.wtUrl || info.url);
     if (opts.token) u.searchParams.set("token", opts.token);
+    const codec = new Codec(opts.encoding);
+    if (codec.packed) u.searchParams.set("encoding", "msgpack");
     const wt = new WebTransport(u.toString(), wtOpts);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -146,7 +158,7 @@ export class WtLink implements Link {
       clearTimeout(timer);
     }
     const stream = await wt.createBidirectionalStream();
-    const link = new WtLink(wt, stream.writable.getWriter());
+    const link = new WtLink(wt, stream.writable.getWriter(), codec);
     link.handlers = h;
     h.link = link;
     void link.readFrames(stream.readable.getReader(), h);
@@ -164,11 +176,11 @@ export class WtLink implements Link {
   }
 
   send(text: string): void {
-    this.writer.write(encodeFrame(text)).catch(() => {});
+    this.writer.write(encodeFrameBytes(this.codec.pack(text))).catch(() => {});
   }
 
   sendVolatile(text: string): void {
-    const body = this.encoder.encode(text);
+    const body = this.codec.pack(text);
     const dg = this.dgWriter;
     if (!dg || body.length > this.dgMax) return this.send(text);
     dg.write(body).catch((e: unknown) => {
@@ -184,7 +196,7 @@ export class WtLink implements Link {
   }
 
   private async readFrames(reader: ReadableStreamDefaultReader<Uint8Array>, h: LinkHandlers): Promise<void> {
-    const frames = new FrameDecoder();
+    const frames = new FrameDecoder((b) => this.codec.unpack(b));
     try {
       for (;;) {
         const { value, done } = await reader.read();
@@ -216,7 +228,7 @@ export class WtLink implements Link {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        h.onmessage(this.decoder.decode(value as Uint8Array), true);
+        h.onmessage(this.codec.unpack(value as Uint8Array), true);
       }
     } catch {
       // closed

@@ -244,4 +244,6 @@ export interface ClientOptions {
   maxBackoffMs?: number;
   /** Send delivered receipts for direct messages as they arrive (default true). */
   autoDelivered?: boolean;
+  /** Frames as MessagePack instead of JSON text (smaller on metered links). */
+  encoding?: "json" | "msgpack";
 }

@@ -7,6 +7,7 @@ import { afterEach, test } from "node:test";
 import { RtgateClient } from "../src/client.js";
 import type { RtgateError } from "../src/errors.js";
 import { MemoryStore } from "../src/positions.js";
+import { decode as msgpackDecode, encode as msgpackEncode } from "@msgpack/msgpack";
 
 /** A WebSocket whose server side the test plays. */
 class FakeWebSocket {
@@ -19,15 +20,32 @@ class FakeWebSocket {
   onclose: ((ev: { code: number; reason: string }) => void) | null = null;
   onerror: (() => void) | null = null;
 
-  constructor(readonly url: string) {
+  binaryType = "blob";
+  /** Frames sent as binary (MessagePack), in order. */
+  packed = 0;
+
+  constructor(
+    readonly url: string,
+    readonly protocols?: string[],
+  ) {
     FakeWebSocket.all.push(this);
     setTimeout(() => {
       this.readyState = 1;
       this.onopen?.();
     }, 1);
   }
-  send(text: string) {
-    this.sent.push(JSON.parse(text));
+  send(data: string | Uint8Array) {
+    if (typeof data === "string") {
+      this.sent.push(data === "ping" ? { literal: "ping" } : JSON.parse(data));
+      return;
+    }
+    this.packed += 1;
+    this.sent.push(msgpackDecode(data) as Record<string, any>);
+  }
+  /** The server's frame, packed. */
+  replyPacked(frame: object) {
+    const bytes = msgpackEncode(frame);
+    this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as never });
   }
   close(code: number, reason: string) {
     this.drop(code, reason);
@@ -445,4 +463,28 @@ test("edits, deletes and reactions go through the outbox; unread and readState a
   assert.deepEqual((await state).reads, { bob: 4 });
   c.typing({ roomId: "lobby" });
   assert.deepEqual(ws.sent.at(-1), { msgType: 15, roomId: "lobby", typing: true });
+});
+
+test("encoding: msgpack asks for the subprotocol and packs and unpacks every frame", async () => {
+  const c = client({ encoding: "msgpack" });
+  const got: unknown[] = [];
+  c.on("message", (m) => got.push(m.msgBody));
+  const done = c.connect();
+  const ws = await socket(0);
+  assert.deepEqual(ws.protocols, ["rtgate.msgpack"]);
+  assert.equal(ws.binaryType, "arraybuffer");
+  assert.deepEqual(ws.sent[0], { msgType: 2, rooms: [], sendUserId: "alice" });
+  assert.equal(ws.packed, 1, "the login went packed");
+  ws.replyPacked(login());
+  await done;
+  ws.replyPacked({ msgType: 3, msgId: "m1", sendUserId: "bob", roomId: "r", msgBody: { t: "héllo ✓", n: [1, 2.5] } });
+  assert.deepEqual(got, [{ t: "héllo ✓", n: [1, 2.5] }]);
+  const sent = c.sendToRoom("r", { x: 1 });
+  const out = ws.sent.at(-1)!;
+  assert.equal(ws.packed, 2);
+  assert.deepEqual(out.msgBody, { x: 1 });
+  ws.replyPacked({ msgType: 4, clientMsgId: out.clientMsgId, msgId: "m2", seq: 2 });
+  assert.equal((await sent)?.msgId, "m2");
+  // A text frame (the literal pong) is still read as text.
+  ws.onmessage?.({ data: "pong" });
 });

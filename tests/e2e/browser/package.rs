@@ -198,3 +198,57 @@ async fn outbox_survives_a_restart(b: &Browser, opts: &Value, transport: Option<
         assert_eq!(b.execute("return c.transport", vec![]).await.unwrap(), t);
     }
 }
+
+/// Issue 30, MessagePack: client.js with `encoding: "msgpack"` in
+/// Chromium, over WebTransport and over WebSocket, chats with a JSON
+/// client; the server counts its frames as MessagePack ones (the JSON
+/// client's frames reach it unpacked, its own reach the JSON client as
+/// JSON).
+#[tokio::test]
+async fn client_js_speaks_messagepack_over_both_transports_beside_a_json_client() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let b = driver.browser("msgpack").await;
+    let (mut bob, _) = Client::login(&server, "bob").await;
+    for transport in ["webtransport", "websocket"] {
+        b.goto(&format!("http://{}/", server.http)).await.unwrap();
+        let opts = json!({"encoding": "msgpack", "transport": transport});
+        start(&b, &opts, Some(transport)).await;
+        // The link packs (a JSON frame to a MessagePack session, or the
+        // reverse, would have failed the login already).
+        let packed = b
+            .execute("return c.link.codec.packed", vec![])
+            .await
+            .unwrap();
+        assert_eq!(packed, json!(true));
+        if transport == "websocket" {
+            let p = b
+                .execute("return c.link.ws.protocol", vec![])
+                .await
+                .unwrap();
+            assert_eq!(p, json!("rtgate.msgpack"));
+        }
+        let text = format!("packed over {transport} ✓ {}", 9_007_199_254_740_993u64);
+        b.execute(
+            "c.sendToUser('bob', { text: arguments[0], n: [1, 2.5, null] })",
+            vec![json!(text)],
+        )
+        .await
+        .unwrap();
+        let m = bob.recv_type(3).await;
+        assert_eq!(
+            m["msgBody"],
+            json!({"text": text, "n": [1, 2.5, null]}),
+            "{m}"
+        );
+        bob.send(&json!({"msgType": 3, "receivedUserId": "alice", "msgBody": {"text": format!("json back over {transport}")}}))
+            .await;
+        until(
+            &b,
+            &format!("window.got.includes('direct json back over {transport}')"),
+        )
+        .await;
+        b.execute("return c.close()", vec![]).await.unwrap();
+    }
+    b.close().await.unwrap();
+}
