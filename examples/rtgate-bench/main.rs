@@ -17,6 +17,7 @@
 mod baseline;
 mod chaos;
 mod chat;
+mod encoding;
 mod hooks;
 mod load;
 mod lossy;
@@ -78,6 +79,22 @@ enum Cmd {
         /// Messages per second.
         #[arg(long, default_value_t = 20)]
         rate: u64,
+    },
+    /// One room's deliveries in JSON and in MessagePack: bytes and server
+    /// CPU per delivery.
+    Encoding {
+        /// Members of the room.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages sent to it.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u64,
+        /// Runs of each encoding, alternated.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// A reconnect storm: N clients drop at once, messages go to their
     /// rooms, and all come back together with `since`.
@@ -356,6 +373,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let target = Target::pick(false, false, server);
             chat::unread(&target, rooms, history, logins, pin).await?
+        }
+        Cmd::Encoding {
+            members,
+            messages,
+            rate,
+            rounds,
+        } => {
+            let target = Target::pick(false, false, server);
+            encoding::encoding(&target, members, messages, rate, rounds, pin).await?
         }
         Cmd::Receipts {
             members,
