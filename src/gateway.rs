@@ -18,6 +18,7 @@ use crate::hooks::Hooks;
 use crate::hub::Hub;
 use crate::routing::Publisher;
 use crate::store::Store;
+use crate::transport::sse::SseSessions;
 use crate::webhook::Quarantine;
 
 /// What `/cert-hash` needs to know about the WebTransport endpoint.
@@ -60,6 +61,8 @@ struct Shared {
     quarantine: Arc<Quarantine>,
     /// Receipts, read positions, amendments, typing.
     chat: Chat,
+    /// The HTTP fallback's sessions.
+    sse: Arc<SseSessions>,
 }
 
 impl Gateway {
@@ -95,6 +98,7 @@ impl Gateway {
             wt: OnceLock::new(),
             quarantine: Arc::default(),
             chat,
+            sse: Arc::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -169,6 +173,11 @@ impl Gateway {
     /// Receipts, read positions, amendments, typing.
     pub(crate) fn chat(&self) -> &Chat {
         &self.inner.chat
+    }
+
+    /// The HTTP fallback's sessions.
+    pub(crate) fn sse(&self) -> &Arc<SseSessions> {
+        &self.inner.sse
     }
 
     /// The connection caps.

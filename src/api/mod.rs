@@ -7,6 +7,7 @@ mod backend;
 pub(crate) use backend::fuzzing::body as fuzz_body;
 pub(crate) mod https;
 pub(crate) mod serve;
+mod sse;
 pub(crate) mod upgrade;
 
 use axum::Json;
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::gateway::Gateway;
@@ -69,6 +70,8 @@ pub(crate) fn routes(gw: Gateway) -> Router {
         .route("/readyz", get(readyz))
         .route("/websocket/{user_id}", get(upgrade::legacy_upgrade))
         .route("/ws", get(upgrade::ws_upgrade))
+        .route("/sse", get(sse::events))
+        .route("/sse/{session_id}", post(sse::post))
         .merge(backend::router());
     let router = if metrics_here {
         router.route("/metrics", get(metrics))

@@ -80,6 +80,8 @@ pub enum TransportKind {
     WebSocket,
     /// WebTransport over HTTP/3 and QUIC.
     WebTransport,
+    /// Server-Sent Events down, HTTP POST up (the fallback).
+    Sse,
 }
 
 impl TransportKind {
@@ -88,6 +90,7 @@ impl TransportKind {
         match self {
             Self::WebSocket => "websocket",
             Self::WebTransport => "webtransport",
+            Self::Sse => "sse",
         }
     }
 }

@@ -13,7 +13,11 @@ use crate::protocol::CloseCode;
 /// Describes every metric and registers its known series at zero.
 pub(super) fn register() {
     describe();
-    for kind in [TransportKind::WebSocket, TransportKind::WebTransport] {
+    for kind in [
+        TransportKind::WebSocket,
+        TransportKind::WebTransport,
+        TransportKind::Sse,
+    ] {
         // The session handles register connections, frames and queue depth.
         let _ = super::session_metrics(kind);
         for cap in ["global", "per_ip"] {

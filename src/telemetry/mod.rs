@@ -104,10 +104,12 @@ impl SessionMetrics {
 /// recorder is installed), shared by every session, so a connection costs
 /// neither a registry lookup nor a handle allocation.
 pub(crate) fn session_metrics(kind: TransportKind) -> &'static SessionMetrics {
-    static BY_KIND: [OnceLock<SessionMetrics>; 2] = [OnceLock::new(), OnceLock::new()];
+    static BY_KIND: [OnceLock<SessionMetrics>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     let slot = match kind {
         TransportKind::WebSocket => &BY_KIND[0],
         TransportKind::WebTransport => &BY_KIND[1],
+        TransportKind::Sse => &BY_KIND[2],
     };
     if let Some(m) = slot.get() {
         return m;

@@ -6,6 +6,7 @@
 //! connection and hand the wrapped session to the session driver, which
 //! only sees this trait.
 
+pub(crate) mod sse;
 pub(crate) mod tcp;
 pub(crate) mod websocket;
 pub(crate) mod webtransport;

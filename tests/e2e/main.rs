@@ -30,6 +30,7 @@ mod redis_durability;
 mod redis_server;
 mod redundancy;
 mod slow_readers;
+mod sse;
 mod traces;
 mod webhook;
 mod wt;
