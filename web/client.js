@@ -1866,6 +1866,98 @@
       }
     }
   };
+  var SseLink = class _SseLink {
+    constructor(es, base) {
+      this.es = es;
+      this.base = base;
+      this.kind = "sse";
+      this.datagrams = false;
+      this.open = true;
+      this.session = "";
+      this.token = "";
+      this.queue = [];
+      this.posting = false;
+    }
+    /** Resolves with the link once the server named the session, or with a closed link. */
+    static open(opts, h) {
+      return new Promise((resolve) => {
+        const base = new URL(opts.url);
+        const u = new URL("/sse", base);
+        if (opts.token) u.searchParams.set("token", opts.token);
+        const es = new EventSource(u.toString(), { withCredentials: true });
+        const link = new _SseLink(es, base);
+        h.link = link;
+        let started = false;
+        es.addEventListener("session", (ev) => {
+          const s = JSON.parse(ev.data);
+          link.session = s.sessionId;
+          link.token = s.postToken;
+          started = true;
+          resolve(link);
+        });
+        es.onmessage = (ev) => h.onmessage(ev.data);
+        es.addEventListener("close", (ev) => {
+          let code = 1006;
+          let reason = "";
+          try {
+            ({ code, reason } = JSON.parse(ev.data));
+          } catch {
+          }
+          link.end();
+          h.onclose(code, reason);
+        });
+        es.onerror = () => {
+          if (es.readyState === EventSource.CLOSED || !started) {
+            link.end();
+            resolve(link);
+            if (started) h.onclose(1006, "event stream closed");
+          }
+        };
+      });
+    }
+    end() {
+      this.open = false;
+      this.es.close();
+    }
+    send(text2) {
+      if (!this.open) return;
+      this.queue.push(text2);
+      void this.pump();
+    }
+    sendVolatile(text2) {
+      this.send(text2);
+    }
+    /** One POST at a time, so frames arrive in the order sent. */
+    async pump() {
+      if (this.posting) return;
+      this.posting = true;
+      try {
+        while (this.queue.length > 0 && this.open) {
+          const frames = this.queue.splice(0);
+          const json = frames.filter((f) => f !== "ping");
+          const bodies = frames.length === json.length ? [`[${json.join(",")}]`] : frames;
+          for (const body of bodies) {
+            const r = await fetch(new URL(`/sse/${encodeURIComponent(this.session)}`, this.base), {
+              method: "POST",
+              headers: { "content-type": "application/json", "x-rtgate-post-token": this.token },
+              body,
+              credentials: "include"
+            });
+            if (r.status === 404 || r.status === 403) {
+              this.end();
+              return;
+            }
+          }
+        }
+      } catch {
+      } finally {
+        this.posting = false;
+      }
+    }
+    close(_code, _reason) {
+      this.end();
+    }
+  };
 
   // src/memory.ts
   var TransportMemory = class _TransportMemory {
@@ -1889,7 +1981,8 @@
     get(url) {
       try {
         const v = JSON.parse(this.storage?.getItem(this.key(url)) ?? "null");
-        const kind = v?.kind === "webtransport" || v?.kind === "websocket" ? v.kind : null;
+        const known = v?.kind === "webtransport" || v?.kind === "websocket" || v?.kind === "sse";
+        const kind = known ? v.kind : null;
         return kind && typeof v.until === "number" && v.until > this.now() ? kind : null;
       } catch {
         return null;
@@ -2522,8 +2615,9 @@
     async openLink() {
       const o = this.opts;
       const mode = o.transport;
+      if (mode === "sse") return this.choose(await this.openSse());
       const canWt = mode !== "websocket" && typeof WebTransport !== "undefined";
-      if (!canWt) return this.choose(await this.openWs());
+      if (!canWt) return this.choose(await this.openWs() ?? await this.fallBack(mode));
       if (mode === "webtransport") {
         try {
           return this.choose(await WtLink.open(o, o.wtTimeoutMs, this.handlers()));
@@ -2534,9 +2628,13 @@
         }
       }
       const memory = this.memory.get(o.url);
+      if (memory === "sse") {
+        this.events.emit("fallback", "only the HTTP fallback worked here recently");
+        return this.choose(await this.openSse());
+      }
       if (memory === "websocket") {
         this.events.emit("fallback", "it failed here recently");
-        return this.choose(await this.openWs());
+        return this.choose(await this.openWs() ?? await this.fallBack(mode));
       }
       const wtP = WtLink.open(o, o.wtTimeoutMs, this.handlers()).then(
         (link) => {
@@ -2560,12 +2658,26 @@
         return this.choose(wt);
       }
       void wtP.then((late) => late?.close(1e3, "websocket chosen"));
-      const ws = await wsP;
+      const ws = await wsP ?? await this.fallBack(mode);
       if (!ws) {
         this.onClose(1006, "no transport connected");
         return null;
       }
       return this.choose(ws);
+    }
+    /** Neither WebTransport nor WebSocket: Server-Sent Events and POSTs, remembered. */
+    async fallBack(mode) {
+      if (mode === "websocket" || typeof EventSource === "undefined") return null;
+      const link = await this.openSse();
+      if (link) {
+        this.events.emit("fallback", "no WebSocket either: using the HTTP fallback");
+        this.memory.set(this.opts.url, "sse", this.opts.wtMemoryMs);
+      }
+      return link;
+    }
+    async openSse() {
+      const link = await SseLink.open(this.opts, this.handlers());
+      return link.open ? link : null;
     }
     async openWs() {
       const link = await WsLink.open(this.opts, this.handlers());

@@ -8,7 +8,7 @@ import { EarlyCopies } from "./copies.js";
 import { DeliveryFilter } from "./dedupe.js";
 import { Emitter, type Listener } from "./emitter.js";
 import { RtgateError } from "./errors.js";
-import { type Link, type LinkHandlers, WsLink, WtLink } from "./links.js";
+import { type Link, type LinkHandlers, SseLink, WsLink, WtLink } from "./links.js";
 import { TransportMemory } from "./memory.js";
 import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
 import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker, sanitize } from "./positions.js";
@@ -492,8 +492,9 @@ export class RtgateClient {
   private async openLink(): Promise<Link | null> {
     const o = this.opts;
     const mode = o.transport;
+    if (mode === "sse") return this.choose(await this.openSse());
     const canWt = mode !== "websocket" && typeof WebTransport !== "undefined";
-    if (!canWt) return this.choose(await this.openWs());
+    if (!canWt) return this.choose((await this.openWs()) ?? (await this.fallBack(mode)));
     if (mode === "webtransport") {
       try {
         return this.choose(await WtLink.open(o, o.wtTimeoutMs, this.handlers()));
@@ -504,9 +505,13 @@ export class RtgateClient {
       }
     }
     const memory = this.memory.get(o.url);
+    if (memory === "sse") {
+      this.events.emit("fallback", "only the HTTP fallback worked here recently");
+      return this.choose(await this.openSse());
+    }
     if (memory === "websocket") {
       this.events.emit("fallback", "it failed here recently");
-      return this.choose(await this.openWs());
+      return this.choose((await this.openWs()) ?? (await this.fallBack(mode)));
     }
     const wtP: Promise<WtLink | null> = WtLink.open(o, o.wtTimeoutMs, this.handlers()).then(
       (link) => {
@@ -532,12 +537,28 @@ export class RtgateClient {
       return this.choose(wt);
     }
     void wtP.then((late) => late?.close(1000, "websocket chosen"));
-    const ws = await wsP;
+    const ws = (await wsP) ?? (await this.fallBack(mode));
     if (!ws) {
       this.onClose(1006, "no transport connected");
       return null;
     }
     return this.choose(ws);
+  }
+
+  /** Neither WebTransport nor WebSocket: Server-Sent Events and POSTs, remembered. */
+  private async fallBack(mode: ClientOptions["transport"]): Promise<SseLink | null> {
+    if (mode === "websocket" || typeof EventSource === "undefined") return null;
+    const link = await this.openSse();
+    if (link) {
+      this.events.emit("fallback", "no WebSocket either: using the HTTP fallback");
+      this.memory.set(this.opts.url, "sse", this.opts.wtMemoryMs);
+    }
+    return link;
+  }
+
+  private async openSse(): Promise<SseLink | null> {
+    const link = await SseLink.open(this.opts, this.handlers());
+    return link.open ? link : null;
   }
 
   private async openWs(): Promise<WsLink | null> {

@@ -244,3 +244,115 @@ export class WtLink implements Link {
     }
   }
 }
+
+/**
+ * The HTTP fallback (for networks that pass neither UDP nor WebSocket
+ * upgrades): Server-Sent Events down (`GET /sse`, an `EventSource`, which
+ * reconnects by itself and resumes with `Last-Event-ID`), `POST
+ * /sse/{sessionId}` up, in order, frames that wait while a POST is out
+ * going together as one array.
+ */
+export class SseLink implements Link {
+  readonly kind = "sse" as const;
+  readonly datagrams = false;
+  open = true;
+  private session = "";
+  private token = "";
+  private queue: string[] = [];
+  private posting = false;
+
+  constructor(
+    private readonly es: EventSource,
+    private readonly base: URL,
+  ) {}
+
+  /** Resolves with the link once the server named the session, or with a closed link. */
+  static open(opts: LinkOptions, h: LinkHandlers): Promise<SseLink> {
+    return new Promise((resolve) => {
+      const base = new URL(opts.url);
+      const u = new URL("/sse", base);
+      if (opts.token) u.searchParams.set("token", opts.token);
+      const es = new EventSource(u.toString(), { withCredentials: true });
+      const link = new SseLink(es, base);
+      h.link = link;
+      let started = false;
+      es.addEventListener("session", (ev) => {
+        const s = JSON.parse((ev as MessageEvent).data);
+        link.session = s.sessionId;
+        link.token = s.postToken;
+        started = true;
+        resolve(link);
+      });
+      es.onmessage = (ev) => h.onmessage(ev.data as string);
+      es.addEventListener("close", (ev) => {
+        let code = 1006;
+        let reason = "";
+        try {
+          ({ code, reason } = JSON.parse((ev as MessageEvent).data));
+        } catch {
+          // a close without its data
+        }
+        link.end();
+        h.onclose(code, reason);
+      });
+      es.onerror = () => {
+        // The browser retries by itself (and resumes); a stream it gave up
+        // on, or one that never named its session, is closed.
+        if (es.readyState === EventSource.CLOSED || !started) {
+          link.end();
+          resolve(link);
+          if (started) h.onclose(1006, "event stream closed");
+        }
+      };
+    });
+  }
+
+  private end(): void {
+    this.open = false;
+    this.es.close();
+  }
+
+  send(text: string): void {
+    if (!this.open) return;
+    this.queue.push(text);
+    void this.pump();
+  }
+
+  sendVolatile(text: string): void {
+    this.send(text);
+  }
+
+  /** One POST at a time, so frames arrive in the order sent. */
+  private async pump(): Promise<void> {
+    if (this.posting) return;
+    this.posting = true;
+    try {
+      while (this.queue.length > 0 && this.open) {
+        const frames = this.queue.splice(0);
+        // A literal (`ping`) is not JSON: it goes alone.
+        const json = frames.filter((f) => f !== "ping");
+        const bodies = frames.length === json.length ? [`[${json.join(",")}]`] : frames;
+        for (const body of bodies) {
+          const r = await fetch(new URL(`/sse/${encodeURIComponent(this.session)}`, this.base), {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-rtgate-post-token": this.token },
+            body,
+            credentials: "include",
+          });
+          if (r.status === 404 || r.status === 403) {
+            this.end();
+            return;
+          }
+        }
+      }
+    } catch {
+      // the network failed: the event stream's error ends the link
+    } finally {
+      this.posting = false;
+    }
+  }
+
+  close(_code: number, _reason: string): void {
+    this.end();
+  }
+}

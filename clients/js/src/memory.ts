@@ -35,7 +35,8 @@ export class TransportMemory {
     try {
       const v = JSON.parse(this.storage?.getItem(this.key(url)) ?? "null");
       // Whatever else is stored there (by an older version, by hand) is not a memory.
-      const kind = v?.kind === "webtransport" || v?.kind === "websocket" ? (v.kind as TransportKind) : null;
+      const known = v?.kind === "webtransport" || v?.kind === "websocket" || v?.kind === "sse";
+      const kind = known ? (v.kind as TransportKind) : null;
       return kind && typeof v.until === "number" && v.until > this.now() ? kind : null;
     } catch {
       return null;

@@ -152,7 +152,7 @@ export type ConnectionState =
   | "refused"
   | "closed";
 
-export type TransportKind = "webtransport" | "websocket";
+export type TransportKind = "webtransport" | "websocket" | "sse";
 
 export interface StateChange {
   state: ConnectionState;

@@ -488,3 +488,71 @@ test("encoding: msgpack asks for the subprotocol and packs and unpacks every fra
   // A text frame (the literal pong) is still read as text.
   ws.onmessage?.({ data: "pong" });
 });
+
+// --- the HTTP fallback ----------------------------------------------------
+
+/** An EventSource whose server side the test plays. */
+class FakeEventSource {
+  static readonly CLOSED = 2;
+  static all: FakeEventSource[] = [];
+  readyState = 0;
+  onmessage: ((ev: { data: string }) => void) | null = null;
+  onerror: (() => void) | null = null;
+  private listeners = new Map<string, ((ev: { data: string }) => void)[]>();
+  constructor(readonly url: string) {
+    FakeEventSource.all.push(this);
+  }
+  addEventListener(name: string, fn: (ev: { data: string }) => void) {
+    this.listeners.set(name, [...(this.listeners.get(name) ?? []), fn]);
+  }
+  emit(name: string, data: unknown) {
+    const ev = { data: typeof data === "string" ? data : JSON.stringify(data) };
+    if (name === "message") this.onmessage?.(ev);
+    for (const fn of this.listeners.get(name) ?? []) fn(ev);
+  }
+  close() {
+    this.readyState = 2;
+  }
+}
+
+test("transport: sse speaks Server-Sent Events down and ordered POSTs up", async () => {
+  (globalThis as any).EventSource = FakeEventSource;
+  const posts: { url: string; token: string; body: any }[] = [];
+  const realFetch = globalThis.fetch;
+  (globalThis as any).fetch = async (url: URL, init: any) => {
+    posts.push({ url: String(url), token: init.headers["x-rtgate-post-token"], body: JSON.parse(init.body) });
+    return { status: 204 };
+  };
+  try {
+    const c = client({ transport: "sse" });
+    const done = c.connect();
+    await until(() => FakeEventSource.all.length === 1, "the event stream");
+    const es = FakeEventSource.all[0];
+    assert.equal(es.url, "http://chat.test/sse");
+    es.emit("session", { sessionId: "s1", postToken: "t1" });
+    await until(() => posts.length === 1, "the login POST");
+    assert.equal(posts[0].url, "http://chat.test/sse/s1");
+    assert.equal(posts[0].token, "t1");
+    assert.deepEqual(posts[0].body, [{ msgType: 2, rooms: [], sendUserId: "alice" }]);
+    es.emit("message", login());
+    await done;
+    assert.equal(c.transport, "sse");
+    const got: unknown[] = [];
+    c.on("message", (m) => got.push(m.msgBody));
+    es.emit("message", { msgType: 3, msgId: "m1", sendUserId: "bob", roomId: "r", msgBody: "down" });
+    assert.deepEqual(got, ["down"]);
+    const sent = c.sendToRoom("r", "up");
+    await until(() => posts.length === 2, "the send");
+    const out = posts[1].body[0];
+    assert.equal(out.msgBody, "up");
+    es.emit("message", { msgType: 4, clientMsgId: out.clientMsgId, msgId: "m2", seq: 2 });
+    assert.equal((await sent)?.msgId, "m2");
+    // The server closes it with a code: the client comes back on a new stream.
+    es.emit("close", { code: 1001, reason: "going away" });
+    await until(() => FakeEventSource.all.length === 2, "a new stream after the close");
+  } finally {
+    (globalThis as any).fetch = realFetch;
+    delete (globalThis as any).EventSource;
+    FakeEventSource.all = [];
+  }
+});

@@ -252,3 +252,70 @@ async fn client_js_speaks_messagepack_over_both_transports_beside_a_json_client(
     }
     b.close().await.unwrap();
 }
+
+/// Issue 30, the HTTP fallback: behind an nginx that refuses WebSocket
+/// upgrades (with the recipe for `/sse`), with WebTransport unreachable
+/// (its URL points at a closed UDP port), client.js in Chromium falls back
+/// to Server-Sent Events, chats with a WebSocket user, and survives a
+/// restart of the node with nothing lost or doubled.
+#[tokio::test]
+async fn with_no_udp_and_no_websocket_client_js_chats_over_sse_through_nginx() {
+    use crate::nginx::{Nginx, recipe};
+    let server = Server::start(&[]);
+    let nginx = Nginx::start(&format!(
+        "upstream rtgate {{ server {}; }}\n\
+         server {{ listen 127.0.0.1:PORT;\n\
+           location /sse {{ proxy_pass http://rtgate; include {}; }}\n\
+           location / {{ if ($http_upgrade) {{ return 403; }} proxy_pass http://rtgate; include {}; }}\n\
+         }}",
+        server.http,
+        recipe("sse-location.conf"),
+        recipe("edge-location.conf"),
+    ));
+    let driver = Driver::start();
+    let b = driver.browser("sse").await;
+    b.goto(&format!("http://127.0.0.1:{}/", nginx.port))
+        .await
+        .unwrap();
+    let opts = json!({"userId": "sid", "wtUrl": "https://127.0.0.1:9/wt", "wtTimeoutMs": 1000,
+                      "backoffMs": 200, "maxBackoffMs": 1000});
+    start(&b, &opts, Some("sse")).await;
+    let (mut ws, _) = Client::login(&server, "wanda").await;
+    b.execute(
+        "c.sendToUser('wanda', { text: 'from behind the proxy' })",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ws.recv_type(3).await["msgBody"],
+        json!({"text": "from behind the proxy"})
+    );
+    ws.send(
+        &json!({"msgType": 3, "receivedUserId": "sid", "msgBody": {"text": "to the fallback"}}),
+    )
+    .await;
+    until(&b, "window.got.includes('direct to the fallback')").await;
+    // The node restarts; what is sent meanwhile arrives once.
+    let place = server.kill_keep_place();
+    until(&b, "c.state === 'reconnecting'").await;
+    let server = Server::start_at(place, &[]);
+    let (mut ws, _) = Client::login_retrying(&server, "wanda").await;
+    ws.send(
+        &json!({"msgType": 3, "receivedUserId": "sid", "msgBody": {"text": "after the restart"}}),
+    )
+    .await;
+    until(&b, "window.got.includes('direct after the restart')").await;
+    until(&b, "c.state === 'connected' && c.transport === 'sse'").await;
+    let got = got(&b).await;
+    let once = |t: &str| got.iter().filter(|g| g.as_str() == t).count();
+    assert_eq!(
+        (
+            once("direct to the fallback"),
+            once("direct after the restart")
+        ),
+        (1, 1),
+        "{got:?}"
+    );
+    b.close().await.unwrap();
+}
