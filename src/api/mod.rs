@@ -70,9 +70,14 @@ pub(crate) fn routes(gw: Gateway) -> Router {
         .route("/readyz", get(readyz))
         .route("/websocket/{user_id}", get(upgrade::legacy_upgrade))
         .route("/ws", get(upgrade::ws_upgrade))
-        .route("/sse", get(sse::events))
-        .route("/sse/{session_id}", post(sse::post))
         .merge(backend::router());
+    // The HTTP fallback, unless `--sse off`.
+    let router = match gw.config().listen.sse {
+        true => router
+            .route("/sse", get(sse::events))
+            .route("/sse/{session_id}", post(sse::post)),
+        false => router,
+    };
     let router = if metrics_here {
         router.route("/metrics", get(metrics))
     } else {

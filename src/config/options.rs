@@ -103,6 +103,9 @@ options_group! {
         plain {
             metrics: SocketAddr, "Serve /metrics on this address only, not on --http [default: on --http]",
                 [env = "RTGATE_METRICS", value_name = "ADDR"];
+            sse: String, "The HTTP fallback transport (GET /sse, POST /sse/{id}): on or off [default: on]",
+                [env = "RTGATE_SSE", value_name = "on|off",
+                 value_parser = clap::builder::PossibleValuesParser::new(["on", "off"])];
         }
     }
 }

@@ -84,6 +84,7 @@ impl Options {
                 http: listen.http(),
                 wt: listen.wt(),
                 metrics: listen.metrics,
+                sse: listen.sse.as_deref() != Some("off"),
             },
             tls: TlsConfig {
                 cert: tls.tls_cert,

@@ -66,6 +66,8 @@ pub struct ListenConfig {
     pub wt: SocketAddr,
     /// Separate address for /metrics.
     pub metrics: Option<SocketAddr>,
+    /// The HTTP fallback transport (`--sse`).
+    pub sse: bool,
 }
 
 /// Certificates.

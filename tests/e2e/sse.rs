@@ -278,3 +278,12 @@ async fn a_reconnecting_event_source_resumes_its_session_by_last_event_id() {
     };
     assert_eq!(fresh.event().await.name, "session");
 }
+
+#[tokio::test]
+async fn sse_off_leaves_no_fallback() {
+    let s = Server::start(&["--sse", "off"]);
+    assert_eq!(get(s.http, "", None).await.status(), 404);
+    let on = Server::start(&["--sse", "on"]);
+    assert_eq!(get(on.http, "", None).await.status(), 200);
+    assert!(crate::common::refuses_to_start(&["--sse", "maybe"]).contains("maybe"));
+}
