@@ -17,8 +17,11 @@ use tokio::sync::mpsc;
 use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
 use crate::protocol::CloseCode;
 
-/// Events kept for a reconnecting `EventSource`.
+/// Events kept for a reconnecting `EventSource`, at most.
 const RING: usize = 512;
+/// Bytes of events kept for it, at most (a busy room fills the count
+/// with large events; this bounds what an SSE session holds).
+const RING_BYTES: usize = 64 * 1024;
 /// Events waiting for the response body before a write waits.
 const STREAM_QUEUE: usize = 64;
 /// POSTed frames waiting for the session before a POST is refused (429).
@@ -36,6 +39,10 @@ pub(crate) struct Shared {
     pub(crate) id: String,
     /// The secret a POST must carry (`X-Rtgate-Post-Token`).
     token: String,
+    /// The secret in every event's id, which a reconnect's `Last-Event-ID`
+    /// must carry: knowing the session's id (it is in POST URLs, which
+    /// proxies log) is not enough to read its events.
+    resume: String,
     /// POSTed frames, to the session.
     inbound: mpsc::Sender<Bytes>,
     out: Mutex<Out>,
@@ -47,6 +54,8 @@ struct Out {
     next: u64,
     /// The last events, for a reconnect.
     ring: VecDeque<(u64, Bytes)>,
+    /// Their bytes.
+    ring_bytes: usize,
     /// The response body now attached, if any.
     stream: Option<mpsc::Sender<Bytes>>,
     /// Closed: no more events, no reattaching.
@@ -80,12 +89,14 @@ impl SseSessions {
     pub(crate) fn open(self: &Arc<Self>, max_frame: usize) -> (SseTransport, Arc<Shared>) {
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         let shared = Arc::new(Shared {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
             token: uuid::Uuid::new_v4().simple().to_string(),
+            resume: uuid::Uuid::new_v4().simple().to_string(),
             inbound: tx,
             out: Mutex::new(Out {
                 next: 1,
                 ring: VecDeque::new(),
+                ring_bytes: 0,
                 stream: None,
                 closed: false,
             }),
@@ -116,14 +127,18 @@ impl SseSessions {
     }
 
     /// Reattaches a reconnecting `EventSource` (`Last-Event-ID:
-    /// <session>/<n>`): the events after `n` first, then live ones.
+    /// <session>.<secret>/<n>`): the events after `n` first, then live ones.
     pub(crate) fn resume(
         &self,
         last_event_id: &str,
     ) -> Result<(Arc<Shared>, mpsc::Receiver<Bytes>), ResumeError> {
-        let (id, n) = last_event_id.rsplit_once('/').ok_or(ResumeError::Unknown)?;
+        let (key, n) = last_event_id.rsplit_once('/').ok_or(ResumeError::Unknown)?;
+        let (id, secret) = key.split_once('.').ok_or(ResumeError::Unknown)?;
         let n: u64 = n.parse().map_err(|_| ResumeError::Unknown)?;
         let s = self.by_id.get(id).ok_or(ResumeError::Unknown)?.clone();
+        if !constant_time_eq(s.resume.as_bytes(), secret.as_bytes()) {
+            return Err(ResumeError::Unknown);
+        }
         let rx = s.attach(Some(n))?;
         Ok((s, rx))
     }
@@ -174,9 +189,9 @@ impl Drop for SseTransport {
 
 /// `data:` lines of a frame (a frame holds no newline: JSON escapes them;
 /// split anyway, as SSE wants).
-fn event(id: &str, n: u64, frame: &[u8]) -> Bytes {
-    let mut e = Vec::with_capacity(frame.len() + id.len() + 32);
-    e.extend_from_slice(format!("id: {id}/{n}\n").as_bytes());
+fn event(id: &str, resume: &str, n: u64, frame: &[u8]) -> Bytes {
+    let mut e = Vec::with_capacity(frame.len() + id.len() + resume.len() + 32);
+    e.extend_from_slice(format!("id: {id}.{resume}/{n}\n").as_bytes());
     for line in frame.split(|b| *b == b'\n') {
         e.extend_from_slice(b"data: ");
         e.extend_from_slice(line);
@@ -200,10 +215,13 @@ impl Transport for SseTransport {
             let mut out = self.shared.out.lock().unwrap_or_else(|p| p.into_inner());
             let n = out.next;
             out.next += 1;
-            let e = event(&self.shared.id, n, &frame);
+            let e = event(&self.shared.id, &self.shared.resume, n, &frame);
+            out.ring_bytes += e.len();
             out.ring.push_back((n, e.clone()));
-            if out.ring.len() > RING {
-                out.ring.pop_front();
+            while out.ring.len() > RING || (out.ring_bytes > RING_BYTES && out.ring.len() > 1) {
+                if let Some((_, old)) = out.ring.pop_front() {
+                    out.ring_bytes -= old.len();
+                }
             }
             out.stream.clone().map(|s| (s, e))
         };
