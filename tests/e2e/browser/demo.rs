@@ -275,3 +275,53 @@ async fn two_windows_show_ticks_unread_counts_typing_reactions_and_edits() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// Issue 30: the demo page behind an nginx that refuses WebSocket upgrades,
+/// with WebTransport unreachable (`?wt=` names a closed UDP port), connects
+/// over the HTTP fallback, chats with a WebSocket user, and comes back
+/// after a node restart with what was sent meanwhile, once.
+#[tokio::test]
+async fn the_demo_page_falls_back_to_sse_behind_a_proxy_without_websocket() {
+    use crate::nginx::{Nginx, recipe};
+    let server = Server::start(&[]);
+    let nginx = Nginx::start(&format!(
+        "upstream rtgate {{ server {}; }}\n\
+         server {{ listen 127.0.0.1:PORT;\n\
+           location /sse {{ proxy_pass http://rtgate; include {}; }}\n\
+           location / {{ if ($http_upgrade) {{ return 403; }} proxy_pass http://rtgate; include {}; }}\n\
+         }}",
+        server.http,
+        recipe("sse-location.conf"),
+        recipe("edge-location.conf"),
+    ));
+    let driver = Driver::start();
+    let b = driver.browser("sse-demo").await;
+    b.goto(&format!("http://127.0.0.1:{}/?wt=https://127.0.0.1:9/wt", nginx.port))
+        .await
+        .unwrap();
+    fill(&b, "user", "sue").await;
+    click(&b, "connect").await;
+    wait_for(&b, "state", "connected").await;
+    assert_eq!(text(&b, "transport").await, "via sse");
+    wait_for(&b, "log", "joined lobby").await;
+    let (mut ws, _) = Client::login(&server, "will").await;
+    fill(&b, "to", "will").await;
+    fill(&b, "text", "hello from the fallback\n").await;
+    wait_for(&b, "log", "[direct to will] hello from the fallback (seq 1)").await;
+    assert_eq!(ws.recv_type(3).await["msgBody"], json!({"text": "hello from the fallback"}));
+    ws.send(&json!({"msgType": 3, "receivedUserId": "sue", "msgBody": {"text": "hi sue"}})).await;
+    wait_for(&b, "log", "[direct] will: hi sue").await;
+    // The node restarts; will writes while sue's page is away.
+    let place = server.kill_keep_place();
+    wait_for(&b, "state", "reconnecting").await;
+    let server = Server::start_at(place, &[]);
+    let (mut ws, _) = Client::login_retrying(&server, "will").await;
+    ws.send(&json!({"msgType": 3, "receivedUserId": "sue", "msgBody": {"text": "while you were away"}}))
+        .await;
+    wait_for(&b, "log", "will: while you were away").await;
+    wait_for(&b, "state", "connected").await;
+    let log = text(&b, "log").await;
+    assert_eq!(log.matches("will: hi sue").count(), 1, "{log}");
+    assert_eq!(log.matches("will: while you were away").count(), 1, "{log}");
+    b.close().await.unwrap();
+}
