@@ -1867,9 +1867,10 @@
     }
   };
   var SseLink = class _SseLink {
-    constructor(es, base) {
+    constructor(es, base, codec = new Codec()) {
       this.es = es;
       this.base = base;
+      this.codec = codec;
       this.kind = "sse";
       this.datagrams = false;
       this.open = true;
@@ -1884,8 +1885,10 @@
         const base = new URL(opts.url);
         const u = new URL("/sse", base);
         if (opts.token) u.searchParams.set("token", opts.token);
+        const codec = new Codec(opts.encoding);
+        if (codec.packed) u.searchParams.set("encoding", "msgpack");
         const es = new EventSource(u.toString(), { withCredentials: true });
-        const link = new _SseLink(es, base);
+        const link = new _SseLink(es, base, codec);
         h.link = link;
         let started = false;
         es.addEventListener("session", (ev) => {
@@ -1895,7 +1898,11 @@
           started = true;
           resolve(link);
         });
-        es.onmessage = (ev) => h.onmessage(ev.data);
+        es.onmessage = (ev) => {
+          const data = ev.data;
+          if (!codec.packed || data === "pong") return h.onmessage(data);
+          h.onmessage(codec.unpack(Uint8Array.from(atob(data), (c) => c.charCodeAt(0))));
+        };
         es.addEventListener("close", (ev) => {
           let code = 1006;
           let reason = "";
@@ -1935,11 +1942,12 @@
         while (this.queue.length > 0 && this.open) {
           const frames = this.queue.splice(0);
           const json = frames.filter((f) => f !== "ping");
-          const bodies = frames.length === json.length ? [`[${json.join(",")}]`] : frames;
+          const bodies = this.codec.packed ? frames.map((f) => f === "ping" ? f : this.codec.pack(f)) : frames.length === json.length ? [`[${json.join(",")}]`] : frames;
+          const type = this.codec.packed ? "application/msgpack" : "application/json";
           for (const body of bodies) {
             const r = await fetch(new URL(`/sse/${encodeURIComponent(this.session)}`, this.base), {
               method: "POST",
-              headers: { "content-type": "application/json", "x-rtgate-post-token": this.token },
+              headers: { "content-type": type, "x-rtgate-post-token": this.token },
               body,
               credentials: "include"
             });

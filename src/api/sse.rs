@@ -78,14 +78,8 @@ pub(crate) async fn events(
             return (status, r.reason).into_response();
         }
     };
-    if peer.encoding != Encoding::Json {
-        return (
-            StatusCode::BAD_REQUEST,
-            "the HTTP fallback speaks JSON only (MessagePack: WebSocket or WebTransport)",
-        )
-            .into_response();
-    }
-    let (transport, shared) = gw.sse().open(gw.config().limits.max_frame);
+    let binary = peer.encoding == Encoding::MsgPack;
+    let (transport, shared) = gw.sse().open(gw.config().limits.max_frame, binary);
     let Ok(rx) = shared.attach(None) else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
@@ -95,7 +89,7 @@ pub(crate) async fn events(
 }
 
 /// `POST /sse/{sessionId}`: one JSON frame (or the literal `ping`), or a
-/// JSON array of frames.
+/// JSON array of frames; for a MessagePack session, one MessagePack frame.
 pub(crate) async fn post(
     State(gw): State<Gateway>,
     Path(id): Path<String>,
@@ -111,7 +105,10 @@ pub(crate) async fn post(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let trimmed = body.trim_ascii_start();
+    let binary = gw.sse().is_binary(&id);
     let frames = match trimmed.first() {
+        // A MessagePack session's POST is one raw frame.
+        _ if binary => vec![body],
         Some(b'[') => match serde_json::from_slice::<Vec<Box<RawValue>>>(trimmed) {
             Ok(all) => all
                 .into_iter()

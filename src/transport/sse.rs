@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// must carry: knowing the session's id (it is in POST URLs, which
     /// proxies log) is not enough to read its events.
     resume: String,
+    /// Frames are MessagePack: base64 in events, raw in POSTs.
+    pub(crate) binary: bool,
     /// POSTed frames, to the session.
     inbound: mpsc::Sender<Bytes>,
     out: Mutex<Out>,
@@ -86,12 +88,19 @@ pub(crate) enum ResumeError {
 impl SseSessions {
     /// A new session: its transport, and the shared state whose stream the
     /// handler attaches.
-    pub(crate) fn open(self: &Arc<Self>, max_frame: usize) -> (SseTransport, Arc<Shared>) {
+    /// `binary`: the session's frames are MessagePack (base64 in `data:`,
+    /// one raw frame per POST).
+    pub(crate) fn open(
+        self: &Arc<Self>,
+        max_frame: usize,
+        binary: bool,
+    ) -> (SseTransport, Arc<Shared>) {
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         let shared = Arc::new(Shared {
             id: uuid::Uuid::new_v4().simple().to_string(),
             token: uuid::Uuid::new_v4().simple().to_string(),
             resume: uuid::Uuid::new_v4().simple().to_string(),
+            binary,
             inbound: tx,
             out: Mutex::new(Out {
                 next: 1,
@@ -109,6 +118,11 @@ impl SseSessions {
             max_frame,
         };
         (t, shared)
+    }
+
+    /// Whether a session's frames are MessagePack (false when unknown).
+    pub(crate) fn is_binary(&self, id: &str) -> bool {
+        self.by_id.get(id).is_some_and(|s| s.binary)
     }
 
     /// Hands POSTed frames to a session.
@@ -215,7 +229,14 @@ impl Transport for SseTransport {
             let mut out = self.shared.out.lock().unwrap_or_else(|p| p.into_inner());
             let n = out.next;
             out.next += 1;
-            let e = event(&self.shared.id, &self.shared.resume, n, &frame);
+            let e = match self.shared.binary && frame != crate::protocol::PONG {
+                true => {
+                    use base64::Engine;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&frame);
+                    event(&self.shared.id, &self.shared.resume, n, b64.as_bytes())
+                }
+                false => event(&self.shared.id, &self.shared.resume, n, &frame),
+            };
             out.ring_bytes += e.len();
             out.ring.push_back((n, e.clone()));
             while out.ring.len() > RING || (out.ring_bytes > RING_BYTES && out.ring.len() > 1) {

@@ -301,3 +301,61 @@ async fn sse_off_leaves_no_fallback() {
     assert_eq!(get(on.http, "", None).await.status(), 200);
     assert!(crate::common::refuses_to_start(&["--sse", "maybe"]).contains("maybe"));
 }
+
+#[tokio::test]
+async fn messagepack_travels_base64_in_events_and_raw_in_posts() {
+    use base64::Engine;
+    let s = Server::start(&[]);
+    let mut sse = Sse::open(&s, "?encoding=msgpack&userId=pat").await;
+    let (http, session, token) = (s.http, sse.session.clone(), sse.token.clone());
+    let post_packed = |v: Value| {
+        let (session, token) = (session.clone(), token.clone());
+        async move {
+            let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let req = hyper::Request::post(format!("http://{http}/sse/{session}"))
+                .header("content-type", "application/msgpack")
+                .header("x-rtgate-post-token", token)
+                .body(Full::new(Bytes::from(rmp_serde::to_vec_named(&v).unwrap())))
+                .unwrap();
+            client.request(req).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(
+        post_packed(json!({"msgType": 2, "roomId": "mp"})).await,
+        204
+    );
+    let unpack = |e: Event| -> Value {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(e.data)
+            .unwrap();
+        rmp_serde::from_slice(&bytes).unwrap()
+    };
+    let reply = unpack(sse.event().await);
+    assert_eq!(
+        (reply["msgType"].as_i64(), reply["sendUserId"].as_str()),
+        (Some(2), Some("pat")),
+        "{reply}"
+    );
+    let (mut ws, _) = Client::login(&s, "jo").await;
+    ws.send(&json!({"msgType": 3, "receivedUserId": "pat", "msgBody": {"big": 9_007_199_254_740_993u64}}))
+        .await;
+    let m = unpack(sse.event().await);
+    assert_eq!(
+        m["msgBody"]["big"].as_u64(),
+        Some(9_007_199_254_740_993),
+        "{m}"
+    );
+    assert_eq!(
+        post_packed(json!({"msgType": 3, "receivedUserId": "jo", "msgBody": "packed up"})).await,
+        204
+    );
+    assert_eq!(ws.recv_type(3).await["msgBody"], "packed up");
+    // The literal pong stays text.
+    assert_eq!(sse.post("ping").await, 204);
+    loop {
+        let e = sse.event().await;
+        if e.data == "pong" {
+            break;
+        }
+    }
+}

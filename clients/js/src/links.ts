@@ -264,6 +264,7 @@ export class SseLink implements Link {
   constructor(
     private readonly es: EventSource,
     private readonly base: URL,
+    private readonly codec = new Codec(),
   ) {}
 
   /** Resolves with the link once the server named the session, or with a closed link. */
@@ -272,8 +273,10 @@ export class SseLink implements Link {
       const base = new URL(opts.url);
       const u = new URL("/sse", base);
       if (opts.token) u.searchParams.set("token", opts.token);
+      const codec = new Codec(opts.encoding);
+      if (codec.packed) u.searchParams.set("encoding", "msgpack");
       const es = new EventSource(u.toString(), { withCredentials: true });
-      const link = new SseLink(es, base);
+      const link = new SseLink(es, base, codec);
       h.link = link;
       let started = false;
       es.addEventListener("session", (ev) => {
@@ -283,7 +286,12 @@ export class SseLink implements Link {
         started = true;
         resolve(link);
       });
-      es.onmessage = (ev) => h.onmessage(ev.data as string);
+      // MessagePack frames come base64 in `data:` (the literal pong as is).
+      es.onmessage = (ev) => {
+        const data = ev.data as string;
+        if (!codec.packed || data === "pong") return h.onmessage(data);
+        h.onmessage(codec.unpack(Uint8Array.from(atob(data), (c) => c.charCodeAt(0))));
+      };
       es.addEventListener("close", (ev) => {
         let code = 1006;
         let reason = "";
@@ -329,14 +337,20 @@ export class SseLink implements Link {
     try {
       while (this.queue.length > 0 && this.open) {
         const frames = this.queue.splice(0);
-        // A literal (`ping`) is not JSON: it goes alone.
+        // A literal (`ping`) is not JSON: it goes alone; so does each
+        // MessagePack frame (a POST holds one).
         const json = frames.filter((f) => f !== "ping");
-        const bodies = frames.length === json.length ? [`[${json.join(",")}]`] : frames;
+        const bodies: (string | Uint8Array)[] = this.codec.packed
+          ? frames.map((f) => (f === "ping" ? f : this.codec.pack(f)))
+          : frames.length === json.length
+            ? [`[${json.join(",")}]`]
+            : frames;
+        const type = this.codec.packed ? "application/msgpack" : "application/json";
         for (const body of bodies) {
           const r = await fetch(new URL(`/sse/${encodeURIComponent(this.session)}`, this.base), {
             method: "POST",
-            headers: { "content-type": "application/json", "x-rtgate-post-token": this.token },
-            body,
+            headers: { "content-type": type, "x-rtgate-post-token": this.token },
+            body: body as BodyInit,
             credentials: "include",
           });
           if (r.status === 404 || r.status === 403) {

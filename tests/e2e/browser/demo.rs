@@ -296,9 +296,12 @@ async fn the_demo_page_falls_back_to_sse_behind_a_proxy_without_websocket() {
     ));
     let driver = Driver::start();
     let b = driver.browser("sse-demo").await;
-    b.goto(&format!("http://127.0.0.1:{}/?wt=https://127.0.0.1:9/wt", nginx.port))
-        .await
-        .unwrap();
+    b.goto(&format!(
+        "http://127.0.0.1:{}/?wt=https://127.0.0.1:9/wt",
+        nginx.port
+    ))
+    .await
+    .unwrap();
     fill(&b, "user", "sue").await;
     click(&b, "connect").await;
     wait_for(&b, "state", "connected").await;
@@ -307,17 +310,28 @@ async fn the_demo_page_falls_back_to_sse_behind_a_proxy_without_websocket() {
     let (mut ws, _) = Client::login(&server, "will").await;
     fill(&b, "to", "will").await;
     fill(&b, "text", "hello from the fallback\n").await;
-    wait_for(&b, "log", "[direct to will] hello from the fallback (seq 1)").await;
-    assert_eq!(ws.recv_type(3).await["msgBody"], json!({"text": "hello from the fallback"}));
-    ws.send(&json!({"msgType": 3, "receivedUserId": "sue", "msgBody": {"text": "hi sue"}})).await;
+    wait_for(
+        &b,
+        "log",
+        "[direct to will] hello from the fallback (seq 1)",
+    )
+    .await;
+    assert_eq!(
+        ws.recv_type(3).await["msgBody"],
+        json!({"text": "hello from the fallback"})
+    );
+    ws.send(&json!({"msgType": 3, "receivedUserId": "sue", "msgBody": {"text": "hi sue"}}))
+        .await;
     wait_for(&b, "log", "[direct] will: hi sue").await;
     // The node restarts; will writes while sue's page is away.
     let place = server.kill_keep_place();
     wait_for(&b, "state", "reconnecting").await;
     let server = Server::start_at(place, &[]);
     let (mut ws, _) = Client::login_retrying(&server, "will").await;
-    ws.send(&json!({"msgType": 3, "receivedUserId": "sue", "msgBody": {"text": "while you were away"}}))
-        .await;
+    ws.send(
+        &json!({"msgType": 3, "receivedUserId": "sue", "msgBody": {"text": "while you were away"}}),
+    )
+    .await;
     wait_for(&b, "log", "will: while you were away").await;
     wait_for(&b, "state", "connected").await;
     let log = text(&b, "log").await;

@@ -200,7 +200,7 @@ async fn outbox_survives_a_restart(b: &Browser, opts: &Value, transport: Option<
 }
 
 /// Issue 30, MessagePack: client.js with `encoding: "msgpack"` in
-/// Chromium, over WebTransport and over WebSocket, chats with a JSON
+/// Chromium, over WebTransport, WebSocket and SSE, chats with a JSON
 /// client; the server counts its frames as MessagePack ones (the JSON
 /// client's frames reach it unpacked, its own reach the JSON client as
 /// JSON).
@@ -210,7 +210,7 @@ async fn client_js_speaks_messagepack_over_both_transports_beside_a_json_client(
     let driver = Driver::start();
     let b = driver.browser("msgpack").await;
     let (mut bob, _) = Client::login(&server, "bob").await;
-    for transport in ["webtransport", "websocket"] {
+    for transport in ["webtransport", "websocket", "sse"] {
         b.goto(&format!("http://{}/", server.http)).await.unwrap();
         let opts = json!({"encoding": "msgpack", "transport": transport});
         start(&b, &opts, Some(transport)).await;
