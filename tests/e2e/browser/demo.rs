@@ -277,7 +277,8 @@ async fn two_windows_show_ticks_unread_counts_typing_reactions_and_edits() {
 }
 
 /// Issue 30: the demo page behind an nginx that refuses WebSocket upgrades,
-/// with WebTransport unreachable (`?wt=` names a closed UDP port), connects
+/// with UDP dropped (`?wt=` names a port that swallows every datagram, as a
+/// firewall's DROP rule would), connects
 /// over the HTTP fallback, chats with a WebSocket user, and comes back
 /// after a node restart with what was sent meanwhile, once.
 #[tokio::test]
@@ -294,10 +295,12 @@ async fn the_demo_page_falls_back_to_sse_behind_a_proxy_without_websocket() {
         recipe("sse-location.conf"),
         recipe("edge-location.conf"),
     ));
+    let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = blackhole.local_addr().unwrap().port();
     let driver = Driver::start();
     let b = driver.browser("sse-demo").await;
     b.goto(&format!(
-        "http://127.0.0.1:{}/?wt=https://127.0.0.1:9/wt",
+        "http://127.0.0.1:{}/?wt=https://127.0.0.1:{udp}/wt",
         nginx.port
     ))
     .await
@@ -338,4 +341,5 @@ async fn the_demo_page_falls_back_to_sse_behind_a_proxy_without_websocket() {
     assert_eq!(log.matches("will: hi sue").count(), 1, "{log}");
     assert_eq!(log.matches("will: while you were away").count(), 1, "{log}");
     b.close().await.unwrap();
+    drop(blackhole);
 }

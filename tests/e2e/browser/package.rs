@@ -254,8 +254,8 @@ async fn client_js_speaks_messagepack_over_both_transports_beside_a_json_client(
 }
 
 /// Issue 30, the HTTP fallback: behind an nginx that refuses WebSocket
-/// upgrades (with the recipe for `/sse`), with WebTransport unreachable
-/// (its URL points at a closed UDP port), client.js in Chromium falls back
+/// upgrades (with the recipe for `/sse`), with UDP dropped (WebTransport's
+/// URL names a port that swallows every datagram), client.js in Chromium falls back
 /// to Server-Sent Events, chats with a WebSocket user, and survives a
 /// restart of the node with nothing lost or doubled.
 #[tokio::test]
@@ -272,13 +272,15 @@ async fn with_no_udp_and_no_websocket_client_js_chats_over_sse_through_nginx() {
         recipe("sse-location.conf"),
         recipe("edge-location.conf"),
     ));
+    let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = blackhole.local_addr().unwrap().port();
     let driver = Driver::start();
     let b = driver.browser("sse").await;
     b.goto(&format!("http://127.0.0.1:{}/", nginx.port))
         .await
         .unwrap();
-    let opts = json!({"userId": "sid", "wtUrl": "https://127.0.0.1:9/wt", "wtTimeoutMs": 1000,
-                      "backoffMs": 200, "maxBackoffMs": 1000});
+    let opts = json!({"userId": "sid", "wtUrl": format!("https://127.0.0.1:{udp}/wt"),
+                      "wtTimeoutMs": 1000, "backoffMs": 200, "maxBackoffMs": 1000});
     start(&b, &opts, Some("sse")).await;
     let (mut ws, _) = Client::login(&server, "wanda").await;
     b.execute(
@@ -318,4 +320,5 @@ async fn with_no_udp_and_no_websocket_client_js_chats_over_sse_through_nginx() {
         "{got:?}"
     );
     b.close().await.unwrap();
+    drop(blackhole);
 }
