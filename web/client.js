@@ -1892,6 +1892,11 @@
         h.link = link;
         let started = false;
         es.addEventListener("session", (ev) => {
+          if (started) {
+            link.end();
+            h.onclose(1006, "the server lost the session");
+            return;
+          }
           const s = JSON.parse(ev.data);
           link.session = s.sessionId;
           link.token = s.postToken;

@@ -280,6 +280,14 @@ export class SseLink implements Link {
       h.link = link;
       let started = false;
       es.addEventListener("session", (ev) => {
+        if (started) {
+          // The browser reconnected by itself and the server could not
+          // resume (it restarted): a new session that nobody logged in.
+          // End this link; the client opens another and logs in.
+          link.end();
+          h.onclose(1006, "the server lost the session");
+          return;
+        }
         const s = JSON.parse((ev as MessageEvent).data);
         link.session = s.sessionId;
         link.token = s.postToken;

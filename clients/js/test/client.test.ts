@@ -550,6 +550,14 @@ test("transport: sse speaks Server-Sent Events down and ordered POSTs up", async
     // The server closes it with a code: the client comes back on a new stream.
     es.emit("close", { code: 1001, reason: "going away" });
     await until(() => FakeEventSource.all.length === 2, "a new stream after the close");
+    // A stream the browser reopened by itself onto a new session (the server
+    // restarted and could not resume): the client starts over and logs in.
+    const es2 = FakeEventSource.all[1];
+    es2.emit("session", { sessionId: "s2", postToken: "t2" });
+    await until(() => posts.some((p) => p.url.endsWith("/sse/s2")), "the login on s2");
+    es2.emit("message", login());
+    es2.emit("session", { sessionId: "s3", postToken: "t3" });
+    await until(() => FakeEventSource.all.length === 3, "a new stream for a lost session");
   } finally {
     (globalThis as any).fetch = realFetch;
     delete (globalThis as any).EventSource;

@@ -322,3 +322,33 @@ async fn with_no_udp_and_no_websocket_client_js_chats_over_sse_through_nginx() {
     b.close().await.unwrap();
     drop(blackhole);
 }
+
+/// Issue 30: with no proxy in between, a node that restarts under an SSE
+/// session: the browser's EventSource reopens onto a new session by
+/// itself, and client.js logs in there at once (instead of waiting for the
+/// server's login timeout), with what was sent meanwhile delivered once.
+#[tokio::test]
+async fn an_sse_client_logs_in_again_at_once_when_its_node_restarts() {
+    let server = Server::start(&[]);
+    let driver = Driver::start();
+    let b = driver.browser("sse-restart").await;
+    b.goto(&format!("http://{}/", server.http)).await.unwrap();
+    let opts = json!({"userId": "rae", "transport": "sse", "backoffMs": 200, "maxBackoffMs": 1000});
+    start(&b, &opts, Some("sse")).await;
+    let place = server.kill_keep_place();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = Server::start_at(place, &[]);
+    let (mut ws, _) = Client::login_retrying(&server, "ray").await;
+    ws.send(&json!({"msgType": 3, "receivedUserId": "rae", "msgBody": {"text": "after"}}))
+        .await;
+    let t0 = std::time::Instant::now();
+    until(&b, "window.got.includes('direct after')").await;
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    let got = got(&b).await;
+    assert_eq!(
+        got.iter().filter(|g| g.as_str() == "direct after").count(),
+        1,
+        "{got:?}"
+    );
+    b.close().await.unwrap();
+}
