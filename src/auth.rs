@@ -237,6 +237,11 @@ pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     }
 }
 
+/// Compares two secrets in time that does not depend on where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

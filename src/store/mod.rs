@@ -24,6 +24,25 @@ pub use memory::MemoryStore;
 pub use redis::{RedisStore, Replication};
 pub use sqlite::SqliteStore;
 
+/// A channel's name in a store's keys and rows: `i:<user>` or `r:<room>`.
+pub(crate) fn channel_name(c: &Channel) -> String {
+    match c {
+        Channel::Inbox(u) => format!("i:{u}"),
+        Channel::Room(r) => format!("r:{r}"),
+    }
+}
+
+/// The channel a [`channel_name`] names.
+pub(crate) fn channel_of(name: &str) -> Option<Channel> {
+    let (kind, id) = name.split_once(':')?;
+    let id = Id::parse(id).ok()?;
+    match kind {
+        "i" => Some(Channel::Inbox(id)),
+        "r" => Some(Channel::Room(id)),
+        _ => None,
+    }
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -15,6 +15,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 
 use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
+use crate::auth::constant_time_eq;
 use crate::protocol::CloseCode;
 
 /// Events kept for a reconnecting `EventSource`, at most.
@@ -291,8 +292,4 @@ impl Transport for SseTransport {
         }
         self.sessions.by_id.remove(&self.shared.id);
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

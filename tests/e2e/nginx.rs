@@ -67,6 +67,23 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// In front of one node at `node`, refusing every WebSocket upgrade (as
+    /// some corporate proxies do), with the recipe for the HTTP fallback's
+    /// event stream at `/sse`.
+    pub(crate) fn refusing_upgrades(node: std::net::SocketAddr) -> Nginx {
+        Nginx::start(&format!(
+            "upstream rtgate {{ server {node}; }}\n\
+             server {{ listen 127.0.0.1:PORT;\n\
+               location /sse {{ proxy_pass http://rtgate; include {}; }}\n\
+               location / {{ if ($http_upgrade) {{ return 403; }} proxy_pass http://rtgate; include {}; }}\n\
+             }}",
+            recipe("sse-location.conf"),
+            recipe("edge-location.conf"),
+        ))
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();

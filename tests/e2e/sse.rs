@@ -46,19 +46,29 @@ async fn get(http: SocketAddr, query: &str, last_id: Option<&str>) -> hyper::Res
 }
 
 impl Sse {
+    /// A stream's reader, for the session named (empty: not known yet).
+    fn reading(
+        http: SocketAddr,
+        resp: hyper::Response<Incoming>,
+        session: &str,
+        token: &str,
+    ) -> Sse {
+        Sse {
+            http,
+            body: resp.into_body(),
+            buf: String::new(),
+            session: session.into(),
+            token: token.into(),
+            last_id: None,
+            comments: 0,
+        }
+    }
+
     async fn open(s: &Server, query: &str) -> Sse {
         let resp = get(s.http, query, None).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        let mut sse = Sse {
-            http: s.http,
-            body: resp.into_body(),
-            buf: String::new(),
-            session: String::new(),
-            token: String::new(),
-            last_id: None,
-            comments: 0,
-        };
+        let mut sse = Sse::reading(s.http, resp, "", "");
         let hello = sse.event().await;
         assert_eq!(hello.name, "session", "{hello:?}");
         let v: Value = serde_json::from_str(&hello.data).unwrap();
@@ -252,15 +262,7 @@ async fn a_reconnecting_event_source_resumes_its_session_by_last_event_id() {
     // it missed, in order, no new hello.
     let resp = get(s.http, "?userId=rosa", Some(&last)).await;
     assert_eq!(resp.status(), 200);
-    let mut back = Sse {
-        http: s.http,
-        body: resp.into_body(),
-        buf: String::new(),
-        session,
-        token,
-        last_id: None,
-        comments: 0,
-    };
+    let mut back = Sse::reading(s.http, resp, &session, &token);
     assert_eq!(back.recv_type(3).await["msgBody"], 2);
     assert_eq!(back.recv_type(3).await["msgBody"], 3);
     assert_eq!(back.post(r#"{"msgType":1}"#).await, 204, "the same session");
@@ -270,26 +272,10 @@ async fn a_reconnecting_event_source_resumes_its_session_by_last_event_id() {
     // id that names nothing. Both start a new session.
     let bare = format!("{}.guess/1", back.session);
     let resp = get(s.http, "", Some(&bare)).await;
-    let mut other = Sse {
-        http: s.http,
-        body: resp.into_body(),
-        buf: String::new(),
-        session: String::new(),
-        token: String::new(),
-        last_id: None,
-        comments: 0,
-    };
+    let mut other = Sse::reading(s.http, resp, "", "");
     assert_eq!(other.event().await.name, "session");
     let resp = get(s.http, "", Some("nothing/7")).await;
-    let mut fresh = Sse {
-        http: s.http,
-        body: resp.into_body(),
-        buf: String::new(),
-        session: String::new(),
-        token: String::new(),
-        last_id: None,
-        comments: 0,
-    };
+    let mut fresh = Sse::reading(s.http, resp, "", "");
     assert_eq!(fresh.event().await.name, "session");
 }
 

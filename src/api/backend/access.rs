@@ -127,13 +127,9 @@ fn authorize(gw: &Gateway, peer: SocketAddr, headers: &HeaderMap) -> Result<(), 
         .and_then(|v| v.strip_prefix("apikey "))
         .map(str::trim);
     match given {
-        Some(g) if constant_time_eq(g.as_bytes(), key.expose().as_bytes()) => Ok(()),
+        Some(g) if crate::auth::constant_time_eq(g.as_bytes(), key.expose().as_bytes()) => Ok(()),
         _ => Err(ApiError::Unauthorized),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A request body that says it is JSON (a page on another site can post

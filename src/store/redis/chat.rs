@@ -19,8 +19,8 @@ use super::{RedisStore, StreamEntry, log_key, seq_key, seq_of, unavailable};
 use crate::model::Channel;
 use crate::protocol::Id;
 use crate::redis_io::envelope::tag;
-use crate::store::StoreError;
 use crate::store::chat::{ChatStore, Located, MAX_READS_PAGE, ReadMark, ReadsPage};
+use crate::store::{StoreError, channel_name, channel_of};
 
 /// KEYS: the channel's reads hash, its seq. ARGV: user, seq. Moves the
 /// position forward only, never past the channel's latest; answers it. The
@@ -88,24 +88,6 @@ fn user_reads_key(user: &Id) -> String {
 
 fn index_key(msg_id: &str) -> String {
     format!("rtgate:mid:{msg_id}")
-}
-
-/// `i:<user>` or `r:<room>`.
-fn channel_name(c: &Channel) -> String {
-    match c {
-        Channel::Inbox(u) => format!("i:{u}"),
-        Channel::Room(r) => format!("r:{r}"),
-    }
-}
-
-fn channel_of(name: &str) -> Option<Channel> {
-    let (kind, id) = name.split_once(':')?;
-    let id = Id::parse(id).ok()?;
-    match kind {
-        "i" => Some(Channel::Inbox(id)),
-        "r" => Some(Channel::Room(id)),
-        _ => None,
-    }
 }
 
 /// The index entry of a stored message, for the writer's pipeline.

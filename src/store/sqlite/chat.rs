@@ -13,22 +13,11 @@ use tokio::sync::oneshot;
 use super::{Request, SqliteStore, channel_key, db_err};
 use crate::model::Channel;
 use crate::protocol::Id;
-use crate::store::StoreError;
 use crate::store::chat::{ChatStore, Located, MAX_READS_PAGE, ReadMark, ReadsPage};
+use crate::store::{StoreError, channel_of};
 
 /// A write run inside the writer's transaction.
 pub(super) type Write = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
-
-/// The channel a key of [`channel_key`] names.
-fn channel_of(key: &str) -> Option<Channel> {
-    let (kind, id) = key.split_once(':')?;
-    let id = Id::parse(id).ok()?;
-    match kind {
-        "i" => Some(Channel::Inbox(id)),
-        "r" => Some(Channel::Room(id)),
-        _ => None,
-    }
-}
 
 impl SqliteStore {
     fn exec(&self, write: Write) -> BoxFuture<'static, Result<(), StoreError>> {

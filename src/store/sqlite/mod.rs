@@ -44,12 +44,7 @@ const READERS: usize = 4;
 /// Requests waiting for the writer before appends are refused (503).
 const QUEUE: usize = 65_536;
 
-fn channel_key(c: &Channel) -> String {
-    match c {
-        Channel::Inbox(u) => format!("i:{u}"),
-        Channel::Room(r) => format!("r:{r}"),
-    }
-}
+use super::channel_name as channel_key;
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())

@@ -283,18 +283,8 @@ async fn two_windows_show_ticks_unread_counts_typing_reactions_and_edits() {
 /// after a node restart with what was sent meanwhile, once.
 #[tokio::test]
 async fn the_demo_page_falls_back_to_sse_behind_a_proxy_without_websocket() {
-    use crate::nginx::{Nginx, recipe};
     let server = Server::start(&[]);
-    let nginx = Nginx::start(&format!(
-        "upstream rtgate {{ server {}; }}\n\
-         server {{ listen 127.0.0.1:PORT;\n\
-           location /sse {{ proxy_pass http://rtgate; include {}; }}\n\
-           location / {{ if ($http_upgrade) {{ return 403; }} proxy_pass http://rtgate; include {}; }}\n\
-         }}",
-        server.http,
-        recipe("sse-location.conf"),
-        recipe("edge-location.conf"),
-    ));
+    let nginx = crate::nginx::Nginx::refusing_upgrades(server.http);
     let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp = blackhole.local_addr().unwrap().port();
     let driver = Driver::start();

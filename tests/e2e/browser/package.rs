@@ -260,18 +260,8 @@ async fn client_js_speaks_messagepack_over_both_transports_beside_a_json_client(
 /// restart of the node with nothing lost or doubled.
 #[tokio::test]
 async fn with_no_udp_and_no_websocket_client_js_chats_over_sse_through_nginx() {
-    use crate::nginx::{Nginx, recipe};
     let server = Server::start(&[]);
-    let nginx = Nginx::start(&format!(
-        "upstream rtgate {{ server {}; }}\n\
-         server {{ listen 127.0.0.1:PORT;\n\
-           location /sse {{ proxy_pass http://rtgate; include {}; }}\n\
-           location / {{ if ($http_upgrade) {{ return 403; }} proxy_pass http://rtgate; include {}; }}\n\
-         }}",
-        server.http,
-        recipe("sse-location.conf"),
-        recipe("edge-location.conf"),
-    ));
+    let nginx = crate::nginx::Nginx::refusing_upgrades(server.http);
     let blackhole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp = blackhole.local_addr().unwrap().port();
     let driver = Driver::start();
