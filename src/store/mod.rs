@@ -7,6 +7,7 @@ pub mod chat;
 #[cfg(test)]
 mod conformance;
 pub mod memory;
+pub mod push;
 pub mod redis;
 pub mod sqlite;
 
@@ -21,6 +22,7 @@ use crate::protocol::{Delivered, Id};
 
 pub use chat::{ChatStore, Located, ReadMark, ReadsPage, counts_as_unread};
 pub use memory::MemoryStore;
+pub use push::{MAX_REGISTRATIONS, PushStore, Registration};
 pub use redis::{RedisStore, Replication};
 pub use sqlite::SqliteStore;
 
@@ -198,7 +200,7 @@ impl Default for Retention {
 
 /// A message store. Implementations: [`MemoryStore`] (tests, single node
 /// without a data folder), and the durable ones.
-pub trait Store: ChatStore + Send + Sync + 'static {
+pub trait Store: ChatStore + PushStore + Send + Sync + 'static {
     /// Stores a message and assigns its `seq`. The request is queued before
     /// this returns, so appends made one after another from one task get
     /// increasing seqs; the future resolves once the message is durable and

@@ -3,9 +3,11 @@
 
 mod chat;
 mod fixtures;
+mod push;
 mod sqlite;
 
 use chat::*;
+use push::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -427,5 +429,6 @@ conformance!(
     messages_are_found_by_msg_id,
     a_redaction_replaces_the_stored_body_in_place,
     read_positions_only_move_forward_within_the_log,
-    unread_counts_business_messages_after_a_position
+    unread_counts_business_messages_after_a_position,
+    push_registrations_are_kept_per_user_up_to_the_limit
 );

@@ -223,7 +223,7 @@ async fn sqlite_opens_a_version_2_outbox() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 /// A data folder of version 3 (no msgId column, no read positions) opens:

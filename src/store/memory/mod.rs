@@ -3,6 +3,7 @@
 //! ([`super::ChatStore`]) is in `chat.rs`.
 
 mod chat;
+mod push;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,8 @@ struct State {
     reads: HashMap<Channel, std::collections::BTreeMap<Id, u64>>,
     /// The channels each user has a read position in.
     read_by_user: HashMap<Id, std::collections::BTreeSet<Channel>>,
+    /// Push registrations, by user (oldest first).
+    push: HashMap<Id, Vec<crate::store::push::Registration>>,
     /// Whether stored messages leave events.
     events: bool,
     /// Events not yet acked, oldest first.

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod chat;
 mod outbox;
+mod push;
 mod writer;
 
 use writer::Job;

@@ -20,7 +20,7 @@ use crate::store::{StoreError, channel_of};
 pub(super) type Write = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
 impl SqliteStore {
-    fn exec(&self, write: Write) -> BoxFuture<'static, Result<(), StoreError>> {
+    pub(super) fn exec(&self, write: Write) -> BoxFuture<'static, Result<(), StoreError>> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Request::Exec(write, tx), rx)
     }

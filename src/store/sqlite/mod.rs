@@ -8,6 +8,7 @@
 mod chat;
 mod index;
 mod outbox;
+mod push;
 mod retention;
 mod schema;
 mod writer;

@@ -45,7 +45,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     body TEXT NOT NULL,
     ts INTEGER NOT NULL DEFAULT 0
 );
-PRAGMA user_version = 4;
+CREATE TABLE IF NOT EXISTS push (
+    user TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (user, id)
+) WITHOUT ROWID;
+PRAGMA user_version = 5;
 ";
 
 /// Version 1 deduped per user across channels; its entries live minutes,

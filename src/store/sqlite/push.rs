@@ -1,0 +1,83 @@
+//! [`PushStore`] over SQLite: the `push` table, written through the
+//! writer's transactions (insert, then the oldest past the limit removed in
+//! the same one).
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use rusqlite::params;
+
+use super::{SqliteStore, db_err};
+use crate::protocol::Id;
+use crate::store::StoreError;
+use crate::store::push::{MAX_REGISTRATIONS, PushStore, Registration};
+
+impl PushStore for SqliteStore {
+    fn add_registration(
+        &self,
+        user: &Id,
+        reg: Registration,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let user = user.clone();
+        self.exec(Box::new(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO push (user, id, data, created) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(user, id) DO UPDATE SET data = excluded.data, created = excluded.created",
+            )?
+            .execute(params![user.as_str(), reg.id, reg.data, reg.created as i64])?;
+            conn.prepare_cached(
+                "DELETE FROM push WHERE user = ?1 AND id NOT IN
+                   (SELECT id FROM push WHERE user = ?1 ORDER BY created DESC, id LIMIT ?2)",
+            )?
+            .execute(params![user.as_str(), MAX_REGISTRATIONS as i64])?;
+            Ok(())
+        }))
+    }
+
+    fn remove_registration(
+        &self,
+        user: &Id,
+        id: String,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let user = user.clone();
+        let removed = Arc::new(Mutex::new(false));
+        let kept = removed.clone();
+        let write = self.exec(Box::new(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM push WHERE user = ?1 AND id = ?2")?
+                .execute(params![user.as_str(), id])?;
+            *kept.lock().unwrap_or_else(|p| p.into_inner()) = n > 0;
+            Ok(())
+        }));
+        async move {
+            write.await?;
+            Ok(*removed.lock().unwrap_or_else(|p| p.into_inner()))
+        }
+        .boxed()
+    }
+
+    fn registrations(
+        &self,
+        user: &Id,
+    ) -> BoxFuture<'static, Result<Vec<Registration>, StoreError>> {
+        let user = user.clone();
+        self.read_with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, data, created FROM push WHERE user = ?1 ORDER BY created, id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([user.as_str()], |r| {
+                    Ok(Registration {
+                        id: r.get(0)?,
+                        data: r.get(1)?,
+                        created: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<_, _>>().map_err(db_err)
+        })
+    }
+}
