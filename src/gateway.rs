@@ -16,6 +16,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::hub::Hub;
+use crate::push::Pusher;
 use crate::routing::Publisher;
 use crate::store::Store;
 use crate::transport::sse::SseSessions;
@@ -63,21 +64,24 @@ struct Shared {
     chat: Chat,
     /// The HTTP fallback's sessions.
     sse: Arc<SseSessions>,
+    /// Push to offline users.
+    push: Pusher,
 }
 
 impl Gateway {
     /// Assembles a gateway.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         node_id: String,
         hub: Hub,
         store: Arc<dyn Store>,
         broker: Arc<dyn Broker>,
+        push: Pusher,
         shutdown: CancellationToken,
     ) -> Self {
         let auth = Authenticator::new(config.auth.jwt_secret.as_ref().map(|s| s.expose()));
         let chat = Chat::new(store.clone(), broker.clone(), hub.clone());
-        let publisher = Publisher::new(store, broker);
+        let publisher = Publisher::new(store, broker).watched_by(Arc::new(push.clone()));
         let budgets = UserBudgets::new(
             config.limits.user_rate_limit,
             config.limits.max_recipients_per_min,
@@ -99,6 +103,7 @@ impl Gateway {
             quarantine: Arc::default(),
             chat,
             sse: Arc::default(),
+            push,
         };
         Self {
             inner: Arc::new(inner),
@@ -173,6 +178,11 @@ impl Gateway {
     /// Receipts, read positions, amendments, typing.
     pub(crate) fn chat(&self) -> &Chat {
         &self.inner.chat
+    }
+
+    /// Push to offline users.
+    pub(crate) fn push(&self) -> &Pusher {
+        &self.inner.push
     }
 
     /// The HTTP fallback's sessions.

@@ -28,6 +28,9 @@ const LAYERS: &[(&str, u8)] = &[
     // Receipts, read positions, amendments, typing: over the store and
     // broker, beside the publish path.
     ("chat", 7),
+    // Push to offline users: over the store, broker and hub, told of
+    // stored direct messages through the model's `InboxWatch`.
+    ("push", 7),
     ("webhook", 7),
     ("gateway", 8),
     ("session", 9),

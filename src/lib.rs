@@ -40,6 +40,7 @@ pub mod hub;
 mod layers;
 pub mod model;
 pub mod protocol;
+pub(crate) mod push;
 pub(crate) mod quic;
 pub(crate) mod redis_io;
 pub(crate) mod routing;

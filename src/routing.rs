@@ -9,10 +9,14 @@ use futures_util::future::BoxFuture;
 use tracing::Instrument;
 
 use crate::broker::Broker;
+use crate::model::watch::{InboxWatch, StoredDirect, preview};
 use crate::model::{Channel, SessionId, now_ms, plan};
 use crate::protocol::{Delivered, Destination, Id, Publish};
 use crate::store::{AppendRequest, Appended, CommitSink, Committed, DedupeKey, Store, StoreError};
 use crate::telemetry::otel;
+
+/// How many characters of a message a push's preview shows.
+const PREVIEW_CHARS: usize = 80;
 
 /// Routes committed messages: the store's [`CommitSink`] for stores that do
 /// not publish by themselves (memory, SQLite).
@@ -40,6 +44,8 @@ impl CommitSink for Dispatcher {
 pub struct Publisher {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
+    /// Told of every stored direct message (push).
+    watch: Option<Arc<dyn InboxWatch>>,
 }
 
 /// What became of a send.
@@ -53,7 +59,19 @@ pub enum Sent {
 impl Publisher {
     /// A publisher over a store and a broker.
     pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Self {
-        Self { store, broker }
+        Self {
+            store,
+            broker,
+            watch: None,
+        }
+    }
+
+    /// The same publisher, telling `watch` of every stored direct message.
+    pub fn watched_by(self, watch: Arc<dyn InboxWatch>) -> Self {
+        Self {
+            watch: Some(watch),
+            ..self
+        }
     }
 
     /// The store behind this publisher.
@@ -104,6 +122,24 @@ impl Publisher {
             user: from,
             client_msg_id,
         });
+        // What push needs of a direct message, told once it is stored.
+        let watched = match (&self.watch, &channel) {
+            (Some(w), Channel::Inbox(to)) => Some((
+                w.clone(),
+                StoredDirect {
+                    to: to.clone(),
+                    from: message.send_user_id.clone(),
+                    room: message.room_id.clone(),
+                    msg_id: String::new(),
+                    seq: 0,
+                    preview: match w.wants_preview() {
+                        true => preview(message.msg_body.as_deref(), PREVIEW_CHARS),
+                        false => None,
+                    },
+                },
+            )),
+            _ => None,
+        };
         let span =
             tracing::trace_span!(target: otel::TARGET, "message.store", msg_id = %message.msg_id);
         let appended = self.store.append(AppendRequest {
@@ -113,6 +149,20 @@ impl Publisher {
             origin,
             trace,
         });
+        let appended = match watched {
+            None => appended,
+            Some((watch, mut m)) => appended
+                .inspect(move |r| {
+                    if let Ok(a) = r
+                        && !a.duplicate
+                    {
+                        m.msg_id = a.msg_id.clone();
+                        m.seq = a.seq;
+                        watch.stored(m);
+                    }
+                })
+                .boxed(),
+        };
         Sent::Stored(match span.is_disabled() {
             true => appended,
             false => appended.instrument(span).boxed(),

@@ -46,6 +46,9 @@ pub enum ServerError {
     /// The certificate could not be loaded or generated.
     #[error("certificate: {0}")]
     Tls(#[from] crate::certs::TlsError),
+    /// Push could not be set up (a key, a certificate).
+    #[error("{0}")]
+    Push(#[from] crate::push::PushError),
     /// The data folder is not usable.
     #[error("data folder {path}: {source}")]
     Data {
@@ -133,12 +136,24 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             (broker, store)
         }
     };
+    let push = crate::push::Pusher::new(
+        &config.push,
+        crate::push::Parts {
+            store: store.clone(),
+            broker: broker.clone(),
+            hub: hub.clone(),
+            dev_data: crate::push::dev_data(config.dev_mode(), &config.store.data),
+            events: config.hooks.event.is_some(),
+            shutdown: shutdown.clone(),
+        },
+    )?;
     let gw = Gateway::new(
         config.clone(),
         node_id.clone(),
         hub,
         store.clone(),
         broker.clone(),
+        push,
         shutdown,
     );
     if gw.hooks().has_events() {

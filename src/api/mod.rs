@@ -67,6 +67,7 @@ pub(crate) fn routes(gw: Gateway) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/cert-hash", get(cert_hash))
+        .route("/push/vapid-public-key", get(vapid_public_key))
         .route("/readyz", get(readyz))
         .route("/websocket/{user_id}", get(upgrade::legacy_upgrade))
         .route("/ws", get(upgrade::ws_upgrade))
@@ -142,6 +143,19 @@ async fn cert_hash(State(gw): State<Gateway>) -> Response {
         "dev": wt.dev,
     }))
     .into_response()
+}
+
+/// `GET /push/vapid-public-key`: the key browsers subscribe with
+/// (`applicationServerKey`), base64url, as text; 404 when Web Push is off.
+async fn vapid_public_key(State(gw): State<Gateway>) -> Response {
+    match gw.push().vapid_public_key() {
+        Some(key) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            key.to_owned(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "Web Push is off: no VAPID key\n").into_response(),
+    }
 }
 
 /// The routes of a separate metrics listener (`--metrics ADDR`).

@@ -46,6 +46,11 @@ impl Broker for LocalBroker {
         self.hub.deliver(&env);
     }
 
+    fn reached(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<u64>, BrokerError>> {
+        let marks = users.iter().map(|u| self.hub.reached().get(u)).collect();
+        ready(Ok(marks)).boxed()
+    }
+
     fn watch_room(&self, _room: &Id) -> BoxFuture<'static, bool> {
         ready(true).boxed()
     }

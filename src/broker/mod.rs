@@ -5,6 +5,7 @@
 pub(crate) mod local;
 pub(crate) mod redis;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 
@@ -79,6 +80,27 @@ pub trait Broker: Send + Sync + 'static {
     /// hub): when the user has no session left in it here, cluster presence
     /// and, when none anywhere, the room's presence event.
     fn room_left(&self, room: &Id, user: &Id, info: Option<&RawValue>);
+
+    /// Shares how far users' inboxes reached a session on this node (see
+    /// [`crate::hub::reached`]); a single node has nothing to share.
+    fn share_reached(&self, _marks: Vec<(Id, u64)>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    /// How far each of these users' inbox reached a live session on any
+    /// node, in order (0: not known).
+    fn reached(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<u64>, BrokerError>>;
+
+    /// Takes the user's push window for `window`: false when another node
+    /// holds it, so one node pushes a user at a time. A single node always
+    /// gets it.
+    fn claim_push(
+        &self,
+        _user: &Id,
+        _window: std::time::Duration,
+    ) -> BoxFuture<'static, Result<bool, BrokerError>> {
+        futures_util::future::ready(Ok(true)).boxed()
+    }
 
     /// Which of these users are online anywhere.
     fn online(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>>;

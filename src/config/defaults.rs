@@ -75,3 +75,20 @@ pub const EVENT_OUTBOX_MAX_AGE_SEC: u64 = 86_400;
 pub const EVENT_HOOK_BATCH_BYTES: usize = 1 << 20;
 /// The most messages `--publish-hook-batch` may put in one call.
 pub const MAX_PUBLISH_HOOK_BATCH: usize = 1000;
+/// `--push-delay-ms`: how long a stored direct message may go unreceived.
+pub const PUSH_DELAY_MS: u64 = 2000;
+/// `--vapid-subject`.
+pub const VAPID_SUBJECT: &str = "mailto:push@rtgate.invalid";
+/// `--apns-endpoint`: Apple's production service.
+pub const APNS_ENDPOINT: &str = "https://api.push.apple.com";
+/// `--fcm-endpoint`.
+pub const FCM_ENDPOINT: &str = "https://fcm.googleapis.com";
+/// Where browsers' push subscriptions point (`--webpush-host`): Chrome and
+/// Edge (FCM), Firefox (Mozilla autopush), Safari (Apple), Windows (WNS).
+pub const WEBPUSH_HOSTS: &[&str] = &[
+    "fcm.googleapis.com",
+    ".push.services.mozilla.com",
+    "push.services.mozilla.com",
+    ".push.apple.com",
+    ".notify.windows.com",
+];

@@ -14,13 +14,13 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 pub use resolved::{
-    AuthConfig, ClusterConfig, Config, HooksConfig, LimitsConfig, ListenConfig, OpsConfig,
-    QuicConfig, Secret, StoreConfig, TlsConfig,
+    ApnsConfig, AuthConfig, ClusterConfig, Config, HooksConfig, LimitsConfig, ListenConfig,
+    OpsConfig, PushConfig, QuicConfig, Secret, StoreConfig, TlsConfig,
 };
 
 pub use options::{
     AuthOptions, ClusterOptions, HooksOptions, LimitsOptions, ListenOptions, OpsOptions,
-    QuicOptions, StoreOptions, TlsOptions,
+    PushOptions, QuicOptions, StoreOptions, TlsOptions,
 };
 
 /// Why the configuration cannot be used.
@@ -189,6 +189,10 @@ pub struct Options {
     #[command(flatten)]
     #[serde(flatten)]
     pub hooks: HooksOptions,
+    /// Push.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub push: PushOptions,
 }
 
 impl Options {
@@ -204,6 +208,7 @@ impl Options {
             quic: self.quic.over(file.quic),
             ops: self.ops.over(file.ops),
             hooks: self.hooks.over(file.hooks),
+            push: self.push.over(file.push),
         }
     }
 

@@ -306,3 +306,44 @@ options_group! {
         }
     }
 }
+
+options_group! {
+    /// Push to offline users: Web Push, APNs and FCM.
+    PushOptions, "Push" {
+        defaulted {
+            push_delay_ms: u64 = defaults::PUSH_DELAY_MS, "Milliseconds a stored direct message may go unreceived before its recipient is pushed (pushes to one user are merged over this time)",
+                [env = "RTGATE_PUSH_DELAY_MS", value_name = "MS",
+                 value_parser = clap::value_parser!(u64).range(100..=3_600_000)];
+            vapid_subject: String = defaults::VAPID_SUBJECT, "The VAPID `sub` claim: how a push service reaches the operator (mailto: or https:)",
+                [env = "RTGATE_VAPID_SUBJECT", value_name = "URI"];
+            apns_endpoint: String = defaults::APNS_ENDPOINT, "APNs base URL (the sandbox, a proxy, a test server)",
+                [env = "RTGATE_APNS_ENDPOINT", value_name = "URL"];
+            fcm_endpoint: String = defaults::FCM_ENDPOINT, "FCM HTTP v1 base URL",
+                [env = "RTGATE_FCM_ENDPOINT", value_name = "URL"];
+        }
+        plain {
+            vapid_key: PathBuf, "PEM (PKCS#8) P-256 private key that signs Web Push requests (VAPID); dev mode makes one in the data folder",
+                [env = "RTGATE_VAPID_KEY", value_name = "PEM"];
+            apns_key: PathBuf, "APNs token-auth key (.p8) from Apple; enables APNs",
+                [env = "RTGATE_APNS_KEY", value_name = "P8"];
+            apns_key_id: String, "The .p8 key's id (the JWT's kid)",
+                [env = "RTGATE_APNS_KEY_ID", value_name = "ID"];
+            apns_team_id: String, "The Apple team id (the JWT's iss)",
+                [env = "RTGATE_APNS_TEAM_ID", value_name = "ID"];
+            apns_topic: String, "The app's bundle id (apns-topic)",
+                [env = "RTGATE_APNS_TOPIC", value_name = "BUNDLE"];
+            fcm_credentials: PathBuf, "Google service-account JSON; enables FCM (HTTP v1)",
+                [env = "RTGATE_FCM_CREDENTIALS", value_name = "JSON"];
+            push_ca: PathBuf, "PEM certificates trusted for push services besides the system's (a proxy's, a test server's)",
+                [env = "RTGATE_PUSH_CA", value_name = "PEM"];
+        }
+        flags {
+            push_preview, "Pushes carry the first 80 characters of the message (its msgBody string or msgBody.text); without it, no content",
+                [env = "RTGATE_PUSH_PREVIEW"];
+        }
+        lists {
+            webpush_host: String, "Hosts (or .suffixes) Web Push endpoints may point at [default: the browsers' push services]",
+                [env = "RTGATE_WEBPUSH_HOST", value_name = "HOST"];
+        }
+    }
+}

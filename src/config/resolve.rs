@@ -74,6 +74,7 @@ impl Options {
             quic,
             ops,
             hooks,
+            push,
         } = self;
         let secret = |s: Option<String>| s.filter(|s| !s.is_empty()).map(Secret);
         let outbox_max_bytes = hooks.event_outbox_max_bytes();
@@ -158,8 +159,69 @@ impl Options {
                 event_batch_bytes,
                 allow_on_failure: hooks.hook_allow_on_failure,
             },
+            push: push_config(push)?,
         };
         cfg.check()?;
         Ok(cfg)
     }
+}
+
+/// An https:// base URL of a push service.
+fn service_url(url: String, what: &str) -> Result<http::Uri, ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid(format!("{what} {url:?}: {why}"));
+    let uri: http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err(bad("an https:// URL is needed"));
+    }
+    Ok(uri)
+}
+
+fn push_config(push: super::PushOptions) -> Result<super::PushConfig, ConfigError> {
+    let subject = push.vapid_subject();
+    if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+        return Err(ConfigError::Invalid(format!(
+            "vapid-subject {subject:?}: a mailto: or https: URI is needed (RFC 8292)"
+        )));
+    }
+    let apns = match (
+        push.apns_key.clone(),
+        push.apns_key_id.clone(),
+        push.apns_team_id.clone(),
+        push.apns_topic.clone(),
+    ) {
+        (None, None, None, None) => None,
+        (Some(key), Some(key_id), Some(team_id), Some(topic)) => {
+            Some(super::resolved::ApnsConfig {
+                key,
+                key_id,
+                team_id,
+                topic,
+                endpoint: service_url(push.apns_endpoint(), "apns-endpoint")?,
+            })
+        }
+        _ => {
+            return Err(ConfigError::Invalid(
+                "APNs needs --apns-key, --apns-key-id, --apns-team-id and --apns-topic together"
+                    .into(),
+            ));
+        }
+    };
+    let webpush_hosts = match push.webpush_host.is_empty() {
+        true => super::defaults::WEBPUSH_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .collect(),
+        false => push.webpush_host.clone(),
+    };
+    Ok(super::PushConfig {
+        delay: Duration::from_millis(push.push_delay_ms()),
+        preview: push.push_preview,
+        vapid_key: push.vapid_key.clone(),
+        vapid_subject: subject,
+        webpush_hosts,
+        apns,
+        fcm_credentials: push.fcm_credentials.clone(),
+        fcm_endpoint: service_url(push.fcm_endpoint(), "fcm-endpoint")?,
+        ca: push.push_ca.clone(),
+    })
 }

@@ -55,6 +55,48 @@ pub struct Config {
     pub ops: OpsConfig,
     /// Backend hooks.
     pub hooks: HooksConfig,
+    /// Push to offline users.
+    pub push: PushConfig,
+}
+
+/// Push to offline users.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// How long a stored direct message may go unreceived (and the window
+    /// a user's pushes are merged over).
+    pub delay: Duration,
+    /// Pushes carry a preview of the message.
+    pub preview: bool,
+    /// The VAPID key (none: made in the data folder in dev mode, else no
+    /// Web Push).
+    pub vapid_key: Option<PathBuf>,
+    /// The VAPID `sub`.
+    pub vapid_subject: String,
+    /// Hosts Web Push endpoints may point at (`.suffix` for a domain).
+    pub webpush_hosts: Vec<String>,
+    /// APNs, when configured.
+    pub apns: Option<ApnsConfig>,
+    /// FCM's service-account file, when configured.
+    pub fcm_credentials: Option<PathBuf>,
+    /// FCM's base URL.
+    pub fcm_endpoint: http::Uri,
+    /// Extra trusted certificates for the push services.
+    pub ca: Option<PathBuf>,
+}
+
+/// APNs token authentication.
+#[derive(Debug, Clone)]
+pub struct ApnsConfig {
+    /// The .p8 key.
+    pub key: PathBuf,
+    /// Its id.
+    pub key_id: String,
+    /// The team id.
+    pub team_id: String,
+    /// The bundle id.
+    pub topic: String,
+    /// Base URL.
+    pub endpoint: http::Uri,
 }
 
 /// Where the node listens.

@@ -14,6 +14,7 @@ use futures_util::task::AtomicWaker;
 
 mod members;
 pub mod queue;
+pub mod reached;
 
 use members::Members;
 
@@ -151,6 +152,8 @@ struct Registry {
     users: DashMap<Id, Members>,
     /// room -> member sessions on this node.
     rooms: DashMap<Id, Members>,
+    /// How far each user's inbox reached a session here.
+    reached: reached::Reached,
 }
 
 impl Hub {
@@ -247,7 +250,19 @@ impl Hub {
             }
         }
         crate::telemetry::delivered(out.queued, out.dropped);
+        if out.queued > 0
+            && let Target::User(u) = &env.target
+            && let Some(p) = &env.frame.position
+            && matches!(&p.channel, crate::model::Channel::Inbox(i) if i == u)
+        {
+            self.inner.reached.mark(u, p.seq);
+        }
         out
+    }
+
+    /// How far each user's inbox reached a session on this node.
+    pub fn reached(&self) -> &reached::Reached {
+        &self.inner.reached
     }
 
     /// Which of these users have a session on this node.

@@ -83,6 +83,16 @@ pub fn message_stored(message: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// `inbox.undelivered`: `data` (`userId`, `count`, `msgIds`, `from`,
+/// `roomId`) beside the event's id, type and time.
+pub fn inbox_undelivered(data: serde_json::Value) -> String {
+    let mut e = serde_json::to_value(event("inbox.undelivered")).expect("an event serializes");
+    if let (Some(e), serde_json::Value::Object(d)) = (e.as_object_mut(), data) {
+        e.extend(d);
+    }
+    e.to_string()
+}
+
 /// The event of a presence edge.
 pub fn of_edge(edge: Edge<'_>, info: Option<&RawValue>) -> String {
     let e = match edge {

@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod frame;
 pub mod presence;
 pub mod trace;
+pub mod watch;
 
 use std::fmt;
 

@@ -88,6 +88,13 @@ pub enum Command {
         /// Started or stopped.
         typing: bool,
     },
+    /// msgType 16: a push registration added or removed.
+    Push {
+        /// The device's address.
+        address: super::push::Address,
+        /// `"remove":true`.
+        remove: bool,
+    },
 }
 
 impl Command {
@@ -394,6 +401,7 @@ fn command(w: Wire) -> Result<Command, ProtoError> {
                 latest: w.latest,
             }))
         }
+        super::message::PUSH => super::push::decode(w),
         t => super::chat::decode(t, w)
             .unwrap_or_else(|| Err(ProtoError::bad(format!("unknown msgType {t}")))),
     }

@@ -40,6 +40,8 @@ pub const READ_STATE: i64 = 13;
 pub const AMEND: i64 = 14;
 /// msgType 15: typing.
 pub const TYPING: i64 = 15;
+/// msgType 16: a push registration.
+pub const PUSH: i64 = 16;
 /// Every msgType at or above this one is a business message.
 pub const FIRST_CUSTOM: i64 = 100;
 
@@ -113,6 +115,14 @@ pub struct Wire {
     pub after: Option<serde_json::Value>,
     /// Login: `false` when the client does not want unread counts.
     pub unread: Option<serde_json::Value>,
+    /// A browser's `PushSubscription` (msgType 16).
+    pub push: Option<serde_json::Value>,
+    /// An APNs device token (msgType 16).
+    pub apns: Option<serde_json::Value>,
+    /// An FCM registration token (msgType 16).
+    pub fcm: Option<serde_json::Value>,
+    /// msgType 16: remove the registration instead.
+    pub remove: Option<serde_json::Value>,
 }
 
 /// `since`: a plain position for history, an object of positions at login.

@@ -141,6 +141,15 @@ pub(crate) async fn handle(s: &mut LoggedIn, gw: &Gateway, cmd: Command) -> Effe
         }
         Command::Amend(a) => super::chat::amend(s, gw, a).await,
         Command::Typing { to, typing } => super::chat::typing(s, gw, to, typing),
+        Command::Push { address, remove } => Effects::answer(
+            gw.push()
+                .register(s.user(), address, remove)
+                .await
+                .map(|()| Reply {
+                    msg_type: crate::protocol::message::PUSH,
+                    ..Reply::default()
+                }),
+        ),
         Command::PresenceRoom(room) => {
             let result = match may_read(s, gw, &room).await {
                 Ok(()) => gw

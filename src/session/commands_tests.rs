@@ -32,12 +32,25 @@ fn gateway_with(config: Config) -> Gateway {
         Retention::default(),
         Duration::from_secs(60),
     ));
+    let push = crate::push::Pusher::new(
+        &config.push,
+        crate::push::Parts {
+            store: store.clone(),
+            broker: broker.clone(),
+            hub: hub.clone(),
+            dev_data: None,
+            events: false,
+            shutdown: CancellationToken::new(),
+        },
+    )
+    .unwrap();
     Gateway::new(
         config,
         "node-test".into(),
         hub,
         store,
         broker,
+        push,
         CancellationToken::new(),
     )
 }

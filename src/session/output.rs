@@ -267,6 +267,9 @@ impl<T: Transport> Driver<T> {
             }
             self.flush_out().await?;
             self.core.replayed(&channel, page.last);
+            if let Channel::Inbox(user) = &channel {
+                self.gw.hub().reached().mark(user, page.last);
+            }
             if !more {
                 break;
             }

@@ -60,6 +60,14 @@ pub(super) fn register() {
     for channel in ["inbox", "room"] {
         counter!("rtgate_replayed_messages_total", "channel" => channel).absolute(0);
     }
+    for service in ["webpush", "apns", "fcm"] {
+        for result in ["sent", "gone", "retried", "failed"] {
+            counter!("rtgate_pushes_total", "service" => service, "result" => result).absolute(0);
+        }
+    }
+    for outcome in ["received", "undelivered", "deferred"] {
+        counter!("rtgate_push_checks_total", "outcome" => outcome).absolute(0);
+    }
     for name in [
         "rtgate_deliveries_total",
         "rtgate_drops_total",
@@ -225,6 +233,14 @@ fn describe() {
     describe_counter!(
         "rtgate_events_dropped_total",
         "Events the outbox dropped, oldest first, past --event-outbox-max-age-sec (reason age) or --event-outbox-max-bytes (reason bytes)"
+    );
+    describe_counter!(
+        "rtgate_pushes_total",
+        "Push requests by service (webpush, apns, fcm) and result: sent (2xx), gone (the registration was removed: 404/410 or an invalid token), retried (429, 5xx, unreachable: sent again later), failed (given up)"
+    );
+    describe_counter!(
+        "rtgate_push_checks_total",
+        "Users' push windows by outcome: received (every message reached a session in time), undelivered (pushed and reported), deferred (another node held the user's window)"
     );
     describe_counter!(
         "rtgate_events_quarantined_total",

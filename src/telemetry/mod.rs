@@ -320,3 +320,13 @@ pub(crate) fn events_registered() {
     counter!("rtgate_events_quarantined_total").absolute(0);
     outbox_depth(0, 0);
 }
+
+/// A push request's result (see `rtgate_pushes_total`).
+pub(crate) fn push(service: &'static str, result: &'static str) {
+    counter!("rtgate_pushes_total", "service" => service, "result" => result).increment(1);
+}
+
+/// A user's push window ended this way (see `rtgate_push_checks_total`).
+pub(crate) fn push_check(outcome: &'static str) {
+    counter!("rtgate_push_checks_total", "outcome" => outcome).increment(1);
+}

@@ -194,6 +194,39 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("publish-hook-biz-type", "7", "[7]"),
     ("publish-hook-room", "lobby", "[\"lobby\"]"),
     ("hook-allow-on-failure", "publish", "[\"publish\"]"),
+    ("push-delay-ms", "1500", "1500"),
+    ("push-preview", "", "true"),
+    ("vapid-key", "/tmp/v.pem", "\"/tmp/v.pem\""),
+    (
+        "vapid-subject",
+        "mailto:ops@a.example",
+        "\"mailto:ops@a.example\"",
+    ),
+    ("webpush-host", "push.a.example", "[\"push.a.example\"]"),
+    ("apns-key", "/tmp/a.p8", "\"/tmp/a.p8\""),
+    ("apns-key-id", "KEY1", "\"KEY1\""),
+    ("apns-team-id", "TEAM1", "\"TEAM1\""),
+    ("apns-topic", "com.a.chat", "\"com.a.chat\""),
+    (
+        "apns-endpoint",
+        "https://api.sandbox.push.apple.com",
+        "\"https://api.sandbox.push.apple.com\"",
+    ),
+    ("fcm-credentials", "/tmp/sa.json", "\"/tmp/sa.json\""),
+    (
+        "fcm-endpoint",
+        "https://fcm.a.example",
+        "\"https://fcm.a.example\"",
+    ),
+    ("push-ca", "/tmp/ca.pem", "\"/tmp/ca.pem\""),
+];
+
+/// APNs takes its four options together.
+const APNS: &[(&str, &str, &str)] = &[
+    ("apns-key", "/tmp/a.p8", "\"/tmp/a.p8\""),
+    ("apns-key-id", "KEY1", "\"KEY1\""),
+    ("apns-team-id", "TEAM1", "\"TEAM1\""),
+    ("apns-topic", "com.a.chat", "\"com.a.chat\""),
 ];
 
 /// The environment twin of an option: `RTGATE_` + upper snake case.
@@ -247,36 +280,43 @@ fn flag_env_twin_and_config_key_agree_for_every_option() {
         }
         // A certificate needs its key and the other way round: the partner
         // travels in the same form as the option under test.
-        let partner = match *name {
-            "tls-cert" => Some(("tls-key", "/tmp/p.pem", "\"/tmp/p.pem\"")),
-            "tls-key" => Some(("tls-cert", "/tmp/p.pem", "\"/tmp/p.pem\"")),
+        let partners: Vec<(&str, &str, &str)> = match *name {
+            "tls-cert" => vec![("tls-key", "/tmp/p.pem", "\"/tmp/p.pem\"")],
+            "tls-key" => vec![("tls-cert", "/tmp/p.pem", "\"/tmp/p.pem\"")],
             // The ratio shows only with trace export on.
-            "otlp-sample-ratio" => Some((
+            "otlp-sample-ratio" => vec![(
                 "otlp-endpoint",
                 "http://127.0.0.1:4318",
                 "\"http://127.0.0.1:4318\"",
-            )),
+            )],
             // A connect hook gets cookies: it needs the pages' origins.
-            "connect-hook" => Some((
+            "connect-hook" => vec![(
                 "allowed-origin",
                 "https://app.example",
                 "[\"https://app.example\"]",
-            )),
-            _ => None,
+            )],
+            // APNs's options go together (the endpoint needs the others).
+            n if n.starts_with("apns-") => {
+                APNS.iter().filter(|(p, _, _)| *p != n).copied().collect()
+            }
+            _ => vec![],
         };
-        let partner_flag = partner.map(|(n, v, _)| (format!("--{n}"), v));
-        if let Some((f, v)) = &partner_flag {
+        let partner_flags: Vec<(String, &str)> = partners
+            .iter()
+            .map(|(n, v, _)| (format!("--{n}"), *v))
+            .collect();
+        for (f, v) in &partner_flags {
             args.extend([f.as_str(), *v]);
         }
         let from_flag = print_config(&args, &[]);
         let env_name = twin(name);
         let env_value = if value.is_empty() { "true" } else { value };
         let mut env = vec![(env_name.clone(), env_value.to_string())];
-        env.extend(partner.map(|(n, v, _)| (twin(n), v.to_string())));
+        env.extend(partners.iter().map(|(n, v, _)| (twin(n), v.to_string())));
         let from_env = print_config(&[], &env);
         let file = dir.path().join(format!("{name}.toml"));
         let mut text = format!("{name} = {toml}\n");
-        if let Some((n, _, t)) = partner {
+        for (n, _, t) in &partners {
             text.push_str(&format!("{n} = {t}\n"));
         }
         std::fs::write(&file, text).unwrap();

@@ -25,6 +25,8 @@ mod nginx;
 mod ops;
 mod outbox;
 mod presence;
+mod push;
+mod push_services;
 mod redis_durability;
 #[path = "../support/redis_server.rs"]
 mod redis_server;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod presence;
+mod reached;
 mod upkeep;
 
 use super::{Broker, BrokerError};
@@ -352,6 +353,32 @@ impl Broker for RedisBroker {
 
     fn room_presence(&self, room: Id) -> BoxFuture<'static, Result<Vec<Id>, BrokerError>> {
         presence::room(self.conn.clone(), room).boxed()
+    }
+
+    fn share_reached(&self, marks: Vec<(Id, u64)>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        reached::share(self.conn.clone(), marks).boxed()
+    }
+
+    fn reached(&self, users: Vec<Id>) -> BoxFuture<'static, Result<Vec<u64>, BrokerError>> {
+        let (conn, hub) = (self.conn.clone(), self.hub.clone());
+        async move {
+            let shared = reached::get(conn, &users).await?;
+            Ok(users
+                .iter()
+                .zip(shared)
+                .map(|(u, s)| s.max(hub.reached().get(u)))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn claim_push(
+        &self,
+        user: &Id,
+        window: Duration,
+    ) -> BoxFuture<'static, Result<bool, BrokerError>> {
+        let (conn, user) = (self.conn.clone(), user.clone());
+        async move { reached::claim(conn, &user, window).await }.boxed()
     }
 
     fn leave(&self) -> BoxFuture<'static, ()> {

@@ -1,0 +1,348 @@
+//! Push to offline users (PROTOCOL.md section 12). The node that stores a
+//! direct message opens (or extends) its recipient's push window; when the
+//! window ends (`--push-delay-ms` after its first message) the messages
+//! that reached no session of the user anywhere in the cluster (see
+//! [`crate::hub::reached`]) are *undelivered*: one `inbox.undelivered`
+//! event goes to the outbox, and one push to each of the user's
+//! registrations (Web Push, APNs, FCM), merged over the window. One node
+//! pushes a user at a time (the broker's claim); a push the service
+//! cannot take now is sent again with backoff.
+
+mod apns;
+mod client;
+mod deliver;
+mod fcm;
+pub(crate) mod webpush;
+mod window;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::broker::Broker;
+use crate::config::PushConfig;
+use crate::hub::Hub;
+use crate::model::now_ms;
+use crate::model::watch::{InboxWatch, StoredDirect};
+use crate::protocol::push::Address;
+use crate::protocol::{Id, ProtoError};
+use crate::store::{Registration, Store};
+use crate::telemetry;
+use window::Window;
+
+/// How often a window another node held is tried again, at most.
+const MAX_DEFERRALS: u32 = 5;
+/// How often this node's reached marks are shared with the cluster.
+const SHARE_EVERY: Duration = Duration::from_millis(200);
+
+/// Why push cannot be set up, or one push could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// A key or certificate file is missing or unusable.
+    #[error("push key: {0}")]
+    Key(String),
+    /// A stored registration cannot be pushed to.
+    #[error("push address: {0}")]
+    Address(String),
+    /// FCM's token URI gave no access token.
+    #[error("FCM access token: {0}")]
+    Token(String),
+}
+
+/// What a push service's answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Taken.
+    Sent,
+    /// The registration is gone: remove it.
+    Gone,
+    /// Later (429, 5xx, unreachable).
+    Retry,
+    /// The credentials expired: renew them and send again.
+    Renew,
+    /// Refused for good.
+    Failed,
+}
+
+/// What one push says.
+#[derive(Debug, Clone)]
+pub(crate) struct Notice {
+    /// The newest undelivered message.
+    pub(crate) msg_id: String,
+    /// Its sender.
+    pub(crate) from: Id,
+    /// Its room context.
+    pub(crate) room: Option<Id>,
+    /// How many are undelivered.
+    pub(crate) count: u64,
+    /// The newest one's start, with `--push-preview`.
+    pub(crate) preview: Option<String>,
+}
+
+impl Notice {
+    /// The payload of PROTOCOL.md section 12.
+    pub(crate) fn payload(&self) -> serde_json::Value {
+        let mut p = json!({
+            "msgId": self.msg_id,
+            "from": self.from.as_str(),
+            "count": self.count,
+        });
+        if let Some(r) = &self.room {
+            p["roomId"] = json!(r.as_str());
+        }
+        if let Some(t) = &self.preview {
+            p["preview"] = json!(t);
+        }
+        p
+    }
+}
+
+/// The services this node pushes through.
+struct Services {
+    webpush: Option<webpush::Vapid>,
+    apns: Option<apns::Apns>,
+    fcm: Option<fcm::Fcm>,
+    client: client::HttpsClient,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    delay: Duration,
+    preview: bool,
+    webpush_hosts: Vec<String>,
+    /// Whether `inbox.undelivered` events go to the outbox.
+    events: bool,
+    services: Services,
+    /// Open windows, by user.
+    pending: Mutex<HashMap<Id, Window>>,
+    shutdown: CancellationToken,
+}
+
+/// Push to offline users. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Pusher {
+    inner: Arc<Inner>,
+}
+
+/// What the node gives push to work with.
+pub(crate) struct Parts {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) hub: Hub,
+    /// The data folder, when dev mode may make a VAPID key there.
+    pub(crate) dev_data: Option<std::path::PathBuf>,
+    /// Whether the event webhook is on.
+    pub(crate) events: bool,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Pusher {
+    /// Push as configured: Web Push with `--vapid-key` (or the dev key),
+    /// APNs and FCM when their credentials are given.
+    pub(crate) fn new(cfg: &PushConfig, parts: Parts) -> Result<Self, PushError> {
+        let subject = cfg.vapid_subject.clone();
+        let webpush = match (&cfg.vapid_key, &parts.dev_data) {
+            (Some(path), _) => Some(webpush::Vapid::load(path, subject, false)?),
+            (None, Some(data)) => Some(webpush::Vapid::load(
+                &webpush::Vapid::dev_path(data),
+                subject,
+                true,
+            )?),
+            (None, None) => None,
+        };
+        let apns = cfg.apns.clone().map(apns::Apns::new).transpose()?;
+        let fcm = match &cfg.fcm_credentials {
+            Some(path) => Some(fcm::Fcm::new(path, &cfg.fcm_endpoint)?),
+            None => None,
+        };
+        let client = client::HttpsClient::new(cfg.ca.as_deref())?;
+        let inner = Arc::new(Inner {
+            store: parts.store,
+            broker: parts.broker.clone(),
+            delay: cfg.delay,
+            preview: cfg.preview,
+            webpush_hosts: cfg.webpush_hosts.clone(),
+            events: parts.events,
+            services: Services {
+                webpush,
+                apns,
+                fcm,
+                client,
+            },
+            pending: Mutex::new(HashMap::new()),
+            shutdown: parts.shutdown.clone(),
+        });
+        tokio::spawn(share_marks(parts.hub, parts.broker, parts.shutdown));
+        Ok(Self { inner })
+    }
+
+    /// The VAPID public key browsers subscribe with, when Web Push is on.
+    pub(crate) fn vapid_public_key(&self) -> Option<&str> {
+        self.inner.services.webpush.as_ref().map(|v| v.public_key())
+    }
+
+    /// msgType 16: keeps or removes a registration of `user`.
+    pub(crate) async fn register(
+        &self,
+        user: &Id,
+        address: Address,
+        remove: bool,
+    ) -> Result<(), ProtoError> {
+        let store = &self.inner.store;
+        if remove {
+            store.remove_registration(user, address.id()).await?;
+            return Ok(());
+        }
+        let s = &self.inner.services;
+        match &address {
+            Address::Webpush(_) if s.webpush.is_none() => {
+                return Err(ProtoError::bad(
+                    "this server sends no Web Push (no VAPID key)",
+                ));
+            }
+            Address::Webpush(sub)
+                if !webpush::allowed(&sub.endpoint, &self.inner.webpush_hosts) =>
+            {
+                return Err(ProtoError::bad(
+                    "push: the endpoint's host is not a push service this server sends to",
+                ));
+            }
+            Address::Apns(_) if s.apns.is_none() => {
+                return Err(ProtoError::bad("this server sends no APNs pushes"));
+            }
+            Address::Fcm(_) if s.fcm.is_none() => {
+                return Err(ProtoError::bad("this server sends no FCM pushes"));
+            }
+            _ => {}
+        }
+        let reg = Registration {
+            id: address.id(),
+            data: address.to_json(),
+            created: now_ms(),
+        };
+        store.add_registration(user, reg).await?;
+        Ok(())
+    }
+
+    /// Opens or extends `m.to`'s window.
+    fn open(inner: &Arc<Inner>, user: Id, w: Window) {
+        let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match pending.get_mut(&user) {
+            Some(open) => open.merge(w),
+            None => {
+                pending.insert(user.clone(), w);
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(inner.delay) => end(inner, user).await,
+                        _ = inner.shutdown.cancelled() => {}
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl InboxWatch for Pusher {
+    fn stored(&self, m: StoredDirect) {
+        let user = m.to.clone();
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = pending.get_mut(&user) {
+            open.add(m);
+            return;
+        }
+        drop(pending);
+        Self::open(&self.inner, user, Window::new(m));
+    }
+
+    fn wants_preview(&self) -> bool {
+        self.inner.preview
+    }
+}
+
+/// A window ended: what reached no session is reported and pushed.
+async fn end(inner: Arc<Inner>, user: Id) {
+    let Some(w) = inner
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&user)
+    else {
+        return;
+    };
+    let reached = match inner.broker.reached(vec![user.clone()]).await {
+        Ok(r) => r.first().copied().unwrap_or(0),
+        Err(e) => {
+            // Better a push too many than none.
+            warn!(%user, error = %e, "cannot tell what reached the user's sessions; pushing");
+            0
+        }
+    };
+    let Some(mut w) = w.undelivered(reached) else {
+        telemetry::push_check("received");
+        return;
+    };
+    match inner.broker.claim_push(&user, inner.delay).await {
+        Ok(false) if w.deferrals < MAX_DEFERRALS => {
+            telemetry::push_check("deferred");
+            w.deferrals += 1;
+            Pusher::open(&inner, user, w);
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => warn!(%user, error = %e, "cannot claim the user's push window; pushing"),
+    }
+    telemetry::push_check("undelivered");
+    if inner.events {
+        let event = crate::model::event::inbox_undelivered(w.event_data(&user));
+        if let Err(e) = inner.store.push_events(vec![event]).await {
+            warn!(%user, error = %e, "inbox.undelivered could not be put in the outbox");
+            telemetry::event_lost();
+        }
+    }
+    let regs = match inner.store.registrations(&user).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(%user, error = %e, "push registrations could not be read");
+            return;
+        }
+    };
+    let notice = w.notice();
+    for reg in regs {
+        tokio::spawn(deliver::deliver(
+            inner.clone(),
+            user.clone(),
+            reg,
+            notice.clone(),
+        ));
+    }
+}
+
+/// Shares this node's reached marks with the cluster, until shutdown.
+async fn share_marks(hub: Hub, broker: Arc<dyn Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SHARE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let marks = hub.reached().unshared();
+        if !marks.is_empty()
+            && let Err(e) = broker.share_reached(marks).await
+        {
+            warn!(error = %e, "reached marks could not be shared");
+        }
+    }
+}
+
+/// Whether `path` is usable as a data folder for the dev VAPID key.
+pub(crate) fn dev_data(dev_mode: bool, data: &Path) -> Option<std::path::PathBuf> {
+    dev_mode.then(|| data.to_path_buf())
+}
