@@ -22,6 +22,8 @@
     RtgateClient: () => RtgateClient,
     RtgateError: () => RtgateError,
     TransportMemory: () => TransportMemory,
+    base64UrlBytes: () => base64UrlBytes,
+    browserSubscription: () => browserSubscription,
     encodeFrame: () => encodeFrame,
     receiptFrames: () => receiptFrames,
     tokenSubject: () => tokenSubject
@@ -2086,6 +2088,59 @@
     return `${Date.now().toString(36)}-${rand}`;
   }
 
+  // src/push.ts
+  function base64UrlBytes(s) {
+    const b64 = s.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - s.length % 4) % 4);
+    return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  }
+  function sameKey(a, b) {
+    if (!a) return false;
+    const x = new Uint8Array(a);
+    return x.length === b.length && x.every((v, i) => v === b[i]);
+  }
+  async function pushRegistration(opts) {
+    if (opts.registration) return opts.registration;
+    if (typeof navigator === "undefined" || !("serviceWorker" in navigator) || typeof PushManager === "undefined") {
+      throw new RtgateError(0, "this browser has no Web Push (service workers and PushManager)");
+    }
+    await navigator.serviceWorker.register(opts.serviceWorker ?? "/push-sw.js");
+    return navigator.serviceWorker.ready;
+  }
+  async function browserSubscription(base, opts) {
+    const res = await fetch(new URL("/push/vapid-public-key", base));
+    if (!res.ok) throw new RtgateError(res.status, "the server sends no Web Push");
+    const key = base64UrlBytes((await res.text()).trim());
+    const reg = await pushRegistration(opts);
+    if (typeof Notification !== "undefined" && Notification.permission !== "granted") {
+      const answer = await Notification.requestPermission();
+      if (answer !== "granted") throw new RtgateError(403, `notifications are ${answer}`);
+    }
+    let sub = await reg.pushManager.getSubscription();
+    if (sub && !sameKey(sub.options.applicationServerKey, key)) {
+      await sub.unsubscribe();
+      sub = null;
+    }
+    const timeoutMs = opts.timeoutMs ?? 1e4;
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${timeoutMs} ms`)),
+        timeoutMs
+      );
+    });
+    try {
+      sub ??= await Promise.race([
+        reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }),
+        late
+      ]);
+    } catch (e) {
+      throw new RtgateError(503, `the browser's push service did not subscribe: ${e.message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    return sub.toJSON();
+  }
+
   // src/positions.ts
   var MAX_SAVED_ROOMS = 1e3;
   var MAX_ID = 256;
@@ -2449,6 +2504,32 @@
     typing(dest, typing = true) {
       if (this.connected) this.link.sendVolatile(JSON.stringify({ msgType: 15, ...dest, typing }));
     }
+    /**
+     * Push while the page is closed: asks the user's permission, subscribes
+     * the browser with the server's VAPID key and registers the subscription
+     * (msgType 16). The server then pushes when a direct message reaches no
+     * session of ours; `/push-sw.js` (or the app's own worker) shows it.
+     */
+    async enablePush(opts = {}) {
+      const sub = await browserSubscription(this.opts.url, opts);
+      await this.request({ msgType: 16, push: sub });
+      return sub;
+    }
+    /** Stops push to this browser: unregistered at the server, then unsubscribed. */
+    async disablePush(opts = {}) {
+      const reg = await pushRegistration(opts);
+      const sub = await reg.pushManager.getSubscription();
+      if (!sub) return;
+      await this.request({ msgType: 16, push: { endpoint: sub.endpoint }, remove: true });
+      await sub.unsubscribe();
+    }
+    /**
+     * Registers a native app's device token (APNs or FCM, from a shell such
+     * as Capacitor or React Native), or removes it.
+     */
+    async registerDevice(device, remove = false) {
+      await this.request({ msgType: 16, ...device, ...remove ? { remove: true } : {} });
+    }
     /** A frame through the outbox: acked like a message, resent after a reconnect. */
     sendStored(frame) {
       const out = { ...frame, clientMsgId: newClientMsgId() };
@@ -2782,6 +2863,7 @@
         case 7:
         case 8:
         case 13:
+        case 16:
           if (m.msgType === 6 && this.waiterFor(m) < 0) {
             this.positions.leftRoom(m.roomId);
             this.scheduleSave();

@@ -22,6 +22,8 @@ use crate::gateway::Gateway;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const CLIENT_JS: &str = include_str!("../../web/client.js");
+/// The demo's push service worker (shows pushes, opens the chat).
+const PUSH_SW_JS: &str = include_str!("../../web/push-sw.js");
 /// The operator's page: a shell without data; everything it shows comes from
 /// `/metrics` and the API, with the key the operator enters.
 const ADMIN_HTML: &str = include_str!("../../web/admin.html");
@@ -46,6 +48,18 @@ pub(crate) fn routes(gw: Gateway) -> Router {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     CLIENT_JS,
+                )
+            }),
+        )
+        .route(
+            "/push-sw.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    PUSH_SW_JS,
                 )
             }),
         )

@@ -22,13 +22,13 @@ use crate::push_services::{Expect, PushServices, Recorded};
 const DELAY: &str = "300";
 
 /// A browser's push subscription: its key pair and auth secret.
-struct Browser {
+pub(crate) struct Browser {
     secret: p256::SecretKey,
     auth: [u8; 16],
 }
 
 impl Browser {
-    fn new() -> Browser {
+    pub(crate) fn new() -> Browser {
         let mut bytes = [0u8; 32];
         loop {
             fastrand::fill(&mut bytes);
@@ -50,7 +50,7 @@ impl Browser {
     }
 
     /// `PushSubscription.toJSON()` for `endpoint`.
-    fn subscription(&self, endpoint: &str) -> Value {
+    pub(crate) fn subscription(&self, endpoint: &str) -> Value {
         json!({
             "endpoint": endpoint,
             "expirationTime": null,
@@ -60,7 +60,7 @@ impl Browser {
 
     /// Decrypts an `aes128gcm` push message (RFC 8291 section 3.4 and RFC
     /// 8188 section 2).
-    fn decrypt(&self, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn decrypt(&self, body: &[u8]) -> Vec<u8> {
         rfc8291_decrypt(&self.secret, &self.auth, body)
     }
 }

@@ -11,6 +11,7 @@ import { RtgateError } from "./errors.js";
 import { type Link, type LinkHandlers, SseLink, WsLink, WtLink } from "./links.js";
 import { TransportMemory } from "./memory.js";
 import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
+import { browserSubscription, type EnablePushOptions, pushRegistration } from "./push.js";
 import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker, sanitize } from "./positions.js";
 import { DeliveredReceipts, receiptFrames } from "./receipts.js";
 import type {
@@ -281,6 +282,35 @@ export class RtgateClient {
   /** Tells a room or a user that we are typing (volatile; the server passes one a second). */
   typing(dest: { roomId?: Id; receivedUserId?: Id }, typing = true): void {
     if (this.connected) this.link!.sendVolatile(JSON.stringify({ msgType: 15, ...dest, typing }));
+  }
+
+  /**
+   * Push while the page is closed: asks the user's permission, subscribes
+   * the browser with the server's VAPID key and registers the subscription
+   * (msgType 16). The server then pushes when a direct message reaches no
+   * session of ours; `/push-sw.js` (or the app's own worker) shows it.
+   */
+  async enablePush(opts: EnablePushOptions = {}): Promise<PushSubscriptionJSON> {
+    const sub = await browserSubscription(this.opts.url, opts);
+    await this.request({ msgType: 16, push: sub });
+    return sub;
+  }
+
+  /** Stops push to this browser: unregistered at the server, then unsubscribed. */
+  async disablePush(opts: EnablePushOptions = {}): Promise<void> {
+    const reg = await pushRegistration(opts);
+    const sub = await reg.pushManager.getSubscription();
+    if (!sub) return;
+    await this.request({ msgType: 16, push: { endpoint: sub.endpoint }, remove: true });
+    await sub.unsubscribe();
+  }
+
+  /**
+   * Registers a native app's device token (APNs or FCM, from a shell such
+   * as Capacitor or React Native), or removes it.
+   */
+  async registerDevice(device: { apns: string } | { fcm: string }, remove = false): Promise<void> {
+    await this.request({ msgType: 16, ...device, ...(remove ? { remove: true } : {}) });
   }
 
   /** A frame through the outbox: acked like a message, resent after a reconnect. */
@@ -664,6 +694,7 @@ export class RtgateClient {
       case 7:
       case 8:
       case 13:
+      case 16:
         // A leave we did not ask for: a refreshed token or the backend took the room away.
         if (m.msgType === 6 && this.waiterFor(m) < 0) {
           this.positions.leftRoom(m.roomId);

@@ -10,4 +10,6 @@ export { IndexedDbStore, MemoryStore, PositionTracker } from "./positions.js";
 export type { PositionStore, Positions } from "./positions.js";
 export { TransportMemory } from "./memory.js";
 export { DeliveredReceipts, receiptFrames } from "./receipts.js";
+export { base64UrlBytes, browserSubscription } from "./push.js";
+export type { EnablePushOptions } from "./push.js";
 export type * from "./types.js";

@@ -7,6 +7,7 @@ import { afterEach, test } from "node:test";
 import { RtgateClient } from "../src/client.js";
 import type { RtgateError } from "../src/errors.js";
 import { MemoryStore } from "../src/positions.js";
+import { base64UrlBytes } from "../src/push.js";
 import { decode as msgpackDecode, encode as msgpackEncode } from "@msgpack/msgpack";
 
 /** A WebSocket whose server side the test plays. */
@@ -563,4 +564,27 @@ test("transport: sse speaks Server-Sent Events down and ordered POSTs up", async
     delete (globalThis as any).EventSource;
     FakeEventSource.all = [];
   }
+});
+
+test("registerDevice sends msgType 16 and settles on the answer; a refusal rejects with the server's reason", async () => {
+  const c = client();
+  const done = c.connect();
+  const ws = await socket(0);
+  ws.reply(login());
+  await done;
+  const added = c.registerDevice({ apns: "a1b2" });
+  assert.deepEqual(ws.sent.at(-1), { msgType: 16, apns: "a1b2" });
+  ws.reply({ msgType: 16 });
+  await added;
+  const removed = c.registerDevice({ fcm: "tok" }, true);
+  assert.deepEqual(ws.sent.at(-1), { msgType: 16, fcm: "tok", remove: true });
+  ws.reply({ msgType: 9, code: 400, reason: "this server sends no FCM pushes" });
+  await assert.rejects(removed, (e: RtgateError) => e.code === 400 && /FCM/.test(e.message));
+});
+
+test("base64UrlBytes reads an applicationServerKey", () => {
+  const bytes = base64UrlBytes("BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8");
+  assert.equal(bytes.length, 65);
+  assert.equal(bytes[0], 4);
+  assert.deepEqual([...base64UrlBytes("_-8")], [0xff, 0xef]);
 });

@@ -9,6 +9,7 @@ mod admin;
 mod demo;
 mod firefox;
 mod package;
+mod push;
 mod safari;
 mod webtransport;
 

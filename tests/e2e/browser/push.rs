@@ -1,0 +1,146 @@
+//! Push in Chromium: the demo's service worker (`/push-sw.js`) shows what
+//! the server pushes and the page reads the notification back; the client's
+//! `enablePush()` fails with a clear error where the browser's push service
+//! cannot be reached (as here: Google's is not). The push itself is the one
+//! the server sent the local Web Push stand-in, decrypted there and handed
+//! to the worker through the DevTools protocol as a push service would.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Driver, page_result};
+use crate::common::{Client, Server};
+use crate::push_services::{Expect, PushServices};
+
+/// A DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"cmd": self.0, "params": self.1});
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+#[tokio::test]
+async fn the_service_worker_shows_the_servers_push_and_enable_push_fails_clearly_without_a_push_service()
+ {
+    let services = PushServices::start(Expect::default()).await;
+    let ca = services.ca.to_str().unwrap().to_string();
+    let server = Server::start(&[
+        "--push-delay-ms",
+        "300",
+        "--push-ca",
+        &ca,
+        "--webpush-host",
+        "127.0.0.1",
+        "--push-preview",
+    ]);
+    let origin = format!("http://{}", server.http);
+    let driver = Driver::start();
+    let b = driver.browser("push").await;
+    b.goto(&format!("{origin}/")).await.unwrap();
+    b.issue_cmd(Cdp(
+        "Browser.grantPermissions",
+        json!({"origin": origin, "permissions": ["notifications"]}),
+    ))
+    .await
+    .unwrap();
+    // The client asks the server for its key, the browser for a
+    // subscription: Chromium cannot reach its push service here.
+    b.execute(
+        r#"window.t = {};
+        const c = new RtgateClient({ userId: "pat", transport: "websocket" });
+        c.connect()
+          .then(() => c.enablePush({ timeoutMs: 2000 }))
+          .then(() => { window.t.enable = { ok: true }; })
+          .catch((e) => { window.t.enable = { code: e.code, message: e.message }; })
+          .finally(() => c.close());"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    let enable = page_result(&b, "t", "enable").await;
+    assert_eq!(enable["code"], 503, "{enable}");
+    assert!(
+        enable["message"].as_str().unwrap().contains("push service"),
+        "{enable}"
+    );
+    // The worker the client registered is active.
+    b.execute(
+        r#"navigator.serviceWorker.ready.then((r) => { window.t.scope = r.scope; });"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(page_result(&b, "t", "scope").await, format!("{origin}/"));
+
+    // What the server pushes for pat (whose page's session is closed), as
+    // a browser's subscription gets it.
+    let browser_keys = crate::push::Browser::new();
+    let (mut pat, _) = Client::login(&server, "pat").await;
+    pat.send(&json!({"msgType": 16, "push": browser_keys.subscription(&services.url("/wp/pat"))}))
+        .await;
+    assert_eq!(pat.recv().await["msgType"], 16);
+    pat.close().await;
+    let (mut alice, _) = Client::login(&server, "alice").await;
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "pat", "msgBody": {"text": "lunch?"}}))
+        .await;
+    alice.recv_type(4).await;
+    let pushed = services.wait_for("/wp/pat", 1).await;
+    let payload = String::from_utf8(browser_keys.decrypt(&pushed[0].body)).unwrap();
+
+    // Handed to the worker; the page finds the notification it showed.
+    b.issue_cmd(Cdp("ServiceWorker.enable", json!({})))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let shown = loop {
+        for id in 0..4 {
+            // The registration's id is the browser's; a fresh profile's
+            // first ones are small numbers.
+            let _ = b
+                .issue_cmd(Cdp(
+                    "ServiceWorker.deliverPushMessage",
+                    json!({"origin": origin, "registrationId": id.to_string(), "data": payload}),
+                ))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let shown = b
+            .execute_async(
+                r#"const done = arguments[0];
+                navigator.serviceWorker.ready
+                  .then((r) => r.getNotifications())
+                  .then((ns) => done(ns.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }))))
+                  .catch((e) => done([{ error: String(e) }]));"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        if shown.as_array().is_some_and(|a| !a.is_empty()) {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "no notification shown");
+    };
+    let n = &shown[0];
+    assert_eq!(n["title"], "New message from alice", "{shown}");
+    assert_eq!(n["body"], "lunch?");
+    assert_eq!(n["tag"], "rtgate-inbox");
+    assert_eq!(n["data"]["from"], "alice");
+    b.close().await.unwrap();
+}
