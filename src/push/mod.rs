@@ -162,6 +162,13 @@ impl Pusher {
             None => None,
         };
         let client = client::HttpsClient::new(cfg.ca.as_deref())?;
+        tracing::info!(
+            webpush = webpush.is_some(),
+            apns = apns.is_some(),
+            fcm = fcm.is_some(),
+            delay_ms = cfg.delay.as_millis() as u64,
+            "push services"
+        );
         let inner = Arc::new(Inner {
             store: parts.store,
             broker: parts.broker.clone(),
