@@ -22,7 +22,7 @@ use crate::protocol::{Delivered, Id};
 
 pub use chat::{ChatStore, Located, ReadMark, ReadsPage, counts_as_unread};
 pub use memory::MemoryStore;
-pub use push::{MAX_REGISTRATIONS, PushStore, Registration};
+pub use push::{MAX_REGISTRATIONS, PushJob, PushStore, Registration};
 pub use redis::{RedisStore, Replication};
 pub use sqlite::SqliteStore;
 

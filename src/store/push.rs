@@ -2,8 +2,12 @@
 //! devices take a push while they have no connection (a browser's Web Push
 //! subscription, an APNs device token, an FCM registration token). At most
 //! [`MAX_REGISTRATIONS`] per user; a new one past that replaces the oldest.
-//! Every [`super::Store`] implements [`PushStore`]; the conformance suite
-//! runs it over all three.
+//! The store also keeps push jobs (a user's window to check, a push to try
+//! again) until a node has done them, so a node that dies does not lose
+//! them: any node claims the ones that are due. Every [`super::Store`]
+//! implements [`PushStore`]; the conformance suite runs it over all three.
+
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -23,6 +27,17 @@ pub struct Registration {
     pub data: String,
     /// When it was registered (ms since the epoch).
     pub created: u64,
+}
+
+/// A push job waiting in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushJob {
+    /// The store's handle on it, for [`PushStore::finish_pushes`].
+    pub key: String,
+    /// When it is due (ms since the epoch).
+    pub due: u64,
+    /// What to do, as JSON (the push module reads it).
+    pub body: String,
 }
 
 /// The push side of a store.
@@ -45,6 +60,26 @@ pub trait PushStore {
     /// A user's registrations, oldest first.
     fn registrations(&self, user: &Id)
     -> BoxFuture<'static, Result<Vec<Registration>, StoreError>>;
+
+    /// Keeps a job until it is finished; due at `due` (ms since the
+    /// epoch). Answers its key.
+    fn schedule_push(
+        &self,
+        due: u64,
+        body: String,
+    ) -> BoxFuture<'static, Result<String, StoreError>>;
+
+    /// Up to `limit` jobs due at `now`, oldest due first, each claimed for
+    /// `lease`: a job not finished by then is due again (its node died).
+    fn claim_pushes(
+        &self,
+        now: u64,
+        lease: Duration,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<PushJob>, StoreError>>;
+
+    /// Removes finished jobs.
+    fn finish_pushes(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>>;
 }
 
 /// `regs` with `reg` put in (replacing its id), oldest first, cut to

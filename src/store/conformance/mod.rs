@@ -430,5 +430,6 @@ conformance!(
     a_redaction_replaces_the_stored_body_in_place,
     read_positions_only_move_forward_within_the_log,
     unread_counts_business_messages_after_a_position,
-    push_registrations_are_kept_per_user_up_to_the_limit
+    push_registrations_are_kept_per_user_up_to_the_limit,
+    push_jobs_are_claimed_when_due_leased_and_finished
 );

@@ -62,3 +62,37 @@ pub(super) async fn push_registrations_are_kept_per_user_up_to_the_limit(make: M
     );
     assert_eq!(store.registrations(&v).await.unwrap().len(), 1);
 }
+
+pub(super) async fn push_jobs_are_claimed_when_due_leased_and_finished(make: Make) {
+    let f = make(Arc::new(Recorder::default()), Retention::default()).await;
+    let store = f.store.clone();
+    let lease = std::time::Duration::from_secs(30);
+    let a = store.schedule_push(1_000, "a".into()).await.unwrap();
+    let b = store.schedule_push(500, "b".into()).await.unwrap();
+    let c = store.schedule_push(90_000, "c".into()).await.unwrap();
+    assert!(store.claim_pushes(100, lease, 10).await.unwrap().is_empty());
+    // Due first comes first; the limit holds; a claimed job is leased.
+    let first = store.claim_pushes(2_000, lease, 1).await.unwrap();
+    assert_eq!(
+        (first[0].key.as_str(), first[0].body.as_str(), first[0].due),
+        (b.as_str(), "b", 500)
+    );
+    let second = store.claim_pushes(2_000, lease, 10).await.unwrap();
+    assert_eq!(
+        second.iter().map(|j| j.key.clone()).collect::<Vec<_>>(),
+        vec![a.clone()]
+    );
+    // A job not finished within its lease is due again.
+    let again = store.claim_pushes(2_000 + 30_000, lease, 10).await.unwrap();
+    let mut keys: Vec<String> = again.iter().map(|j| j.key.clone()).collect();
+    keys.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(keys, want);
+    store.finish_pushes(vec![a, b]).await.unwrap();
+    let late = store.claim_pushes(u64::MAX / 2, lease, 10).await.unwrap();
+    assert_eq!(
+        late.iter().map(|j| j.key.clone()).collect::<Vec<_>>(),
+        vec![c]
+    );
+}

@@ -47,6 +47,10 @@ struct State {
     read_by_user: HashMap<Id, std::collections::BTreeSet<Channel>>,
     /// Push registrations, by user (oldest first).
     push: HashMap<Id, Vec<crate::store::push::Registration>>,
+    /// Push jobs by key: when due, and what.
+    push_jobs: HashMap<String, (u64, String)>,
+    /// The last push job's key.
+    push_next: u64,
     /// Whether stored messages leave events.
     events: bool,
     /// Events not yet acked, oldest first.

@@ -11,7 +11,7 @@ use rusqlite::params;
 use super::{SqliteStore, db_err};
 use crate::protocol::Id;
 use crate::store::StoreError;
-use crate::store::push::{MAX_REGISTRATIONS, PushStore, Registration};
+use crate::store::push::{MAX_REGISTRATIONS, PushJob, PushStore, Registration};
 
 impl PushStore for SqliteStore {
     fn add_registration(
@@ -79,5 +79,75 @@ impl PushStore for SqliteStore {
                 .map_err(db_err)?;
             rows.collect::<Result<_, _>>().map_err(db_err)
         })
+    }
+
+    fn schedule_push(
+        &self,
+        due: u64,
+        body: String,
+    ) -> BoxFuture<'static, Result<String, StoreError>> {
+        let id = Arc::new(Mutex::new(0i64));
+        let kept = id.clone();
+        let write = self.exec(Box::new(move |conn| {
+            conn.prepare_cached("INSERT INTO push_jobs (due, body) VALUES (?1, ?2)")?
+                .execute(params![due as i64, body])?;
+            *kept.lock().unwrap_or_else(|p| p.into_inner()) = conn.last_insert_rowid();
+            Ok(())
+        }));
+        async move {
+            write.await?;
+            Ok(id.lock().unwrap_or_else(|p| p.into_inner()).to_string())
+        }
+        .boxed()
+    }
+
+    fn claim_pushes(
+        &self,
+        now: u64,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<PushJob>, StoreError>> {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let kept = out.clone();
+        let until = now + lease.as_millis() as u64;
+        let write = self.exec(Box::new(move |conn| {
+            let mut jobs = Vec::new();
+            {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, due, body FROM push_jobs WHERE due <= ?1 ORDER BY due, id LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![now as i64, limit as i64])?;
+                while let Some(r) = rows.next()? {
+                    jobs.push(PushJob {
+                        key: r.get::<_, i64>(0)?.to_string(),
+                        due: r.get::<_, i64>(1)? as u64,
+                        body: r.get(2)?,
+                    });
+                }
+            }
+            let mut lease = conn.prepare_cached("UPDATE push_jobs SET due = ?1 WHERE id = ?2")?;
+            for j in &jobs {
+                lease.execute(params![until as i64, j.key.parse::<i64>().unwrap_or(0)])?;
+            }
+            *kept.lock().unwrap_or_else(|p| p.into_inner()) = jobs;
+            Ok(())
+        }));
+        async move {
+            write.await?;
+            Ok(std::mem::take(
+                &mut *out.lock().unwrap_or_else(|p| p.into_inner()),
+            ))
+        }
+        .boxed()
+    }
+
+    fn finish_pushes(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.exec(Box::new(move |conn| {
+            let mut stmt = conn.prepare_cached("DELETE FROM push_jobs WHERE id = ?1")?;
+            for k in keys {
+                stmt.execute(params![k.parse::<i64>().unwrap_or(0)])?;
+            }
+            Ok(())
+        }))
     }
 }

@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS push (
     created INTEGER NOT NULL,
     PRIMARY KEY (user, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    due INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS push_jobs_due ON push_jobs (due);
 PRAGMA user_version = 5;
 ";
 
