@@ -9,14 +9,11 @@ use futures_util::future::BoxFuture;
 use tracing::Instrument;
 
 use crate::broker::Broker;
-use crate::model::watch::{InboxWatch, StoredDirect, preview};
+use crate::model::watch::{InboxWatch, PREVIEW_CHARS, StoredDirect, preview};
 use crate::model::{Channel, SessionId, now_ms, plan};
 use crate::protocol::{Delivered, Destination, Id, Publish};
 use crate::store::{AppendRequest, Appended, CommitSink, Committed, DedupeKey, Store, StoreError};
 use crate::telemetry::otel;
-
-/// How many characters of a message a push's preview shows.
-const PREVIEW_CHARS: usize = 80;
 
 /// Routes committed messages: the store's [`CommitSink`] for stores that do
 /// not publish by themselves (memory, SQLite).

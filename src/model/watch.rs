@@ -3,6 +3,9 @@
 
 use crate::protocol::Id;
 
+/// How many characters of a message a push's preview shows.
+pub const PREVIEW_CHARS: usize = 80;
+
 /// A direct message that was just stored in its recipient's inbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDirect {

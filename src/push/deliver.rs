@@ -1,14 +1,16 @@
 //! One push to one registration: the request for its service, the
 //! answer's meaning, and what follows (removal of a registration that is
-//! gone, renewed credentials, backoff for a service that cannot take it
-//! now), each counted in `rtgate_pushes_total`.
+//! gone, renewed credentials, a job in the store to try again later for a
+//! service that cannot take it now), each counted in `rtgate_pushes_total`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, warn};
 
+use super::jobs::Job;
 use super::{Inner, Notice, Outcome, PushError, apns, fcm, webpush};
+use crate::model::now_ms;
 use crate::protocol::Id;
 use crate::protocol::push::Address;
 use crate::store::Registration;
@@ -21,8 +23,14 @@ const FIRST_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait between tries, `Retry-After` included.
 const MAX_WAIT: Duration = Duration::from_secs(120);
 
-/// Pushes `notice` to `reg` of `user`.
-pub(super) async fn deliver(inner: Arc<Inner>, user: Id, reg: Registration, notice: Notice) {
+/// Pushes `notice` to `reg` of `user`; `attempt` tries were made before.
+pub(super) async fn deliver(
+    inner: Arc<Inner>,
+    user: Id,
+    reg: Registration,
+    notice: Notice,
+    attempt: u32,
+) {
     let Some(address) = Address::from_json(&reg.data) else {
         warn!(%user, id = %reg.id, "an unreadable push registration was removed");
         let _ = inner.store.remove_registration(&user, reg.id).await;
@@ -30,7 +38,6 @@ pub(super) async fn deliver(inner: Arc<Inner>, user: Id, reg: Registration, noti
     };
     let service = address.service();
     let mut renewed = false;
-    let mut attempt = 0;
     loop {
         let (outcome, after) = match once(&inner, &address, &notice).await {
             Ok(answer) => answer,
@@ -65,11 +72,19 @@ pub(super) async fn deliver(inner: Arc<Inner>, user: Id, reg: Registration, noti
                 let wait = after
                     .unwrap_or_else(|| backoff.mul_f64(0.5 + fastrand::f64() / 2.0))
                     .min(MAX_WAIT);
-                attempt += 1;
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = inner.shutdown.cancelled() => return,
+                // Kept in the store: any node tries it when it is due.
+                let job = Job::Retry {
+                    user: user.clone(),
+                    reg: reg.id.clone(),
+                    notice: notice.payload(),
+                    attempt: attempt + 1,
+                };
+                let due = now_ms() + wait.as_millis() as u64;
+                if let Err(e) = inner.store.schedule_push(due, job.to_json()).await {
+                    telemetry::push(service, "failed");
+                    warn!(%user, service, error = %e, "a push to try again could not be stored");
                 }
+                return;
             }
             _ => {
                 telemetry::push(service, "failed");

@@ -6,12 +6,15 @@
 //! event goes to the outbox, and one push to each of the user's
 //! registrations (Web Push, APNs, FCM), merged over the window. One node
 //! pushes a user at a time (the broker's claim); a push the service
-//! cannot take now is sent again with backoff.
+//! cannot take now is sent again with backoff. Windows and pushes waiting
+//! to be tried again are also jobs in the store (`jobs.rs`), so a node
+//! that dies loses none.
 
 mod apns;
 mod client;
 mod deliver;
 mod fcm;
+mod jobs;
 pub(crate) mod webpush;
 mod window;
 
@@ -28,6 +31,7 @@ use crate::broker::Broker;
 use crate::config::PushConfig;
 use crate::hub::Hub;
 use crate::model::now_ms;
+pub(crate) use crate::model::watch::PREVIEW_CHARS;
 use crate::model::watch::{InboxWatch, StoredDirect};
 use crate::protocol::push::Address;
 use crate::protocol::{Id, ProtoError};
@@ -85,6 +89,17 @@ pub(crate) struct Notice {
 }
 
 impl Notice {
+    /// The notice a [`Notice::payload`] describes.
+    pub(crate) fn from_payload(p: &serde_json::Value) -> Option<Notice> {
+        Some(Notice {
+            msg_id: p["msgId"].as_str()?.to_owned(),
+            from: Id::parse(p["from"].as_str()?).ok()?,
+            room: p["roomId"].as_str().and_then(|r| Id::parse(r).ok()),
+            count: p["count"].as_u64()?,
+            preview: p["preview"].as_str().map(str::to_owned),
+        })
+    }
+
     /// The payload of PROTOCOL.md section 12.
     pub(crate) fn payload(&self) -> serde_json::Value {
         let mut p = json!({
@@ -118,6 +133,9 @@ struct Inner {
     webpush_hosts: Vec<String>,
     /// Whether `inbox.undelivered` events go to the outbox.
     events: bool,
+    /// Whether there is anything to do for an undelivered message (a push
+    /// service or the event hook).
+    watching: bool,
     services: Services,
     /// Open windows, by user.
     pending: Mutex<HashMap<Id, Window>>,
@@ -176,6 +194,7 @@ impl Pusher {
             preview: cfg.preview,
             webpush_hosts: cfg.webpush_hosts.clone(),
             events: parts.events,
+            watching: parts.events || webpush.is_some() || apns.is_some() || fcm.is_some(),
             services: Services {
                 webpush,
                 apns,
@@ -186,6 +205,7 @@ impl Pusher {
             shutdown: parts.shutdown.clone(),
         });
         tokio::spawn(share_marks(parts.hub, parts.broker, parts.shutdown));
+        tokio::spawn(jobs::run(inner.clone()));
         Ok(Self { inner })
     }
 
@@ -243,12 +263,41 @@ impl Pusher {
         match pending.get_mut(&user) {
             Some(open) => open.merge(w),
             None => {
+                // The window is a job in the store too, due a while after
+                // it ends: finished below, or taken over by any node when
+                // this one dies first.
+                let job = jobs::Job::Window {
+                    user: user.clone(),
+                    after: w.after(),
+                };
+                let due = now_ms() + (inner.delay + jobs::TAKE_OVER_AFTER).as_millis() as u64;
                 pending.insert(user.clone(), w);
                 let inner = inner.clone();
                 tokio::spawn(async move {
+                    // A user no push can reach, and no event hook to tell:
+                    // nothing to watch for.
+                    if !inner.events
+                        && matches!(inner.store.registrations(&user).await, Ok(r) if r.is_empty())
+                    {
+                        inner
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&user);
+                        return;
+                    }
+                    let kept = inner.store.schedule_push(due, job.to_json()).await;
+                    if let Err(e) = &kept {
+                        warn!(%user, error = %e, "a push window could not be stored; kept in memory only");
+                    }
                     tokio::select! {
-                        _ = tokio::time::sleep(inner.delay) => end(inner, user).await,
-                        _ = inner.shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(inner.delay) => end(inner.clone(), user).await,
+                        _ = inner.shutdown.cancelled() => return,
+                    }
+                    if let Ok(key) = kept
+                        && let Err(e) = inner.store.finish_pushes(vec![key]).await
+                    {
+                        warn!(error = %e, "a done push window could not be removed");
                     }
                 });
             }
@@ -258,6 +307,9 @@ impl Pusher {
 
 impl InboxWatch for Pusher {
     fn stored(&self, m: StoredDirect) {
+        if !self.inner.watching {
+            return;
+        }
         let user = m.to.clone();
         let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(open) = pending.get_mut(&user) {
@@ -273,16 +325,20 @@ impl InboxWatch for Pusher {
     }
 }
 
-/// A window ended: what reached no session is reported and pushed.
+/// A window ended.
 async fn end(inner: Arc<Inner>, user: Id) {
-    let Some(w) = inner
+    let w = inner
         .pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&user)
-    else {
-        return;
-    };
+        .remove(&user);
+    if let Some(w) = w {
+        decide(inner, user, w).await;
+    }
+}
+
+/// What of a window reached no session is reported and pushed.
+async fn decide(inner: Arc<Inner>, user: Id, w: Window) {
     let reached = match inner.broker.reached(vec![user.clone()]).await {
         Ok(r) => r.first().copied().unwrap_or(0),
         Err(e) => {
@@ -327,6 +383,7 @@ async fn end(inner: Arc<Inner>, user: Id) {
             user.clone(),
             reg,
             notice.clone(),
+            0,
         ));
     }
 }

@@ -75,6 +75,13 @@ impl Window {
         (!self.msgs.is_empty()).then_some(self)
     }
 
+    /// The inbox position the window's messages come after.
+    pub(crate) fn after(&self) -> u64 {
+        self.msgs
+            .first()
+            .map_or(0, |(seq, _)| seq.saturating_sub(1))
+    }
+
     /// How many messages.
     pub(crate) fn count(&self) -> u64 {
         self.msgs.len() as u64 + self.unlisted

@@ -315,6 +315,48 @@ async fn an_online_user_is_not_pushed_a_gone_subscription_is_removed_and_registr
 }
 
 #[tokio::test]
+async fn a_window_whose_node_was_killed_is_pushed_after_the_restart() {
+    let services = PushServices::start(Expect::default()).await;
+    let args = |delay| {
+        let mut a = server_args(&services, &[]);
+        a[1] = delay;
+        a
+    };
+    let server = Server::start(&args("2000"));
+    let browser = Browser::new();
+    let (mut fay, _) = Client::login(&server, "fay").await;
+    let sub = browser.subscription(&services.url("/wp/fay"));
+    register(&mut fay, json!({"msgType": 16, "push": sub})).await;
+    fay.close().await;
+    let (mut alice, _) = Client::login(&server, "alice").await;
+    send_to(&mut alice, "fay", json!("before the crash")).await;
+    // SIGKILL within the window (once its job is written, a moment after
+    // the ack): nothing was pushed yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let place = server.kill_keep_place();
+    assert!(services.requests("/wp/fay").is_empty());
+    let server = Server::start_at(place, &args("2000"));
+    // The window's job is taken over once it is overdue (10 s after it
+    // should have ended) and read back from fay's inbox.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while services.requests("/wp/fay").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no push after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pushed = services.requests("/wp/fay");
+    assert_eq!(pushed.len(), 1);
+    let payload: Value = serde_json::from_slice(&browser.decrypt(&pushed[0].body)).unwrap();
+    assert_eq!(
+        (payload["from"].as_str(), payload["count"].as_u64()),
+        (Some("alice"), Some(1))
+    );
+    drop(server);
+}
+
+#[tokio::test]
 async fn a_busy_service_is_tried_again_after_its_retry_after() {
     let services = PushServices::start(Expect::default()).await;
     let server = Server::start(&server_args(&services, &[]));
