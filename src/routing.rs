@@ -121,7 +121,7 @@ impl Publisher {
         });
         // What push needs of a direct message, told once it is stored.
         let watched = match (&self.watch, &channel) {
-            (Some(w), Channel::Inbox(to)) => Some((
+            (Some(w), Channel::Inbox(to)) if w.watching() => Some((
                 w.clone(),
                 StoredDirect {
                     to: to.clone(),

@@ -30,6 +30,9 @@ pub trait InboxWatch: Send + Sync + 'static {
 
     /// Whether [`StoredDirect::preview`] is wanted.
     fn wants_preview(&self) -> bool;
+
+    /// Whether it watches at all (when not, the publish path skips it).
+    fn watching(&self) -> bool;
 }
 
 /// The first `max` characters of a message body that is a string, or an

@@ -274,11 +274,34 @@ impl Pusher {
                 pending.insert(user.clone(), w);
                 let inner = inner.clone();
                 tokio::spawn(async move {
-                    // A user no push can reach, and no event hook to tell:
-                    // nothing to watch for.
-                    if !inner.events
-                        && matches!(inner.store.registrations(&user).await, Ok(r) if r.is_empty())
-                    {
+                    // A user no push can reach, with no event hook to tell:
+                    // the window stays (the messages of its time join it
+                    // at the cost of a push onto a list) and ends with
+                    // nothing to do.
+                    let reachable = inner.events
+                        || !matches!(inner.store.registrations(&user).await, Ok(r) if r.is_empty());
+                    let kept = match reachable {
+                        true => Some(inner.store.schedule_push(due, job.to_json()).await),
+                        false => {
+                            if let Some(w) = inner
+                                .pending
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_mut(&user)
+                            {
+                                w.inert = true;
+                            }
+                            None
+                        }
+                    };
+                    if let Some(Err(e)) = &kept {
+                        warn!(%user, error = %e, "a push window could not be stored; kept in memory only");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(inner.delay) => {}
+                        _ = inner.shutdown.cancelled() => return,
+                    }
+                    if !reachable {
                         inner
                             .pending
                             .lock()
@@ -286,15 +309,8 @@ impl Pusher {
                             .remove(&user);
                         return;
                     }
-                    let kept = inner.store.schedule_push(due, job.to_json()).await;
-                    if let Err(e) = &kept {
-                        warn!(%user, error = %e, "a push window could not be stored; kept in memory only");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(inner.delay) => end(inner.clone(), user).await,
-                        _ = inner.shutdown.cancelled() => return,
-                    }
-                    if let Ok(key) = kept
+                    end(inner.clone(), user).await;
+                    if let Some(Ok(key)) = kept
                         && let Err(e) = inner.store.finish_pushes(vec![key]).await
                     {
                         warn!(error = %e, "a done push window could not be removed");
@@ -322,6 +338,10 @@ impl InboxWatch for Pusher {
 
     fn wants_preview(&self) -> bool {
         self.inner.preview
+    }
+
+    fn watching(&self) -> bool {
+        self.inner.watching
     }
 }
 

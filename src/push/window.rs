@@ -25,6 +25,8 @@ pub(crate) struct Window {
     preview: Option<String>,
     /// How often another node held the user's window when this one ended.
     pub(crate) deferrals: u32,
+    /// Nothing can reach the user: messages are not kept.
+    pub(crate) inert: bool,
 }
 
 impl Window {
@@ -37,6 +39,7 @@ impl Window {
             room: None,
             preview: None,
             deferrals: 0,
+            inert: false,
         };
         w.add(m);
         w
@@ -44,6 +47,9 @@ impl Window {
 
     /// One more message; the newest names the sender and preview.
     pub(crate) fn add(&mut self, m: StoredDirect) {
+        if self.inert {
+            return;
+        }
         if self.msgs.len() < MAX_LISTED {
             self.msgs.push((m.seq, m.msg_id));
         } else {
