@@ -25,6 +25,9 @@ pub(crate) const TTL: u64 = 24 * 3600;
 const TOPIC: &str = "rtgate-inbox";
 /// How long a VAPID JWT is valid (RFC 8292: at most 24 hours).
 const JWT_VALIDITY_SEC: u64 = 12 * 3600;
+/// How long one is reused for a push service (signing is most of a push's
+/// CPU); well inside its validity.
+const JWT_REUSE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The node's VAPID identity.
 pub(crate) struct Vapid {
@@ -33,6 +36,8 @@ pub(crate) struct Vapid {
     /// with (`applicationServerKey`) and the `k` of each request.
     public: String,
     subject: String,
+    /// The `Authorization` per push service origin, and when it was made.
+    signed: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Vapid {
@@ -55,6 +60,7 @@ impl Vapid {
             key: EncodingKey::from_ec_der(der.as_bytes()),
             public: URL_SAFE_NO_PAD.encode(point.as_bytes()),
             subject,
+            signed: Default::default(),
         })
     }
 
@@ -68,18 +74,36 @@ impl Vapid {
         &self.public
     }
 
-    /// `Authorization` for a request to `endpoint`'s push service.
+    /// `Authorization` for a request to `endpoint`'s push service: one
+    /// per service origin, made again after [`JWT_REUSE`].
     fn authorization(&self, endpoint: &Uri) -> Result<String, PushError> {
+        let origin = match (endpoint.scheme_str(), endpoint.authority()) {
+            (Some(s), Some(a)) => format!("{s}://{a}"),
+            _ => return Err(PushError::Address("endpoint has no origin".into())),
+        };
+        let mut signed = self.signed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((header, at)) = signed.get(&origin)
+            && at.elapsed() < JWT_REUSE
+        {
+            return Ok(header.clone());
+        }
+        let header = self.sign(origin.clone())?;
+        // Bounded: a node reaches a handful of push services.
+        if signed.len() >= 64 {
+            signed.clear();
+        }
+        signed.insert(origin, (header.clone(), std::time::Instant::now()));
+        Ok(header)
+    }
+
+    /// A new `Authorization` for the push service at `aud`.
+    fn sign(&self, aud: String) -> Result<String, PushError> {
         #[derive(serde::Serialize)]
         struct Claims<'a> {
             aud: String,
             exp: u64,
             sub: &'a str,
         }
-        let aud = match (endpoint.scheme_str(), endpoint.authority()) {
-            (Some(s), Some(a)) => format!("{s}://{a}"),
-            _ => return Err(PushError::Address("endpoint has no origin".into())),
-        };
         let claims = Claims {
             aud,
             exp: now_ms() / 1000 + JWT_VALIDITY_SEC,
