@@ -25,6 +25,7 @@ mod lossy;
 mod netlab;
 mod peers;
 mod proc;
+mod push;
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
 mod storm;
@@ -66,6 +67,20 @@ enum Cmd {
         /// Logins of each kind.
         #[arg(long, default_value_t = 500)]
         logins: usize,
+    },
+    /// Offline users with a Web Push registration, one message each: how
+    /// late the push is after the ack and its server CPU, against the same
+    /// sends to offline users without one.
+    Push {
+        /// Offline users (each gets one message).
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// The server's --push-delay-ms.
+        #[arg(long, default_value_t = 2000)]
+        delay_ms: u64,
     },
     /// One room whose members report a read position for every message,
     /// against the same room without receipts.
@@ -373,6 +388,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let target = Target::pick(false, false, server);
             chat::unread(&target, rooms, history, logins, pin).await?
+        }
+        Cmd::Push {
+            users,
+            rate,
+            delay_ms,
+        } => {
+            let target = Target::pick(false, false, server);
+            push::push(&target, users, rate, delay_ms, pin).await?
         }
         Cmd::Encoding {
             members,
