@@ -616,6 +616,17 @@ async fn undelivered_messages_become_one_event_per_window() {
     for n in 0..3 {
         ids.push(send_to(&mut alice, "lee", json!(n)).await["msgId"].clone());
     }
+    // A backend's message through the server API counts too.
+    let (status, body) = server
+        .http(
+            "POST",
+            "/api/publish",
+            &[],
+            r#"{"receivedUserId":"lee","msgBody":"from billing","sendUserId":"billing"}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    ids.push(serde_json::from_str::<Value>(&body).unwrap()["msgId"].clone());
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     let event = loop {
         let events: Vec<Value> = backend
@@ -636,8 +647,8 @@ async fn undelivered_messages_become_one_event_per_window() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(event["userId"], "lee");
-    assert_eq!(event["count"], 3);
-    assert_eq!(event["from"], "alice");
+    assert_eq!(event["count"], 4);
+    assert_eq!(event["from"], "billing", "the newest message's sender");
     assert_eq!(event["msgIds"], Value::Array(ids));
     assert!(event["id"].as_str().is_some() && event["ts"].as_u64().is_some());
 }
