@@ -2517,7 +2517,8 @@
     }
     /** Stops push to this browser: unregistered at the server, then unsubscribed. */
     async disablePush(opts = {}) {
-      const reg = await pushRegistration(opts);
+      const reg = opts.registration ?? (typeof navigator !== "undefined" && "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration() : void 0);
+      if (!reg) return;
       const sub = await reg.pushManager.getSubscription();
       if (!sub) return;
       await this.request({ msgType: 16, push: { endpoint: sub.endpoint }, remove: true });

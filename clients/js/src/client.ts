@@ -11,7 +11,7 @@ import { RtgateError } from "./errors.js";
 import { type Link, type LinkHandlers, SseLink, WsLink, WtLink } from "./links.js";
 import { TransportMemory } from "./memory.js";
 import { newClientMsgId, Outbox, type OutFrame } from "./outbox.js";
-import { browserSubscription, type EnablePushOptions, pushRegistration } from "./push.js";
+import { browserSubscription, type EnablePushOptions } from "./push.js";
 import { IndexedDbStore, MemoryStore, type PositionStore, type Positions, PositionTracker, sanitize } from "./positions.js";
 import { DeliveredReceipts, receiptFrames } from "./receipts.js";
 import type {
@@ -298,7 +298,13 @@ export class RtgateClient {
 
   /** Stops push to this browser: unregistered at the server, then unsubscribed. */
   async disablePush(opts: EnablePushOptions = {}): Promise<void> {
-    const reg = await pushRegistration(opts);
+    // The page's registration, if any: none is made to be turned off.
+    const reg =
+      opts.registration ??
+      (typeof navigator !== "undefined" && "serviceWorker" in navigator
+        ? await navigator.serviceWorker.getRegistration()
+        : undefined);
+    if (!reg) return;
     const sub = await reg.pushManager.getSubscription();
     if (!sub) return;
     await this.request({ msgType: 16, push: { endpoint: sub.endpoint }, remove: true });
