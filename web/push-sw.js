@@ -15,12 +15,24 @@ self.addEventListener("push", (event) => {
   const title = count > 1 ? `${count} new messages` : `New message from ${from}`;
   const body = p.preview || (count > 1 ? `The latest from ${from}` : "Open the chat to read it");
   event.waitUntil(
-    self.registration.showNotification(title, {
-      body,
-      tag: "rtgate-inbox",
-      renotify: true,
-      data: p,
-    }),
+    (async () => {
+      // Open pages of this origin hear of it too (the demo logs it), with
+      // whether the notification could be shown.
+      let shown = true;
+      try {
+        await self.registration.showNotification(title, {
+          body,
+          tag: "rtgate-inbox",
+          renotify: true,
+          data: p,
+        });
+      } catch (e) {
+        shown = String(e);
+      }
+      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+      for (const w of windows) w.postMessage({ type: "rtgate-push", payload: p, title, body, shown });
+      if (shown !== true) throw new Error(`notification not shown: ${shown}`);
+    })(),
   );
 });
 

@@ -15,6 +15,12 @@
 //!   (`iss`, `scope`, `aud`) or 400 `invalid_grant`; answers an access token.
 //! - FCM HTTP v1 at `/v1/projects/<p>/messages:send`: a bearer token issued
 //!   by `/token` or 401; tokens starting `dead` 404 `UNREGISTERED`.
+//!
+//! And, for Firefox, the other half of a browser's push service
+//! (`PushServices::autopush`): the WebSocket protocol Firefox speaks to
+//! Mozilla's autopush (`dom.push.serverURL`: hello, register with the
+//! application server key, notifications acked), handing out `/wp/<channel>`
+//! endpoints here and forwarding what is POSTed to them, as it came.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -62,6 +68,10 @@ pub(crate) struct Expect {
 
 #[derive(Default)]
 struct State {
+    /// Browsers connected to the autopush stand-in, by channel: where to
+    /// forward, and the application server key the channel was made with.
+    browsers:
+        std::collections::HashMap<String, (tokio::sync::mpsc::UnboundedSender<String>, String)>,
     recorded: Vec<Recorded>,
     /// Paths already answered once (for "the first time" answers).
     seen: HashSet<String>,
@@ -149,6 +159,60 @@ impl PushServices {
         }
     }
 
+    /// The autopush stand-in: a WebSocket server Firefox connects to
+    /// (`ws://` address returned), whose subscriptions' endpoints are this
+    /// server's `/wp/<channelID>`.
+    pub(crate) async fn autopush(&self) -> String {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (state, base) = (self.state.clone(), self.url("/wp/"));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (state, base) = (state.clone(), base.clone());
+                tokio::spawn(async move {
+                    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        return;
+                    };
+                    let (mut tx, mut rx) = ws.split();
+                    let (out, mut outq) = tokio::sync::mpsc::unbounded_channel::<String>();
+                    tokio::spawn(async move {
+                        while let Some(m) = outq.recv().await {
+                            if tx.send(Message::text(m)).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    while let Some(Ok(m)) = rx.next().await {
+                        let Message::Text(t) = m else { continue };
+                        let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                        let reply = match v["messageType"].as_str() {
+                            Some("hello") => json!({"messageType": "hello", "status": 200,
+                                "uaid": "5f0a7c0e9b6d4e0f8a1b2c3d4e5f6a7b", "use_webpush": true, "broadcasts": {}}),
+                            Some("register") => {
+                                let channel = v["channelID"].as_str().unwrap_or("").to_string();
+                                let key = v["key"].as_str().unwrap_or("").to_string();
+                                state
+                                    .lock()
+                                    .unwrap()
+                                    .browsers
+                                    .insert(channel.clone(), (out.clone(), key));
+                                json!({"messageType": "register", "channelID": channel, "status": 200,
+                                    "pushEndpoint": format!("{base}{channel}")})
+                            }
+                            Some("ping") | None => json!({}),
+                            // Acks (and nacks) need no answer.
+                            _ => continue,
+                        };
+                        let _ = out.send(reply.to_string());
+                    }
+                });
+            }
+        });
+        format!("ws://{addr}/")
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.addr.port())
     }
@@ -233,6 +297,27 @@ fn answer(
             .to_string()
     };
     if let Some(name) = path.strip_prefix("/wp/") {
+        // A browser's channel: only a request signed (VAPID) with the key
+        // the channel was made with is taken, as Mozilla's service does;
+        // it goes to the browser as it came.
+        let browser = st.lock().unwrap().browsers.get(name).cloned();
+        if let Some((tx, key)) = browser {
+            if !vapid_matches(&header("authorization"), &key) {
+                return plain(
+                    401,
+                    json!({"errno": 109, "message": "VAPID does not match the subscription's key"}),
+                );
+            }
+            let note = json!({
+                "messageType": "notification",
+                "channelID": name,
+                "version": format!("v{}", crate::common::unix_now()),
+                "data": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, body),
+                "headers": {"encoding": parts.headers.get("content-encoding").and_then(|v| v.to_str().ok()).unwrap_or("")},
+            });
+            let _ = tx.send(note.to_string());
+            return (StatusCode::CREATED, vec![], String::new());
+        }
         return match name {
             n if n.starts_with("gone") => plain(410, json!({})),
             n if n.starts_with("busy") && first => (
@@ -356,6 +441,35 @@ fn answer(
         );
     }
     plain(404, json!({}))
+}
+
+/// Whether `authorization` is `vapid t=<JWT>, k=<key>` with `key` (base64url,
+/// padding aside) and a JWT that verifies with it.
+fn vapid_matches(authorization: &str, key: &str) -> bool {
+    let Some(rest) = authorization.strip_prefix("vapid ") else {
+        return false;
+    };
+    let mut t = "";
+    let mut k = "";
+    for part in rest.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v,
+            Some(("k", v)) => k = v,
+            _ => {}
+        }
+    }
+    let key = key.trim_end_matches('=');
+    if k.trim_end_matches('=') != key {
+        return false;
+    }
+    let Ok(point) = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key)
+    else {
+        return false;
+    };
+    let mut v = Validation::new(Algorithm::ES256);
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp", "sub"]);
+    jsonwebtoken::decode::<Value>(t, &DecodingKey::from_ec_der(&point), &v).is_ok()
 }
 
 /// The port the request was made to (from its authority or Host).

@@ -162,7 +162,12 @@ impl Gecko {
     }
 
     pub(crate) async fn browser(&self) -> Browser {
-        let caps = json!({
+        self.browser_with_prefs(json!({})).await
+    }
+
+    /// A browser with extra preferences.
+    pub(crate) async fn browser_with_prefs(&self, extra: serde_json::Value) -> Browser {
+        let mut caps = json!({
             "moz:firefoxOptions": {
                 "binary": "/usr/bin/firefox-esr",
                 "args": ["-headless", "-profile", self.profile.path().to_str().unwrap()],
@@ -179,6 +184,11 @@ impl Gecko {
                 }
             }
         });
+        if let Some(extra) = extra.as_object() {
+            for (k, v) in extra {
+                caps["moz:firefoxOptions"]["prefs"][k] = v.clone();
+            }
+        }
         session(
             &self.url,
             caps,

@@ -1,9 +1,10 @@
-//! Push in Chromium: the demo's service worker (`/push-sw.js`) shows what
-//! the server pushes and the page reads the notification back; the client's
-//! `enablePush()` fails with a clear error where the browser's push service
-//! cannot be reached (as here: Google's is not). The push itself is the one
-//! the server sent the local Web Push stand-in, decrypted there and handed
-//! to the worker through the DevTools protocol as a push service would.
+//! Push in browsers. Firefox end to end: it subscribes through a stand-in of
+//! Mozilla's push service, so `enablePush()` runs for real and the node's
+//! push reaches the browser encrypted, is decrypted with the browser's own
+//! keys and shown by the demo's service worker (`/push-sw.js`). Chromium
+//! cannot reach Google's push service here: `enablePush()` fails with a
+//! clear error, and the server's push, decrypted by the test, is handed to
+//! the worker through the DevTools protocol as a push service would.
 
 use std::time::{Duration, Instant};
 
@@ -142,5 +143,103 @@ async fn the_service_worker_shows_the_servers_push_and_enable_push_fails_clearly
     assert_eq!(n["body"], "lunch?");
     assert_eq!(n["tag"], "rtgate-inbox");
     assert_eq!(n["data"]["from"], "alice");
+    b.close().await.unwrap();
+}
+
+/// Firefox ESR subscribes for real, through a stand-in of Mozilla's push
+/// service (its WebSocket protocol, which Firefox's `dom.push.serverURL`
+/// names): the client's `enablePush()` gets the subscription with the
+/// node's VAPID key and registers it; the node's push reaches the browser,
+/// which decrypts it with its own keys and whose worker shows it.
+#[tokio::test]
+async fn firefox_subscribes_with_enable_push_and_shows_what_the_server_pushes() {
+    let services = PushServices::start(Expect::default()).await;
+    let autopush = services.autopush().await;
+    let ca = services.ca.to_str().unwrap().to_string();
+    let server = Server::start(&[
+        "--push-delay-ms",
+        "300",
+        "--push-ca",
+        &ca,
+        "--webpush-host",
+        "127.0.0.1",
+        "--push-preview",
+    ]);
+    let origin = format!("http://{}", server.http);
+    let gecko = super::Gecko::start();
+    let b = gecko
+        .browser_with_prefs(json!({
+            "dom.push.serverURL": autopush,
+            "dom.push.testing.allowInsecureServerURL": true,
+            "dom.push.connection.enabled": true,
+            "permissions.default.desktop-notification": 1,
+            "dom.webnotifications.requireuserinteraction": false,
+            // Headless Firefox has no desktop's notification service:
+            // its own alert windows show them.
+            "alerts.useSystemBackend": false,
+        }))
+        .await;
+    b.goto(&format!("{origin}/")).await.unwrap();
+    b.execute(
+        r#"window.t = {};
+        navigator.serviceWorker.addEventListener("message", (e) => {
+          if (e.data && e.data.type === "rtgate-push") window.t.pushed = e.data;
+        });
+        const c = new RtgateClient({ userId: "zoe", transport: "websocket" });
+        c.connect()
+          .then(() => c.enablePush())
+          .then((sub) => { window.t.enable = { endpoint: sub.endpoint, keys: Object.keys(sub.keys || {}).sort() }; })
+          .catch((e) => { window.t.enable = { code: e.code, message: e.message }; })
+          .finally(() => c.close());"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    let enable = page_result(&b, "t", "enable").await;
+    assert!(
+        enable["endpoint"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&services.url("/wp/"))),
+        "{enable}"
+    );
+    assert_eq!(enable["keys"], json!(["auth", "p256dh"]));
+
+    let (mut alice, _) = Client::login(&server, "alice").await;
+    alice
+        .send(&json!({"msgType": 3, "receivedUserId": "zoe", "msgBody": "dinner at 8"}))
+        .await;
+    alice.recv_type(4).await;
+    let pushed = services.wait_for("/wp/", 1).await;
+    assert_eq!(pushed[0].header("content-encoding"), "aes128gcm");
+    assert_eq!(
+        pushed[0].status, 201,
+        "signed with the key Firefox subscribed with"
+    );
+    // Firefox decrypted it with its own keys; the worker tells the page.
+    let heard = page_result(&b, "t", "pushed").await;
+    assert_eq!(heard["payload"]["from"], "alice", "{heard}");
+    assert_eq!(heard["payload"]["preview"], "dinner at 8");
+    assert_eq!(heard["shown"], true, "{heard}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let shown = loop {
+        let shown = b
+            .execute_async(
+                r#"const done = arguments[0];
+                navigator.serviceWorker.ready
+                  .then((r) => r.getNotifications())
+                  .then((ns) => done(ns.map((n) => ({ title: n.title, body: n.body, data: n.data }))))
+                  .catch((e) => done([{ error: String(e) }]));"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        if shown.as_array().is_some_and(|a| !a.is_empty()) {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "no notification shown");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(shown[0]["title"], "New message from alice", "{shown}");
+    assert_eq!(shown[0]["body"], "dinner at 8");
     b.close().await.unwrap();
 }
