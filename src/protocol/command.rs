@@ -5,6 +5,7 @@ use serde_json::value::RawValue;
 use super::error::ProtoError;
 use super::id::Id;
 use super::message::{self, Since, SincePositions, Wire};
+pub use super::nesting::nesting_depth;
 
 /// Longest `clientMsgId` accepted.
 pub const MAX_CLIENT_MSG_ID: usize = 64;
@@ -415,34 +416,6 @@ fn position(n: u64, field: &str) -> Result<u64, ProtoError> {
         )));
     }
     Ok(n)
-}
-
-/// How deeply arrays and objects nest in a JSON text (0 for a scalar).
-/// Brackets inside strings do not count.
-pub fn nesting_depth(json: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for b in json.bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
 }
 
 fn need_room(room: Option<Id>, what: &str) -> Result<Id, ProtoError> {

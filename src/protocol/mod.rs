@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod error;
 pub mod id;
 pub mod message;
+pub mod nesting;
 pub mod push;
 
 pub use chat::{Amend, AmendOp, Receipt, ReceiptKind};
