@@ -223,7 +223,7 @@ pub fn write_dev(dir: &Path, validity: Duration) -> Result<Certificate, TlsError
 /// Writes a private key, readable by its owner only from the moment the file
 /// exists (mode 0600 at creation, not changed afterwards). An older key file
 /// is replaced, not rewritten in place, so its mode cannot carry over.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let _ = std::fs::remove_file(path);
     let mut options = std::fs::OpenOptions::new();

@@ -48,7 +48,11 @@ impl Vapid {
         if make && !path.exists() {
             let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                 .map_err(|e| bad(&e))?;
-            write_private(path, pair.serialize_pem().as_bytes()).map_err(|e| bad(&e))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| bad(&e))?;
+            }
+            crate::certs::write_private(path, pair.serialize_pem().as_bytes())
+                .map_err(|e| bad(&e))?;
         }
         let pem = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
         let secret = p256::SecretKey::from_pkcs8_pem(&pem)
@@ -182,24 +186,6 @@ pub(crate) fn allowed(endpoint: &str, hosts: &[String]) -> bool {
             None => host == h,
         }
     })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]
