@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use fantoccini::Client as Browser;
+
 use crate::browser::{Driver, click, fill, text, wait_for};
 use crate::common::{Client, Server, example, jwt, unix_now};
 use crate::netlab::{Impairment, Lab};
@@ -127,20 +129,22 @@ async fn a_phone_behind_loss_and_delay_chats_over_webtransport_with_the_unimpair
     }
 }
 
-#[tokio::test]
-async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages_latency() {
-    let Some((lab, s)) = lab_and_server("chromium_behind_loss", 3.0, 20.0) else {
-        return;
-    };
+/// Chromium in the impaired namespace (its driver too) on the demo page,
+/// served over the lab with `query` and the server's WebTransport URL, its
+/// origin made a secure context (as HTTPS would) so that it may use
+/// WebTransport; logged in as "phone" and connected.
+async fn demo_behind_the_lab(
+    lab: &Lab,
+    s: &Server,
+    profile: &str,
+    query: &str,
+) -> (Driver, Browser) {
     let (http, wt) = (s.http.port(), s.wt.port());
     let origin = format!("http://{}:{http}", lab.server_ip);
-    // Chromium and its driver live in the impaired namespace; the page is
-    // served over the lab, and its origin is made a secure context (as
-    // HTTPS would) so that it may use WebTransport.
     let driver = Driver::start_in(&lab.client_ns, &lab.client_control_ip, &lab.control_peer_ip);
     let b = driver
         .browser_with(
-            "phone",
+            profile,
             &[
                 format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
                 format!(
@@ -150,11 +154,8 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
             ],
         )
         .await;
-    // WebTransport only: in "auto" a handshake that loses a packet can lose
-    // the race against the WebSocket (client.js then remembers that
-    // WebTransport works here and waits longer for it next time).
     b.goto(&format!(
-        "{origin}/?transport=webtransport&wt=https://{}:{wt}/wt",
+        "{origin}/?{query}&wt=https://{}:{wt}/wt",
         lab.server_ip
     ))
     .await
@@ -163,6 +164,18 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
     fill(&b, "token", &token("phone")).await;
     click(&b, "connect").await;
     wait_for(&b, "state", "connected").await;
+    (driver, b)
+}
+
+#[tokio::test]
+async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages_latency() {
+    let Some((lab, s)) = lab_and_server("chromium_behind_loss", 3.0, 20.0) else {
+        return;
+    };
+    // WebTransport only: in "auto" a handshake that loses a packet can lose
+    // the race against the WebSocket (client.js then remembers that
+    // WebTransport works here and waits longer for it next time).
+    let (_driver, b) = demo_behind_the_lab(&lab, &s, "phone", "transport=webtransport").await;
     assert_eq!(text(&b, "transport").await, "via webtransport (draft-02)");
     let mut w = unimpaired(&lab, &s, "w").await;
     for i in 0..10 {
@@ -199,31 +212,13 @@ async fn chromium_behind_loss_shows_messages_that_came_by_their_datagram_copy_in
     let Some((lab, s)) = lab_and_server("chromium_datagram_copies", 10.0, 20.0) else {
         return;
     };
-    let (http, wt) = (s.http.port(), s.wt.port());
-    let origin = format!("http://{}:{http}", lab.server_ip);
-    let driver = Driver::start_in(&lab.client_ns, &lab.client_control_ip, &lab.control_peer_ip);
-    let b = driver
-        .browser_with(
-            "copies",
-            &[
-                format!("--unsafely-treat-insecure-origin-as-secure={origin}"),
-                format!(
-                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {}",
-                    lab.server_ip
-                ),
-            ],
-        )
-        .await;
-    b.goto(&format!(
-        "{origin}/?transport=webtransport&redundancy=datagram&wt=https://{}:{wt}/wt",
-        lab.server_ip
-    ))
-    .await
-    .unwrap();
-    fill(&b, "user", "phone").await;
-    fill(&b, "token", &token("phone")).await;
-    click(&b, "connect").await;
-    wait_for(&b, "state", "connected").await;
+    let (_driver, b) = demo_behind_the_lab(
+        &lab,
+        &s,
+        "copies",
+        "transport=webtransport&redundancy=datagram",
+    )
+    .await;
     let mut w = unimpaired(&lab, &s, "w").await;
     const N: usize = 40;
     for i in 0..N {

@@ -36,20 +36,39 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
     }
 }
 
+/// A node that pushes to the stand-ins, with previews, after 300 ms.
+fn push_server(services: &PushServices) -> Server {
+    Server::start(&[
+        "--push-delay-ms",
+        "300",
+        "--push-ca",
+        services.ca.to_str().unwrap(),
+        "--webpush-host",
+        "127.0.0.1",
+        "--push-preview",
+    ])
+}
+
+/// The notifications the page's service worker shows now (title, body,
+/// tag, data).
+async fn notifications(b: &fantoccini::Client) -> Value {
+    b.execute_async(
+        r#"const done = arguments[0];
+        navigator.serviceWorker.ready
+          .then((r) => r.getNotifications())
+          .then((ns) => done(ns.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }))))
+          .catch((e) => done([{ error: String(e) }]));"#,
+        vec![],
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_service_worker_shows_the_servers_push_and_enable_push_fails_clearly_without_a_push_service()
  {
     let services = PushServices::start(Expect::default()).await;
-    let ca = services.ca.to_str().unwrap().to_string();
-    let server = Server::start(&[
-        "--push-delay-ms",
-        "300",
-        "--push-ca",
-        &ca,
-        "--webpush-host",
-        "127.0.0.1",
-        "--push-preview",
-    ]);
+    let server = push_server(&services);
     let origin = format!("http://{}", server.http);
     let driver = Driver::start();
     let b = driver.browser("push").await;
@@ -122,17 +141,7 @@ async fn the_service_worker_shows_the_servers_push_and_enable_push_fails_clearly
                 .await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let shown = b
-            .execute_async(
-                r#"const done = arguments[0];
-                navigator.serviceWorker.ready
-                  .then((r) => r.getNotifications())
-                  .then((ns) => done(ns.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data }))))
-                  .catch((e) => done([{ error: String(e) }]));"#,
-                vec![],
-            )
-            .await
-            .unwrap();
+        let shown = notifications(&b).await;
         if shown.as_array().is_some_and(|a| !a.is_empty()) {
             break shown;
         }
@@ -155,16 +164,7 @@ async fn the_service_worker_shows_the_servers_push_and_enable_push_fails_clearly
 async fn firefox_subscribes_with_enable_push_and_shows_what_the_server_pushes() {
     let services = PushServices::start(Expect::default()).await;
     let autopush = services.autopush().await;
-    let ca = services.ca.to_str().unwrap().to_string();
-    let server = Server::start(&[
-        "--push-delay-ms",
-        "300",
-        "--push-ca",
-        &ca,
-        "--webpush-host",
-        "127.0.0.1",
-        "--push-preview",
-    ]);
+    let server = push_server(&services);
     let origin = format!("http://{}", server.http);
     let gecko = super::Gecko::start();
     let b = gecko
@@ -222,17 +222,7 @@ async fn firefox_subscribes_with_enable_push_and_shows_what_the_server_pushes() 
     assert_eq!(heard["shown"], true, "{heard}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let shown = loop {
-        let shown = b
-            .execute_async(
-                r#"const done = arguments[0];
-                navigator.serviceWorker.ready
-                  .then((r) => r.getNotifications())
-                  .then((ns) => done(ns.map((n) => ({ title: n.title, body: n.body, data: n.data }))))
-                  .catch((e) => done([{ error: String(e) }]));"#,
-                vec![],
-            )
-            .await
-            .unwrap();
+        let shown = notifications(&b).await;
         if shown.as_array().is_some_and(|a| !a.is_empty()) {
             break shown;
         }
