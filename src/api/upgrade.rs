@@ -105,11 +105,12 @@ fn upgrade(
             // The fan-out's side door writes JSON text frames: a MessagePack
             // session takes every frame through its queue.
             let door = direct.as_ref().filter(|_| !binary).map(DirectWs::sender);
-            tasks.track_future(crate::session::run(
+            tasks.spawn(crate::session::run(
                 WebSocketTransport::new(socket, direct, binary),
                 door,
                 *peer,
                 gw,
-            ))
+            ));
+            std::future::ready(())
         })
 }
