@@ -16,12 +16,13 @@ mod sources;
 mod state;
 mod verdicts;
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
@@ -96,11 +97,27 @@ pub(crate) fn run<T: Transport>(
         wake: WakeFlag::new(),
         encoding: peer.encoding,
     };
+    // Instrumented from outside: a span moved into the block would be kept
+    // twice for the session's life (the captured one and the one in the
+    // `Instrumented` it went into).
     async move {
         m.opened();
-        driver.run().instrument(span).await;
+        driver.run().await;
         m.closed();
     }
+    .instrument(span)
+}
+
+/// A handler of the session's, boxed so that its state is allocated only
+/// while it runs.
+type Handler<'a> = Pin<Box<dyn Future<Output = Flow> + Send + 'a>>;
+
+/// What a turn of the select loop does about what woke it.
+enum Step<'a> {
+    /// Decided without waiting.
+    Now(Flow),
+    /// A handler to await.
+    Later(Handler<'a>),
 }
 
 /// What to do after handling something.
@@ -190,69 +207,18 @@ impl<T: Transport> Driver<T> {
         let deadline = sleep_until(self.core.wake_at());
         tokio::pin!(deadline);
         let flow = loop {
-            // A refresh (msgType 10) may have moved the expiry.
-            let exp = self.active.as_ref().and_then(|a| a.identity.expires);
-            if exp != self.core.expires() {
-                self.core.credentials(exp, Instant::now(), now_ms());
-            }
-            let wake = self.core.wake_at();
-            if deadline.deadline() != wake {
-                deadline.as_mut().reset(wake);
-                // Polled again with the flag's waker before the task sleeps.
-                self.wake.raise();
-            }
-            let woke =
-                poll_fn(|cx| self.poll_woke(cx, cancelled.as_mut(), deadline.as_mut())).await;
-            let flow = match woke {
-                Woke::Cancelled => {
-                    // A request from the hub carries its code; otherwise the node is shutting down.
-                    let code = self.closer.as_ref().and_then(|c| c.requested_code());
-                    Flow::Close(code.unwrap_or(CloseCode::GoingAway))
-                }
-                Woke::Deadline => match self.core.on_timer(Instant::now()) {
-                    Due::Nothing => Flow::Continue,
-                    Due::Heartbeat => Box::pin(self.on_heartbeat_tick()).await,
-                    Due::LoginTimeout => {
-                        info!("no login in time");
-                        telemetry::login("timeout");
-                        Flow::Close(CloseCode::Timeout)
-                    }
-                    Due::AnnounceExpiry(exp) => {
-                        Box::pin(async {
-                            match self.reply(Reply::expires(exp)).await {
-                                Ok(()) => self.flush().await,
-                                Err(e) => e.into(),
-                            }
-                        })
-                        .await
-                    }
-                    Due::Expired => {
-                        info!("credentials expired");
-                        let e = ProtoError::Unauthorized("credentials expired".into());
-                        match Box::pin(self.error(e, None)).await {
-                            Ok(()) => Flow::Close(CloseCode::Unauthorized),
-                            Err(e) => e.into(),
-                        }
-                    }
-                },
-                Woke::Done(Done::Ack(cmid, result)) => Box::pin(self.on_ack(cmid, result)).await,
-                Woke::Done(Done::Verdict(v)) => Box::pin(self.on_verdict(v)).await,
-                // Boxed like every handler that writes: a write's state
-                // (bounded by a deadline) would otherwise sit in every idle
-                // session's future.
-                Woke::Out(frame) => Box::pin(self.write_out(frame)).await,
-                Woke::In(None) => Flow::Gone,
-                Woke::In(Some(Err(e))) => Flow::from(e),
-                Woke::In(Some(Ok(inc))) => {
-                    self.core.on_traffic(Instant::now());
-                    Box::pin(async {
-                        match self.on_incoming(inc).await {
-                            Flow::Continue => self.flush().await,
-                            other => other,
-                        }
-                    })
-                    .await
-                }
+            self.rearm(deadline.as_mut());
+            // `woke` (the largest thing a turn holds) ends before the
+            // handler is awaited, so an idle session's future does not keep
+            // room for it: only the handler's box crosses the await.
+            let step = {
+                let woke =
+                    poll_fn(|cx| self.poll_woke(cx, cancelled.as_mut(), deadline.as_mut())).await;
+                self.step(woke)
+            };
+            let flow = match step {
+                Step::Now(flow) => flow,
+                Step::Later(handler) => handler.await,
             };
             if !matches!(flow, Flow::Continue) {
                 break flow;
@@ -267,6 +233,79 @@ impl<T: Transport> Driver<T> {
             _ => {}
         }
         self.finish();
+    }
+
+    /// Moves the one timer to whatever is due next; a refresh (msgType 10)
+    /// may have moved the credentials' expiry.
+    fn rearm(&mut self, deadline: Pin<&mut Sleep>) {
+        let exp = self.active.as_ref().and_then(|a| a.identity.expires);
+        if exp != self.core.expires() {
+            self.core.credentials(exp, Instant::now(), now_ms());
+        }
+        let wake = self.core.wake_at();
+        if deadline.deadline() != wake {
+            deadline.reset(wake);
+            // Polled again with the flag's waker before the task sleeps.
+            self.wake.raise();
+        }
+    }
+
+    /// What to do about `woke`: decided at once, or a handler to await.
+    /// Handlers that write or wait run boxed: their state (a write bounded
+    /// by a deadline, a login) would otherwise sit in every idle session's
+    /// future.
+    fn step(&mut self, woke: Woke) -> Step<'_> {
+        let flow = match woke {
+            Woke::Cancelled => {
+                // A request from the hub carries its code; otherwise the node is shutting down.
+                let code = self.closer.as_ref().and_then(|c| c.requested_code());
+                Flow::Close(code.unwrap_or(CloseCode::GoingAway))
+            }
+            Woke::Deadline => match self.core.on_timer(Instant::now()) {
+                Due::Nothing => Flow::Continue,
+                Due::Heartbeat => return Step::Later(Box::pin(self.on_heartbeat_tick())),
+                Due::LoginTimeout => {
+                    info!("no login in time");
+                    telemetry::login("timeout");
+                    Flow::Close(CloseCode::Timeout)
+                }
+                Due::AnnounceExpiry(exp) => {
+                    return Step::Later(Box::pin(async move {
+                        match self.reply(Reply::expires(exp)).await {
+                            Ok(()) => self.flush().await,
+                            Err(e) => e.into(),
+                        }
+                    }));
+                }
+                Due::Expired => {
+                    info!("credentials expired");
+                    let e = ProtoError::Unauthorized("credentials expired".into());
+                    return Step::Later(Box::pin(async move {
+                        match self.error(e, None).await {
+                            Ok(()) => Flow::Close(CloseCode::Unauthorized),
+                            Err(e) => e.into(),
+                        }
+                    }));
+                }
+            },
+            Woke::Done(Done::Ack(cmid, result)) => {
+                return Step::Later(Box::pin(self.on_ack(cmid, result)));
+            }
+            Woke::Done(Done::Verdict(v)) => return Step::Later(Box::pin(self.on_verdict(v))),
+            Woke::Out(frame) => return Step::Later(Box::pin(self.write_out(frame))),
+            Woke::In(None) => Flow::Gone,
+            Woke::In(Some(Err(e))) => Flow::from(e),
+            Woke::In(Some(Ok(inc))) => {
+                self.core.on_traffic(Instant::now());
+                return Step::Later(Box::pin(async move {
+                    match self.on_incoming(inc).await {
+                        Flow::Continue => self.flush().await,
+                        other => other,
+                    }
+                }));
+            }
+        };
+        Step::Now(flow)
     }
 
     /// Sends the acks of what is already stored, then closes with `code`.
