@@ -100,8 +100,13 @@ pub(super) struct Core {
     /// `redundancy`).
     reading: Reading,
     /// Per replayed channel, the last seq the replay sent: live frames up
-    /// to it were already delivered and are dropped.
-    replayed: HashMap<Channel, u64>,
+    /// to it were already delivered and are dropped. Allocated by the first
+    /// replay (most sessions have none).
+    #[expect(
+        clippy::box_collection,
+        reason = "the box keeps the map's header out of every idle session's task"
+    )]
+    replayed: Option<Box<HashMap<Channel, u64>>>,
 }
 
 /// How a client reads its channels' frames.
@@ -125,7 +130,7 @@ impl Core {
             last_inbound: now,
             limit: RateLimit::new(limits.rate_limit),
             reading: Reading::default(),
-            replayed: HashMap::new(),
+            replayed: None,
         }
     }
 
@@ -255,10 +260,16 @@ impl Core {
 
     /// The login's replay of `channel` sent everything up to `upto`.
     pub(super) fn replayed(&mut self, channel: &Channel, upto: u64) {
-        match self.replayed.get_mut(channel) {
+        // Seqs start at 1: nothing to drop (most logins hold their inbox at
+        // 0, and keep no map for it).
+        if upto == 0 {
+            return;
+        }
+        let replayed = self.replayed.get_or_insert_default();
+        match replayed.get_mut(channel) {
             Some(seq) => *seq = (*seq).max(upto),
             None => {
-                self.replayed.insert(channel.clone(), upto);
+                replayed.insert(channel.clone(), upto);
             }
         }
     }
@@ -297,7 +308,8 @@ impl Core {
             (Some(p), _)
                 if self
                     .replayed
-                    .get(&p.channel)
+                    .as_ref()
+                    .and_then(|r| r.get(&p.channel))
                     .is_some_and(|upto| p.seq <= *upto) =>
             {
                 Route::Skip
