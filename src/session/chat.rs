@@ -154,12 +154,13 @@ pub(super) fn typing(s: &mut LoggedIn, gw: &Gateway, to: Destination, typing: bo
         );
     }
     let now = Instant::now();
-    s.typing
+    s.occasional()
+        .typing
         .retain(|(_, at)| now.duration_since(*at) < TYPING_EVERY);
-    if s.typing.iter().any(|(d, _)| *d == to) {
+    if s.occasional().typing.iter().any(|(d, _)| *d == to) {
         return Effects::default();
     }
-    s.typing.push((to.clone(), now));
+    s.occasional().typing.push((to.clone(), now));
     gw.chat().typing(s.user(), s.id, &to, typing);
     Effects::default()
 }

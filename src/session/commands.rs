@@ -270,19 +270,19 @@ pub(crate) async fn may_read(s: &mut LoggedIn, gw: &Gateway, room: &Id) -> Resul
     let now = std::time::Instant::now();
     let forbidden =
         || ProtoError::Forbidden(format!("the backend does not let you read room {room}"));
-    match s.read_grants.get(room, now) {
+    match s.occasional().read_grants.get(room, now) {
         Some(true) => return Ok(()),
         Some(false) => return Err(forbidden()),
         None => {}
     }
     match gw.hooks().join(s.user(), room).await {
         Ok(()) => {
-            s.read_grants.put(room.clone(), true, now);
+            s.occasional().read_grants.put(room.clone(), true, now);
             Ok(())
         }
         // A refusal is the backend's decision and is kept; a failure is not.
         Err(e) if e.code() == 403 => {
-            s.read_grants.put(room.clone(), false, now);
+            s.occasional().read_grants.put(room.clone(), false, now);
             Err(e)
         }
         Err(e) => Err(e),

@@ -1,7 +1,6 @@
 //! Commands run against a real hub, memory store and local broker, with no
 //! socket: what each answers, what it changes, and its errors.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,23 +69,13 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         direct: None,
     };
     gw.hub().register(handle.clone());
-    LoggedIn {
-        id: handle.id,
-        identity: Identity {
-            user: id(user),
-            rooms,
-            expires: None,
-            info: None,
-        },
-        handle,
-        rx,
-        rooms: HashSet::new(),
-        turns: Default::default(),
-        presence_rooms: Vec::new(),
-        read_grants: Default::default(),
-        pending: Default::default(),
-        typing: Vec::new(),
-    }
+    let identity = Identity {
+        user: id(user),
+        rooms,
+        expires: None,
+        info: None,
+    };
+    LoggedIn::new(handle.id, identity, handle, rx)
 }
 
 fn only(rooms: &[&str]) -> RoomGrant {

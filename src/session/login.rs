@@ -2,7 +2,6 @@
 //! and the broker's interest, the rooms it joins, and the replay plan (which
 //! channels to replay from where, with their first pages read).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use tracing::{field, info};
@@ -126,18 +125,7 @@ pub(crate) async fn login(
             CloseCode::GoingAway,
         ));
     }
-    let mut state = LoggedIn {
-        id,
-        identity,
-        handle,
-        rx,
-        rooms: HashSet::new(),
-        turns: Default::default(),
-        presence_rooms: Vec::new(),
-        read_grants: Default::default(),
-        pending: Default::default(),
-        typing: Vec::new(),
-    };
+    let mut state = LoggedIn::new(id, identity, handle, rx);
     info!(session = %id, "logged in");
     telemetry::login("ok");
 

@@ -26,6 +26,14 @@ pub(crate) struct LoggedIn {
     pub(crate) turns: Turns,
     /// Rooms whose presence events (msgType 11) it asked for.
     pub(crate) presence_rooms: Vec<Id>,
+    /// What only some sessions use, allocated by the first use: an idle
+    /// session's task does not carry it.
+    occasional: Option<Box<Occasional>>,
+}
+
+/// A logged-in session's state that most sessions never touch.
+#[derive(Default)]
+pub(crate) struct Occasional {
     /// The join hook's recent answers for rooms it reads without being in
     /// them (history, presence, replay).
     pub(crate) read_grants: ReadGrants,
@@ -118,6 +126,37 @@ impl Turns {
 }
 
 impl LoggedIn {
+    /// A session just logged in: in no room yet.
+    pub(crate) fn new(
+        id: SessionId,
+        identity: Identity,
+        handle: SessionHandle,
+        rx: queue::Receiver<OutFrame>,
+    ) -> Self {
+        Self {
+            id,
+            identity,
+            handle,
+            rx,
+            rooms: HashSet::new(),
+            turns: Turns::default(),
+            presence_rooms: Vec::new(),
+            occasional: None,
+        }
+    }
+
+    /// The state few sessions use, allocated now if it was not.
+    pub(crate) fn occasional(&mut self) -> &mut Occasional {
+        self.occasional.get_or_insert_default()
+    }
+
+    /// Whether a join hook verdict about `room` is on its way.
+    pub(crate) fn verdict_pending(&self, room: &Id) -> bool {
+        self.occasional
+            .as_ref()
+            .is_some_and(|o| o.pending.about(room))
+    }
+
     /// The user.
     pub(crate) fn user(&self) -> &Id {
         &self.identity.user

@@ -40,6 +40,11 @@ pub(crate) struct Verdict {
 pub(crate) struct Pending(HashMap<Id, VecDeque<Command>>);
 
 impl Pending {
+    /// Whether a verdict about `room` is on its way.
+    pub(crate) fn about(&self, room: &Id) -> bool {
+        self.0.contains_key(room)
+    }
+
     fn waiting(&self) -> usize {
         self.0.values().map(VecDeque::len).sum()
     }
@@ -74,16 +79,21 @@ pub(crate) fn hold(s: &mut LoggedIn, cmd: Command) -> Result<Option<Command>, Pr
     let Some(room) = room_of(&cmd) else {
         return Ok(Some(cmd));
     };
-    if !s.pending.0.contains_key(room) {
+    if !s.verdict_pending(room) {
         return Ok(Some(cmd));
     }
-    if s.pending.waiting() >= WAITING_MAX {
+    if s.occasional().pending.waiting() >= WAITING_MAX {
         return Err(ProtoError::Unavailable(
             "too many commands waiting for the backend's answer about a room; retry".into(),
         ));
     }
     let room = room.clone();
-    s.pending.0.get_mut(&room).expect("checked").push_back(cmd);
+    s.occasional()
+        .pending
+        .0
+        .get_mut(&room)
+        .expect("checked")
+        .push_back(cmd);
     Ok(None)
 }
 
@@ -93,13 +103,17 @@ pub(crate) fn needs_hook(s: &mut LoggedIn, gw: &Gateway, room: &Id, reading: boo
     if s.rooms.contains(room) || !gw.hooks().has_join() || s.may_use(room).is_err() {
         return false;
     }
-    !reading || s.read_grants.get(room, Instant::now()).is_none()
+    !reading
+        || s.occasional()
+            .read_grants
+            .get(room, Instant::now())
+            .is_none()
 }
 
 /// Asks the join hook about `room` beside the session's loop: the answer
 /// comes back as [`Done::Verdict`].
 pub(crate) fn ask(s: &mut LoggedIn, gw: &Gateway, room: Id, asked: Asked) -> AckFuture {
-    s.pending.0.entry(room.clone()).or_default();
+    s.occasional().pending.0.entry(room.clone()).or_default();
     let hooks = gw.hooks().clone();
     let user = s.user().clone();
     async move {
@@ -124,8 +138,8 @@ pub(crate) async fn resume(s: &mut LoggedIn, gw: &Gateway, v: Verdict) -> Effect
     let now = Instant::now();
     // A refusal is the backend's decision and is kept; a failure is not.
     match &result {
-        Ok(()) => s.read_grants.put(room.clone(), true, now),
-        Err(e) if e.code() == 403 => s.read_grants.put(room.clone(), false, now),
+        Ok(()) => s.occasional().read_grants.put(room.clone(), true, now),
+        Err(e) if e.code() == 403 => s.occasional().read_grants.put(room.clone(), false, now),
         Err(_) => {}
     }
     let mut out = match (asked, result) {
@@ -140,12 +154,17 @@ pub(crate) async fn resume(s: &mut LoggedIn, gw: &Gateway, v: Verdict) -> Effect
         (Asked::Read(cmd), Ok(())) => Box::pin(super::commands::handle(s, gw, cmd)).await,
         (Asked::Read(_), Err(e)) => Effects::error(e, None),
     };
-    let held = s.pending.0.remove(&room).unwrap_or_default();
+    let held = s.occasional().pending.0.remove(&room).unwrap_or_default();
     for cmd in held {
         // A held command may ask again (a read after a failed join): then
         // the rest wait behind that answer.
-        if s.pending.0.contains_key(&room) {
-            s.pending.0.get_mut(&room).expect("checked").push_back(cmd);
+        if s.verdict_pending(&room) {
+            s.occasional()
+                .pending
+                .0
+                .get_mut(&room)
+                .expect("checked")
+                .push_back(cmd);
             continue;
         }
         out.merge(Box::pin(super::commands::handle(s, gw, cmd)).await);
