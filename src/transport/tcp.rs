@@ -95,8 +95,10 @@ impl Shared {
         }
     }
 
-    /// Writes the buffer out, waiting for the socket as needed.
-    fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes the buffer out, waiting for the socket as needed; `release`
+    /// gives a drained buffer's memory back (the session's flush: a session
+    /// writes in bursts, a reply or a page of replay, and then idles).
+    fn poll_write_out(&self, cx: &mut Context<'_>, release: bool) -> Poll<io::Result<()>> {
         loop {
             {
                 let mut out = self.out();
@@ -104,6 +106,9 @@ impl Shared {
                     return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
                 }
                 if self.write_out(&mut out)? {
+                    if release {
+                        out.buf = Vec::new();
+                    }
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -188,7 +193,7 @@ impl AsyncRead for SharedTcp {
         self.0.reader.register(cx.waker());
         // Bytes the fan-out could not write: the session's task sends them,
         // waiting for the socket with its reader's waker.
-        if let Poll::Ready(Err(e)) = self.0.poll_write_out(cx) {
+        if let Poll::Ready(Err(e)) = self.0.poll_write_out(cx, false) {
             return Poll::Ready(Err(e));
         }
         loop {
@@ -227,11 +232,11 @@ impl AsyncWrite for SharedTcp {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_write_out(cx)
+        self.0.poll_write_out(cx, true)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.0.poll_write_out(cx))?;
+        ready!(self.0.poll_write_out(cx, true))?;
         Poll::Ready(socket2::SockRef::from(&self.0.tcp).shutdown(std::net::Shutdown::Write))
     }
 }
@@ -252,6 +257,22 @@ impl DirectWs {
         self.0.clone()
     }
 
+    /// Appends one whole frame of the session's (final, unmasked) behind
+    /// what the buffer holds, for the session's next flush to write: the
+    /// session's frames take the buffer the fan-out's take, not a second
+    /// one in tungstenite that an idle connection would keep.
+    pub(crate) fn push(&self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut out = self.0.out();
+        if out.dead {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let (header, hlen) = frame_header(opcode, payload.len());
+        out.buf.reserve(hlen + payload.len());
+        out.buf.extend_from_slice(&header[..hlen]);
+        out.buf.extend_from_slice(payload);
+        Ok(())
+    }
+
     /// Gives up on the peer: what waits is dropped and the connection is
     /// reset when the socket closes (no FIN queued behind megabytes the
     /// peer will never read), for a reader that stopped.
@@ -265,11 +286,11 @@ impl DirectWs {
     }
 }
 
-/// The header of an unmasked final text frame of `len` bytes, as
-/// tungstenite writes it, and its length.
-fn text_header(len: usize) -> ([u8; 14], usize) {
+/// The header of an unmasked final frame of `len` bytes, as tungstenite
+/// writes it, and its length.
+fn frame_header(opcode: OpCode, len: usize) -> ([u8; 14], usize) {
     let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
+        opcode,
         ..FrameHeader::default()
     };
     let mut out = [0u8; 14];
@@ -300,7 +321,7 @@ impl DirectSend for Shared {
         if out.dead || out.buf.len() > DIRECT_LIMIT {
             return Sent::No;
         }
-        let (header, hlen) = text_header(payload.len());
+        let (header, hlen) = frame_header(OpCode::Data(Data::Text), payload.len());
         out.buf.extend_from_slice(&header[..hlen]);
         out.buf.extend_from_slice(payload);
         let first = !out.corked;

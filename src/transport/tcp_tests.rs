@@ -6,6 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
+use tungstenite::protocol::frame::coding::Control;
 
 /// A connected pair: the server's end wrapped, the client's plain.
 async fn pair() -> (SharedTcp, TcpStream) {
@@ -13,6 +14,10 @@ async fn pair() -> (SharedTcp, TcpStream) {
     let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
     let (server, _) = l.accept().await.unwrap();
     (SharedTcp::new(server), client)
+}
+
+fn text_header(len: usize) -> ([u8; 14], usize) {
+    frame_header(OpCode::Data(Data::Text), len)
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -26,6 +31,12 @@ fn headers_are_rfc_6455_text_frames() {
     assert_eq!(&text_header(126).0[..4], &[0x81, 126, 0, 126]);
     assert_eq!(text_header(70_000).1, 10);
     assert_eq!(&text_header(70_000).0[2..10], &70_000u64.to_be_bytes());
+    let (ping, n) = frame_header(OpCode::Control(Control::Ping), 0);
+    assert_eq!(&ping[..n], &[0x89, 0]);
+    assert_eq!(
+        &frame_header(OpCode::Data(Data::Binary), 3).0[..2],
+        &[0x82, 3]
+    );
 }
 
 #[tokio::test]
@@ -98,4 +109,33 @@ async fn an_aborted_socket_takes_nothing_more() {
         Ok(n) => assert_eq!(n, 0),
         Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
     }
+}
+
+#[tokio::test]
+async fn the_sessions_frames_keep_their_place_among_the_fan_outs_and_leave_no_buffer_behind() {
+    let (mut s, mut client) = pair().await;
+    let d = s.direct().sender();
+    let direct = s.direct();
+    assert_eq!(
+        d.send_volatile(&Bytes::from_static(b"{\"n\":1}")),
+        Sent::Yes
+    );
+    direct.push(OpCode::Data(Data::Text), b"{\"n\":2}").unwrap();
+    direct
+        .push(OpCode::Data(Data::Binary), b"\x81\xa1n\x03")
+        .unwrap();
+    s.flush().await.unwrap();
+    // The session's flush wrote everything and gave the memory back.
+    assert_eq!(s.0.out().buf.capacity(), 0);
+    let want = [
+        frame(b"{\"n\":1}"),
+        frame(b"{\"n\":2}"),
+        vec![0x82, 4, 0x81, 0xa1, b'n', 0x03],
+    ]
+    .concat();
+    let mut got = vec![0u8; want.len()];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, want);
+    direct.abort();
+    assert!(direct.push(OpCode::Data(Data::Text), b"{}").is_err());
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use super::tcp::DirectWs;
 use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
@@ -21,8 +22,11 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// [`Transport::recv`] asks.
 pub(crate) struct WebSocketTransport {
     ws: WebSocket,
-    /// The socket's shared handle on a plain TCP connection: cut when a
-    /// close cannot be sent.
+    /// The socket's shared handle on a plain TCP connection: the session's
+    /// frames go into its buffer (tungstenite keeps a write buffer for the
+    /// connection's life; this one is given back after each flush), and it
+    /// is cut when a close cannot be sent. tungstenite still writes its
+    /// pongs and the close through the same buffer.
     socket: Option<DirectWs>,
     /// Frames go as binary messages (MessagePack), not text.
     binary: bool,
@@ -74,7 +78,18 @@ impl Transport for WebSocketTransport {
     /// Every lane is the one socket: frames keep the order they are written in.
     async fn write(&mut self, frame: Bytes, _lane: Lane<'_>) -> Result<(), TransportError> {
         // A MessagePack session's `pong` stays text, like its `ping`.
-        if self.binary && frame != crate::protocol::PONG {
+        let binary = self.binary && frame != crate::protocol::PONG;
+        if let Some(s) = &self.socket {
+            // Frames are UTF-8 JSON (or MessagePack) by construction.
+            let opcode = match binary {
+                true => OpCode::Data(Data::Binary),
+                false => OpCode::Data(Data::Text),
+            };
+            return s
+                .push(opcode, &frame)
+                .map_err(|e| TransportError::Io(e.to_string()));
+        }
+        if binary {
             return self.ws.feed(Message::Binary(frame)).await.map_err(io);
         }
         let text = Utf8Bytes::try_from(frame)
@@ -90,10 +105,18 @@ impl Transport for WebSocketTransport {
     }
 
     async fn heartbeat(&mut self) -> Result<Liveness, TransportError> {
-        self.ws
-            .send(Message::Ping(Bytes::new()))
-            .await
-            .map_err(io)?;
+        match &self.socket {
+            Some(s) => {
+                s.push(OpCode::Control(Control::Ping), &[])
+                    .map_err(|e| TransportError::Io(e.to_string()))?;
+                self.ws.flush().await.map_err(io)?;
+            }
+            None => self
+                .ws
+                .send(Message::Ping(Bytes::new()))
+                .await
+                .map_err(io)?,
+        }
         Ok(Liveness::Session)
     }
 
