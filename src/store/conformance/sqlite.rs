@@ -187,6 +187,38 @@ async fn sqlite_answers_from_memory_match_the_tables() {
     assert_eq!(store.latest(&Channel::Room(id("never"))).await.unwrap(), 0);
 }
 
+/// Read positions answered without the disk for users who hold none: the
+/// mirror of who holds some follows writes and is loaded at open, so a
+/// user's positions are never missed (a login's unread counts use them).
+#[tokio::test]
+async fn sqlite_read_positions_are_found_after_a_write_and_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = Channel::Room(id("r"));
+    {
+        let store = open_sqlite(dir.path()).unwrap();
+        for n in 1..=3 {
+            store.append(request(room.clone(), n, None)).await.unwrap();
+        }
+        assert!(store.read_positions(&id("ann")).await.unwrap().is_empty());
+        let mark = crate::store::chat::ReadMark {
+            channel: room.clone(),
+            user: id("ann"),
+            seq: 2,
+        };
+        store.set_reads(vec![mark]).await.unwrap();
+        assert_eq!(
+            store.read_positions(&id("ann")).await.unwrap(),
+            [(room.clone(), 2)]
+        );
+    }
+    let store = open_sqlite(dir.path()).unwrap();
+    assert_eq!(
+        store.read_positions(&id("ann")).await.unwrap(),
+        [(room.clone(), 2)]
+    );
+    assert!(store.read_positions(&id("bob")).await.unwrap().is_empty());
+}
+
 /// A data folder of the previous version (outbox without times) opens: its
 /// events are kept and delivered, new ones get a time.
 #[tokio::test]

@@ -72,6 +72,7 @@ impl ChatStore for SqliteStore {
     fn set_reads(&self, marks: Vec<ReadMark>) -> BoxFuture<'static, Result<Vec<u64>, StoreError>> {
         let out = Arc::new(Mutex::new(Vec::with_capacity(marks.len())));
         let kept = out.clone();
+        let index = self.index.clone();
         let write = self.exec(Box::new(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "INSERT INTO reads (channel, user, seq) VALUES (?1, ?2,
@@ -82,6 +83,7 @@ impl ChatStore for SqliteStore {
             let mut out = kept.lock().unwrap_or_else(|p| p.into_inner());
             out.clear();
             for m in marks {
+                index.reads_written(m.user.as_str());
                 let key = channel_key(&m.channel);
                 let pos: i64 =
                     stmt.query_row(params![key, m.user.as_str(), m.seq as i64], |r| r.get(0))?;
@@ -137,6 +139,10 @@ impl ChatStore for SqliteStore {
         &self,
         user: &Id,
     ) -> BoxFuture<'static, Result<Vec<(Channel, u64)>, StoreError>> {
+        // Most users never marked anything read: no disk, no blocking thread.
+        if self.index.may_have_reads(user.as_str()) == Some(false) {
+            return ready(Ok(Vec::new())).boxed();
+        }
         let user = user.clone();
         self.read_with(move |conn| {
             let mut stmt = conn

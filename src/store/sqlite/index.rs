@@ -1,7 +1,9 @@
 //! What a login asks the store most, answered from memory: each channel's
-//! latest seq and each user's inbox cursor. A login with nothing to replay
-//! then reads nothing from disk and never waits for a blocking thread (a
-//! reconnect storm is mostly such logins).
+//! latest seq, each user's inbox cursor, and which users hold read
+//! positions. A login with nothing to replay, of a user who never marked
+//! anything read, then reads nothing from disk and never waits for a
+//! blocking thread (a reconnect storm is mostly such logins; the unread
+//! counts in every login reply asked the disk for positions each time).
 //!
 //! The writer thread is the only one that changes these tables, so it keeps
 //! this mirror: loaded at open, updated after each commit and before the
@@ -68,10 +70,16 @@ impl Mirror {
     }
 }
 
-/// Channels' latest seqs and users' inbox cursors, as committed.
+/// Channels' latest seqs and users' inbox cursors, as committed, and the
+/// users with read positions.
 pub(super) struct SeqIndex {
     latest: Mirror,
     cursors: Mirror,
+    /// Users with a row in `reads` (the value is unused). Kept on the safe
+    /// side: a user is added before the transaction that writes the row
+    /// commits, and stays after retention removes rows, so a user it lacks
+    /// has no positions, and one it holds is read from disk.
+    readers: Mirror,
 }
 
 impl SeqIndex {
@@ -80,7 +88,22 @@ impl SeqIndex {
         Ok(Self {
             latest: Mirror::load(conn, "SELECT channel, last_seq FROM channels", cap)?,
             cursors: Mirror::load(conn, "SELECT user, seq FROM cursors", cap)?,
+            readers: Mirror::load(conn, "SELECT DISTINCT user, 1 FROM reads", cap)?,
         })
+    }
+
+    /// Whether `user` may hold read positions: `Some(false)` when it
+    /// surely holds none, `None` when they must be read from disk.
+    pub(super) fn may_have_reads(&self, user: &str) -> Option<bool> {
+        self.readers.get(user).map(|v| v.is_some())
+    }
+
+    /// `user` is about to hold read positions (writer thread, inside the
+    /// transaction that writes them).
+    pub(super) fn reads_written(&self, user: &str) {
+        if self.readers.map.get(user).is_none() {
+            self.readers.set(user, 1);
+        }
     }
 
     /// A channel's latest seq (0 for a channel with no history), `None`
@@ -122,7 +145,9 @@ mod tests {
             "CREATE TABLE channels (channel TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
              CREATE TABLE cursors (user TEXT PRIMARY KEY, seq INTEGER NOT NULL);
              INSERT INTO channels VALUES ('i:bob', 7), ('r:lobby', 3), ('r:x', 1);
-             INSERT INTO cursors VALUES ('bob', 5);",
+             INSERT INTO cursors VALUES ('bob', 5);
+             CREATE TABLE reads (channel TEXT, user TEXT, seq INTEGER);
+             INSERT INTO reads VALUES ('r:lobby', 'bob', 2), ('r:x', 'bob', 1);",
         )
         .unwrap();
         c
@@ -142,6 +167,10 @@ mod tests {
         assert_eq!(idx.latest("r:lobby"), Some(0));
         // Clamped to the inbox, as the SQL is.
         assert_eq!(idx.cursor("carol", "i:carol"), Some(0));
+        assert_eq!(idx.may_have_reads("bob"), Some(true));
+        assert_eq!(idx.may_have_reads("carol"), Some(false));
+        idx.reads_written("carol");
+        assert_eq!(idx.may_have_reads("carol"), Some(true));
     }
 
     #[test]
