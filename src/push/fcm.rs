@@ -180,20 +180,42 @@ impl Fcm {
 }
 
 /// What FCM's answer means: 200 sent; 404 `UNREGISTERED` the token is
-/// gone; 401 a new access token and again; 429 and 5xx later; 400
-/// (`INVALID_ARGUMENT`) and 403 a request FCM will not take.
+/// gone, and so is a 400 `INVALID_ARGUMENT` about the token itself (Google's
+/// "manage tokens" guide: safe to delete when the payload is valid, which
+/// ours is by construction); 401 a new access token and again; 429 and 5xx
+/// later; any other 400 and 403 a request FCM will not take (the token is
+/// kept: a fault of ours must not wipe every device).
 pub(crate) fn outcome(status: u16, body: &[u8]) -> Outcome {
-    let unregistered = || {
-        serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
-            v["error"]["status"] == "NOT_FOUND"
-                || v["error"]["details"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|x| x["errorCode"] == "UNREGISTERED"))
-        })
+    let error = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .map(|v| v["error"].clone())
+            .unwrap_or_default()
+    };
+    let unregistered = |e: &serde_json::Value| {
+        e["status"] == "NOT_FOUND"
+            || e["details"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x["errorCode"] == "UNREGISTERED"))
+    };
+    // Two shapes are seen: the message names the registration token, or a
+    // `BadRequest` field violation names `message.token`.
+    let bad_token = |e: &serde_json::Value| {
+        e["status"] == "INVALID_ARGUMENT"
+            && (e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("registration token"))
+                || e["details"].as_array().is_some_and(|d| {
+                    d.iter().any(|x| {
+                        x["fieldViolations"]
+                            .as_array()
+                            .is_some_and(|f| f.iter().any(|v| v["field"] == "message.token"))
+                    })
+                }))
     };
     match status {
         200 => Outcome::Sent,
-        404 if unregistered() => Outcome::Gone,
+        404 if unregistered(&error()) => Outcome::Gone,
+        400 if bad_token(&error()) => Outcome::Gone,
         401 => Outcome::Renew,
         429 | 500..=599 => Outcome::Retry,
         _ => Outcome::Failed,
@@ -217,5 +239,13 @@ mod tests {
             outcome(400, br#"{"error":{"status":"INVALID_ARGUMENT"}}"#),
             Outcome::Failed
         );
+        let payload = br#"{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(outcome(400, payload), Outcome::Failed);
+        let named = br#"{"error":{"code":400,"message":"The registration token is not a valid FCM registration token","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"INVALID_ARGUMENT"}]}}"#;
+        assert_eq!(outcome(400, named), Outcome::Gone);
+        let field = br#"{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.token","description":"Invalid registration token"}]}]}}"#;
+        assert_eq!(outcome(400, field), Outcome::Gone);
+        let other = br#"{"error":{"code":400,"status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"message.data","description":"Invalid value"}]}]}}"#;
+        assert_eq!(outcome(400, other), Outcome::Failed);
     }
 }

@@ -542,7 +542,9 @@ async fn fcm_trades_one_service_account_jwt_for_a_token_and_sends_http_v1_messag
     for (user, token) in [
         ("jay", "tok-jay:APA91b"),
         ("jay", "dead-tok"),
+        ("jay", "bogus-tok"),
         ("kim", "tok-kim"),
+        ("kim", "badfield-tok"),
     ] {
         let (mut c, _) = Client::login(&server, user).await;
         assert_eq!(
@@ -555,7 +557,7 @@ async fn fcm_trades_one_service_account_jwt_for_a_token_and_sends_http_v1_messag
     send_to(&mut alice, "jay", json!("hi jay")).await;
     send_to(&mut alice, "kim", json!({"text": "hi kim"})).await;
     let sends = services
-        .wait_for("/v1/projects/proj-1/messages:send", 3)
+        .wait_for("/v1/projects/proj-1/messages:send", 5)
         .await;
     let tokens = services.requests("/token");
     assert_eq!(tokens.len(), 1, "one access token, cached: {tokens:#?}");
@@ -577,26 +579,42 @@ async fn fcm_trades_one_service_account_jwt_for_a_token_and_sends_http_v1_messag
         let expected = match m["token"].as_str().unwrap() {
             "tok-jay:APA91b" | "tok-kim" => 200,
             "dead-tok" => 404,
+            "bogus-tok" | "badfield-tok" => 400,
             other => panic!("unexpected token {other}"),
         };
         assert_eq!(r.status, expected);
-        let preview = if m["token"] == "tok-kim" {
+        let preview = if m["token"] == "tok-kim" || m["token"] == "badfield-tok" {
             "hi kim"
         } else {
             "hi jay"
         };
         assert_eq!(m["notification"]["body"], preview);
     }
+    // A 404 UNREGISTERED and both shapes of a 400 about the token: gone.
     until_metric(
         &server,
         r#"rtgate_pushes_total{service="fcm",result="gone"}"#,
-        1.0,
+        3.0,
     )
     .await;
     assert_eq!(
         server.metrics().await[r#"rtgate_pushes_total{service="fcm",result="sent"}"#],
         2.0
     );
+    // They were removed: the next messages go to the good tokens only.
+    send_to(&mut alice, "jay", json!("again")).await;
+    send_to(&mut alice, "kim", json!("again")).await;
+    let path = "/v1/projects/proj-1/messages:send";
+    services.wait_for(path, 7).await;
+    // A window's pushes go together: any to a removed token would be here.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sends = services.requests(path);
+    let mut later: Vec<String> = sends[5..]
+        .iter()
+        .map(|r| r.json()["message"]["token"].as_str().unwrap().to_owned())
+        .collect();
+    later.sort();
+    assert_eq!(later, ["tok-jay:APA91b", "tok-kim"]);
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@
 //! - OAuth at `/token`: the service account's RS256 assertion checked
 //!   (`iss`, `scope`, `aud`) or 400 `invalid_grant`; answers an access token.
 //! - FCM HTTP v1 at `/v1/projects/<p>/messages:send`: a bearer token issued
-//!   by `/token` or 401; tokens starting `dead` 404 `UNREGISTERED`.
+//!   by `/token` or 401; tokens starting `dead` 404 `UNREGISTERED`,
+//!   `bogus` and `badfield` 400 `INVALID_ARGUMENT` about the token.
 //!
 //! And, for Firefox, the other half of a browser's push service
 //! (`PushServices::autopush`): the WebSocket protocol Firefox speaks to
@@ -425,6 +426,29 @@ fn answer(
             return plain(
                 400,
                 json!({"error": {"code": 400, "status": "INVALID_ARGUMENT"}}),
+            );
+        }
+        // Google's two shapes of "this token is not one of ours".
+        if token.starts_with("bogus") {
+            return plain(
+                400,
+                json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                    "message": "The registration token is not a valid FCM registration token",
+                    "details": [
+                    {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"}
+                ]}}),
+            );
+        }
+        if token.starts_with("badfield") {
+            return plain(
+                400,
+                json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                    "message": "Request contains an invalid argument.",
+                    "details": [
+                    {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"},
+                    {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                     "fieldViolations": [{"field": "message.token", "description": "Invalid registration token"}]}
+                ]}}),
             );
         }
         if token.starts_with("dead") {
