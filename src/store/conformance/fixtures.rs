@@ -67,6 +67,9 @@ pub(super) struct Fixture {
     /// False for stores that publish by themselves (Redis) instead of
     /// calling the commit sink.
     pub(super) uses_sink: bool,
+    /// The Redis server's address, for a test that changes keys behind
+    /// the store's back.
+    pub(super) redis_url: Option<String>,
     pub(super) _guard: Box<dyn std::any::Any + Send>,
 }
 
@@ -82,6 +85,7 @@ pub(super) fn memory(
         Fixture {
             store,
             uses_sink: true,
+            redis_url: None,
             _guard: Box::new(()),
         }
     })
@@ -97,6 +101,7 @@ pub(super) fn sqlite(
         Fixture {
             store: Arc::new(store),
             uses_sink: true,
+            redis_url: None,
             _guard: Box::new(dir),
         }
     })
@@ -123,6 +128,7 @@ pub(super) fn redis(
         Fixture {
             store: Arc::new(store),
             uses_sink: false,
+            redis_url: Some(server.url()),
             _guard: Box::new(server),
         }
     })

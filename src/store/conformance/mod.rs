@@ -1,9 +1,11 @@
 //! Behaviour every [`Store`] must show, run against each implementation
-//! (the fixtures are in `fixtures.rs`; SQLite-only cases in `sqlite.rs`).
+//! (the fixtures are in `fixtures.rs`; SQLite-only cases in `sqlite.rs`,
+//! Redis-only ones in `redis.rs`).
 
 mod chat;
 mod fixtures;
 mod push;
+mod redis;
 mod sqlite;
 
 use chat::*;

@@ -1,7 +1,7 @@
 //! [`ChatStore`] over Redis. A message is found by its `msgId` through an
 //! index key per message (`rtgate:mid:<msgId>`, the channel and seq,
-//! written by the writer right after the append and expiring with the
-//! retention age). Read positions live in a hash per channel (in the
+//! written by the writer right after the append, and again by a resend's
+//! duplicate answer, expiring with the retention age). Read positions live in a hash per channel (in the
 //! channel's slot) and a hash per user (in its inbox's slot). Unread
 //! counts come from `n`, kept on every log entry by the append script: how
 //! many entries before it count as unread; the channel's total minus the

@@ -233,6 +233,15 @@ impl Writer {
                     answered.push((job, seq_key(&p.channel), ack));
                 }
                 Ok(Answer::Duplicate(ack)) => {
+                    // The index entry again (it is idempotent): a node that
+                    // died between the append and its entry left none, and
+                    // this resend is how the sender, never acked, recovers.
+                    stored_events.push(chat::index_entry(
+                        &ack.msg_id,
+                        &p.channel,
+                        ack.seq,
+                        self.retention.max_age,
+                    ));
                     answered.push((job, seq_key(&p.channel), ack));
                 }
                 Ok(Answer::Moved(current)) => {
@@ -253,8 +262,8 @@ impl Writer {
         }
         // Their events (and msgId index entries) before their acks: after a
         // crash here the sender resends, and the resend (a duplicate)
-        // leaves no second event; an outbox Redis cannot take loses these
-        // events, logged.
+        // writes the index entry but no second event; an outbox Redis
+        // cannot take loses these events, logged.
         if let Err(e) = self.conn.run_all(stored_events).await {
             warn!(error = %e, "redis: message.stored events were not recorded");
         }
