@@ -79,7 +79,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
 }
 
 fn only(rooms: &[&str]) -> RoomGrant {
-    RoomGrant::Only(rooms.iter().map(|r| id(r)).collect())
+    RoomGrant::Only(Box::new(rooms.iter().map(|r| id(r)).collect()))
 }
 
 /// The single reply of a command that answers with one frame.

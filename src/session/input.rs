@@ -3,7 +3,6 @@
 //! a command of a logged-in session.
 
 use bytes::Bytes;
-use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
@@ -149,9 +148,7 @@ impl<T: Transport> Driver<T> {
             close,
         } = effects;
         if !acks.is_empty() {
-            self.acks
-                .get_or_insert_with(FuturesUnordered::new)
-                .extend(acks);
+            self.acks.get_or_insert_default().extend(acks);
         }
         for r in replies {
             if let Err(e) = self.reply(r).await {
@@ -169,14 +166,14 @@ impl<T: Transport> Driver<T> {
             single_stream: login.single_stream,
             redundancy: login.redundancy,
         };
-        let Some(url) = self.url.as_deref() else {
-            // Logins come here only before one succeeded, while `url` is set.
+        let Some(pre) = self.pre.as_deref() else {
+            // Logins come here only before one succeeded, while `pre` is set.
             return Flow::Continue;
         };
         let span =
             tracing::trace_span!(target: telemetry::otel::TARGET, "login", user = field::Empty);
-        let direct = self.door.clone();
-        let attempt = login::login(&self.gw, login, url, frame, direct);
+        let direct = pre.door.clone();
+        let attempt = login::login(&self.gw, login, &pre.url, frame, direct);
         let started = match attempt.instrument(span.clone()).await {
             Ok(s) => {
                 span.record("user", field::display(s.state.user()));
@@ -197,7 +194,7 @@ impl<T: Transport> Driver<T> {
                 };
             }
         };
-        self.url = None;
+        self.pre = None;
         self.core.logged_in(
             started.state.identity.expires,
             reading,

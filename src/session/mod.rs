@@ -86,9 +86,8 @@ pub(crate) fn run<T: Transport>(
         shutdown,
         t: transport,
         gw,
-        url: Some(Box::new(url)),
+        pre: Some(Box::new(PreLogin { url, door })),
         _address_permit: peer.address_permit,
-        door,
         active: None,
         closer: None,
         core,
@@ -156,6 +155,15 @@ impl From<Result<(), WriteError>> for Flow {
     }
 }
 
+/// What a session needs only until its login succeeds, in one box.
+struct PreLogin {
+    /// What the request said about the user.
+    url: UrlCredentials,
+    /// The fan-out's side door into this session, if its transport has
+    /// one; the login hands it to the hub.
+    door: Option<Arc<dyn DirectSend>>,
+}
+
 /// One session's task: the transport, the state after login, and what is
 /// in flight.
 struct Driver<T> {
@@ -166,14 +174,12 @@ struct Driver<T> {
     shutdown: CancellationToken,
     t: T,
     gw: Gateway,
-    /// What the request said about the user, until a login succeeds.
-    url: Option<Box<UrlCredentials>>,
+    /// What the request said about the user and the fan-out's side door,
+    /// until a login succeeds.
+    pre: Option<Box<PreLogin>>,
     /// A client behind a trusted proxy: its place under the per-address
     /// cap, freed when the session ends.
     _address_permit: Option<Arc<crate::caps::ConnPermit>>,
-    /// The fan-out's side door into this session, if its transport has
-    /// one; the login hands it to the hub.
-    door: Option<Arc<dyn DirectSend>>,
     /// Set by a successful login.
     active: Option<LoggedIn>,
     /// The hub's way to close this session (set at login), kept apart from
@@ -183,7 +189,7 @@ struct Driver<T> {
     core: Core,
     /// Stores in flight whose ack is still to be sent, in any order;
     /// allocated by the first durable message, not by every connection.
-    acks: Option<FuturesUnordered<AckFuture>>,
+    acks: Option<Box<FuturesUnordered<AckFuture>>>,
     /// False once the peer can no longer be written to: what it sent
     /// before closing is still handled, its answers are skipped.
     writable: bool,

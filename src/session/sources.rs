@@ -16,7 +16,7 @@ use crate::model::OutFrame;
 use crate::transport::{Incoming, Transport, TransportError};
 
 /// The next finished work, `None` when none is in flight.
-pub(super) async fn next_ack(acks: &mut Option<FuturesUnordered<AckFuture>>) -> Option<Done> {
+pub(super) async fn next_ack(acks: &mut Option<Box<FuturesUnordered<AckFuture>>>) -> Option<Done> {
     match acks {
         Some(a) => a.next().await,
         None => None,
