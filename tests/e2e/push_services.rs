@@ -429,26 +429,21 @@ fn answer(
             );
         }
         // Google's two shapes of "this token is not one of ours".
+        let fcm_error = json!({"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"});
+        let bad_token = |message: &str, details: Value| {
+            let error = json!({"code": 400, "status": "INVALID_ARGUMENT", "message": message, "details": details});
+            plain(400, json!({ "error": error }))
+        };
         if token.starts_with("bogus") {
-            return plain(
-                400,
-                json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                    "message": "The registration token is not a valid FCM registration token",
-                    "details": [
-                    {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"}
-                ]}}),
-            );
+            let message = "The registration token is not a valid FCM registration token";
+            return bad_token(message, json!([fcm_error]));
         }
         if token.starts_with("badfield") {
-            return plain(
-                400,
-                json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                    "message": "Request contains an invalid argument.",
-                    "details": [
-                    {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "INVALID_ARGUMENT"},
-                    {"@type": "type.googleapis.com/google.rpc.BadRequest",
-                     "fieldViolations": [{"field": "message.token", "description": "Invalid registration token"}]}
-                ]}}),
+            let violation = json!({"@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": "message.token", "description": "Invalid registration token"}]});
+            return bad_token(
+                "Request contains an invalid argument.",
+                json!([fcm_error, violation]),
             );
         }
         if token.starts_with("dead") {
