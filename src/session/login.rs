@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tracing::{field, info};
 
 use super::commands::{enter, join, may_read};
+use super::replay_plan;
 use super::state::LoggedIn;
 use serde_json::value::RawValue;
 
@@ -172,49 +173,16 @@ pub(crate) async fn login(
             Err(e) => errors.push(e),
         }
     }
-    let mut replay = Vec::new();
-    let mut unrecovered = Vec::new();
     // One message per channel tells whether its history still reaches back
     // to `since` (and the inbox's latest seq); the replay itself reads page
     // by page later, one channel at a time, holding one page at most.
-    let mut inbox_seq = 0;
-    let mut held = Vec::new();
+    let mut probes = Vec::with_capacity(channels.len());
     for (channel, since) in channels {
-        match store.read(&channel, since, 1).await {
-            Ok(probe) if since > probe.latest => {
-                // The client holds positions the channel never reached: it
-                // was reset (forgotten by retention when idle, or rolled
-                // back by a Redis failover). What it has now is replayed
-                // from the start, and the reset is reported.
-                unrecovered.push(channel.to_string());
-                if channel == inbox {
-                    inbox_seq = probe.latest;
-                }
-                if probe.latest > 0 {
-                    replay.push((channel, 0));
-                } else {
-                    held.push((channel, 0));
-                }
-            }
-            Ok(probe) => {
-                if probe.gap {
-                    unrecovered.push(channel.to_string());
-                }
-                if channel == inbox {
-                    inbox_seq = probe.latest;
-                }
-                if probe.messages.is_empty() {
-                    // Nothing to replay: live frames up to `since` are ones
-                    // the client already holds.
-                    held.push((channel, since));
-                } else {
-                    replay.push((channel, since));
-                }
-            }
-            Err(e) => store_error = Some(e),
-        }
+        let probe = store.read(&channel, since, 1).await;
+        probes.push((channel, since, probe));
     }
-    if let Some(e) = store_error {
+    let plan = replay_plan::plan(&inbox, probes);
+    if let Some(e) = store_error.or(plan.failed) {
         errors.push(ProtoError::Unavailable(format!("replay incomplete: {e}")));
     }
     // Unread counts of the inbox and the rooms joined at login.
@@ -241,8 +209,8 @@ pub(crate) async fn login(
         node_id: Some(gw.node_id().to_string()),
         heartbeat_sec: Some(gw.config().limits.heartbeat.as_secs()),
         wt_draft: url.wt_draft,
-        inbox_seq: Some(inbox_seq),
-        unrecovered: (!unrecovered.is_empty()).then_some(unrecovered),
+        inbox_seq: Some(plan.inbox_seq),
+        unrecovered: (!plan.unrecovered.is_empty()).then_some(plan.unrecovered),
         unread,
         ts: Some(now_ms()),
         ..Reply::default()
@@ -252,8 +220,8 @@ pub(crate) async fn login(
         reply,
         joined,
         errors,
-        replay,
-        held,
+        replay: plan.replay,
+        held: plan.held,
     })
 }
 

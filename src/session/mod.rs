@@ -12,6 +12,7 @@ pub(crate) mod limits;
 mod login;
 mod output;
 mod publish;
+mod replay_plan;
 mod sources;
 mod state;
 mod verdicts;
