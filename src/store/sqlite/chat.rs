@@ -24,6 +24,29 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Request::Exec(write, tx), rx)
     }
+
+    /// A write inside the writer's transaction that answers a value, given
+    /// once the transaction has committed.
+    pub(super) fn exec_returning<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let out = Arc::new(Mutex::new(None));
+        let kept = out.clone();
+        let done = self.exec(Box::new(move |conn| {
+            let value = write(conn)?;
+            *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+            Ok(())
+        }));
+        async move {
+            done.await?;
+            out.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| StoreError::Unavailable("the write answered nothing".into()))
+        }
+        .boxed()
+    }
 }
 
 impl ChatStore for SqliteStore {
@@ -70,18 +93,15 @@ impl ChatStore for SqliteStore {
     }
 
     fn set_reads(&self, marks: Vec<ReadMark>) -> BoxFuture<'static, Result<Vec<u64>, StoreError>> {
-        let out = Arc::new(Mutex::new(Vec::with_capacity(marks.len())));
-        let kept = out.clone();
         let index = self.index.clone();
-        let write = self.exec(Box::new(move |conn| {
+        self.exec_returning(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "INSERT INTO reads (channel, user, seq) VALUES (?1, ?2,
                    min(?3, coalesce((SELECT last_seq FROM channels WHERE channel = ?1), 0)))
                  ON CONFLICT(channel, user) DO UPDATE SET seq = max(seq, excluded.seq)
                  RETURNING seq",
             )?;
-            let mut out = kept.lock().unwrap_or_else(|p| p.into_inner());
-            out.clear();
+            let mut out = Vec::with_capacity(marks.len());
             for m in marks {
                 index.reads_written(m.user.as_str());
                 let key = channel_key(&m.channel);
@@ -89,15 +109,8 @@ impl ChatStore for SqliteStore {
                     stmt.query_row(params![key, m.user.as_str(), m.seq as i64], |r| r.get(0))?;
                 out.push(pos as u64);
             }
-            Ok(())
-        }));
-        async move {
-            write.await?;
-            Ok(std::mem::take(
-                &mut *out.lock().unwrap_or_else(|p| p.into_inner()),
-            ))
-        }
-        .boxed()
+            Ok(out)
+        })
     }
 
     fn reads(

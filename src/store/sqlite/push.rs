@@ -2,9 +2,6 @@
 //! writer's transactions (insert, then the oldest past the limit removed in
 //! the same one).
 
-use std::sync::{Arc, Mutex};
-
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use rusqlite::params;
 
@@ -41,20 +38,12 @@ impl PushStore for SqliteStore {
         id: String,
     ) -> BoxFuture<'static, Result<bool, StoreError>> {
         let user = user.clone();
-        let removed = Arc::new(Mutex::new(false));
-        let kept = removed.clone();
-        let write = self.exec(Box::new(move |conn| {
+        self.exec_returning(move |conn| {
             let n = conn
                 .prepare_cached("DELETE FROM push WHERE user = ?1 AND id = ?2")?
                 .execute(params![user.as_str(), id])?;
-            *kept.lock().unwrap_or_else(|p| p.into_inner()) = n > 0;
-            Ok(())
-        }));
-        async move {
-            write.await?;
-            Ok(*removed.lock().unwrap_or_else(|p| p.into_inner()))
-        }
-        .boxed()
+            Ok(n > 0)
+        })
     }
 
     fn registrations(
@@ -86,19 +75,11 @@ impl PushStore for SqliteStore {
         due: u64,
         body: String,
     ) -> BoxFuture<'static, Result<String, StoreError>> {
-        let id = Arc::new(Mutex::new(0i64));
-        let kept = id.clone();
-        let write = self.exec(Box::new(move |conn| {
+        self.exec_returning(move |conn| {
             conn.prepare_cached("INSERT INTO push_jobs (due, body) VALUES (?1, ?2)")?
                 .execute(params![due as i64, body])?;
-            *kept.lock().unwrap_or_else(|p| p.into_inner()) = conn.last_insert_rowid();
-            Ok(())
-        }));
-        async move {
-            write.await?;
-            Ok(id.lock().unwrap_or_else(|p| p.into_inner()).to_string())
-        }
-        .boxed()
+            Ok(conn.last_insert_rowid().to_string())
+        })
     }
 
     fn claim_pushes(
@@ -107,10 +88,8 @@ impl PushStore for SqliteStore {
         lease: std::time::Duration,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<PushJob>, StoreError>> {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let kept = out.clone();
         let until = now + lease.as_millis() as u64;
-        let write = self.exec(Box::new(move |conn| {
+        self.exec_returning(move |conn| {
             let mut jobs = Vec::new();
             {
                 let mut stmt = conn.prepare_cached(
@@ -129,16 +108,8 @@ impl PushStore for SqliteStore {
             for j in &jobs {
                 lease.execute(params![until as i64, j.key.parse::<i64>().unwrap_or(0)])?;
             }
-            *kept.lock().unwrap_or_else(|p| p.into_inner()) = jobs;
-            Ok(())
-        }));
-        async move {
-            write.await?;
-            Ok(std::mem::take(
-                &mut *out.lock().unwrap_or_else(|p| p.into_inner()),
-            ))
-        }
-        .boxed()
+            Ok(jobs)
+        })
     }
 
     fn finish_pushes(&self, keys: Vec<String>) -> BoxFuture<'static, Result<(), StoreError>> {
