@@ -7,10 +7,11 @@
 //! `"auto"` sends copies only while the connection loses packets (quinn's
 //! path statistics: on at two losses within [`CALM`], off after [`CALM`]
 //! without one), and not when they would queue: while datagrams wait in
-//! quinn's buffer, or when what the session sends in a round trip, copies
+//! quinn's buffer; when what the session sends in a round trip, copies
 //! included, would take more than a quarter of the congestion window (a
 //! loss-based controller shrinks it on a lossy link, and copies would then
-//! hold up the streams they stand in for).
+//! hold up the streams they stand in for); or while the link's own buffer
+//! fills ([`LinkQueue`]: the round trip grows).
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::link_queue::LinkQueue;
 use super::{DATAGRAM_SEND_BUFFER, wire};
 use crate::protocol::Redundancy;
 use crate::telemetry;
@@ -47,6 +49,8 @@ pub(super) struct Copies {
     last_loss: Option<Instant>,
     /// The congestion window when last looked at, in bytes.
     cwnd: u64,
+    /// Whether the link queues (the round trip against its floor).
+    link: LinkQueue,
     /// Bytes sent (frames and copies) in this second and the one before.
     sent: [u64; 2],
     second: Option<Instant>,
@@ -63,6 +67,7 @@ impl Copies {
             lost: 0,
             last_loss: None,
             cwnd: u64::MAX,
+            link: LinkQueue::default(),
             sent: [0; 2],
             second: None,
         }
@@ -100,7 +105,12 @@ impl Copies {
         let wanted = match redundancy {
             Redundancy::Off => false,
             Redundancy::Always => true,
-            Redundancy::Auto => self.losing() && !self.queuing() && self.fits(frame.len()),
+            Redundancy::Auto if !self.losing() => false,
+            Redundancy::Auto if self.link.held(Instant::now()) => {
+                telemetry::datagram_copy("held");
+                false
+            }
+            Redundancy::Auto => !self.queuing() && self.fits(frame.len()),
         };
         if !wanted {
             return;
@@ -137,6 +147,7 @@ impl Copies {
         self.looked = Some(now);
         let path = self.conn.stats().path;
         self.cwnd = path.cwnd;
+        self.link.look(now, path.rtt);
         let lost = path.lost_packets;
         let new = lost.saturating_sub(self.lost);
         self.lost = lost;

@@ -14,6 +14,7 @@ mod flow;
 pub(crate) mod fuzzing;
 mod handshake;
 mod inbound;
+mod link_queue;
 mod negotiate;
 mod session;
 mod wire;
