@@ -280,8 +280,9 @@ enum Cmd {
         /// Message bodies are padded to a size taken evenly up to this.
         #[arg(long, default_value_t = 1000)]
         max_size: usize,
-        /// The server's QUIC congestion controller (cubic or bbr).
-        #[arg(long, default_value = "cubic")]
+        /// The server's QUIC congestion controller (bbr, the server's
+        /// default, or cubic).
+        #[arg(long, default_value = "bbr")]
         congestion: String,
     },
     /// The phone of `lossy` (run by it inside the lab).

@@ -48,7 +48,7 @@ pub const WT_KEEPALIVE_SEC: u64 = 10;
 /// `--wt-idle-timeout-sec`.
 pub const WT_IDLE_TIMEOUT_SEC: u64 = 30;
 /// `--congestion`.
-pub const CONGESTION: Congestion = Congestion::Cubic;
+pub const CONGESTION: Congestion = Congestion::Bbr;
 /// `--wt-max-connections`.
 pub const WT_MAX_CONNECTIONS: usize = 100_000;
 /// `--redis-wait-replicas`: acks need no replica by default.

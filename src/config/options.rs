@@ -235,7 +235,7 @@ options_group! {
                 [env = "RTGATE_WT_KEEPALIVE_SEC", value_name = "N"];
             wt_idle_timeout_sec: u64 = defaults::WT_IDLE_TIMEOUT_SEC, "QUIC idle timeout for WebTransport, seconds",
                 [env = "RTGATE_WT_IDLE_TIMEOUT_SEC", value_name = "N"];
-            congestion: Congestion = defaults::CONGESTION, "QUIC congestion controller: cubic or bbr",
+            congestion: Congestion = defaults::CONGESTION, "QUIC congestion controller: bbr or cubic",
                 [env = "RTGATE_CONGESTION", value_name = "ALGO"];
             wt_max_connections: usize = defaults::WT_MAX_CONNECTIONS, "Most concurrent WebTransport (QUIC) connections",
                 [env = "RTGATE_WT_MAX_CONNECTIONS", value_name = "N"];

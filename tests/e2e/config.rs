@@ -151,7 +151,7 @@ const SAMPLES: &[(&str, &str, &str)] = &[
     ("redis-cluster", "", "true"),
     ("wt-keepalive-sec", "4", "4"),
     ("wt-idle-timeout-sec", "12", "12"),
-    ("congestion", "bbr", "\"bbr\""),
+    ("congestion", "cubic", "\"cubic\""),
     ("wt-max-connections", "321", "321"),
     ("drain-sec", "2", "2"),
     ("log-format", "json", "\"json\""),
