@@ -3,14 +3,15 @@
 //! channel's stream and as a datagram; `"auto"` only while the connection
 //! loses packets (so nothing on a clean link); a client that does not ask
 //! sees nothing new. Behind the lab's loss, a message whose stream copy was
-//! lost arrives by its datagram copy first.
+//! lost arrives by its datagram copy first; on a link the copies would
+//! fill, `"auto"` pauses them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, Server, jwt, unix_now};
+use crate::common::{Client, Server, http_request, jwt, unix_now};
 use crate::netlab::{Impairment, Lab};
 use crate::wt_client::{WtClient, wt_url};
 
@@ -189,4 +190,94 @@ async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
         "auto sent no copy behind 8 % loss"
     );
     eprintln!("redundancy lab: {rescued} of 200 rescued by their datagram copy");
+}
+
+/// A link the copies would fill: 200 kbit/s, 5 % loss (so that `auto` is
+/// sure to see two losses early), 100 ms one way, and
+/// 20 messages a second of about 800 bytes (about 130 kbit/s alone, over
+/// 200 with copies). `"auto"` sees the loss and tries copies; the round
+/// trip grows as the link's buffer fills, and the copies pause (counted
+/// `held`) instead of doubling the queue. Nothing is lost or reordered.
+#[tokio::test]
+async fn on_a_link_the_copies_would_fill_auto_pauses_them() {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("SKIPPED redundancy: {why}");
+        return;
+    }
+    let lab = Lab::start(
+        Impairment {
+            loss: 5.0,
+            delay_ms: 100.0,
+            rate_kbit: 200.0,
+            ..Impairment::default()
+        },
+        120,
+    );
+    let args = [
+        "--jwt-secret",
+        "k3y",
+        "--rate-limit",
+        "0",
+        "--user-rate-limit",
+        "0",
+    ];
+    let s = Server::start_wrapped(&lab.server_wrapper(), &args);
+    let token = |u: &str| jwt("k3y", json!({"sub": u, "exp": unix_now() + 600}));
+    let url = format!("https://{}:{}/wt", lab.server_ip, s.wt.port());
+    let login = json!({"msgType": 2, "token": token("a"), "roomId": "r", "redundancy": "auto"});
+    let mut a = phone(&url, Some(&lab.client_ns), login).await;
+    let direct = format!("{}:{}", lab.server_direct_ip, s.http.port());
+    let mut w = Client::connect(&format!("ws://{direct}/ws")).await;
+    w.login_as(json!({"msgType": 2, "token": token("w"), "roomId": "r"}))
+        .await;
+    let pad = "x".repeat(700);
+    let sent = 200;
+    let sender = tokio::spawn(async move {
+        for i in 0..sent {
+            w.send(&json!({"msgType": 3, "roomId": "r", "msgBody": {"i": i, "pad": pad}}))
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        w
+    });
+    // Read while the messages go (a client whose output is not read stops
+    // acknowledging), until every message came by its stream.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.iter().filter(|(_, way, _, _)| *way == "stream").count() < sent
+        && tokio::time::Instant::now() < deadline
+    {
+        got.extend(arrivals(&mut a, Duration::from_secs(4)).await);
+    }
+    let _w = sender.await.unwrap();
+    let mut seqs: Vec<u64> = got
+        .iter()
+        .filter(|(_, way, _, _)| *way == "stream")
+        .map(|(_, _, _, m)| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), sent, "every message by its stream, once");
+    let first = seqs[0];
+    seqs.dedup();
+    assert_eq!(seqs, (first..first + sent as u64).collect::<Vec<_>>());
+    let (_, text) = http_request(direct.parse().unwrap(), "GET", "/metrics", &[], "").await;
+    let count = |outcome: &str| {
+        let key = format!("rtgate_datagram_copies_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    let copies = got
+        .iter()
+        .filter(|(_, way, _, _)| *way == "datagram")
+        .count();
+    eprintln!(
+        "full link: {copies} copies arrived, sent {}, held {}",
+        count("sent"),
+        count("held")
+    );
+    assert!(count("held") > 0.0, "auto never paused its copies: {text}");
+    assert!(
+        (count("sent") as usize) < sent / 2,
+        "auto copied most messages into a full link"
+    );
 }
