@@ -18,19 +18,26 @@ fn token(user: &str) -> String {
     jwt("k3y", json!({"sub": user, "exp": unix_now() + 600}))
 }
 
-/// A lab impaired as `imp` and a token-mode server (rate limits off) in its
-/// server namespace; `None`, with the reason printed, where no lab can run.
+/// A lab at `loss` and `delay_ms` (jitter a tenth of the delay) and a
+/// token-mode server in it: [`lab_with`].
 fn lab_and_server(test: &str, loss: f64, delay_ms: f64) -> Option<(Lab, Server)> {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("SKIPPED lab::{test}: {why}");
-        return None;
-    }
     let imp = Impairment {
         loss,
         delay_ms,
         jitter_ms: delay_ms / 10.0,
         ..Impairment::default()
     };
+    lab_with(test, imp)
+}
+
+/// A lab impaired as `imp` and a token-mode server (secret `k3y`, rate
+/// limits off) in its server namespace; `None`, with the reason printed,
+/// where no lab can run.
+pub(crate) fn lab_with(test: &str, imp: Impairment) -> Option<(Lab, Server)> {
+    if let Some(why) = Lab::unavailable() {
+        eprintln!("SKIPPED {test}: {why}");
+        return None;
+    }
     let lab = Lab::start(imp, 120);
     let args = [
         "--jwt-secret",
@@ -59,7 +66,7 @@ async fn unimpaired(lab: &Lab, s: &Server, user: &str) -> Client {
 
 #[tokio::test]
 async fn a_phone_behind_loss_and_delay_chats_over_webtransport_with_the_unimpaired_side() {
-    let Some((lab, s)) = lab_and_server("a_phone_behind_loss_and_delay", 5.0, 20.0) else {
+    let Some((lab, s)) = lab_and_server("lab::a_phone_behind_loss_and_delay", 5.0, 20.0) else {
         return;
     };
     let mut w = unimpaired(&lab, &s, "w").await;
@@ -169,7 +176,7 @@ async fn demo_behind_the_lab(
 
 #[tokio::test]
 async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages_latency() {
-    let Some((lab, s)) = lab_and_server("chromium_behind_loss", 3.0, 20.0) else {
+    let Some((lab, s)) = lab_and_server("lab::chromium_behind_loss", 3.0, 20.0) else {
         return;
     };
     // WebTransport only: in "auto" a handshake that loses a packet can lose
@@ -209,7 +216,7 @@ async fn chromium_behind_loss_shows_messages_that_came_by_their_datagram_copy_in
     // 10 % loss each way: with copies always on, a message whose stream
     // copy is lost (or late) arrives by its datagram copy; in three runs
     // 8 to 10 of the 40 did, so none is a failure, not chance.
-    let Some((lab, s)) = lab_and_server("chromium_datagram_copies", 10.0, 20.0) else {
+    let Some((lab, s)) = lab_and_server("lab::chromium_datagram_copies", 10.0, 20.0) else {
         return;
     };
     let (_driver, b) = demo_behind_the_lab(
@@ -246,8 +253,11 @@ async fn chromium_behind_loss_shows_messages_that_came_by_their_datagram_copy_in
 #[tokio::test]
 async fn behind_the_lab_a_moved_webtransport_session_resumes_before_a_websocket_reconnect_would() {
     // A mobile round trip: 40 ms each way, no loss.
-    let Some((lab, s)) = lab_and_server("behind_the_lab_a_moved_webtransport_session", 0.0, 40.0)
-    else {
+    let Some((lab, s)) = lab_and_server(
+        "lab::behind_the_lab_a_moved_webtransport_session",
+        0.0,
+        40.0,
+    ) else {
         return;
     };
     let (http, wt) = (s.http.port(), s.wt.port());

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Client, Server, http_request, jwt, unix_now};
-use crate::netlab::{Impairment, Lab};
+use crate::lab::lab_with;
+use crate::netlab::Impairment;
 use crate::wt_client::{WtClient, wt_url};
 
 /// Logs `user` in over WebTransport with `redundancy` (none when `None`),
@@ -102,28 +103,14 @@ async fn each_channel_frame_comes_twice_when_asked_and_never_unasked() {
 
 #[tokio::test]
 async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("SKIPPED redundancy: {why}");
+    let imp = Impairment {
+        loss: 8.0,
+        delay_ms: 100.0,
+        ..Impairment::default()
+    };
+    let Some((lab, s)) = lab_with("redundancy::behind_loss", imp) else {
         return;
-    }
-    let lab = Lab::start(
-        Impairment {
-            loss: 8.0,
-            delay_ms: 100.0,
-            jitter_ms: 0.0,
-            ..Impairment::default()
-        },
-        120,
-    );
-    let args = [
-        "--jwt-secret",
-        "k3y",
-        "--rate-limit",
-        "0",
-        "--user-rate-limit",
-        "0",
-    ];
-    let s = Server::start_wrapped(&lab.server_wrapper(), &args);
+    };
     let token = |u: &str| jwt("k3y", json!({"sub": u, "exp": unix_now() + 600}));
     let url = format!("https://{}:{}/wt", lab.server_ip, s.wt.port());
     let login =
@@ -208,28 +195,15 @@ async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
 /// `held`) instead of doubling the queue. Nothing is lost or reordered.
 #[tokio::test]
 async fn on_a_link_the_copies_would_fill_auto_pauses_them() {
-    if let Some(why) = Lab::unavailable() {
-        eprintln!("SKIPPED redundancy: {why}");
+    let imp = Impairment {
+        loss: 5.0,
+        delay_ms: 100.0,
+        rate_kbit: 200.0,
+        ..Impairment::default()
+    };
+    let Some((lab, s)) = lab_with("redundancy::on_a_full_link", imp) else {
         return;
-    }
-    let lab = Lab::start(
-        Impairment {
-            loss: 5.0,
-            delay_ms: 100.0,
-            rate_kbit: 200.0,
-            ..Impairment::default()
-        },
-        120,
-    );
-    let args = [
-        "--jwt-secret",
-        "k3y",
-        "--rate-limit",
-        "0",
-        "--user-rate-limit",
-        "0",
-    ];
-    let s = Server::start_wrapped(&lab.server_wrapper(), &args);
+    };
     let token = |u: &str| jwt("k3y", json!({"sub": u, "exp": unix_now() + 600}));
     let url = format!("https://{}:{}/wt", lab.server_ip, s.wt.port());
     let login = json!({"msgType": 2, "token": token("a"), "roomId": "r", "redundancy": "auto"});
