@@ -13,7 +13,9 @@ use super::verdicts::{self, Verdict};
 use super::{Driver, Flow};
 use crate::model::{Delivery, now_ms};
 use crate::protocol::encoding::msgpack_to_json;
-use crate::protocol::{Command, DecodeError, Encoding, Inbound, Login, PONG, ProtoError, decode};
+use crate::protocol::{
+    CloseCode, Command, DecodeError, Encoding, Inbound, Login, PONG, ProtoError, decode,
+};
 use crate::telemetry;
 use crate::transport::{Incoming, Transport};
 
@@ -204,7 +206,14 @@ impl<T: Transport> Driver<T> {
         for (channel, seq) in &started.held {
             self.core.replayed(channel, *seq);
         }
-        self.closer = Some(started.state.handle.closer.clone());
+        let closer = started.state.handle.closer.clone();
+        // The session is in the hub: the node's shutdown now comes through
+        // its closer. One that began before it got there is seen here.
+        self.cancelled = None;
+        if self.shutdown.is_cancelled() {
+            closer.close(CloseCode::GoingAway);
+        }
+        self.closer = Some(closer);
         self.active = Some(started.state);
         if let Err(e) = self.reply(started.reply).await {
             return e.into();

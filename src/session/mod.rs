@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
 use crate::auth::UrlCredentials;
@@ -84,6 +84,7 @@ pub(crate) fn run<T: Transport>(
     let m = telemetry::session_metrics(kind);
     let mut driver = Driver {
         m,
+        cancelled: Some(Box::pin(shutdown.clone().cancelled_owned())),
         shutdown,
         t: transport,
         gw,
@@ -100,9 +101,14 @@ pub(crate) fn run<T: Transport>(
     // Instrumented from outside: a span moved into the block would be kept
     // twice for the session's life (the captured one and the one in the
     // `Instrumented` it went into).
+    // The loop awaited here, not through a `run` of its own: each layer of
+    // futures is room kept for the session's life.
     async move {
         m.opened();
-        driver.run().await;
+        let flow = driver.select_loop().await;
+        // The ending runs boxed, the flow moved in: neither the loop's timer
+        // nor the flow takes room in an idle session's future.
+        Box::pin(driver.end(flow)).await;
         m.closed();
     }
     .instrument(span)
@@ -173,6 +179,10 @@ struct Driver<T> {
     /// The node's shutdown: every session closes 1001. A close asked for
     /// the session alone comes through its [`Closer`].
     shutdown: CancellationToken,
+    /// The shutdown's waiter, until a login: from then on the hub's
+    /// [`Closer`] carries the shutdown too (the node closes every session
+    /// the hub holds), so a logged-in session keeps no waiter of its own.
+    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     t: T,
     gw: Gateway,
     /// What the request said about the user and the fan-out's side door,
@@ -201,36 +211,39 @@ struct Driver<T> {
 }
 
 impl<T: Transport> Driver<T> {
-    /// The select loop. Handlers that are large or rare run boxed, so the
-    /// loop's own state (what an idle session holds) stays small.
-    async fn run(&mut self) {
-        // Created once, not per loop turn: registering a waiter on a
-        // cancellation token or a timer is not free.
-        let cancelled = self.shutdown.clone().cancelled_owned();
-        tokio::pin!(cancelled);
+    /// The select loop: turns until something ends the session; what
+    /// ended it. Handlers that are large or rare run boxed, so the loop's
+    /// own state (what an idle session holds) stays small.
+    async fn select_loop(&mut self) -> Flow {
+        // Created once, not per loop turn: registering a timer is not free.
         // One timer for everything due at a time (an idle session's only
         // one): the heartbeat, the login deadline until a login, then the
         // expiry of credentials that expire (see `Core::wake_at`).
         let deadline = sleep_until(self.core.wake_at());
         tokio::pin!(deadline);
-        let flow = loop {
+        loop {
             self.rearm(deadline.as_mut());
-            // `woke` (the largest thing a turn holds) ends before the
-            // handler is awaited, so an idle session's future does not keep
-            // room for it: only the handler's box crosses the await.
-            let step = {
-                let woke =
-                    poll_fn(|cx| self.poll_woke(cx, cancelled.as_mut(), deadline.as_mut())).await;
-                self.step(woke)
+            // `woke` (the largest thing a turn holds) and the step end before
+            // the handler is awaited, so an idle session's future does not
+            // keep room for them: only the handler's box crosses the await.
+            let handler = {
+                let woke = poll_fn(|cx| self.poll_woke(cx, deadline.as_mut())).await;
+                match self.step(woke) {
+                    Step::Now(Flow::Continue) => continue,
+                    Step::Now(flow) => return flow,
+                    Step::Later(handler) => handler,
+                }
             };
-            let flow = match step {
-                Step::Now(flow) => flow,
-                Step::Later(handler) => handler.await,
-            };
+            let flow = handler.await;
             if !matches!(flow, Flow::Continue) {
-                break flow;
+                return flow;
             }
-        };
+        }
+    }
+
+    /// After the loop: what the peer sent before it went, the close, and
+    /// leaving the hub.
+    async fn end(&mut self, flow: Flow) {
         if let Flow::Gone = flow {
             Box::pin(self.drain_inbound()).await;
         }

@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Sleep;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::Driver;
 use super::commands::{AckFuture, Done};
@@ -49,11 +48,10 @@ impl<T: Transport> Driver<T> {
     pub(super) fn poll_woke(
         &mut self,
         cx: &mut Context<'_>,
-        mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
         mut deadline: Pin<&mut Sleep>,
     ) -> Poll<Woke> {
         let raised = self.wake.take(cx.waker());
-        let woke = self.poll_quiet(raised, cancelled.as_mut(), deadline.as_mut());
+        let woke = self.poll_quiet(raised, deadline.as_mut());
         if let Poll::Ready(w) = woke {
             self.wake.raise();
             return Poll::Ready(w);
@@ -78,17 +76,15 @@ impl<T: Transport> Driver<T> {
     }
 
     /// The close request, the timer and the acks, when the flag was raised.
-    fn poll_quiet(
-        &mut self,
-        raised: bool,
-        cancelled: Pin<&mut WaitForCancellationFutureOwned>,
-        deadline: Pin<&mut Sleep>,
-    ) -> Poll<Woke> {
+    fn poll_quiet(&mut self, raised: bool, deadline: Pin<&mut Sleep>) -> Poll<Woke> {
         if !raised {
             return Poll::Pending;
         }
         let mut quiet = Context::from_waker(self.wake.waker());
-        if cancelled.poll(&mut quiet).is_ready()
+        if self
+            .cancelled
+            .as_mut()
+            .is_some_and(|c| c.as_mut().poll(&mut quiet).is_ready())
             || self
                 .closer
                 .as_ref()

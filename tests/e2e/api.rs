@@ -128,12 +128,16 @@ async fn sigterm_tells_clients_to_go_away_and_exits_cleanly() {
         .await;
     assert_eq!(a.recv_type(4).await["clientMsgId"], "m");
     assert_eq!(b.recv().await["msgBody"], 1);
+    // Connected, not yet logged in: told too (a logged-in session hears
+    // the shutdown through the hub, one before its login from the node).
+    let mut c = Client::connect(&s.ws_url("/ws")).await;
     assert!(s.is_running());
     let status = tokio::task::spawn_blocking(move || s.terminate())
         .await
         .unwrap();
     assert_eq!(a.expect_end().await, crate::common::End::Closed(1001));
     assert_eq!(b.expect_end().await, crate::common::End::Closed(1001));
+    assert_eq!(c.expect_end().await, crate::common::End::Closed(1001));
     assert!(status.success(), "{status:?}");
 }
 
