@@ -13,12 +13,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
-use super::serve::{Counted, Direct};
+use super::serve::Counted;
 use crate::admission::count_connection;
 use crate::certs::{CurrentCertificate, TlsError};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
-use crate::transport::tcp::DirectWs;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,11 +100,5 @@ impl Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
-    }
-}
-
-impl Direct for Counted<TlsStream<TcpStream>> {
-    fn direct(&self) -> Option<DirectWs> {
-        None
     }
 }

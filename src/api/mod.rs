@@ -3,6 +3,7 @@
 //! API for backends (`backend`).
 
 mod backend;
+mod handshake;
 
 pub(crate) use backend::fuzzing::body as fuzz_body;
 pub(crate) mod https;

@@ -28,7 +28,7 @@ use crate::admission::count_connection;
 use crate::caps::ConnPermit;
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
-use crate::transport::tcp::{DirectWs, SharedTcp};
+use crate::transport::tcp::SharedTcp;
 
 /// How long a client has to send a request's headers (PROTOCOL.md §9).
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,19 +90,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     }
 }
 
-/// A connection whose socket a WebSocket session may share with the
-/// fan-out (plain TCP; not TLS, whose records only its own state can make).
-pub(crate) trait Direct {
-    /// The socket's direct way, if it has one.
-    fn direct(&self) -> Option<DirectWs>;
-}
-
-impl Direct for Counted<SharedTcp> {
-    fn direct(&self) -> Option<DirectWs> {
-        Some(self.io.direct())
-    }
-}
-
 /// A TCP listener whose connections are counted against the caps.
 pub(crate) struct CappedListener {
     tcp: TcpListener,
@@ -127,7 +114,7 @@ pub(crate) fn no_delay(stream: &TcpStream) {
 }
 
 impl Listener for CappedListener {
-    type Io = Counted<SharedTcp>;
+    type Io = SharedTcp;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -144,7 +131,7 @@ impl Listener for CappedListener {
             match count_connection(&self.gw, TransportKind::WebSocket, peer) {
                 Ok(permit) => {
                     no_delay(&stream);
-                    return (Counted::new(SharedTcp::new(stream), permit), peer);
+                    return (SharedTcp::new(stream, Some(permit)), peer);
                 }
                 // Refused early: the stream is dropped, which closes it.
                 Err(_) => continue,
@@ -162,7 +149,6 @@ impl Listener for CappedListener {
 pub(crate) async fn serve<L>(mut listener: L, app: Router, stop: CancellationToken)
 where
     L: Listener<Addr = SocketAddr>,
-    L::Io: Direct,
 {
     let conns = TaskTracker::new();
     loop {
@@ -172,13 +158,9 @@ where
         };
         let app = app.clone();
         let stop = stop.clone();
-        let direct = io.direct();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
-                if let Some(d) = &direct {
-                    req.extensions_mut().insert(d.clone());
-                }
                 app.clone().oneshot(req.map(Body::new))
             });
             let conn = hyper::server::conn::http1::Builder::new()

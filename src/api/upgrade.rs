@@ -4,19 +4,22 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use axum::Extension;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use tokio_tungstenite::WebSocketStream;
+use tracing::debug;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::handshake::{Handshake, Socket};
 use crate::admission::{Arrival, admit};
 use crate::gateway::Gateway;
 use crate::model::TransportKind;
 use crate::protocol::Encoding;
 use crate::protocol::encoding::MSGPACK_SUBPROTOCOL;
-use crate::transport::tcp::DirectWs;
 use crate::transport::websocket::WebSocketTransport;
+use crate::transport::websocket_tcp::TcpWebSocket;
 
 /// `GET /websocket/{userId}`: the legacy endpoint.
 pub(crate) async fn legacy_upgrade(
@@ -25,10 +28,9 @@ pub(crate) async fn legacy_upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    direct: Option<Extension<DirectWs>>,
-    ws: WebSocketUpgrade,
+    ws: Handshake,
 ) -> Response {
-    upgrade(gw, Some(user), addr, query, headers, direct, ws)
+    upgrade(gw, Some(user), addr, query, headers, ws)
 }
 
 /// `GET /ws`.
@@ -37,10 +39,9 @@ pub(crate) async fn ws_upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    direct: Option<Extension<DirectWs>>,
-    ws: WebSocketUpgrade,
+    ws: Handshake,
 ) -> Response {
-    upgrade(gw, None, addr, query, headers, direct, ws)
+    upgrade(gw, None, addr, query, headers, ws)
 }
 
 fn upgrade(
@@ -49,10 +50,8 @@ fn upgrade(
     addr: SocketAddr,
     query: HashMap<String, String>,
     headers: HeaderMap,
-    direct: Option<Extension<DirectWs>>,
-    ws: WebSocketUpgrade,
+    ws: Handshake,
 ) -> Response {
-    let direct = direct.map(|Extension(d)| d);
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let arrival = Arrival {
         kind: TransportKind::WebSocket,
@@ -84,33 +83,39 @@ fn upgrade(
     // keeps its read buffer for the connection's life: 256 bytes hold a short
     // chat frame in one read (a larger one takes more reads and grows the
     // buffer while it is read), and cost an idle connection half of 512's.
-    let ws = match asks_msgpack {
+    let protocol = match asks_msgpack {
         true => {
             peer.encoding = Encoding::MsgPack;
-            ws.protocols([MSGPACK_SUBPROTOCOL])
+            Some(MSGPACK_SUBPROTOCOL)
         }
-        false => ws,
+        false => None,
     };
     let binary = peer.encoding == Encoding::MsgPack;
     let hard_limit = gw.config().limits.max_frame.saturating_mul(4);
-    let tasks = gw.tasks().clone();
-    // axum's upgrade task keeps the callback's captures for the connection's
-    // life beside the session it starts: the peer info goes in a box that
-    // the session takes (8 bytes kept instead of 160).
-    let peer = Box::new(peer);
-    ws.max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
+    let config = WebSocketConfig::default()
         .read_buffer_size(256)
-        .on_upgrade(move |socket| {
-            // The fan-out's side door writes JSON text frames: a MessagePack
-            // session takes every frame through its queue.
-            let door = direct.as_ref().filter(|_| !binary).map(DirectWs::sender);
-            tasks.spawn(crate::session::run(
-                WebSocketTransport::new(socket, direct, binary),
-                door,
-                *peer,
-                gw,
-            ));
-            std::future::ready(())
-        })
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit));
+    let (response, socket) = ws.accept(protocol);
+    // The wait for the upgrade is a task of its own, which starts the
+    // session's and ends: nothing of it is kept for the session's life.
+    tokio::spawn(async move {
+        let tasks = gw.tasks().clone();
+        match socket.await {
+            Ok(Socket::Tcp(tcp, read)) => {
+                // The fan-out's side door writes JSON text frames: a
+                // MessagePack session takes every frame through its queue.
+                let door = (!binary).then(|| tcp.sender());
+                let t = TcpWebSocket::new(tcp, read, config, binary);
+                tasks.spawn(crate::session::run(t, door, peer, gw));
+            }
+            Ok(Socket::Other(io)) => {
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                let t = WebSocketTransport::new(ws, binary);
+                tasks.spawn(crate::session::run(t, None, peer, gw));
+            }
+            Err(e) => debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    response
 }

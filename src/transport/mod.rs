@@ -1,6 +1,7 @@
 //! The session trait that every transport implements (receive frames, write
-//! them on a lane and end a lane, flush, heartbeat, close with a code) and its two
-//! implementations, with the fan-out's one side door ([`DirectSend`]) that
+//! them on a lane and end a lane, flush, heartbeat, close with a code) and its
+//! implementations (WebSocket on a plain TCP socket or over any other stream,
+//! WebTransport, SSE), with the fan-out's one side door ([`DirectSend`]) that
 //! each may offer beside it. Accepting connections is not done here: the
 //! edges above (`api` for WebSocket, `quic` for WebTransport) admit a
 //! connection and hand the wrapped session to the session driver, which
@@ -9,6 +10,7 @@
 pub(crate) mod sse;
 pub(crate) mod tcp;
 pub(crate) mod websocket;
+pub(crate) mod websocket_tcp;
 pub(crate) mod webtransport;
 
 use std::future::Future;

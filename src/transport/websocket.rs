@@ -1,98 +1,126 @@
-//! WebSocket transport: the [`Transport`] implementation over a socket that
-//! axum's `ws` (tokio-tungstenite underneath) has upgraded.
+//! WebSocket transport over any upgraded byte stream (a TLS connection):
+//! tokio-tungstenite drives tungstenite over the async stream. A plain TCP
+//! connection takes [`super::websocket_tcp`] instead, which keeps less per
+//! connection. What both make of a tungstenite message is here.
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
 
-use super::tcp::DirectWs;
 use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
 use crate::protocol::CloseCode;
 
-/// How long a closing session waits for the peer's close reply.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long a closing session waits for the peer to take its close, and
+/// then for the peer's close reply.
+pub(super) const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// A WebSocket session. The session's own task reads and writes the socket:
-/// no reader task, no inbound queue, so an idle connection holds only the
-/// socket and tungstenite's buffers. Reading a stream is cancel-safe (a
-/// partly read frame stays in tungstenite's buffer), which is what
-/// [`Transport::recv`] asks.
-pub(crate) struct WebSocketTransport {
-    ws: WebSocket,
-    /// The socket's shared handle on a plain TCP connection: the session's
-    /// frames go into its buffer (tungstenite keeps a write buffer for the
-    /// connection's life; this one is given back after each flush), and it
-    /// is cut when a close cannot be sent. tungstenite still writes its
-    /// pongs and the close through the same buffer.
-    socket: Option<DirectWs>,
+/// A WebSocket session over an async stream. The session's own task reads
+/// and writes the socket: no reader task, no inbound queue. Reading a
+/// stream is cancel-safe (a partly read frame stays in tungstenite's
+/// buffer), which is what [`Transport::recv`] asks.
+pub(crate) struct WebSocketTransport<S> {
+    ws: WebSocketStream<S>,
     /// Frames go as binary messages (MessagePack), not text.
     binary: bool,
+    /// A read failed: nothing more is read (see `websocket_tcp`).
+    failed: bool,
 }
 
-impl WebSocketTransport {
-    /// Wraps an upgraded socket, with its shared handle if it has one;
-    /// `binary` for a session whose frames are MessagePack.
-    pub(crate) fn new(ws: WebSocket, socket: Option<DirectWs>, binary: bool) -> Self {
-        Self { ws, socket, binary }
+impl<S> WebSocketTransport<S> {
+    /// Wraps an upgraded stream; `binary` for a session whose frames are
+    /// MessagePack.
+    pub(crate) fn new(ws: WebSocketStream<S>, binary: bool) -> Self {
+        Self {
+            ws,
+            binary,
+            failed: false,
+        }
     }
 }
 
-/// The next frame of the read half, as the session sees it.
-async fn next_incoming(stream: &mut WebSocket) -> Option<Result<Incoming, TransportError>> {
-    let msg = match stream.next().await? {
-        Ok(m) => m,
-        Err(e) => {
-            let inner = e.into_inner();
-            if let Some(tungstenite::Error::Capacity(c)) =
-                inner.downcast_ref::<tungstenite::Error>()
-            {
-                let size = match c {
-                    tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
-                    _ => usize::MAX,
-                };
-                return Some(Ok(Incoming::TooLarge(size)));
-            }
-            return Some(Err(TransportError::Io(inner.to_string())));
-        }
-    };
+/// A message read, as the session sees it: `None` when the peer closed.
+pub(super) fn incoming(msg: Message) -> Option<Result<Incoming, TransportError>> {
     Some(Ok(match msg {
         Message::Text(t) => Incoming::Frame(Bytes::from(t)),
         Message::Binary(b) => Incoming::Frame(b),
-        Message::Ping(_) | Message::Pong(_) => Incoming::Activity,
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Incoming::Activity,
         Message::Close(_) => return None,
     }))
 }
 
-fn io(e: axum::Error) -> TransportError {
+/// A read that failed, as the session sees it: a frame over the limit is
+/// reported with its size (the session answers it), a closed connection
+/// ends the frames, anything else is an error.
+pub(super) fn read_error(e: tungstenite::Error) -> Option<Result<Incoming, TransportError>> {
+    match e {
+        tungstenite::Error::Capacity(c) => {
+            let size = match c {
+                tungstenite::error::CapacityError::MessageTooLong { size, .. } => size,
+                _ => usize::MAX,
+            };
+            Some(Ok(Incoming::TooLarge(size)))
+        }
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => None,
+        e => Some(Err(TransportError::Io(e.to_string()))),
+    }
+}
+
+/// The close frame for `code`.
+pub(super) fn close_frame(code: CloseCode, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code: code.code().into(),
+        reason: reason.to_owned().into(),
+    }
+}
+
+/// Whether `frame` goes as a binary message: a MessagePack session's
+/// frames do, but its `pong` stays text, like its `ping`.
+pub(super) fn is_binary(binary: bool, frame: &[u8]) -> bool {
+    binary && frame != crate::protocol::PONG
+}
+
+fn io(e: tungstenite::Error) -> TransportError {
     TransportError::Io(e.to_string())
 }
 
-impl Transport for WebSocketTransport {
+impl<S> WebSocketTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn next(&mut self) -> Option<Result<Incoming, TransportError>> {
+        if self.failed {
+            return None;
+        }
+        match self.ws.next().await? {
+            Ok(msg) => incoming(msg),
+            Err(e) => {
+                self.failed = true;
+                read_error(e)
+            }
+        }
+    }
+}
+
+impl<S> Transport for WebSocketTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     async fn recv(&mut self) -> Option<Result<Incoming, TransportError>> {
-        next_incoming(&mut self.ws).await
+        self.next().await
     }
 
     /// Every lane is the one socket: frames keep the order they are written in.
     async fn write(&mut self, frame: Bytes, _lane: Lane<'_>) -> Result<(), TransportError> {
-        // A MessagePack session's `pong` stays text, like its `ping`.
-        let binary = self.binary && frame != crate::protocol::PONG;
-        if let Some(s) = &self.socket {
-            // Frames are UTF-8 JSON (or MessagePack) by construction.
-            let opcode = match binary {
-                true => OpCode::Data(Data::Binary),
-                false => OpCode::Data(Data::Text),
-            };
-            return s
-                .push(opcode, &frame)
-                .map_err(|e| TransportError::Io(e.to_string()));
-        }
-        if binary {
+        if is_binary(self.binary, &frame) {
             return self.ws.feed(Message::Binary(frame)).await.map_err(io);
         }
-        let text = Utf8Bytes::try_from(frame)
+        // Frames are UTF-8 JSON by construction.
+        let text = tungstenite::Utf8Bytes::try_from(frame)
             .map_err(|e| TransportError::Io(format!("frame is not UTF-8: {e}")))?;
         self.ws.feed(Message::Text(text)).await.map_err(io)
     }
@@ -105,40 +133,26 @@ impl Transport for WebSocketTransport {
     }
 
     async fn heartbeat(&mut self) -> Result<Liveness, TransportError> {
-        match &self.socket {
-            Some(s) => {
-                s.push(OpCode::Control(Control::Ping), &[])
-                    .map_err(|e| TransportError::Io(e.to_string()))?;
-                self.ws.flush().await.map_err(io)?;
-            }
-            None => self
-                .ws
-                .send(Message::Ping(Bytes::new()))
-                .await
-                .map_err(io)?,
-        }
+        self.ws
+            .send(Message::Ping(Bytes::new()))
+            .await
+            .map_err(io)?;
         Ok(Liveness::Session)
     }
 
     async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame {
-            code: code.code(),
-            reason: Utf8Bytes::from(reason),
-        };
-        // A peer that stopped reading takes no close frame: then the
-        // connection is reset.
+        let frame = close_frame(code, reason);
+        // A peer that stopped reading takes no close frame: the connection
+        // is dropped.
         let sent = tokio::time::timeout(CLOSE_LINGER, self.ws.send(Message::Close(Some(frame))));
         if !matches!(sent.await, Ok(Ok(()))) {
-            if let Some(s) = &self.socket {
-                s.abort();
-            }
             return;
         }
         // Keep reading until the peer answers the close, so that unread
         // input does not turn our close into a TCP reset that loses the
         // close frame.
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Ok(_)) = next_incoming(&mut self.ws).await {}
+            while let Some(Ok(_)) = self.next().await {}
         })
         .await;
     }

@@ -195,3 +195,132 @@ async fn silent_peer_is_closed_4408_and_a_live_one_is_not() {
         "pongs count as traffic"
     );
 }
+
+/// Sends `bytes` in one write and returns what the server answers, read
+/// until `done` says the answer is whole (or a few seconds pass).
+async fn raw_exchange(s: &Server, bytes: &[u8], done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !done(&got) {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// Where an HTTP answer's head ends in `got`, if it has.
+fn head_end(got: &[u8]) -> Option<usize> {
+    got.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// An HTTP answer with its whole body (by `content-length`).
+fn whole_answer(got: &[u8]) -> bool {
+    let Some(head) = head_end(got) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&got[..head]).to_ascii_lowercase();
+    let len = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    got.len() >= head + len
+}
+
+/// A 101 followed by one whole server frame (payload under 64 KiB).
+fn upgraded_with_a_frame(got: &[u8]) -> bool {
+    let Some(head) = head_end(got) else {
+        return false;
+    };
+    let f = &got[head..];
+    match f.get(1) {
+        Some(126) => f.len() >= 4 && f.len() >= 4 + u16::from_be_bytes([f[2], f[3]]) as usize,
+        Some(&n) => f.len() >= 2 + n as usize,
+        None => false,
+    }
+}
+
+fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// A masked client text frame (payload under 126 bytes).
+fn client_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn a_login_sent_with_the_upgrade_request_is_read_and_answered() {
+    // A client may send its first frame without waiting for the 101: the
+    // bytes the HTTP layer read past the request belong to the WebSocket.
+    let s = Server::start(&[]);
+    let login = br#"{"msgType":2,"sendUserId":"eager"}"#;
+    let mut bytes = upgrade_request("/ws", "Sec-WebSocket-Version: 13\r\n").into_bytes();
+    bytes.extend(client_text(login));
+    let got = raw_exchange(&s, &bytes, upgraded_with_a_frame).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101"), "answer: {text}");
+    // RFC 6455 §1.3's example key and its accept value.
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "answer: {text}"
+    );
+    let frame = &got[head_end(&got).unwrap()..];
+    assert_eq!(frame[0], 0x81, "a final text frame: {frame:?}");
+    let (len, at) = match frame[1] {
+        126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
+        n => (n as usize, 2),
+    };
+    let reply: serde_json::Value = serde_json::from_slice(&frame[at..at + len]).unwrap();
+    assert_eq!(reply["msgType"], 2, "{reply}");
+    assert_eq!(reply["sendUserId"], "eager");
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_open_a_websocket_is_refused_with_its_reason() {
+    let s = Server::start(&[]);
+    for (request, status, reason) in [
+        (upgrade_request("/ws", ""), "400", "Sec-WebSocket-Version"),
+        (
+            upgrade_request("/ws", "Sec-WebSocket-Version: 8\r\n"),
+            "400",
+            "Sec-WebSocket-Version",
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+                .to_owned(),
+            "400",
+            "Sec-WebSocket-Key",
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nSec-WebSocket-Version: 13\r\n\r\n".to_owned(),
+            "400",
+            "Connection",
+        ),
+    ] {
+        let got = raw_exchange(&s, request.as_bytes(), whole_answer).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?} answered {text}"
+        );
+        assert!(text.contains(reason), "{request:?} answered {text}");
+    }
+}

@@ -1,7 +1,11 @@
-//! A WebSocket's TCP socket, shared by its session and the fan-out. The
-//! session writes through tungstenite as over a plain socket; the fan-out
-//! hands a volatile frame to a session ([`DirectWs`]) without waking its
-//! task: the frame is appended to the socket's one ordered buffer and
+//! A WebSocket's TCP socket, shared by its session and the fan-out. hyper
+//! reads the HTTP request and writes its answer through it
+//! ([`AsyncRead`]/[`AsyncWrite`]); once upgraded, tungstenite reads frames
+//! from it as from a plain non-blocking socket ([`io::Read`]: `WouldBlock`
+//! until the socket is readable, which the session waits for in
+//! [`SharedTcp::poll_readable`]), and the session's frames are appended
+//! whole to its buffer ([`SharedTcp::push`]). The fan-out hands a volatile
+//! frame to a session ([`SharedTcp::sender`]) without waking its task: the frame is appended to the socket's one ordered buffer and
 //! written, with every other frame that reached the socket in the same turn
 //! of the scheduler, by one `write` per socket ([`cork`]). Frames that
 //! arrive together (publishers in step, a busy room) leave in one segment.
@@ -26,6 +30,7 @@ use tokio::net::TcpStream;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
+use crate::caps::ConnPermit;
 use crate::model::{DirectSend, Sent, TransportKind};
 use crate::telemetry;
 
@@ -45,6 +50,8 @@ struct Shared {
     reader: AtomicWaker,
     /// Itself, for the cork list (taken only by a turn's first frame).
     me: Weak<Shared>,
+    /// The connection's place under the caps, freed with the socket.
+    _permit: Option<ConnPermit>,
 }
 
 /// What waits to be written, and who is to write it.
@@ -121,19 +128,67 @@ impl Shared {
 pub(crate) struct SharedTcp(Arc<Shared>);
 
 impl SharedTcp {
-    /// Wraps an accepted connection.
-    pub(crate) fn new(tcp: TcpStream) -> Self {
+    /// Wraps an accepted connection, with its place under the caps.
+    pub(crate) fn new(tcp: TcpStream, permit: Option<ConnPermit>) -> Self {
         Self(Arc::new_cyclic(|me| Shared {
             tcp,
             out: Mutex::new(Out::default()),
             reader: AtomicWaker::new(),
             me: me.clone(),
+            _permit: permit,
         }))
     }
 
-    /// The fan-out's handle on this socket.
-    pub(crate) fn direct(&self) -> DirectWs {
-        DirectWs(self.0.clone())
+    /// The fan-out's handle on this socket: what the hub calls to hand a
+    /// volatile frame over.
+    pub(crate) fn sender(&self) -> Arc<dyn DirectSend> {
+        self.0.clone()
+    }
+
+    /// Ready when the socket has bytes to read (or has failed); meanwhile
+    /// what the fan-out left in the buffer is written, waiting for the
+    /// socket as needed. A read that returned `WouldBlock` waits here.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.reader.register(cx.waker());
+        if let Poll::Ready(Err(e)) = self.0.poll_write_out(cx, false) {
+            return Poll::Ready(Err(e));
+        }
+        self.0.tcp.poll_read_ready(cx)
+    }
+
+    /// Writes everything accepted so far, waiting for the socket as needed,
+    /// and gives the drained buffer's memory back (a session writes in
+    /// bursts, a reply or a page of replay, and then idles).
+    pub(crate) fn poll_flush_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_write_out(cx, true)
+    }
+
+    /// Appends one whole frame of the session's (final, unmasked) behind
+    /// what the buffer holds, for the session's next flush to write: the
+    /// session's frames take the buffer the fan-out's take, not a second
+    /// one in tungstenite that an idle connection would keep.
+    pub(crate) fn push(&self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let mut out = self.0.out();
+        if out.dead {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let (header, hlen) = frame_header(opcode, payload.len());
+        out.buf.reserve(hlen + payload.len());
+        out.buf.extend_from_slice(&header[..hlen]);
+        out.buf.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Gives up on the peer: what waits is dropped and the connection is
+    /// reset when the socket closes (no FIN queued behind megabytes the
+    /// peer will never read), for a reader that stopped.
+    pub(crate) fn abort(&self) {
+        let mut out = self.0.out();
+        out.dead = true;
+        out.buf = Vec::new();
+        let sock = socket2::SockRef::from(&self.0.tcp);
+        let _ = sock.set_linger(Some(Duration::ZERO));
+        let _ = sock.shutdown(std::net::Shutdown::Read);
     }
 
     /// One write of the session's (hyper's, tungstenite's), behind what the
@@ -241,48 +296,33 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// The fan-out's (and the session's) handle on a WebSocket's socket.
-#[derive(Clone)]
-pub(crate) struct DirectWs(Arc<Shared>);
-
-impl std::fmt::Debug for DirectWs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+/// tungstenite's side once upgraded: reads what the socket holds now
+/// (`WouldBlock` when nothing: the session waits in
+/// [`SharedTcp::poll_readable`]).
+impl io::Read for SharedTcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.tcp.try_read(buf)
     }
 }
 
-impl DirectWs {
-    /// What the hub calls to hand a volatile frame over.
-    pub(crate) fn sender(&self) -> Arc<dyn DirectSend> {
-        self.0.clone()
-    }
-
-    /// Appends one whole frame of the session's (final, unmasked) behind
-    /// what the buffer holds, for the session's next flush to write: the
-    /// session's frames take the buffer the fan-out's take, not a second
-    /// one in tungstenite that an idle connection would keep.
-    pub(crate) fn push(&self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+/// What tungstenite writes itself (pongs, the close) is appended whole to
+/// the buffer, behind every frame accepted before it; the session's flush
+/// (or its next read) writes it. Never `WouldBlock`: tungstenite writes
+/// only replies, a frame or two, and the session's flush has a deadline.
+impl io::Write for SharedTcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut out = self.0.out();
         if out.dead {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        let (header, hlen) = frame_header(opcode, payload.len());
-        out.buf.reserve(hlen + payload.len());
-        out.buf.extend_from_slice(&header[..hlen]);
-        out.buf.extend_from_slice(payload);
-        Ok(())
+        out.buf.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
-    /// Gives up on the peer: what waits is dropped and the connection is
-    /// reset when the socket closes (no FIN queued behind megabytes the
-    /// peer will never read), for a reader that stopped.
-    pub(crate) fn abort(&self) {
+    /// Writes what the socket takes now.
+    fn flush(&mut self) -> io::Result<()> {
         let mut out = self.0.out();
-        out.dead = true;
-        out.buf = Vec::new();
-        let sock = socket2::SockRef::from(&self.0.tcp);
-        let _ = sock.set_linger(Some(Duration::ZERO));
-        let _ = sock.shutdown(std::net::Shutdown::Read);
+        self.0.write_out(&mut out).map(|_| ())
     }
 }
 
@@ -338,72 +378,7 @@ impl DirectSend for Shared {
     }
 }
 
-/// The sockets the fan-out wrote to in this turn of the scheduler, flushed
-/// together once the tasks that were ready have run: the first frame of a
-/// turn on a thread opens a batch and spawns its flush, which yields (tokio
-/// runs a yielded task after the others that are ready and a look at the
-/// I/O driver) until a turn hands no new frame over, at most a few turns,
-/// so frames that arrive together share one write.
-mod cork {
-    use std::cell::RefCell;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    use super::Shared;
-
-    /// Frames handed to sockets so far, by any thread.
-    pub(super) static HANDED: AtomicU64 = AtomicU64::new(0);
-    /// Turns a flush waits at most while frames keep coming.
-    const MAX_TURNS: usize = 4;
-
-    /// The sockets of one batch; `None` once its flush took them.
-    struct Batch(Mutex<Option<Vec<Arc<Shared>>>>);
-
-    thread_local! {
-        /// The batch this thread adds to until its flush runs.
-        static OPEN: RefCell<Option<Arc<Batch>>> = const { RefCell::new(None) };
-    }
-
-    /// Adds a socket with bytes to write to this thread's open batch, or
-    /// opens one and schedules its flush.
-    pub(super) fn add(s: Arc<Shared>) {
-        let s = OPEN.with_borrow(|open| {
-            if let Some(batch) = open
-                && let Some(list) = batch.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
-            {
-                list.push(s);
-                return None;
-            }
-            Some(s)
-        });
-        let Some(s) = s else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // No scheduler to wait for (a thread of its own): now.
-            s.flush_corked();
-            return;
-        };
-        let batch = Arc::new(Batch(Mutex::new(Some(vec![s]))));
-        OPEN.set(Some(batch.clone()));
-        rt.spawn(async move {
-            // Turns go on while frames keep coming (publishers in step
-            // whose frames arrive a few microseconds apart), a few at most.
-            let mut seen = HANDED.load(Ordering::Relaxed);
-            for _ in 0..MAX_TURNS {
-                tokio::task::yield_now().await;
-                let now = HANDED.load(Ordering::Relaxed);
-                if now == seen {
-                    break;
-                }
-                seen = now;
-            }
-            let list = batch.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-            for s in list.into_iter().flatten() {
-                s.flush_corked();
-            }
-        });
-    }
-}
+mod cork;
 
 #[cfg(test)]
-#[path = "tcp_tests.rs"]
 mod tests;

@@ -13,7 +13,7 @@ async fn pair() -> (SharedTcp, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
     let (server, _) = l.accept().await.unwrap();
-    (SharedTcp::new(server), client)
+    (SharedTcp::new(server, None), client)
 }
 
 fn text_header(len: usize) -> ([u8; 14], usize) {
@@ -42,7 +42,7 @@ fn headers_are_rfc_6455_text_frames() {
 #[tokio::test]
 async fn frames_handed_over_in_one_turn_leave_in_one_write_after_it() {
     let (s, mut client) = pair().await;
-    let d = s.direct().sender();
+    let d = s.sender();
     let a = Bytes::from_static(b"{\"n\":1}");
     let b = Bytes::from_static(b"{\"n\":2}");
     assert_eq!(d.send_volatile(&a), Sent::Yes);
@@ -59,7 +59,7 @@ async fn frames_handed_over_in_one_turn_leave_in_one_write_after_it() {
 #[tokio::test]
 async fn a_session_write_goes_out_behind_what_the_fan_out_handed_over() {
     let (mut s, mut client) = pair().await;
-    let d = s.direct().sender();
+    let d = s.sender();
     let v = Bytes::from_static(b"{\"v\":1}");
     assert_eq!(d.send_volatile(&v), Sent::Yes);
     // The session writes before the cork's flush ran: its bytes follow.
@@ -73,7 +73,7 @@ async fn a_session_write_goes_out_behind_what_the_fan_out_handed_over() {
 #[tokio::test]
 async fn a_write_the_socket_takes_in_part_is_finished_before_any_frame_of_the_fan_out() {
     let (mut s, mut client) = pair().await;
-    let d = s.direct().sender();
+    let d = s.sender();
     // Larger than what the socket takes while the client does not read.
     let big = vec![b'x'; 16 << 20];
     let wrote = s.write(&big).await.unwrap();
@@ -98,8 +98,8 @@ async fn a_write_the_socket_takes_in_part_is_finished_before_any_frame_of_the_fa
 #[tokio::test]
 async fn an_aborted_socket_takes_nothing_more() {
     let (s, mut client) = pair().await;
-    let d = s.direct().sender();
-    s.direct().abort();
+    let d = s.sender();
+    s.abort();
     assert_eq!(d.send_volatile(&Bytes::from_static(b"{}")), Sent::No);
     drop(d);
     drop(s);
@@ -114,15 +114,13 @@ async fn an_aborted_socket_takes_nothing_more() {
 #[tokio::test]
 async fn the_sessions_frames_keep_their_place_among_the_fan_outs_and_leave_no_buffer_behind() {
     let (mut s, mut client) = pair().await;
-    let d = s.direct().sender();
-    let direct = s.direct();
+    let d = s.sender();
     assert_eq!(
         d.send_volatile(&Bytes::from_static(b"{\"n\":1}")),
         Sent::Yes
     );
-    direct.push(OpCode::Data(Data::Text), b"{\"n\":2}").unwrap();
-    direct
-        .push(OpCode::Data(Data::Binary), b"\x81\xa1n\x03")
+    s.push(OpCode::Data(Data::Text), b"{\"n\":2}").unwrap();
+    s.push(OpCode::Data(Data::Binary), b"\x81\xa1n\x03")
         .unwrap();
     s.flush().await.unwrap();
     // The session's flush wrote everything and gave the memory back.
@@ -136,6 +134,6 @@ async fn the_sessions_frames_keep_their_place_among_the_fan_outs_and_leave_no_bu
     let mut got = vec![0u8; want.len()];
     client.read_exact(&mut got).await.unwrap();
     assert_eq!(got, want);
-    direct.abort();
-    assert!(direct.push(OpCode::Data(Data::Text), b"{}").is_err());
+    s.abort();
+    assert!(s.push(OpCode::Data(Data::Text), b"{}").is_err());
 }

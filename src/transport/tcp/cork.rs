@@ -1,0 +1,64 @@
+//! The sockets the fan-out wrote to in this turn of the scheduler, flushed
+//! together once the tasks that were ready have run: the first frame of a
+//! turn on a thread opens a batch and spawns its flush, which yields (tokio
+//! runs a yielded task after the others that are ready and a look at the
+//! I/O driver) until a turn hands no new frame over, at most a few turns,
+//! so frames that arrive together share one write.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Shared;
+
+/// Frames handed to sockets so far, by any thread.
+pub(super) static HANDED: AtomicU64 = AtomicU64::new(0);
+/// Turns a flush waits at most while frames keep coming.
+const MAX_TURNS: usize = 4;
+
+/// The sockets of one batch; `None` once its flush took them.
+struct Batch(Mutex<Option<Vec<Arc<Shared>>>>);
+
+thread_local! {
+    /// The batch this thread adds to until its flush runs.
+    static OPEN: RefCell<Option<Arc<Batch>>> = const { RefCell::new(None) };
+}
+
+/// Adds a socket with bytes to write to this thread's open batch, or
+/// opens one and schedules its flush.
+pub(super) fn add(s: Arc<Shared>) {
+    let s = OPEN.with_borrow(|open| {
+        if let Some(batch) = open
+            && let Some(list) = batch.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        {
+            list.push(s);
+            return None;
+        }
+        Some(s)
+    });
+    let Some(s) = s else { return };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        // No scheduler to wait for (a thread of its own): now.
+        s.flush_corked();
+        return;
+    };
+    let batch = Arc::new(Batch(Mutex::new(Some(vec![s]))));
+    OPEN.set(Some(batch.clone()));
+    rt.spawn(async move {
+        // Turns go on while frames keep coming (publishers in step
+        // whose frames arrive a few microseconds apart), a few at most.
+        let mut seen = HANDED.load(Ordering::Relaxed);
+        for _ in 0..MAX_TURNS {
+            tokio::task::yield_now().await;
+            let now = HANDED.load(Ordering::Relaxed);
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        let list = batch.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for s in list.into_iter().flatten() {
+            s.flush_corked();
+        }
+    });
+}
