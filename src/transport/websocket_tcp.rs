@@ -51,7 +51,13 @@ impl TcpWebSocket {
     /// The next message: what tungstenite holds, else what the socket has,
     /// waiting for it. Cancel-safe: a partly read frame stays in
     /// tungstenite's buffer, and the wait holds nothing.
+    ///
+    /// Each message costs a unit of tokio's cooperative budget: reads that
+    /// do not block (`try_read`) take none of their own, and a peer whose
+    /// frames never stop coming would otherwise keep its session's task on
+    /// the worker for good, every other session of that worker starved.
     async fn next(&mut self) -> Option<Result<Incoming, TransportError>> {
+        tokio::task::coop::consume_budget().await;
         while !self.failed {
             match self.ws.read() {
                 Ok(msg) => return incoming(msg),

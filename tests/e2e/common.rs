@@ -72,6 +72,21 @@ impl Server {
         Self::launch(wrapper, &["0.0.0.0:0", "0.0.0.0:0"], data, args, &[], None)
     }
 
+    /// Starts the binary on one core (`taskset -c 0`): tokio runs one
+    /// worker thread, so a task that never yields holds up every other.
+    pub(crate) fn start_on_one_core(args: &[&str]) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let wrapper = ["taskset", "-c", "0"].map(String::from);
+        Self::launch(
+            &wrapper,
+            &["127.0.0.1:0", "127.0.0.1:0"],
+            data,
+            args,
+            &[],
+            None,
+        )
+    }
+
     fn launch(
         wrapper: &[String],
         [http, wt]: &[&str; 2],
@@ -461,6 +476,17 @@ impl Client {
                 Some(Err(_)) | None => return Err(End::Dropped),
             }
         }
+    }
+
+    /// Sends JSON frames in one write.
+    pub(crate) async fn send_all(&mut self, frames: &[Value]) {
+        for v in frames {
+            self.ws
+                .feed(Message::text(v.to_string()))
+                .await
+                .expect("frame sent");
+        }
+        self.ws.flush().await.expect("frames sent");
     }
 
     /// Sends a JSON frame, ignoring a connection that is closing.

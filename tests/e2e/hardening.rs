@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::{Client, End, Server, jwt, unix_now};
 
@@ -578,4 +578,40 @@ async fn an_idle_channel_is_forgotten_and_a_stale_resume_is_reported_and_replaye
     // The channel starts anew; a client still at position 2 is told, and
     // gets what there is from the start.
     crate::common::reset_is_reported_and_replayed(&s, &mut alice).await;
+}
+
+#[tokio::test]
+async fn a_publisher_whose_frames_never_stop_does_not_starve_the_sessions_beside_it() {
+    // One worker thread: a session's task that never yields (its socket
+    // always has the next frame) would hold up every other session.
+    let s = Server::start_on_one_core(&["--rate-limit", "0", "--user-rate-limit", "0"]);
+    let mut sub = Client::connect(&s.ws_url("/ws")).await;
+    sub.login_as(json!({"msgType": 2, "sendUserId": "listener", "roomId": "r"}))
+        .await;
+    let mut publisher = Client::connect(&s.ws_url("/ws")).await;
+    publisher
+        .login_as(json!({"msgType": 2, "sendUserId": "talker", "roomId": "r"}))
+        .await;
+    let batch: Vec<Value> = (0..2_000)
+        .map(|i| json!({"msgType": 3, "roomId": "r", "volatile": true, "msgBody": {"n": i}}))
+        .collect();
+    // Three seconds of frames written faster than the server reads them.
+    let flood = tokio::spawn(async move {
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            publisher.send_all(&batch).await;
+        }
+        publisher
+    });
+    // The listener hears the room while the flood goes on.
+    let heard = tokio::time::timeout(Duration::from_secs(2), sub.recv_type(3)).await;
+    assert!(
+        heard.is_ok(),
+        "nothing of the room reached the listener while the publisher wrote"
+    );
+    assert!(
+        !flood.is_finished(),
+        "the flood lasted while the room was heard"
+    );
+    let _publisher = flood.await.unwrap();
 }
