@@ -221,8 +221,8 @@ async fn chromium_behind_loss_connects_over_webtransport_and_shows_each_messages
 async fn chromium_behind_loss_shows_messages_that_came_by_their_datagram_copy_in_order() {
     // 10 % loss each way: with copies always on, a message whose stream
     // copy is lost (or late) arrives by its datagram copy; in three runs
-    // 8 to 10 of the 40 did, so none is a failure, not chance.
-    let Some((lab, s)) = lab_and_server("lab::chromium_datagram_copies", 10.0, 20.0) else {
+    // 8 to 10 of 40 did.
+    let Some((mut lab, s)) = lab_and_server("lab::chromium_datagram_copies", 10.0, 20.0) else {
         return;
     };
     let (_driver, b) = demo_behind_the_lab(
@@ -233,25 +233,41 @@ async fn chromium_behind_loss_shows_messages_that_came_by_their_datagram_copy_in
     )
     .await;
     let mut w = unimpaired(&lab, &s, "w").await;
+    // Rounds of 40 until one message came by its copy (seen once in CI:
+    // a round of 40 where none did, every latency within the delay's
+    // jitter, as if no stream packet had been lost), at most five.
     const N: usize = 40;
-    for i in 0..N {
-        w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": {"text": format!("copy {i:02}")}}))
-            .await;
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    let mut sent = 0;
+    let mut by_copy = 0;
+    let mut log = String::new();
+    for _round in 0..5 {
+        for _ in 0..N {
+            w.send(&json!({"msgType": 3, "receivedUserId": "phone", "msgBody": {"text": format!("copy {sent:03}")}}))
+                .await;
+            sent += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        wait_for(&b, "log", &format!("[direct] w: copy {:03} (", sent - 1)).await;
+        log = text(&b, "log").await;
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("w: copy ")).collect();
+        // Every message once, in order, whichever copy came first.
+        let order: Vec<usize> = lines
+            .iter()
+            .filter_map(|l| l.split("copy ").nth(1)?.get(..3)?.parse().ok())
+            .collect();
+        assert_eq!(order, (0..sent).collect::<Vec<_>>(), "{log}");
+        by_copy = lines
+            .iter()
+            .filter(|l| l.contains("by its datagram copy"))
+            .count();
+        if by_copy > 0 {
+            break;
+        }
+        eprintln!(
+            "no message of {sent} came by its datagram copy yet: {:?}",
+            lab.stats()
+        );
     }
-    wait_for(&b, "log", &format!("[direct] w: copy {:02} (", N - 1)).await;
-    let log = text(&b, "log").await;
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("w: copy ")).collect();
-    // Every message once, in order, whichever copy came first.
-    let order: Vec<usize> = lines
-        .iter()
-        .filter_map(|l| l.split("copy ").nth(1)?.get(..2)?.parse().ok())
-        .collect();
-    assert_eq!(order, (0..N).collect::<Vec<_>>(), "{log}");
-    let by_copy = lines
-        .iter()
-        .filter(|l| l.contains("by its datagram copy"))
-        .count();
     assert!(by_copy > 0, "no message came by its datagram copy: {log}");
     b.close().await.unwrap();
 }
