@@ -8,9 +8,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
-use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::handshake::{Handshake, Socket};
 use crate::admission::{Arrival, admit};
@@ -78,11 +76,6 @@ fn upgrade(
             return (status, r.reason).into_response();
         }
     };
-    // Frames up to 4x the limit are read whole so they can be answered with
-    // 413; beyond that the transport cuts the connection itself. tungstenite
-    // keeps its read buffer for the connection's life: 256 bytes hold a short
-    // chat frame in one read (a larger one takes more reads and grows the
-    // buffer while it is read), and cost an idle connection half of 512's.
     let protocol = match asks_msgpack {
         true => {
             peer.encoding = Encoding::MsgPack;
@@ -91,11 +84,7 @@ fn upgrade(
         false => None,
     };
     let binary = peer.encoding == Encoding::MsgPack;
-    let hard_limit = gw.config().limits.max_frame.saturating_mul(4);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(256)
-        .max_message_size(Some(hard_limit))
-        .max_frame_size(Some(hard_limit));
+    let max_frame = gw.config().limits.max_frame;
     let (response, socket) = ws.accept(protocol);
     // The wait for the upgrade is a task of its own, which starts the
     // session's and ends: nothing of it is kept for the session's life.
@@ -106,12 +95,11 @@ fn upgrade(
                 // The fan-out's side door writes JSON text frames: a
                 // MessagePack session takes every frame through its queue.
                 let door = (!binary).then(|| tcp.sender());
-                let t = TcpWebSocket::new(tcp, read, config, binary);
+                let t = TcpWebSocket::new(tcp, read, max_frame, binary);
                 tasks.spawn(crate::session::run(t, door, peer, gw));
             }
             Ok(Socket::Other(io)) => {
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                let t = WebSocketTransport::new(ws, binary);
+                let t = WebSocketTransport::accept(io, max_frame, binary).await;
                 tasks.spawn(crate::session::run(t, None, peer, gw));
             }
             Err(e) => debug!(error = %e, "websocket upgrade failed"),

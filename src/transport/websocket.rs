@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
-use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
 use crate::protocol::CloseCode;
@@ -31,10 +31,29 @@ pub(crate) struct WebSocketTransport<S> {
     failed: bool,
 }
 
-impl<S> WebSocketTransport<S> {
-    /// Wraps an upgraded stream; `binary` for a session whose frames are
-    /// MessagePack.
-    pub(crate) fn new(ws: WebSocketStream<S>, binary: bool) -> Self {
+/// tungstenite's settings for a server session whose frames are limited to
+/// `max_frame`. Frames up to 4x the limit are read whole so they can be
+/// answered with 413; beyond that the transport cuts the connection itself.
+/// tungstenite keeps its read buffer for the connection's life: 256 bytes
+/// hold a short chat frame in one read (a larger one takes more reads and
+/// grows the buffer while it is read), and cost an idle connection half of
+/// 512's.
+pub(super) fn config(max_frame: usize) -> WebSocketConfig {
+    let hard_limit = max_frame.saturating_mul(4);
+    WebSocketConfig::default()
+        .read_buffer_size(256)
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit))
+}
+
+impl<S> WebSocketTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// The server's side of an upgraded stream whose frames are limited to
+    /// `max_frame`; `binary` for a session whose frames are MessagePack.
+    pub(crate) async fn accept(io: S, max_frame: usize, binary: bool) -> Self {
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config(max_frame))).await;
         Self {
             ws,
             binary,

@@ -10,11 +10,11 @@ use std::future::poll_fn;
 
 use bytes::Bytes;
 use tungstenite::WebSocket;
+use tungstenite::protocol::Role;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
-use tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::tcp::SharedTcp;
-use super::websocket::{CLOSE_LINGER, close_frame, incoming, is_binary, read_error};
+use super::websocket::{CLOSE_LINGER, close_frame, config, incoming, is_binary, read_error};
 use super::{Channel, Incoming, Lane, Liveness, Transport, TransportError};
 use crate::protocol::CloseCode;
 
@@ -30,9 +30,11 @@ pub(crate) struct TcpWebSocket {
 
 impl TcpWebSocket {
     /// The upgraded connection `tcp`, with the bytes the HTTP layer read
-    /// past the request (a client may send its first frames at once);
-    /// `binary` for a session whose frames are MessagePack.
-    pub(crate) fn new(tcp: SharedTcp, read: Bytes, config: WebSocketConfig, binary: bool) -> Self {
+    /// past the request (a client may send its first frames at once), its
+    /// frames limited to `max_frame`; `binary` for a session whose frames
+    /// are MessagePack.
+    pub(crate) fn new(tcp: SharedTcp, read: Bytes, max_frame: usize, binary: bool) -> Self {
+        let config = config(max_frame);
         let ws = match read.is_empty() {
             true => WebSocket::from_raw_socket(tcp, Role::Server, Some(config)),
             false => WebSocket::from_partially_read(tcp, read.into(), Role::Server, Some(config)),
