@@ -48,6 +48,9 @@ pub(super) enum Admit {
     RateLimited,
     /// Over the rate limit for too long: error 429, then close 4429.
     Abusive,
+    /// More heartbeats in a second than any client sends: error 429, then
+    /// close 4429.
+    HeartbeatFlood,
 }
 
 /// Where a frame from the session's queue goes.
@@ -67,7 +70,7 @@ impl Admit {
     pub(super) fn closes(self) -> Option<CloseCode> {
         match self {
             Admit::TooLarge { .. } => Some(CloseCode::TooLarge),
-            Admit::Abusive => Some(CloseCode::RateLimited),
+            Admit::Abusive | Admit::HeartbeatFlood => Some(CloseCode::RateLimited),
             Admit::Handle | Admit::RateLimited => None,
         }
     }
@@ -249,6 +252,17 @@ impl Core {
             Verdict::Allow => Admit::Handle,
             Verdict::Reject => Admit::RateLimited,
             Verdict::Close => Admit::Abusive,
+        }
+    }
+
+    /// A heartbeat (`ping`, msgType 1, a WebSocket Ping or Pong) arriving at
+    /// `now`: not counted against the rate limit, but a flood of them
+    /// (more than [`HEARTBEATS_PER_SECOND`](super::limits::HEARTBEATS_PER_SECOND)
+    /// in a second) is abuse.
+    pub(super) fn admit_heartbeat(&mut self, now: Instant) -> Admit {
+        match self.limit.check_heartbeat(now.into_std()) {
+            Verdict::Close => Admit::HeartbeatFlood,
+            Verdict::Allow | Verdict::Reject => Admit::Handle,
         }
     }
 

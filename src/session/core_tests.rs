@@ -145,6 +145,19 @@ fn frames_over_the_limit_close_4413_and_floods_are_refused_then_closed_4429() {
     );
 }
 
+#[test]
+fn heartbeats_spend_no_rate_but_a_flood_of_them_closes_4429() {
+    let (mut c, t0) = core();
+    // The bucket is spent; heartbeats are still answered.
+    let _ = (0..21).map(|_| c.admit_rate(t0)).count();
+    let beats: Vec<Admit> = (0..21).map(|_| c.admit_heartbeat(t0)).collect();
+    assert!(beats[..20].iter().all(|v| *v == Admit::Handle), "{beats:?}");
+    assert_eq!(beats[20], Admit::HeartbeatFlood);
+    assert_eq!(beats[20].closes(), Some(CloseCode::RateLimited));
+    // The next second starts a new count.
+    assert_eq!(c.admit_heartbeat(t0 + S), Admit::Handle);
+}
+
 fn stored(room: &str, seq: u64) -> OutFrame {
     OutFrame::new(
         Bytes::from(format!("{{\"seq\":{seq}}}")),

@@ -8,6 +8,7 @@ use tracing::{Instrument, field};
 
 use super::commands::{self, Effects};
 use super::core::{Admit, Reading};
+use super::limits::HEARTBEATS_PER_SECOND;
 use super::login::{self, Refused};
 use super::verdicts::{self, Verdict};
 use super::{Driver, Flow};
@@ -22,7 +23,13 @@ use crate::transport::{Incoming, Transport};
 impl<T: Transport> Driver<T> {
     pub(super) async fn on_incoming(&mut self, inc: Incoming) -> Flow {
         let frame = match inc {
-            Incoming::Activity => return Flow::Continue,
+            Incoming::Activity => {
+                let beat = self.core.admit_heartbeat(Instant::now());
+                if beat != Admit::Handle {
+                    return self.refused(beat, None).await;
+                }
+                return Flow::Continue;
+            }
             Incoming::TooLarge(size) => {
                 self.m.frames_in.increment(1);
                 return self.refused(self.core.too_large(size), None).await;
@@ -72,11 +79,16 @@ impl<T: Transport> Driver<T> {
                 client_msg_id: cmid,
             });
         }
-        // Heartbeats are not counted.
-        if !matches!(
+        // Heartbeats are not counted, only bounded.
+        if matches!(
             decoded,
             Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat))
         ) {
+            let beat = self.core.admit_heartbeat(Instant::now());
+            if beat != Admit::Handle {
+                return self.refused(beat, None).await;
+            }
+        } else {
             let rate = self.core.admit_rate(Instant::now());
             if rate != Admit::Handle {
                 let cmid = match decoded {
@@ -108,6 +120,10 @@ impl<T: Transport> Driver<T> {
     async fn refused(&mut self, admit: Admit, cmid: Option<String>) -> Flow {
         let err = match admit {
             Admit::TooLarge { size, limit } => ProtoError::TooLarge { size, limit },
+            Admit::HeartbeatFlood => ProtoError::Limit(format!(
+                "more than {HEARTBEATS_PER_SECOND} heartbeats (ping, msgType 1, WebSocket Ping \
+                 or Pong) in a second"
+            )),
             _ => ProtoError::RateLimited(self.gw.config().limits.rate_limit),
         };
         if let Err(e) = self.error(err, cmid).await {

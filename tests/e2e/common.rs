@@ -354,6 +354,24 @@ impl Client {
             .expect("send");
     }
 
+    /// Sends `n` WebSocket Ping frames in one write.
+    pub(crate) async fn send_pings(&mut self, n: usize) {
+        for _ in 0..n {
+            let ping = Message::Ping(b"hb".to_vec().into());
+            self.ws.feed(ping).await.expect("ping sent");
+        }
+        self.ws.flush().await.expect("pings sent");
+    }
+
+    /// Sends `n` text frames of `s` in one write.
+    pub(crate) async fn send_texts(&mut self, s: &str, n: usize) {
+        for _ in 0..n {
+            let text = Message::text(s.to_string());
+            self.ws.feed(text).await.expect("frame sent");
+        }
+        self.ws.flush().await.expect("frames sent");
+    }
+
     /// Sends a raw text frame.
     pub(crate) async fn send_text(&mut self, s: &str) {
         self.ws
