@@ -379,4 +379,4 @@ async fn history(
 
 #[cfg(test)]
 #[path = "commands_tests.rs"]
-mod tests;
+pub(super) mod tests;

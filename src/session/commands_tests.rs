@@ -22,7 +22,7 @@ fn id(s: &str) -> Id {
     Id::parse(s).unwrap()
 }
 
-fn gateway_with(config: Config) -> Gateway {
+pub(in crate::session) fn gateway_with(config: Config) -> Gateway {
     let hub = Hub::new();
     let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(hub.clone(), "test".into()));
     let sink = Arc::new(Dispatcher::new(broker.clone()));

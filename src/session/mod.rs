@@ -405,3 +405,7 @@ impl<T: Transport> Driver<T> {
         self.flush().await
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod driver_tests;

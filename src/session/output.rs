@@ -122,7 +122,7 @@ impl<T: Transport> Driver<T> {
         if !self.writable {
             return Ok(());
         }
-        let limit = self.gw.config().limits.heartbeat;
+        let limit = self.core.write_deadline();
         let r = bounded(
             self.t.write(frame, lane),
             limit,
@@ -142,7 +142,7 @@ impl<T: Transport> Driver<T> {
         if !self.writable {
             return Ok(());
         }
-        let limit = self.gw.config().limits.heartbeat;
+        let limit = self.core.write_deadline();
         let r = bounded(
             self.t.flush(),
             limit,
