@@ -1,8 +1,8 @@
 //! The whole session driver (`run`) without a socket: an in-memory
 //! transport, an in-memory store and hub, and tokio's paused clock, so the
-//! heartbeat, the login deadline and a write that never completes play out
-//! in virtual time. What the tests see is what a peer would: the frames
-//! written, in order, and the close code.
+//! heartbeat, the login deadline, an expiring token and a write that never
+//! completes play out in virtual time. What the tests see is what a peer
+//! would: the frames written, in order, and the close code.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,16 +148,17 @@ impl Peer {
         tx.send(inc).expect("the session reads");
     }
 
-    /// The next frame written, waiting (in virtual time) at most a minute.
+    /// The next frame written, waiting (in virtual time) at most ten
+    /// minutes.
     async fn next(&mut self) -> Value {
         let want = self.read + 1;
         tokio::time::timeout(
-            Duration::from_secs(60),
+            Duration::from_secs(600),
             self.changed
                 .wait_for(|_| self.seen.lock().unwrap().frames.len() >= want),
         )
         .await
-        .expect("a frame within a minute")
+        .expect("a frame within ten minutes")
         .expect("the session is there");
         self.read = want;
         self.seen.lock().unwrap().frames[want - 1].clone()
@@ -188,6 +189,15 @@ fn gateway(args: &[&str]) -> Gateway {
         .resolve()
         .unwrap();
     gateway_with(config)
+}
+
+/// An HS256 token for `sub` that expires `secs` from the wall clock's now.
+fn token(secret: &str, sub: &str, secs: u64) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let exp = crate::model::now_ms() / 1000 + secs;
+    let claims = json!({"sub": sub, "exp": exp});
+    let key = EncodingKey::from_secret(secret.as_bytes());
+    encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
 }
 
 fn direct(to: &str, text: &str) -> Value {
@@ -309,4 +319,74 @@ async fn oversize_frames_close_4413_and_a_flood_4429_each_after_its_error() {
     gone.tx = None;
     gone.task.await.unwrap();
     assert_eq!(gone.seen.lock().unwrap().close, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiring_credentials_are_announced_then_close_4401_unless_refreshed() {
+    let gw = gateway(&["--jwt-secret", "s3cret", "--heartbeat-sec", "600"]);
+    let login = |secs| json!({"token": token("s3cret", "fay", secs)});
+    let (mut kept, _) = Peer::login(&gw, "fay", login(300)).await;
+    let (mut lapsed, _) = Peer::login(&gw, "fay", login(300)).await;
+    let t0 = Instant::now();
+    // Announced 60 s ahead (in virtual time; the wall clock stands still).
+    // The token's `exp` is in whole seconds: up to one less than asked.
+    for p in [&mut kept, &mut lapsed] {
+        let notice = p.next().await;
+        assert_eq!(notice["msgType"], 10, "{notice}");
+        let at = t0.elapsed();
+        assert!(
+            at >= Duration::from_secs(239) && at <= Duration::from_secs(240),
+            "{at:?}"
+        );
+    }
+    kept.send(json!({"msgType": 10, "token": token("s3cret", "fay", 1000)}));
+    let refreshed = kept.next().await;
+    assert_eq!(refreshed["msgType"], 10, "{refreshed}");
+    // The other is closed once its token lapsed, with the leeway.
+    assert_eq!(lapsed.closed().await, 4401);
+    let at = t0.elapsed();
+    assert!(
+        at >= Duration::from_secs(302) && at <= Duration::from_secs(303),
+        "{at:?}"
+    );
+    assert!(
+        lapsed.written().iter().any(|f| f["code"] == 401),
+        "error 401 before the close: {:?}",
+        lapsed.written()
+    );
+    assert_eq!(
+        kept.seen.lock().unwrap().close,
+        None,
+        "the refreshed one stays"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_closes_its_session_4008_at_once_and_the_room_goes_on() {
+    let gw = gateway(&["--outbound-queue", "4", "--heartbeat-sec", "30"]);
+    let (mut stuck, _) = Peer::login(&gw, "gil", json!({"roomId": "q"})).await;
+    let (mut reader, _) = Peer::login(&gw, "hal", json!({"roomId": "q"})).await;
+    let (talker, _) = Peer::login(&gw, "ivy", json!({"roomId": "q"})).await;
+    stuck.stalled.store(true, Ordering::Release);
+    let t0 = Instant::now();
+    // One at a time, as a chat goes: the reader drains its queue between
+    // them, the stuck session cannot.
+    for i in 0..10 {
+        talker.send(json!({"msgType": 3, "roomId": "q", "msgBody": {"n": i}, "clientMsgId": format!("q{i}")}));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stuck.closed().await, 4008);
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "closed when the queue overflowed, not at the write deadline: {:?}",
+        t0.elapsed()
+    );
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let f = reader.next().await;
+        if f["msgType"] == 3 {
+            got.push(f["msgBody"]["n"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u64>>());
 }
