@@ -73,9 +73,8 @@ impl Copies {
         }
     }
 
-    /// Counts `n` bytes sent, by the second.
-    fn count(&mut self, n: usize) {
-        let now = Instant::now();
+    /// Counts `n` bytes sent at `now`, by the second.
+    fn count(&mut self, n: usize, now: Instant) {
         match self.second {
             Some(t) if now.duration_since(t) < Duration::from_secs(1) => {}
             Some(t) if now.duration_since(t) < Duration::from_secs(2) => {
@@ -100,13 +99,15 @@ impl Copies {
 
     /// After `frame` went on its channel's stream: its datagram copy, if
     /// `redundancy` asks for one now and it fits.
+    /// The clock is read once.
     pub(super) fn after(&mut self, frame: &Bytes, redundancy: Redundancy) {
-        self.count(frame.len());
+        let now = Instant::now();
+        self.count(frame.len(), now);
         let wanted = match redundancy {
             Redundancy::Off => false,
             Redundancy::Always => true,
-            Redundancy::Auto if !self.losing() => false,
-            Redundancy::Auto if self.link.held(Instant::now()) => {
+            Redundancy::Auto if !self.losing(now) => false,
+            Redundancy::Auto if self.link.held(now) => {
                 telemetry::datagram_copy("held");
                 false
             }
@@ -125,19 +126,16 @@ impl Copies {
         }
         let len = datagram.len();
         let tx = self.tx.get_or_insert_with(|| spawn(self.conn.clone()));
-        if tx
-            .try_send((Instant::now() + COPY_DELAY, datagram))
-            .is_err()
-        {
+        if tx.try_send((now + COPY_DELAY, datagram)).is_err() {
             telemetry::datagram_copy("dropped");
             return;
         }
-        self.count(len);
+        self.count(len, now);
     }
 
-    /// Whether the connection is losing packets, with hysteresis.
-    fn losing(&mut self) -> bool {
-        let now = Instant::now();
+    /// Whether the connection is losing packets as of `now`, with
+    /// hysteresis.
+    fn losing(&mut self, now: Instant) -> bool {
         if self
             .looked
             .is_some_and(|t| now.duration_since(t) < LOOK_EVERY)
