@@ -71,11 +71,25 @@ impl Shared {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// One `send` of `buf`, straight to the socket: a fan-out writes to
+    /// each of a room's sockets in turn, and tokio's readiness for each (a
+    /// cache line of its own, cold by then) cost a miss per write. Only a
+    /// full socket goes through tokio, whose `try_write` then clears the
+    /// readiness it saw, so that a wait for the socket waits for its next
+    /// writable edge.
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let sock = socket2::SockRef::from(&self.tcp);
+        match sock.send_with_flags(buf, libc::MSG_NOSIGNAL) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.try_write(buf),
+            r => r,
+        }
+    }
+
     /// Writes as much of the buffer as the socket takes now: true when it
     /// is empty.
     fn write_out(&self, out: &mut Out) -> io::Result<bool> {
         while !out.buf.is_empty() {
-            match self.tcp.try_write(&out.buf) {
+            match self.send(&out.buf) {
                 Ok(n) => drop(out.buf.drain(..n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => {
