@@ -24,9 +24,9 @@ const STRIKE_WINDOW_SECS: u32 = 10;
 
 /// Heartbeats (`ping`, msgType 1, a WebSocket Ping or Pong) a session may
 /// send in one second of the clock. The rate limit does not count them
-/// (PROTOCOL.md section 9: a client's heartbeat must never cost it its
-/// budget), and a client sends one every 25 to 30 s; a peer that sends more
-/// than this floods, and each of its Pings and `ping`s costs an answer.
+/// (PROTOCOL.md's limits: `ping` and msgType 1 are not counted), and a
+/// client sends one every 25 to 30 s; a peer that sends more than this
+/// floods, and each of its Pings and `ping`s costs an answer.
 pub(crate) const HEARTBEATS_PER_SECOND: u16 = 20;
 
 /// A session's rate limit: `rate` frames per second with a burst of
