@@ -27,9 +27,10 @@ pub enum Delivery {
 
 /// The fan-out's side door into a session: a volatile frame handed to the
 /// session's peer from the thread that fans it out, without waking the
-/// session's task. A WebTransport session sends it as a datagram on the
-/// spot; a WebSocket's socket takes it into its ordered buffer, written
-/// with the other frames of the same scheduler turn. The only other way in
+/// session's task. A WebTransport session gives it to QUIC as a datagram,
+/// a WebSocket's socket appends it to its ordered buffer; either writes it
+/// with the other frames of the same scheduler turns (one packet, one
+/// `write`). The only other way in
 /// is the session's queue.
 pub trait DirectSend: Send + Sync + std::fmt::Debug {
     /// Takes `payload` for the peer, or says it must go through the

@@ -25,7 +25,7 @@ pub(super) fn register() {
                 .absolute(0);
         }
     }
-    for direction in ["in", "out"] {
+    for direction in ["in", "out", "dropped"] {
         counter!("rtgate_datagrams_total", "direction" => direction).absolute(0);
     }
     for outcome in ["sent", "dropped"] {
@@ -124,7 +124,7 @@ fn describe() {
     );
     describe_counter!(
         "rtgate_datagrams_total",
-        "WebTransport datagrams received (in) and sent (out)"
+        "WebTransport datagrams received (in), sent (out), and volatile frames quinn no longer took when their turn's batch was sent (dropped)"
     );
     describe_counter!(
         "rtgate_datagram_copies_total",

@@ -133,12 +133,16 @@ pub(crate) fn connection_refused(kind: TransportKind, cap: &'static str) {
         .increment(1);
 }
 
-/// A WebTransport datagram received (`in`) or sent (`out`).
+/// A WebTransport datagram received (`in`), sent (`out`), or a volatile
+/// frame quinn no longer took when its batch was sent (`dropped`).
 pub(crate) fn datagram(direction: &'static str) {
     // Once per datagram per recipient: the handles are resolved once.
-    static IN: OnceLock<metrics::Counter> = OnceLock::new();
-    static OUT: OnceLock<metrics::Counter> = OnceLock::new();
-    let slot = if direction == "in" { &IN } else { &OUT };
+    static SLOTS: [OnceLock<metrics::Counter>; 3] = [const { OnceLock::new() }; 3];
+    let slot = match direction {
+        "in" => &SLOTS[0],
+        "out" => &SLOTS[1],
+        _ => &SLOTS[2],
+    };
     slot.get_or_init(|| {
         install();
         counter!("rtgate_datagrams_total", "direction" => direction)

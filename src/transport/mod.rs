@@ -7,6 +7,7 @@
 //! connection and hand the wrapped session to the session driver, which
 //! only sees this trait.
 
+mod cork;
 pub(crate) mod sse;
 pub(crate) mod tcp;
 pub(crate) mod websocket;

@@ -7,7 +7,7 @@
 //! whole to its buffer ([`SharedTcp::push`]). The fan-out hands a volatile
 //! frame to a session ([`SharedTcp::sender`]) without waking its task: the frame is appended to the socket's one ordered buffer and
 //! written, with every other frame that reached the socket in the same turn
-//! of the scheduler, by one `write` per socket ([`cork`]). Frames that
+//! of the scheduler, by one `write` per socket ([`cork`](super::cork)). Frames that
 //! arrive together (publishers in step, a busy room) leave in one segment.
 //!
 //! Order: bytes reach the wire in the order they were accepted. A write of
@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
+use super::cork::{self, Corked};
 use crate::caps::ConnPermit;
 use crate::model::{DirectSend, Sent, TransportKind};
 use crate::telemetry;
@@ -103,17 +104,6 @@ impl Shared {
             out.buf = Vec::new();
         }
         Ok(true)
-    }
-
-    /// The cork's flush: writes what the fan-out left; bytes the socket
-    /// does not take are left to the session, which is woken for them.
-    fn flush_corked(&self) {
-        let mut out = self.out();
-        out.corked = false;
-        if matches!(self.write_out(&mut out), Ok(false)) {
-            drop(out);
-            self.reader.wake();
-        }
     }
 
     /// Writes the buffer out, waiting for the socket as needed; `release`
@@ -355,6 +345,19 @@ fn frame_header(opcode: OpCode, len: usize) -> ([u8; 14], usize) {
     (out, n)
 }
 
+impl Corked for Shared {
+    /// Writes what the fan-out left; bytes the socket does not take are
+    /// left to the session, which is woken for them.
+    fn flush_corked(&self) {
+        let mut out = self.out();
+        out.corked = false;
+        if matches!(self.write_out(&mut out), Ok(false)) {
+            drop(out);
+            self.reader.wake();
+        }
+    }
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let out = self.out();
@@ -381,7 +384,7 @@ impl DirectSend for Shared {
         let first = !out.corked;
         out.corked = true;
         drop(out);
-        cork::HANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cork::handed();
         if first && let Some(me) = self.me.upgrade() {
             cork::add(me);
         }
@@ -391,8 +394,6 @@ impl DirectSend for Shared {
         Sent::Yes
     }
 }
-
-mod cork;
 
 #[cfg(test)]
 mod tests;

@@ -247,7 +247,7 @@ impl WebTransportTransport {
 
     /// The fan-out's side door into this session: its datagrams.
     pub(crate) fn datagrams(&self) -> Arc<dyn DirectSend> {
-        Arc::new(Datagrams::new(self.conn.clone(), self.session))
+        Datagrams::new(self.conn.clone(), self.session)
     }
 
     /// Counts a refused stream; past the allowance the client is closed.

@@ -1,32 +1,43 @@
-//! The sockets the fan-out wrote to in this turn of the scheduler, flushed
-//! together once the tasks that were ready have run: the first frame of a
-//! turn on a thread opens a batch and spawns its flush, which yields (tokio
-//! runs a yielded task after the others that are ready and a look at the
-//! I/O driver) until a turn hands no new frame over, at most a few turns,
-//! so frames that arrive together share one write.
+//! The fan-out's writes of one turn of the scheduler, flushed together once
+//! the tasks that were ready have run: the first frame of a turn on a thread
+//! opens a batch and spawns its flush, which yields (tokio runs a yielded
+//! task after the others that are ready and a look at the I/O driver) until
+//! a turn hands no new frame over, at most a few turns, so frames that
+//! arrive together share one write: one `write` per WebSocket's socket, one
+//! QUIC packet per WebTransport session's datagrams.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Shared;
+/// What the fan-out handed frames to and writes in the batch's flush.
+pub(crate) trait Corked: Send + Sync {
+    /// Writes what the fan-out handed over since the last flush.
+    fn flush_corked(&self);
+}
 
-/// Frames handed to sockets so far, by any thread.
-pub(super) static HANDED: AtomicU64 = AtomicU64::new(0);
+/// Frames handed over so far, by any thread.
+static HANDED: AtomicU64 = AtomicU64::new(0);
 /// Turns a flush waits at most while frames keep coming.
 const MAX_TURNS: usize = 4;
 
-/// The sockets of one batch; `None` once its flush took them.
-struct Batch(Mutex<Option<Vec<Arc<Shared>>>>);
+/// The writers of one batch; `None` once its flush took them.
+struct Batch(Mutex<Option<Vec<Arc<dyn Corked>>>>);
 
 thread_local! {
     /// The batch this thread adds to until its flush runs.
     static OPEN: RefCell<Option<Arc<Batch>>> = const { RefCell::new(None) };
 }
 
-/// Adds a socket with bytes to write to this thread's open batch, or
-/// opens one and schedules its flush.
-pub(super) fn add(s: Arc<Shared>) {
+/// Counts a frame handed over: a flush waiting for more sees it.
+pub(crate) fn handed() {
+    HANDED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds a writer with frames to write to this thread's open batch, or opens
+/// one and schedules its flush. Called once per writer per flush (by its
+/// first frame since the last).
+pub(crate) fn add(s: Arc<dyn Corked>) {
     let s = OPEN.with_borrow(|open| {
         if let Some(batch) = open
             && let Some(list) = batch.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
