@@ -80,23 +80,18 @@ impl<T: Transport> Driver<T> {
             });
         }
         // Heartbeats are not counted, only bounded.
-        if matches!(
-            decoded,
-            Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat))
-        ) {
-            let beat = self.core.admit_heartbeat(Instant::now());
-            if beat != Admit::Handle {
-                return self.refused(beat, None).await;
+        let admit = match decoded {
+            Ok(Inbound::Ping) | Ok(Inbound::Command(Command::Heartbeat)) => {
+                self.core.admit_heartbeat(Instant::now())
             }
-        } else {
-            let rate = self.core.admit_rate(Instant::now());
-            if rate != Admit::Handle {
-                let cmid = match decoded {
-                    Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id,
-                    _ => None,
-                };
-                return self.refused(rate, cmid).await;
-            }
+            _ => self.core.admit_rate(Instant::now()),
+        };
+        if admit != Admit::Handle {
+            let cmid = match decoded {
+                Ok(Inbound::Command(Command::Publish(s))) => s.client_msg_id,
+                _ => None,
+            };
+            return self.refused(admit, cmid).await;
         }
         match decoded {
             Ok(Inbound::Ping) => {
