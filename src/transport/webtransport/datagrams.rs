@@ -26,9 +26,9 @@ pub(super) struct Datagrams {
     /// Datagrams handed over and not yet given to quinn; a non-empty list
     /// is in the cork's batch.
     waiting: Mutex<Vec<Bytes>>,
-    /// The largest datagram quinn took at the last flush (0: the peer
-    /// takes none), read there so that a frame's hand-over takes no lock
-    /// of the connection's.
+    /// The largest datagram quinn takes, as of the last flush or larger
+    /// frame (0: the peer takes none, or the connection is gone), kept so
+    /// that a frame's hand-over takes no lock of the connection's.
     fits: AtomicUsize,
     /// Itself, for the cork's batch.
     me: Weak<Datagrams>,
@@ -75,6 +75,16 @@ fn shared_datagram(session: u64, payload: &Bytes) -> Bytes {
     })
 }
 
+impl Datagrams {
+    /// Asks quinn again what fits (the path may have grown since: MTU
+    /// discovery), for a frame larger than the last answer.
+    fn refit(&self) -> usize {
+        let fits = self.conn.max_datagram_size().unwrap_or(0);
+        self.fits.store(fits, Ordering::Relaxed);
+        fits
+    }
+}
+
 impl std::fmt::Debug for Datagrams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Datagrams")
@@ -89,7 +99,8 @@ impl DirectSend for Datagrams {
         // connection: the frame goes through the session's queue, which
         // sends it reliably or ends the session.
         let datagram = shared_datagram(self.session, payload);
-        if datagram.len() > self.fits.load(Ordering::Relaxed) {
+        let fits = self.fits.load(Ordering::Relaxed);
+        if datagram.len() > fits && (fits == 0 || datagram.len() > self.refit()) {
             return Sent::No;
         }
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,11 +135,10 @@ impl Corked for Datagrams {
                 }
             }
         }
-        let fits = match open {
-            true => self.conn.max_datagram_size().unwrap_or(0),
-            false => 0,
-        };
-        self.fits.store(fits, Ordering::Relaxed);
+        match open {
+            true => drop(self.refit()),
+            false => self.fits.store(0, Ordering::Relaxed),
+        }
     }
 }
 

@@ -85,6 +85,10 @@ async fn a_frame_too_large_for_a_datagram_goes_through_the_queue() {
         Sent::No
     );
     assert_eq!(door.send_volatile(&Bytes::from(vec![0u8; 10])), Sent::Yes);
+    // What fits is read again for a larger frame: the path may have grown.
+    door.fits.store(20, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(door.send_volatile(&Bytes::from(vec![0u8; 100])), Sent::Yes);
+    assert_eq!(door.fits.load(std::sync::atomic::Ordering::Relaxed), max);
 }
 
 #[tokio::test]
