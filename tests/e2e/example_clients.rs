@@ -27,15 +27,17 @@ fn spawn(bin: &str, target: String, user: &str) -> (Child, Lines<BufReader<Child
 
 /// The next frame the client printed that contains `needle`.
 async fn until(out: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> Value {
+    let mut skipped = Vec::new();
     loop {
         let line = tokio::time::timeout(Duration::from_secs(20), out.next_line())
             .await
-            .unwrap_or_else(|_| panic!("no line with {needle} in 20 s"))
+            .unwrap_or_else(|_| panic!("no line with {needle} in 20 s; printed {skipped:?}"))
             .unwrap()
             .expect("the client is running");
         if line.contains(needle) {
             return serde_json::from_str(&line).unwrap();
         }
+        skipped.push(line);
     }
 }
 

@@ -26,9 +26,10 @@ pub(super) struct Datagrams {
     /// Datagrams handed over and not yet given to quinn; a non-empty list
     /// is in the cork's batch.
     waiting: Mutex<Vec<Bytes>>,
-    /// The largest datagram quinn takes, as of the last flush or larger
-    /// frame (0: the peer takes none, or the connection is gone), kept so
-    /// that a frame's hand-over takes no lock of the connection's.
+    /// The largest datagram quinn takes, as quinn last said (at the start,
+    /// for a larger frame, or when it refused one as too large; 0: the peer
+    /// takes none, or the connection is gone), kept so that a frame's
+    /// hand-over takes no lock of the connection's.
     fits: AtomicUsize,
     /// Itself, for the cork's batch.
     me: Weak<Datagrams>,
@@ -120,24 +121,24 @@ impl Corked for Datagrams {
     /// Gives the waiting datagrams to quinn, whose connection task then
     /// packs them into as few packets as fit. One quinn no longer takes
     /// (the path's datagram size shrank, the connection was lost) is
-    /// dropped and counted: a volatile frame may be lost.
+    /// dropped and counted: a volatile frame may be lost. The list keeps
+    /// its memory for the next turn's frames.
     fn flush_corked(&self) {
-        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut open = true;
-        for d in waiting {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        for d in waiting.drain(..) {
             match self.conn.send_datagram(d) {
                 Ok(()) => telemetry::datagram("out"),
                 Err(e) => {
                     telemetry::datagram("dropped");
-                    // Lost, or datagrams turned off: what comes next goes
-                    // through the session's queue, which ends the session.
-                    open &= matches!(e, quinn::SendDatagramError::TooLarge);
+                    match e {
+                        quinn::SendDatagramError::TooLarge => drop(self.refit()),
+                        // Lost, or datagrams turned off: what comes next
+                        // goes through the session's queue, which ends
+                        // the session.
+                        _ => self.fits.store(0, Ordering::Relaxed),
+                    }
                 }
             }
-        }
-        match open {
-            true => drop(self.refit()),
-            false => self.fits.store(0, Ordering::Relaxed),
         }
     }
 }
