@@ -20,11 +20,11 @@ const TYPING_EVERY: Duration = Duration::from_secs(1);
 pub(super) async fn receipt(s: &mut LoggedIn, gw: &Gateway, r: Receipt) -> Effects {
     let done = match r {
         Receipt::Messages { kind, msg_ids } => {
-            gw.chat().receipt(s.user(), s.id, kind, msg_ids).await
+            gw.chat().receipt(s.user(), s.id(), kind, msg_ids).await
         }
         Receipt::Room { room, seq } => match may_read(s, gw, &room).await {
             Ok(()) => {
-                gw.chat().read_room(s.user(), Some(s.id), &room, seq);
+                gw.chat().read_room(s.user(), Some(s.id()), &room, seq);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -95,7 +95,7 @@ pub(super) async fn amend(s: &mut LoggedIn, gw: &Gateway, a: Amend) -> Effects {
         Ok(t) => t,
         Err(e) => return Effects::error(e, cmid),
     };
-    let (gw2, origin, user) = (gw.clone(), s.id, s.user().clone());
+    let (gw2, origin, user) = (gw.clone(), s.id(), s.user().clone());
     let work = async move {
         let mut op = a.op;
         if let AmendOp::Edit(body) = &mut op {
@@ -161,6 +161,6 @@ pub(super) fn typing(s: &mut LoggedIn, gw: &Gateway, to: Destination, typing: bo
         return Effects::default();
     }
     s.occasional().typing.push((to.clone(), now));
-    gw.chat().typing(s.user(), s.id, &to, typing);
+    gw.chat().typing(s.user(), s.id(), &to, typing);
     Effects::default()
 }

@@ -333,12 +333,12 @@ pub(crate) async fn enter(s: &mut LoggedIn, gw: &Gateway, room: Id) -> Result<u6
 /// last member.
 pub(crate) fn leave(s: &mut LoggedIn, gw: &Gateway, room: &Id) {
     if s.rooms.remove(room) {
-        if gw.hub().leave(room, s.id) {
+        if gw.hub().leave(room, s.id()) {
             gw.broker().unwatch_room(room);
         }
         gw.broker()
             .room_left(room, s.user(), s.identity.info.as_deref());
-        s.presence_rooms.retain(|r| r != room);
+        s.drop_presence(room);
     }
 }
 

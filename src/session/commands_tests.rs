@@ -75,7 +75,7 @@ fn session(gw: &Gateway, user: &str, rooms: RoomGrant) -> LoggedIn {
         expires: None,
         info: None,
     };
-    LoggedIn::new(handle.id, identity, handle, rx)
+    LoggedIn::new(identity, handle, rx)
 }
 
 fn only(rooms: &[&str]) -> RoomGrant {
@@ -155,7 +155,7 @@ async fn leave_answers_in_kind_and_drops_the_membership() {
     handle(&mut s, &gw, Command::join(id("r1"))).await;
     let r = one(handle(&mut s, &gw, Command::Leave(id("r1"))).await);
     assert_eq!((r.msg_type, r.room_id), (LEAVE, Some(id("r1"))));
-    assert!(s.rooms.is_empty());
+    assert_eq!(s.rooms.len(), 0);
     assert!(gw.hub().room_users(&id("r1")).is_empty());
     // Leaving a room one is not in is answered the same way.
     assert_eq!(

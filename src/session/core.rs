@@ -91,8 +91,11 @@ struct Expiry {
 
 /// One session's rules and the state they need.
 pub(super) struct Core {
-    heartbeat: Duration,
-    max_frame: usize,
+    /// The heartbeat interval in milliseconds, and the frame size limit:
+    /// four bytes each (a `Duration` and a `usize` took 24), as this sits
+    /// in every idle session's task.
+    heartbeat_ms: u32,
+    max_frame: u32,
     /// Until a login: when the session is closed without one.
     login_deadline: Option<Instant>,
     next_beat: Instant,
@@ -127,8 +130,8 @@ impl Core {
     /// A session that connected at `now` and has not logged in.
     pub(super) fn new(limits: &LimitsConfig, now: Instant) -> Self {
         Self {
-            heartbeat: limits.heartbeat,
-            max_frame: limits.max_frame,
+            heartbeat_ms: u32::try_from(limits.heartbeat.as_millis()).unwrap_or(u32::MAX),
+            max_frame: u32::try_from(limits.max_frame).unwrap_or(u32::MAX),
             login_deadline: Some(now + limits.login_timeout),
             next_beat: now + limits.heartbeat,
             expiry: None,
@@ -142,7 +145,11 @@ impl Core {
     /// The heartbeat interval, which is also how long a write may wait on
     /// the peer.
     pub(super) fn write_deadline(&self) -> Duration {
-        self.heartbeat
+        self.heartbeat()
+    }
+
+    fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.into())
     }
 
     /// A login succeeded at `now` (`unix_ms` on the wall clock), with
@@ -218,7 +225,7 @@ impl Core {
             };
         }
         if self.next_beat <= now {
-            self.next_beat = now + self.heartbeat;
+            self.next_beat = now + self.heartbeat();
             return Due::Heartbeat;
         }
         Due::Nothing
@@ -234,12 +241,12 @@ impl Core {
     /// the transport, judges it.
     pub(super) fn silent(&self, now: Instant, liveness: Liveness) -> bool {
         liveness == Liveness::Session
-            && now.saturating_duration_since(self.last_inbound) >= self.heartbeat * 3
+            && now.saturating_duration_since(self.last_inbound) >= self.heartbeat() * 3
     }
 
     /// A frame of `size` bytes from the peer, before it is decoded.
     pub(super) fn admit_size(&self, size: usize) -> Admit {
-        if size > self.max_frame {
+        if size > self.max_frame() {
             return self.too_large(size);
         }
         Admit::Handle
@@ -270,8 +277,12 @@ impl Core {
     pub(super) fn too_large(&self, size: usize) -> Admit {
         Admit::TooLarge {
             size,
-            limit: self.max_frame,
+            limit: self.max_frame(),
         }
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame as usize
     }
 
     /// The login's replay of `channel` sent everything up to `upto`.

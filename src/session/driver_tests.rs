@@ -390,3 +390,18 @@ async fn a_full_queue_closes_its_session_4008_at_once_and_the_room_goes_on() {
     }
     assert_eq!(got, (0..10).collect::<Vec<u64>>());
 }
+
+/// What an idle plain WebSocket holds is mostly tokio's task cell around
+/// the session's future, and the cell grows in 128-byte steps: with the
+/// driver at 672 bytes the future is 848 and the cell 1,024 (BENCHMARKS.md,
+/// "Idle memory, a sixth step"). A field more in the driver, or in what it
+/// holds inline, puts every idle connection a step up.
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn an_idle_websocket_session_keeps_to_its_task_cell_step() {
+    let size = std::mem::size_of::<super::Driver<crate::transport::websocket_tcp::TcpWebSocket>>();
+    assert!(
+        size <= 672,
+        "the session driver is {size} bytes: box what idle sessions do not use"
+    );
+}

@@ -217,14 +217,12 @@ impl<T: Transport> Driver<T> {
         for (channel, seq) in &started.held {
             self.core.replayed(channel, *seq);
         }
-        let closer = started.state.handle.closer.clone();
         // The session is in the hub: the node's shutdown now comes through
         // its closer. One that began before it got there is seen here.
         self.cancelled = None;
-        if self.shutdown.is_cancelled() {
-            closer.close(CloseCode::GoingAway);
+        if self.gw.shutdown().is_cancelled() {
+            started.state.handle.closer.close(CloseCode::GoingAway);
         }
-        self.closer = Some(closer);
         self.active = Some(started.state);
         if let Err(e) = self.reply(started.reply).await {
             return e.into();

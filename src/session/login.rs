@@ -126,7 +126,7 @@ pub(crate) async fn login(
             CloseCode::GoingAway,
         ));
     }
-    let mut state = LoggedIn::new(id, identity, handle, rx);
+    let mut state = LoggedIn::new(identity, handle, rx);
     info!(session = %id, "logged in");
     telemetry::login("ok");
 

@@ -24,12 +24,11 @@ use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::{Instrument, debug, field, info, info_span, warn};
 
 use crate::auth::UrlCredentials;
 use crate::gateway::Gateway;
-use crate::hub::Closer;
 use crate::model::{DirectSend, now_ms};
 use crate::protocol::{CloseCode, Encoding, Id, ProtoError, Reply};
 use crate::store::Appended;
@@ -80,18 +79,15 @@ pub(crate) fn run<T: Transport>(
     };
     let core = Core::new(&gw.config().limits, Instant::now());
     let kind = peer.kind;
-    let shutdown = gw.shutdown().clone();
     let m = telemetry::session_metrics(kind);
     let mut driver = Driver {
         m,
-        cancelled: Some(Box::pin(shutdown.clone().cancelled_owned())),
-        shutdown,
+        cancelled: Some(Box::pin(gw.shutdown().clone().cancelled_owned())),
         t: transport,
         gw,
         pre: Some(Box::new(PreLogin { url, door })),
         _address_permit: peer.address_permit,
         active: None,
-        closer: None,
         core,
         acks: None,
         writable: true,
@@ -176,12 +172,10 @@ struct PreLogin {
 struct Driver<T> {
     /// Metric handles for the hot path.
     m: &'static telemetry::SessionMetrics,
-    /// The node's shutdown: every session closes 1001. A close asked for
-    /// the session alone comes through its [`Closer`].
-    shutdown: CancellationToken,
-    /// The shutdown's waiter, until a login: from then on the hub's
-    /// [`Closer`] carries the shutdown too (the node closes every session
-    /// the hub holds), so a logged-in session keeps no waiter of its own.
+    /// The node's shutdown (every session closes 1001), waited for until a
+    /// login: from then on the hub's [`Closer`](crate::hub::Closer) carries
+    /// it too (the node closes every session the hub holds), so a
+    /// logged-in session keeps no waiter of its own.
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     t: T,
     gw: Gateway,
@@ -191,11 +185,9 @@ struct Driver<T> {
     /// A client behind a trusted proxy: its place under the per-address
     /// cap, freed when the session ends.
     _address_permit: Option<Arc<crate::caps::ConnPermit>>,
-    /// Set by a successful login.
+    /// Set by a successful login; its hub handle holds the session's id and
+    /// the hub's way to close it.
     active: Option<LoggedIn>,
-    /// The hub's way to close this session (set at login), kept apart from
-    /// `active` so the select loop can borrow both.
-    closer: Option<Arc<Closer>>,
     /// The session's rules and timers, without I/O.
     core: Core,
     /// Stores in flight whose ack is still to be sent, in any order;
@@ -278,7 +270,10 @@ impl<T: Transport> Driver<T> {
         let flow = match woke {
             Woke::Cancelled => {
                 // A request from the hub carries its code; otherwise the node is shutting down.
-                let code = self.closer.as_ref().and_then(|c| c.requested_code());
+                let code = self
+                    .active
+                    .as_ref()
+                    .and_then(|a| a.handle.closer.requested_code());
                 Flow::Close(code.unwrap_or(CloseCode::GoingAway))
             }
             Woke::Deadline => match self.core.on_timer(Instant::now()) {
@@ -353,13 +348,14 @@ impl<T: Transport> Driver<T> {
     /// Leaves the hub and tells the broker what this node no longer holds.
     fn finish(&mut self) {
         let Some(a) = self.active.take() else { return };
-        let rooms: Vec<Id> = a.rooms.into_iter().collect();
+        let id = a.id();
+        let rooms: Vec<Id> = a.rooms.into_vec();
         let (last_user, last_rooms) =
             self.gw
                 .hub()
-                .unregister(a.id, &a.identity.user, rooms.iter().cloned());
+                .unregister(id, &a.identity.user, rooms.iter().cloned());
         let broker = self.gw.broker();
-        broker.session_closed(&a.identity.user, a.id);
+        broker.session_closed(&a.identity.user, id);
         for room in &rooms {
             broker.room_left(room, &a.identity.user, a.identity.info.as_deref());
         }

@@ -126,8 +126,8 @@ impl<T: Transport> Driver<T> {
         let r = bounded(
             self.t.write(frame, lane),
             limit,
-            self.closer.as_deref(),
-            &self.shutdown,
+            self.active.as_ref().map(|a| &*a.handle.closer),
+            self.gw.shutdown(),
         )
         .await;
         self.wrote(r)
@@ -146,8 +146,8 @@ impl<T: Transport> Driver<T> {
         let r = bounded(
             self.t.flush(),
             limit,
-            self.closer.as_deref(),
-            &self.shutdown,
+            self.active.as_ref().map(|a| &*a.handle.closer),
+            self.gw.shutdown(),
         )
         .await;
         self.wrote(r)
@@ -165,7 +165,13 @@ impl<T: Transport> Driver<T> {
             liveness = t.heartbeat().await?;
             Ok(())
         };
-        let r = bounded(probe, limit, self.closer.as_deref(), &self.shutdown).await;
+        let r = bounded(
+            probe,
+            limit,
+            self.active.as_ref().map(|a| &*a.handle.closer),
+            self.gw.shutdown(),
+        )
+        .await;
         self.wrote(r).map(|()| liveness)
     }
 
@@ -193,7 +199,7 @@ impl<T: Transport> Driver<T> {
         let mut written = 0;
         while let Some(frame) = next.take() {
             let Some(active) = &self.active else { break };
-            match self.core.route(&frame, &active.presence_rooms) {
+            match self.core.route(&frame, active.presence_rooms()) {
                 Route::Skip => {}
                 Route::Control => match Box::pin(self.on_control(&frame.payload)).await {
                     Flow::Continue => {}

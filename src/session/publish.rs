@@ -56,7 +56,7 @@ pub(super) fn publish(s: &mut LoggedIn, gw: &Gateway, p: Publish) -> Effects {
         Destination::Room(room) if !p.volatile => Some(room.clone()),
         _ => None,
     };
-    let sent = span.in_scope(|| gw.publisher().send(s.user().clone(), Some(s.id), p));
+    let sent = span.in_scope(|| gw.publisher().send(s.user().clone(), Some(s.id()), p));
     match sent {
         Sent::Volatile => Effects::default(),
         Sent::Stored(fut) => {
@@ -92,7 +92,7 @@ fn publish_after_hook(s: &mut LoggedIn, gw: &Gateway, mut p: Publish, hooked: bo
     let hooks = gw.hooks().clone();
     let publisher = gw.publisher().clone();
     let user = s.user().clone();
-    let origin = s.id;
+    let origin = s.id();
     let gw = gw.clone();
     async move {
         let cmid = p.client_msg_id.clone();
@@ -131,7 +131,7 @@ fn volatile_after_hook(s: &LoggedIn, gw: &Gateway, mut p: Publish) -> AckFuture 
     let hooks = gw.hooks().clone();
     let publisher = gw.publisher().clone();
     let user = s.user().clone();
-    let origin = s.id;
+    let origin = s.id();
     async move {
         let cmid = p.client_msg_id.clone();
         if let Err(e) = hooks.publish(Some(&user), &mut p).await {

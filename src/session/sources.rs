@@ -86,9 +86,9 @@ impl<T: Transport> Driver<T> {
             .as_mut()
             .is_some_and(|c| c.as_mut().poll(&mut quiet).is_ready())
             || self
-                .closer
+                .active
                 .as_ref()
-                .is_some_and(|c| c.poll_requested(&mut quiet).is_ready())
+                .is_some_and(|a| a.handle.closer.poll_requested(&mut quiet).is_ready())
         {
             return Poll::Ready(Woke::Cancelled);
         }
