@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs the packed tarball ($1) into a scratch project, offline, and uses
-# it as an application would: its types compile under strict TypeScript
-# (a wrong event name does not), and its ESM entry loads in Node.
+# Installs the packed tarball ($1) into a scratch project, as an application
+# would: its dependencies from npm's cache where `npm ci` left them, else
+# from the registry (`npm ci` caches tarballs, not the registry's metadata
+# that an install of a tarball resolves its dependencies with: `--offline`
+# failed with ENOTCACHED on a fresh machine). Then it uses the package: its
+# types compile under strict TypeScript (a wrong event name does not), and
+# its ESM entry loads in Node.
 set -euo pipefail
 tarball=$(realpath "$1")
 tsc=$(realpath "$(dirname "$0")/../node_modules/.bin/tsc")
@@ -9,7 +13,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
 printf '{"name":"consumer","private":true,"type":"module"}\n' > package.json
-npm install --offline --no-audit --no-fund --loglevel=error "$tarball"
+npm install --prefer-offline --no-audit --no-fund --loglevel=error "$tarball"
 cat > use.ts <<'TS'
 import { RtgateClient, RtgateError, type Ack, type Message } from "rtgate-client";
 const c = new RtgateClient({ url: "https://chat.example", userId: "alice", sendTimeoutMs: 5000 });
@@ -25,4 +29,4 @@ node --input-type=module -e '
 import { RtgateClient, FrameDecoder, encodeFrame } from "rtgate-client";
 const [f] = new FrameDecoder().push(encodeFrame("{}"));
 if (typeof RtgateClient !== "function" || f !== "{}") process.exit(1);
-console.log("the packed package installs offline, type-checks and loads");'
+console.log("the packed package installs, type-checks and loads");'
