@@ -1,7 +1,8 @@
 //! rtgate next to the floor and the best peer that runs here
 //! (uWebSockets.js), on traffic shaped like users' and not like ours: a
 //! room whose publishers tick in step (bursts) and one whose messages
-//! arrive evenly, a saturated room, idle connections and connects. Each
+//! arrive evenly, a saturated room, idle connections and connects, and
+//! rtgate's WebTransport fan-out beside its WebSocket one. Each
 //! figure is measured in the same invocation, one server at a time, on the
 //! same pinned core.
 
@@ -41,6 +42,37 @@ pub(crate) fn print(rows: &[Value]) {
     }
 }
 
+/// rtgate's WebTransport datagram fan-out against its WebSocket one of the
+/// same invocation (`ws`), on the same load: the floor and uWS have no
+/// WebTransport, so the row holds rtgate's ratio alone.
+async fn wt_row(
+    what: &str,
+    rt: &Target,
+    o: &FanoutOpts,
+    ws: &Value,
+    pin: bool,
+) -> anyhow::Result<(Value, Value)> {
+    let key = "deliveries_per_server_cpu_s";
+    let wt = load::fanout_with(
+        rt,
+        &FanoutOpts {
+            transport: Transport::Wt,
+            ..o.clone()
+        },
+        &[],
+        pin,
+    )
+    .await?;
+    let ratio = match (wt[key].as_f64(), ws[key].as_f64()) {
+        (Some(a), Some(b)) if b != 0.0 => json!(a / b),
+        _ => Value::Null,
+    };
+    let row = json!({"target": what, "key": "wt_over_ws", "goal": ">= 0.5x WebSocket's",
+                     "floor": Value::Null, "uws": Value::Null, "rtgate": ratio,
+                     "over_floor": Value::Null, "over_uws": Value::Null});
+    Ok((row, wt))
+}
+
 /// The three servers on one fan-out load.
 async fn fanout3(rt: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<[Value; 3]> {
     Ok([
@@ -72,16 +104,12 @@ pub(crate) async fn peers(
         arrivals: Arrivals::Burst,
     };
     let burst = fanout3(&rt, &base, pin).await?;
-    let spread = fanout3(
-        &rt,
-        &FanoutOpts {
-            pubs: 1,
-            arrivals: Arrivals::Spread,
-            ..base.clone()
-        },
-        pin,
-    )
-    .await?;
+    let spread_o = FanoutOpts {
+        pubs: 1,
+        arrivals: Arrivals::Spread,
+        ..base.clone()
+    };
+    let spread = fanout3(&rt, &spread_o, pin).await?;
     let saturated = fanout3(
         &rt,
         &FanoutOpts {
@@ -91,6 +119,22 @@ pub(crate) async fn peers(
             arrivals: Arrivals::Spread,
             ..base.clone()
         },
+        pin,
+    )
+    .await?;
+    let (wt_burst_row, wt_burst) = wt_row(
+        "bursts of 5: WebTransport / WebSocket deliveries per CPU-s",
+        &rt,
+        &base,
+        &burst[2],
+        pin,
+    )
+    .await?;
+    let (wt_spread_row, wt_spread) = wt_row(
+        "evenly spread: WebTransport / WebSocket deliveries per CPU-s",
+        &rt,
+        &spread_o,
+        &spread[2],
         pin,
     )
     .await?;
@@ -141,6 +185,8 @@ pub(crate) async fn peers(
             ">= 0.8x floor",
             &saturated,
         ),
+        wt_burst_row,
+        wt_spread_row,
         row(
             &format!("idle logged-in WebSocket at {conns}: RSS per connection (B)"),
             "rss_per_conn",
@@ -157,6 +203,6 @@ pub(crate) async fn peers(
     print(&rows);
     Ok(
         json!({"peers": rows, "runs": {"burst": burst, "spread": spread, "saturated": saturated,
-              "idle": idle, "connects": connects}}),
+              "wt_burst": wt_burst, "wt_spread": wt_spread, "idle": idle, "connects": connects}}),
     )
 }
