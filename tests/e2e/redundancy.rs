@@ -108,7 +108,7 @@ async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
         delay_ms: 100.0,
         ..Impairment::default()
     };
-    let Some((lab, s)) = lab_with("redundancy::behind_loss", imp) else {
+    let Some((mut lab, s)) = lab_with("redundancy::behind_loss", imp) else {
         return;
     };
     let token = |u: &str| jwt("k3y", json!({"sub": u, "exp": unix_now() + 600}));
@@ -179,11 +179,30 @@ async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
         let want: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
         assert_eq!(seqs, want, "{channel}");
     }
-    // "auto" saw the loss and sent copies too.
-    assert!(
-        copies.iter().any(|(_, way, _, _)| *way == "datagram"),
-        "auto sent no copy behind 8 % loss"
-    );
+    // "auto" saw the loss: it sent copies too, or, had the round trip
+    // risen as a filling link's does (a loaded machine's scheduling can do
+    // that to the lab's 200 ms, as in one CI run), it held them and counted
+    // that; it does either only once it has seen packets lost. When it
+    // holds and when not is `link_queue`'s unit tests' (a steady round trip
+    // never holds).
+    if !copies.iter().any(|(_, way, _, _)| *way == "datagram") {
+        let direct = format!("{}:{}", lab.server_direct_ip, s.http.port());
+        let (_, text) = http_request(direct.parse().unwrap(), "GET", "/metrics", &[], "").await;
+        let copy_counts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("rtgate_datagram_copies_total"))
+            .collect();
+        let held = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rtgate_datagram_copies_total{outcome=\"held\"} "))
+            .map_or(0.0, |v| v.parse::<f64>().unwrap());
+        let dropped = lab.stats().dropped;
+        assert!(
+            held > 0.0,
+            "auto sent no copy behind 8 % loss and held none: {copy_counts:?}; the lab dropped {dropped} packets"
+        );
+        eprintln!("redundancy lab: auto held its copies (the round trip rose): {copy_counts:?}");
+    }
     eprintln!("redundancy lab: {rescued} of 200 rescued by their datagram copy");
 }
 
