@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// What the fan-out handed frames to and writes in the batch's flush.
 pub(crate) trait Corked: Send + Sync {
@@ -29,15 +29,20 @@ thread_local! {
     static OPEN: RefCell<Option<Arc<Batch>>> = const { RefCell::new(None) };
 }
 
-/// Counts a frame handed over: a flush waiting for more sees it.
-pub(crate) fn handed() {
+/// A frame was handed to the writer `me`: counted (a flush waiting for
+/// more sees it) and, for the writer's `first` frame since its last flush,
+/// the writer joins this thread's batch.
+pub(crate) fn handed<W: Corked + 'static>(first: bool, me: &Weak<W>) {
     HANDED.fetch_add(1, Ordering::Relaxed);
+    if first && let Some(me) = me.upgrade() {
+        add(me);
+    }
 }
 
 /// Adds a writer with frames to write to this thread's open batch, or opens
 /// one and schedules its flush. Called once per writer per flush (by its
 /// first frame since the last).
-pub(crate) fn add(s: Arc<dyn Corked>) {
+fn add(s: Arc<dyn Corked>) {
     let s = OPEN.with_borrow(|open| {
         if let Some(batch) = open
             && let Some(list) = batch.0.lock().unwrap_or_else(|p| p.into_inner()).as_mut()

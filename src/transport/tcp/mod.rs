@@ -384,10 +384,7 @@ impl DirectSend for Shared {
         let first = !out.corked;
         out.corked = true;
         drop(out);
-        cork::handed();
-        if first && let Some(me) = self.me.upgrade() {
-            cork::add(me);
-        }
+        cork::handed(first, &self.me);
         telemetry::session_metrics(TransportKind::WebSocket)
             .frames_out
             .increment(1);

@@ -108,10 +108,7 @@ impl DirectSend for Datagrams {
         let first = waiting.is_empty();
         waiting.push(datagram);
         drop(waiting);
-        cork::handed();
-        if first && let Some(me) = self.me.upgrade() {
-            cork::add(me);
-        }
+        cork::handed(first, &self.me);
         self.m.frames_out.increment(1);
         Sent::Yes
     }
