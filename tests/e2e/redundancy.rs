@@ -46,6 +46,16 @@ async fn arrivals(c: &mut WtClient, quiet: Duration) -> Vec<(String, &'static st
     out
 }
 
+/// `rtgate_datagram_copies_total{outcome}` in a `/metrics` text (0 when
+/// absent).
+fn copies_counted(metrics: &str, outcome: &str) -> f64 {
+    let key = format!("rtgate_datagram_copies_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0.0, |v| v.parse::<f64>().unwrap())
+}
+
 #[tokio::test]
 async fn each_channel_frame_comes_twice_when_asked_and_never_unasked() {
     let s = Server::start(&[]);
@@ -192,10 +202,7 @@ async fn behind_loss_a_lost_stream_copy_is_outrun_by_its_datagram() {
             .lines()
             .filter(|l| l.starts_with("rtgate_datagram_copies_total"))
             .collect();
-        let held = text
-            .lines()
-            .find_map(|l| l.strip_prefix("rtgate_datagram_copies_total{outcome=\"held\"} "))
-            .map_or(0.0, |v| v.parse::<f64>().unwrap());
+        let held = copies_counted(&text, "held");
         let dropped = lab.stats().dropped;
         assert!(
             held > 0.0,
@@ -261,12 +268,7 @@ async fn on_a_link_the_copies_would_fill_auto_pauses_them() {
     seqs.dedup();
     assert_eq!(seqs, (first..first + sent as u64).collect::<Vec<_>>());
     let (_, text) = http_request(direct.parse().unwrap(), "GET", "/metrics", &[], "").await;
-    let count = |outcome: &str| {
-        let key = format!("rtgate_datagram_copies_total{{outcome=\"{outcome}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .map_or(0.0, |v| v.parse::<f64>().unwrap())
-    };
+    let count = |outcome: &str| copies_counted(&text, outcome);
     let copies = got
         .iter()
         .filter(|(_, way, _, _)| *way == "datagram")
