@@ -148,15 +148,19 @@ impl Publisher {
         });
         let appended = match watched {
             None => appended,
+            // The ack waits for what the watcher keeps of the message.
             Some((watch, mut m)) => appended
-                .inspect(move |r| {
-                    if let Ok(a) = r
+                .then(move |r| async move {
+                    if let Ok(a) = &r
                         && !a.duplicate
                     {
                         m.msg_id = a.msg_id.clone();
                         m.seq = a.seq;
-                        watch.stored(m);
+                        if let Some(kept) = watch.stored(m) {
+                            kept.await;
+                        }
                     }
+                    r
                 })
                 .boxed(),
         };

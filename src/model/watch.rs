@@ -1,6 +1,8 @@
 //! What the publish path tells push about each stored direct message: the
 //! seam between routing and [`crate`]'s push module, which sits beside it.
 
+use futures_util::future::BoxFuture;
+
 use crate::protocol::Id;
 
 /// How many characters of a message a push's preview shows.
@@ -25,8 +27,11 @@ pub struct StoredDirect {
 
 /// Watches stored direct messages.
 pub trait InboxWatch: Send + Sync + 'static {
-    /// A direct message was stored (not a resend).
-    fn stored(&self, message: StoredDirect);
+    /// A direct message was stored (not a resend). What it answers is
+    /// awaited before the message is acknowledged: what the watcher must
+    /// have written for the message to survive the node (push: the job of
+    /// the window the message opens).
+    fn stored(&self, message: StoredDirect) -> Option<BoxFuture<'static, ()>>;
 
     /// Whether [`StoredDirect::preview`] is wanted.
     fn wants_preview(&self) -> bool;

@@ -86,7 +86,7 @@ async fn handle(inner: &Arc<Inner>, job: Job) {
     match job {
         Job::Window { user, after } => {
             if let Some(w) = read_back(inner, &user, after).await {
-                super::decide(inner.clone(), user, w).await;
+                super::lifecycle::decide(inner.clone(), user, w).await;
             }
         }
         Job::Retry {

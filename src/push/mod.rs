@@ -15,6 +15,7 @@ mod client;
 mod deliver;
 mod fcm;
 mod jobs;
+mod lifecycle;
 pub(crate) mod webpush;
 mod window;
 
@@ -23,7 +24,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, Shared};
 use serde_json::json;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -36,7 +39,6 @@ use crate::model::watch::{InboxWatch, StoredDirect};
 use crate::protocol::push::Address;
 use crate::protocol::{Id, ProtoError};
 use crate::store::{Registration, Store};
-use crate::telemetry;
 use window::Window;
 
 /// How often a window another node held is tried again, at most.
@@ -125,6 +127,9 @@ struct Services {
     client: client::HttpsClient,
 }
 
+/// Done once a window's job is written (or could not be).
+type Written = Shared<oneshot::Receiver<()>>;
+
 struct Inner {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
@@ -139,6 +144,9 @@ struct Inner {
     services: Services,
     /// Open windows, by user.
     pending: Mutex<HashMap<Id, Window>>,
+    /// Windows whose job is being written: a message that joins one is
+    /// acknowledged once it is.
+    writing: Mutex<HashMap<Id, Written>>,
     shutdown: CancellationToken,
 }
 
@@ -202,6 +210,7 @@ impl Pusher {
                 client,
             },
             pending: Mutex::new(HashMap::new()),
+            writing: Mutex::new(HashMap::new()),
             shutdown: parts.shutdown.clone(),
         });
         tokio::spawn(share_marks(parts.hub, parts.broker, parts.shutdown));
@@ -256,84 +265,21 @@ impl Pusher {
         store.add_registration(user, reg).await?;
         Ok(())
     }
-
-    /// Opens or extends `m.to`'s window.
-    fn open(inner: &Arc<Inner>, user: Id, w: Window) {
-        let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-        match pending.get_mut(&user) {
-            Some(open) => open.merge(w),
-            None => {
-                // The window is a job in the store too, due a while after
-                // it ends: finished below, or taken over by any node when
-                // this one dies first.
-                let job = jobs::Job::Window {
-                    user: user.clone(),
-                    after: w.after(),
-                };
-                let due = now_ms() + (inner.delay + jobs::TAKE_OVER_AFTER).as_millis() as u64;
-                pending.insert(user.clone(), w);
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    // A user no push can reach, with no event hook to tell:
-                    // the window stays (the messages of its time join it
-                    // at the cost of a push onto a list) and ends with
-                    // nothing to do.
-                    let reachable = inner.events
-                        || !matches!(inner.store.registrations(&user).await, Ok(r) if r.is_empty());
-                    let kept = match reachable {
-                        true => Some(inner.store.schedule_push(due, job.to_json()).await),
-                        false => {
-                            if let Some(w) = inner
-                                .pending
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_mut(&user)
-                            {
-                                w.inert = true;
-                            }
-                            None
-                        }
-                    };
-                    if let Some(Err(e)) = &kept {
-                        warn!(%user, error = %e, "a push window could not be stored; kept in memory only");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(inner.delay) => {}
-                        _ = inner.shutdown.cancelled() => return,
-                    }
-                    if !reachable {
-                        inner
-                            .pending
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&user);
-                        return;
-                    }
-                    end(inner.clone(), user).await;
-                    if let Some(Ok(key)) = kept
-                        && let Err(e) = inner.store.finish_pushes(vec![key]).await
-                    {
-                        warn!(error = %e, "a done push window could not be removed");
-                    }
-                });
-            }
-        }
-    }
 }
 
 impl InboxWatch for Pusher {
-    fn stored(&self, m: StoredDirect) {
+    fn stored(&self, m: StoredDirect) -> Option<BoxFuture<'static, ()>> {
         if !self.inner.watching {
-            return;
+            return None;
         }
         let user = m.to.clone();
         let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(open) = pending.get_mut(&user) {
             open.add(m);
-            return;
+            return self.inner.written(&user);
         }
         drop(pending);
-        Self::open(&self.inner, user, Window::new(m));
+        lifecycle::open(&self.inner, user, Window::new(m))
     }
 
     fn wants_preview(&self) -> bool {
@@ -342,69 +288,6 @@ impl InboxWatch for Pusher {
 
     fn watching(&self) -> bool {
         self.inner.watching
-    }
-}
-
-/// A window ended.
-async fn end(inner: Arc<Inner>, user: Id) {
-    let w = inner
-        .pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&user);
-    if let Some(w) = w {
-        decide(inner, user, w).await;
-    }
-}
-
-/// What of a window reached no session is reported and pushed.
-async fn decide(inner: Arc<Inner>, user: Id, w: Window) {
-    let reached = match inner.broker.reached(vec![user.clone()]).await {
-        Ok(r) => r.first().copied().unwrap_or(0),
-        Err(e) => {
-            // Better a push too many than none.
-            warn!(%user, error = %e, "cannot tell what reached the user's sessions; pushing");
-            0
-        }
-    };
-    let Some(mut w) = w.undelivered(reached) else {
-        telemetry::push_check("received");
-        return;
-    };
-    match inner.broker.claim_push(&user, inner.delay).await {
-        Ok(false) if w.deferrals < MAX_DEFERRALS => {
-            telemetry::push_check("deferred");
-            w.deferrals += 1;
-            Pusher::open(&inner, user, w);
-            return;
-        }
-        Ok(_) => {}
-        Err(e) => warn!(%user, error = %e, "cannot claim the user's push window; pushing"),
-    }
-    telemetry::push_check("undelivered");
-    if inner.events {
-        let event = crate::model::event::inbox_undelivered(w.event_data(&user));
-        if let Err(e) = inner.store.push_events(vec![event]).await {
-            warn!(%user, error = %e, "inbox.undelivered could not be put in the outbox");
-            telemetry::event_lost();
-        }
-    }
-    let regs = match inner.store.registrations(&user).await {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(%user, error = %e, "push registrations could not be read");
-            return;
-        }
-    };
-    let notice = w.notice();
-    for reg in regs {
-        tokio::spawn(deliver::deliver(
-            inner.clone(),
-            user.clone(),
-            reg,
-            notice.clone(),
-            0,
-        ));
     }
 }
 
