@@ -145,6 +145,11 @@ enum Cmd {
         /// Idle connections for the memory row.
         #[arg(long, default_value_t = 19_000)]
         conns: usize,
+        /// Rounds of the fan-out loads, the servers alternated in each;
+        /// the table holds each figure's median (single runs spread by
+        /// +-20 %).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// N user pairs messaging each other (durable direct messages).
     Direct {
@@ -432,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let target = Target::pick(baseline, uws, server);
             load::fanout(&target, &opts.opts(), pin).await?
         }
-        Cmd::Peers { conns } => peers::peers(&server, conns, pin).await?,
+        Cmd::Peers { conns, rounds } => peers::peers(&server, conns, rounds, pin).await?,
         Cmd::Direct {
             pairs,
             window,

@@ -4,7 +4,8 @@
 //! arrive evenly, a saturated room, idle connections and connects, and
 //! rtgate's WebTransport fan-out beside its WebSocket one. Each
 //! figure is measured in the same invocation, one server at a time, on the
-//! same pinned core.
+//! same pinned core; the fan-out loads run in rounds (the servers
+//! alternated in each) and the table holds each figure's median.
 
 use serde_json::{Value, json};
 
@@ -50,19 +51,19 @@ async fn wt_row(
     rt: &Target,
     o: &FanoutOpts,
     ws: &Value,
+    rounds: usize,
     pin: bool,
 ) -> anyhow::Result<(Value, Value)> {
     let key = "deliveries_per_server_cpu_s";
-    let wt = load::fanout_with(
-        rt,
-        &FanoutOpts {
+    let mut runs = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let o = FanoutOpts {
             transport: Transport::Wt,
             ..o.clone()
-        },
-        &[],
-        pin,
-    )
-    .await?;
+        };
+        runs.push(load::fanout_with(rt, &o, &[], pin).await?);
+    }
+    let wt = median(runs);
     let ratio = match (wt[key].as_f64(), ws[key].as_f64()) {
         (Some(a), Some(b)) if b != 0.0 => json!(a / b),
         _ => Value::Null,
@@ -73,13 +74,44 @@ async fn wt_row(
     Ok((row, wt))
 }
 
-/// The three servers on one fan-out load.
-async fn fanout3(rt: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<[Value; 3]> {
-    Ok([
-        load::fanout(&Target::Baseline, o, pin).await?,
-        load::fanout(&Target::Uws, o, pin).await?,
-        load::fanout(rt, o, pin).await?,
-    ])
+/// One figure per run: each numeric field the median of the runs (the
+/// upper one of an even count), the runs' figures of the fields the table
+/// reads kept beside it (`rounds`).
+fn median(runs: Vec<Value>) -> Value {
+    let mut out = runs.first().cloned().unwrap_or(Value::Null);
+    let Some(fields) = out.as_object_mut() else {
+        return out;
+    };
+    for (k, v) in fields.iter_mut() {
+        let mut xs: Vec<f64> = runs.iter().filter_map(|r| r[k].as_f64()).collect();
+        if v.is_number() && xs.len() == runs.len() {
+            xs.sort_by(f64::total_cmp);
+            *v = json!(xs[xs.len() / 2]);
+        }
+    }
+    let each = |k: &str| runs.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
+    fields.insert(
+        "rounds".into(),
+        json!({"deliveries_per_server_cpu_s": each("deliveries_per_server_cpu_s"),
+               "p99_ms": each("p99_ms"), "tcp_segments_per_s": each("tcp_segments_per_s")}),
+    );
+    out
+}
+
+/// The three servers on one fan-out load, `rounds` times, alternated.
+async fn fanout3(
+    rt: &Target,
+    o: &FanoutOpts,
+    rounds: usize,
+    pin: bool,
+) -> anyhow::Result<[Value; 3]> {
+    let mut runs: [Vec<Value>; 3] = Default::default();
+    for _ in 0..rounds.max(1) {
+        runs[0].push(load::fanout(&Target::Baseline, o, pin).await?);
+        runs[1].push(load::fanout(&Target::Uws, o, pin).await?);
+        runs[2].push(load::fanout(rt, o, pin).await?);
+    }
+    Ok(runs.map(median))
 }
 
 /// Fan-out on both arrival patterns, saturated fan-out, idle connections
@@ -87,6 +119,7 @@ async fn fanout3(rt: &Target, o: &FanoutOpts, pin: bool) -> anyhow::Result<[Valu
 pub(crate) async fn peers(
     server: &std::path::Path,
     conns: usize,
+    rounds: usize,
     pin: bool,
 ) -> anyhow::Result<Value> {
     let rt = Target::Rtgate(server.to_path_buf());
@@ -103,13 +136,13 @@ pub(crate) async fn peers(
         transport: Transport::Ws,
         arrivals: Arrivals::Burst,
     };
-    let burst = fanout3(&rt, &base, pin).await?;
+    let burst = fanout3(&rt, &base, rounds, pin).await?;
     let spread_o = FanoutOpts {
         pubs: 1,
         arrivals: Arrivals::Spread,
         ..base.clone()
     };
-    let spread = fanout3(&rt, &spread_o, pin).await?;
+    let spread = fanout3(&rt, &spread_o, rounds, pin).await?;
     let saturated = fanout3(
         &rt,
         &FanoutOpts {
@@ -119,6 +152,7 @@ pub(crate) async fn peers(
             arrivals: Arrivals::Spread,
             ..base.clone()
         },
+        1,
         pin,
     )
     .await?;
@@ -127,6 +161,7 @@ pub(crate) async fn peers(
         &rt,
         &base,
         &burst[2],
+        rounds,
         pin,
     )
     .await?;
@@ -135,6 +170,7 @@ pub(crate) async fn peers(
         &rt,
         &spread_o,
         &spread[2],
+        rounds,
         pin,
     )
     .await?;
