@@ -1,5 +1,5 @@
 //! A real nginx on a free loopback port, configured with the repository's
-//! recipes (`deploy/nginx/*.conf` snippets), killed on drop.
+//! recipes (`deploy/nginx/*.conf` snippets), stopped with its worker on drop.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,7 +85,17 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, so that the master stops its worker (a SIGKILLed master
+    /// leaves its worker running, listening, for good); SIGKILL if it has
+    /// not gone in 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
